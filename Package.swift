@@ -1,0 +1,108 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// Settings every target is built with: Swift 6 language mode (strict concurrency)
+// plus the upcoming features that keep the public surfaces honest.
+let strictSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "guidon",
+    products: [
+        .executable(name: "guidond", targets: ["guidond"]),
+        .executable(name: "guidon", targets: ["guidon"]),
+        .executable(name: "guidon-bench", targets: ["guidon-bench"]),
+        .library(name: "GuidonEngine", targets: ["GuidonEngine"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-atomics", from: "1.3.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
+    ],
+    targets: [
+        // JSON values, a position-reporting parser and a compact writer. No Foundation.
+        .target(name: "GuidonJSON"),
+        // The pure evaluation engine: flagd documents → validated, compiled, immutable snapshots.
+        .target(name: "GuidonEngine", dependencies: ["GuidonJSON"]),
+        // The NDJSON wire protocol: zero-copy request decoding and reply encoding. No I/O.
+        .target(name: "GuidonProtocol", dependencies: ["GuidonJSON", "GuidonEngine"]),
+        // libsystemd, through pkg-config.
+        .systemLibrary(
+            name: "CSystemd",
+            pkgConfig: "libsystemd",
+            providers: [.apt(["libsystemd-dev"])]
+        ),
+        // sd_notify, socket activation, watchdog and a journald LogHandler.
+        .target(
+            name: "GuidonSystemd",
+            dependencies: [
+                "CSystemd",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The daemon: NIO server, snapshot store, reloads.
+        .target(
+            name: "GuidonServer",
+            dependencies: [
+                "GuidonJSON", "GuidonEngine", "GuidonProtocol", "GuidonSystemd",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Atomics", package: "swift-atomics"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "guidond",
+            dependencies: [
+                "GuidonServer", "GuidonSystemd",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "guidon",
+            dependencies: [
+                "GuidonJSON", "GuidonEngine", "GuidonProtocol",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
+            name: "guidon-bench",
+            dependencies: [
+                "GuidonJSON", "GuidonEngine", "GuidonProtocol",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "GuidonJSONTests", dependencies: ["GuidonJSON"]),
+        .testTarget(
+            name: "GuidonEngineTests",
+            dependencies: [
+                "GuidonJSON", "GuidonEngine",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ],
+            resources: [.copy("Fixtures")]
+        ),
+        .testTarget(
+            name: "GuidonProtocolTests",
+            dependencies: ["GuidonJSON", "GuidonEngine", "GuidonProtocol"]
+        ),
+        .testTarget(
+            name: "GuidonServerTests",
+            dependencies: [
+                "GuidonJSON", "GuidonEngine", "GuidonProtocol", "GuidonServer",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(name: "GuidonSystemdTests", dependencies: ["GuidonSystemd"]),
+    ]
+)
+
+for target in package.targets where target.type != .system {
+    target.swiftSettings = (target.swiftSettings ?? []) + strictSettings
+}

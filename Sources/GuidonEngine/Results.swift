@@ -1,0 +1,79 @@
+public import GuidonJSON
+
+/// The type a caller expects a flag's value to have.
+public enum ValueType: String, Sendable, CaseIterable {
+    case boolean, string, integer, float, object
+}
+
+/// Why an evaluation produced its value (OpenFeature's reasons).
+public enum Reason: String, Sendable {
+    /// No targeting; the default variant was served.
+    case `static` = "STATIC"
+    /// Targeting named a variant.
+    case targetingMatch = "TARGETING_MATCH"
+    /// Targeting returned null; the default variant (or the caller's default) was served.
+    case `default` = "DEFAULT"
+    /// The flag is disabled; the caller's default applies.
+    case disabled = "DISABLED"
+    /// Something went wrong; see `ErrorCode`. The caller's default applies.
+    case error = "ERROR"
+}
+
+/// OpenFeature error codes, as the flagd reference evaluator reports them.
+public enum ErrorCode: String, Sendable {
+    case flagNotFound = "FLAG_NOT_FOUND"
+    case typeMismatch = "TYPE_MISMATCH"
+    case parseError = "PARSE_ERROR"
+    case general = "GENERAL"
+}
+
+/// Who is asking: the targeting key plus any attributes.
+public struct EvaluationContext: Sendable, Hashable {
+    public var targetingKey: String?
+    public var attributes: JSONObject
+
+    public init(targetingKey: String? = nil, attributes: JSONObject = JSONObject()) {
+        self.targetingKey = targetingKey
+        self.attributes = attributes
+    }
+
+    /// A context as it travels on the wire: a string member `targetingKey` is the
+    /// targeting key, every other member is an attribute.
+    public init(json: JSONObject) {
+        var attributes = json
+        if case .string(let key)? = json["targetingKey"] {
+            targetingKey = key
+            attributes["targetingKey"] = nil
+        } else {
+            targetingKey = nil
+        }
+        self.attributes = attributes
+    }
+}
+
+/// The outcome of evaluating one flag.
+public struct EvaluationResult: Sendable, Hashable {
+    public var flagKey: String
+    /// The served value; `nil` when the caller's default applies
+    /// (DISABLED, DEFAULT without a default variant, and every ERROR).
+    public var value: JSONValue?
+    public var variant: String?
+    public var reason: Reason
+    public var errorCode: ErrorCode?
+    public var errorMessage: String?
+    /// Set-level metadata overlaid with the flag's own (empty for FLAG_NOT_FOUND).
+    public var metadata: JSONObject
+
+    public init(
+        flagKey: String, value: JSONValue?, variant: String?, reason: Reason,
+        errorCode: ErrorCode? = nil, errorMessage: String? = nil, metadata: JSONObject = JSONObject()
+    ) {
+        self.flagKey = flagKey
+        self.value = value
+        self.variant = variant
+        self.reason = reason
+        self.errorCode = errorCode
+        self.errorMessage = errorMessage
+        self.metadata = metadata
+    }
+}

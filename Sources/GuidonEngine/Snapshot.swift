@@ -1,0 +1,100 @@
+public import GuidonJSON
+
+/// What `list` shows of a flag.
+public struct FlagInfo: Sendable, Hashable {
+    public enum State: String, Sendable { case enabled = "ENABLED", disabled = "DISABLED" }
+
+    public var key: String
+    public var state: State
+    /// Variant names in document order.
+    public var variants: [String]
+    public var defaultVariant: String?
+    /// The flag's merged metadata (set-level overlaid with the flag's own).
+    public var metadata: JSONObject
+    /// Whether the flag has targeting (a non-empty rule).
+    public var hasTargeting: Bool
+    /// A digest of the flag's definition: equal fingerprints mean an unchanged flag.
+    public var fingerprint: UInt64
+}
+
+/// The flags that a reload added, changed and removed (each sorted by key).
+public struct SnapshotDiff: Sendable, Hashable {
+    public var added: [String]
+    public var changed: [String]
+    public var removed: [String]
+    public var isEmpty: Bool { added.isEmpty && changed.isEmpty && removed.isEmpty }
+}
+
+/// An immutable, compiled flag set. Safe to share between threads; evaluation never locks.
+public final class Snapshot: Sendable {
+    /// Problems that did not reject the document (lenient mode).
+    public let warnings: [Diagnostic]
+    /// Set-level metadata.
+    public let metadata: JSONObject
+    /// Every flag, in document order.
+    public let flags: [FlagInfo]
+
+    let compiled: [CompiledFlag]
+    let lookup: [String: Int]
+    let clock: @Sendable () -> Int64
+
+    init(flags: [CompiledFlag], infos: [FlagInfo], metadata: JSONObject, warnings: [Diagnostic], clock: @escaping @Sendable () -> Int64) {
+        self.compiled = flags
+        self.flags = infos
+        self.metadata = metadata
+        self.warnings = warnings
+        self.clock = clock
+        var lookup = [String: Int](minimumCapacity: flags.count)
+        for (i, info) in infos.enumerated() { lookup[info.key] = i }
+        self.lookup = lookup
+    }
+
+    /// Parses, validates and compiles a flagd flag-definition document.
+    /// Throws a report holding every problem when the document is rejected.
+    public static func compile(json bytes: [UInt8], options: CompileOptions = CompileOptions()) throws(ValidationReport) -> Snapshot {
+        try Compiler(options: options).compile(bytes)
+    }
+
+    public var count: Int { compiled.count }
+
+    public func info(_ key: String) -> FlagInfo? {
+        lookup[key].map { flags[$0] }
+    }
+
+    /// Evaluates one flag. `now` (Unix seconds) overrides the snapshot's clock.
+    public func evaluate(_ key: String, context: EvaluationContext, type: ValueType? = nil, now: Int64? = nil) -> EvaluationResult {
+        guard let i = lookup[key] else {
+            return EvaluationResult(
+                flagKey: key, value: nil, variant: nil, reason: .error, errorCode: .flagNotFound,
+                errorMessage: "flag '\(key)' is not defined")
+        }
+        return compiled[i].evaluate(context: context, type: type, now: now ?? clock())
+    }
+
+    /// Evaluates the given flags, in order, against this one snapshot.
+    public func evaluate(_ keys: [String], context: EvaluationContext, type: ValueType? = nil, now: Int64? = nil) -> [EvaluationResult] {
+        let now = now ?? clock()
+        return keys.map { evaluate($0, context: context, type: type, now: now) }
+    }
+
+    /// Evaluates every flag, in document order.
+    public func evaluateAll(context: EvaluationContext, now: Int64? = nil) -> [EvaluationResult] {
+        let now = now ?? clock()
+        return compiled.map { $0.evaluate(context: context, type: nil, now: now) }
+    }
+
+    /// What changed between `old` and this snapshot.
+    public func diff(from old: Snapshot) -> SnapshotDiff {
+        var added: [String] = []
+        var changed: [String] = []
+        for info in flags {
+            if let before = old.info(info.key) {
+                if before.fingerprint != info.fingerprint || before != info { changed.append(info.key) }
+            } else {
+                added.append(info.key)
+            }
+        }
+        let removed = old.flags.map(\.key).filter { lookup[$0] == nil }
+        return SnapshotDiff(added: added.sorted(), changed: changed.sorted(), removed: removed.sorted())
+    }
+}

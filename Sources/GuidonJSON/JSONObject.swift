@@ -1,0 +1,118 @@
+/// A JSON object that keeps its members in document order.
+///
+/// Lookups are linear for small objects (the common case for evaluation contexts,
+/// where that beats hashing) and go through a hash index built once at
+/// construction for larger ones. Keys are unique: building from pairs with a
+/// repeated key keeps the last value in the first key's position.
+public struct JSONObject: Sendable {
+    public private(set) var keys: [String]
+    public private(set) var values: [JSONValue]
+    @usableFromInline var index: [String: Int]?
+
+    @usableFromInline static let indexThreshold = 12
+
+    public init() {
+        keys = []
+        values = []
+        index = nil
+    }
+
+    public init<S: Sequence>(_ pairs: S) where S.Element == (String, JSONValue) {
+        self.init()
+        for (key, value) in pairs { self[key] = value }
+    }
+
+    public var count: Int { keys.count }
+    public var isEmpty: Bool { keys.isEmpty }
+
+    @inlinable
+    func position(of key: String) -> Int? {
+        if let index { return index[key] }
+        for i in keys.indices where keys[i] == key { return i }
+        return nil
+    }
+
+    public subscript(key: String) -> JSONValue? {
+        get {
+            guard let i = position(of: key) else { return nil }
+            return values[i]
+        }
+        set {
+            if let i = position(of: key) {
+                if let newValue {
+                    values[i] = newValue
+                } else {
+                    keys.remove(at: i)
+                    values.remove(at: i)
+                    rebuildIndex()
+                }
+            } else if let newValue {
+                keys.append(key)
+                values.append(newValue)
+                if index != nil {
+                    index![key] = keys.count - 1
+                } else if keys.count > Self.indexThreshold {
+                    rebuildIndex()
+                }
+            }
+        }
+    }
+
+    /// Whether `key` is present (possibly with a `null` value).
+    public func contains(_ key: String) -> Bool { position(of: key) != nil }
+
+    private mutating func rebuildIndex() {
+        guard keys.count > Self.indexThreshold else {
+            index = nil
+            return
+        }
+        var built = [String: Int](minimumCapacity: keys.count)
+        for (i, key) in keys.enumerated() { built[key] = i }
+        index = built
+    }
+}
+
+extension JSONObject: Sequence {
+    public struct Iterator: IteratorProtocol {
+        var i = 0
+        let object: JSONObject
+        public mutating func next() -> (key: String, value: JSONValue)? {
+            guard i < object.keys.count else { return nil }
+            defer { i += 1 }
+            return (object.keys[i], object.values[i])
+        }
+    }
+
+    public func makeIterator() -> Iterator { Iterator(object: self) }
+    public var underestimatedCount: Int { keys.count }
+}
+
+extension JSONObject: Hashable {
+    /// Objects are equal when they hold the same members, in any order.
+    public static func == (lhs: JSONObject, rhs: JSONObject) -> Bool {
+        guard lhs.count == rhs.count else { return false }
+        for (key, value) in lhs {
+            guard rhs[key] == value else { return false }
+        }
+        return true
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        // Order-independent: combine per-member hashes commutatively.
+        var combined = 0
+        for (key, value) in self {
+            var h = Hasher()
+            h.combine(key)
+            h.combine(value)
+            combined ^= h.finalize()
+        }
+        hasher.combine(count)
+        hasher.combine(combined)
+    }
+}
+
+extension JSONObject: ExpressibleByDictionaryLiteral {
+    public init(dictionaryLiteral elements: (String, JSONValue)...) {
+        self.init(elements)
+    }
+}

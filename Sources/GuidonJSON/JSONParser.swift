@@ -1,0 +1,378 @@
+/// A syntax error in a JSON text, with where it happened.
+public struct JSONSyntaxError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// Byte offset of the offending byte (0-based).
+    public let offset: Int
+    /// 1-based line number.
+    public let line: Int
+    /// 1-based column, counted in bytes.
+    public let column: Int
+    /// What is wrong, e.g. "expected ':' after object key".
+    public let reason: String
+
+    public var description: String { "line \(line), column \(column): \(reason)" }
+}
+
+/// Parses JSON text (RFC 8259) into `JSONValue`s.
+///
+/// Strict: no comments, no trailing commas, no leading zeros, no lone surrogates,
+/// no invalid UTF-8, no control characters in strings. Nesting is limited
+/// (`maxDepth`) so that hostile input cannot exhaust the stack.
+public struct JSONParser: Sendable {
+    public enum DuplicateKeys: Sendable {
+        /// A repeated key is a syntax error (what a configuration file wants).
+        case reject
+        /// The last occurrence wins (what most JSON parsers do).
+        case lastWins
+    }
+
+    public var maxDepth: Int
+    public var duplicateKeys: DuplicateKeys
+
+    public init(maxDepth: Int = 256, duplicateKeys: DuplicateKeys = .lastWins) {
+        self.maxDepth = maxDepth
+        self.duplicateKeys = duplicateKeys
+    }
+
+    /// Parses exactly one JSON value, surrounded by optional white space.
+    public func parse(_ bytes: UnsafeRawBufferPointer) throws(JSONSyntaxError) -> JSONValue {
+        var cursor = Cursor(bytes: bytes, options: self)
+        cursor.skipWhitespace()
+        let value = try cursor.parseValue(depth: 0)
+        cursor.skipWhitespace()
+        if cursor.position < bytes.count {
+            throw cursor.error("unexpected \(cursor.describeCurrent()) after the JSON value")
+        }
+        return value
+    }
+
+    public func parse(_ bytes: [UInt8]) throws(JSONSyntaxError) -> JSONValue {
+        // withUnsafeBytes cannot rethrow a typed error directly; carry it out.
+        let result: Result<JSONValue, JSONSyntaxError> = bytes.withUnsafeBytes { buffer in
+            do throws(JSONSyntaxError) { return .success(try parse(buffer)) } catch { return .failure(error) }
+        }
+        return try result.get()
+    }
+
+    public func parse(_ text: String) throws(JSONSyntaxError) -> JSONValue {
+        try parse(Array(text.utf8))
+    }
+}
+
+/// Line and column (both 1-based, column in bytes) of a byte offset.
+public func jsonLineColumn(of offset: Int, in bytes: UnsafeRawBufferPointer) -> (line: Int, column: Int) {
+    var line = 1
+    var lineStart = 0
+    let end = min(offset, bytes.count)
+    var i = 0
+    while i < end {
+        if bytes[i] == UInt8(ascii: "\n") {
+            line += 1
+            lineStart = i + 1
+        }
+        i += 1
+    }
+    return (line, offset - lineStart + 1)
+}
+
+private struct Cursor {
+    let bytes: UnsafeRawBufferPointer
+    let options: JSONParser
+    var position = 0
+
+    init(bytes: UnsafeRawBufferPointer, options: JSONParser) {
+        self.bytes = bytes
+        self.options = options
+    }
+
+    func error(_ reason: String, at offset: Int? = nil) -> JSONSyntaxError {
+        let at = offset ?? position
+        let (line, column) = jsonLineColumn(of: at, in: bytes)
+        return JSONSyntaxError(offset: at, line: line, column: column, reason: reason)
+    }
+
+    func describeCurrent() -> String {
+        guard position < bytes.count else { return "end of input" }
+        let b = bytes[position]
+        if b >= 0x21 && b < 0x7F { return "character '\(Character(Unicode.Scalar(b)))'" }
+        return "byte 0x\(String(b, radix: 16, uppercase: true))"
+    }
+
+    @inline(__always)
+    mutating func skipWhitespace() {
+        while position < bytes.count {
+            switch bytes[position] {
+            case 0x20, 0x0A, 0x0D, 0x09: position += 1
+            default: return
+            }
+        }
+    }
+
+    mutating func parseValue(depth: Int) throws(JSONSyntaxError) -> JSONValue {
+        guard position < bytes.count else { throw error("unexpected end of input, expected a value") }
+        switch bytes[position] {
+        case UInt8(ascii: "{"): return try parseObject(depth: depth + 1)
+        case UInt8(ascii: "["): return try parseArray(depth: depth + 1)
+        case UInt8(ascii: "\""): return .string(try parseString())
+        case UInt8(ascii: "t"): try expectLiteral("true"); return .bool(true)
+        case UInt8(ascii: "f"): try expectLiteral("false"); return .bool(false)
+        case UInt8(ascii: "n"): try expectLiteral("null"); return .null
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return try parseNumber()
+        default: throw error("unexpected \(describeCurrent()), expected a value")
+        }
+    }
+
+    mutating func expectLiteral(_ literal: StaticString) throws(JSONSyntaxError) {
+        let start = position
+        let count = literal.utf8CodeUnitCount
+        guard bytes.count - position >= count else {
+            throw error("invalid literal, expected '\(literal)'", at: start)
+        }
+        let lit = literal.utf8Start
+        for i in 0..<count where bytes[position + i] != lit[i] {
+            throw error("invalid literal, expected '\(literal)'", at: start)
+        }
+        position += count
+    }
+
+    mutating func parseObject(depth: Int) throws(JSONSyntaxError) -> JSONValue {
+        if depth > options.maxDepth { throw error("nesting deeper than \(options.maxDepth) levels") }
+        position += 1  // {
+        var object = JSONObject()
+        skipWhitespace()
+        if position < bytes.count && bytes[position] == UInt8(ascii: "}") {
+            position += 1
+            return .object(object)
+        }
+        while true {
+            skipWhitespace()
+            guard position < bytes.count, bytes[position] == UInt8(ascii: "\"") else {
+                throw error("expected a string key in object, found \(describeCurrent())")
+            }
+            let keyStart = position
+            let key = try parseString()
+            skipWhitespace()
+            guard position < bytes.count, bytes[position] == UInt8(ascii: ":") else {
+                throw error("expected ':' after object key \"\(key)\", found \(describeCurrent())")
+            }
+            position += 1
+            skipWhitespace()
+            let value = try parseValue(depth: depth)
+            if object.contains(key) && options.duplicateKeys == .reject {
+                throw error("duplicate key \"\(key)\" in object", at: keyStart)
+            }
+            object[key] = value
+            skipWhitespace()
+            guard position < bytes.count else { throw error("unexpected end of input inside an object") }
+            switch bytes[position] {
+            case UInt8(ascii: ","): position += 1
+            case UInt8(ascii: "}"): position += 1; return .object(object)
+            default: throw error("expected ',' or '}' in object, found \(describeCurrent())")
+            }
+        }
+    }
+
+    mutating func parseArray(depth: Int) throws(JSONSyntaxError) -> JSONValue {
+        if depth > options.maxDepth { throw error("nesting deeper than \(options.maxDepth) levels") }
+        position += 1  // [
+        var array: [JSONValue] = []
+        skipWhitespace()
+        if position < bytes.count && bytes[position] == UInt8(ascii: "]") {
+            position += 1
+            return .array(array)
+        }
+        while true {
+            skipWhitespace()
+            array.append(try parseValue(depth: depth))
+            skipWhitespace()
+            guard position < bytes.count else { throw error("unexpected end of input inside an array") }
+            switch bytes[position] {
+            case UInt8(ascii: ","): position += 1
+            case UInt8(ascii: "]"): position += 1; return .array(array)
+            default: throw error("expected ',' or ']' in array, found \(describeCurrent())")
+            }
+        }
+    }
+
+    mutating func parseNumber() throws(JSONSyntaxError) -> JSONValue {
+        let start = position
+        var isInteger = true
+        if bytes[position] == UInt8(ascii: "-") { position += 1 }
+        guard position < bytes.count, isDigit(bytes[position]) else {
+            throw error("invalid number: expected a digit", at: position)
+        }
+        if bytes[position] == UInt8(ascii: "0") {
+            position += 1
+            if position < bytes.count && isDigit(bytes[position]) {
+                throw error("invalid number: leading zeros are not allowed", at: start)
+            }
+        } else {
+            while position < bytes.count && isDigit(bytes[position]) { position += 1 }
+        }
+        if position < bytes.count && bytes[position] == UInt8(ascii: ".") {
+            isInteger = false
+            position += 1
+            guard position < bytes.count, isDigit(bytes[position]) else {
+                throw error("invalid number: expected a digit after '.'")
+            }
+            while position < bytes.count && isDigit(bytes[position]) { position += 1 }
+        }
+        if position < bytes.count && (bytes[position] | 0x20) == UInt8(ascii: "e") {
+            isInteger = false
+            position += 1
+            if position < bytes.count && (bytes[position] == UInt8(ascii: "+") || bytes[position] == UInt8(ascii: "-")) {
+                position += 1
+            }
+            guard position < bytes.count, isDigit(bytes[position]) else {
+                throw error("invalid number: expected a digit in the exponent")
+            }
+            while position < bytes.count && isDigit(bytes[position]) { position += 1 }
+        }
+        if isInteger, let value = parseInt64(from: start, to: position) {
+            return .int(value)
+        }
+        let text = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<position]), as: UTF8.self)
+        guard let value = Double(text), value.isFinite else {
+            throw error("number \(text) is out of range", at: start)
+        }
+        return .double(value)
+    }
+
+    func parseInt64(from start: Int, to end: Int) -> Int64? {
+        var i = start
+        let negative = bytes[i] == UInt8(ascii: "-")
+        if negative { i += 1 }
+        var value: Int64 = 0
+        while i < end {
+            let digit = Int64(bytes[i] &- UInt8(ascii: "0"))
+            let (m, o1) = value.multipliedReportingOverflow(by: 10)
+            let (s, o2) = negative ? m.subtractingReportingOverflow(digit) : m.addingReportingOverflow(digit)
+            if o1 || o2 { return nil }
+            value = s
+            i += 1
+        }
+        return value
+    }
+
+    @inline(__always)
+    func isDigit(_ b: UInt8) -> Bool { b >= UInt8(ascii: "0") && b <= UInt8(ascii: "9") }
+
+    mutating func parseString() throws(JSONSyntaxError) -> String {
+        let open = position
+        position += 1  // opening quote
+        let start = position
+        // Fast path: no escapes.
+        while position < bytes.count {
+            let b = bytes[position]
+            if b == UInt8(ascii: "\"") {
+                let raw = UnsafeRawBufferPointer(rebasing: bytes[start..<position])
+                position += 1
+                guard let s = String(validating: raw, as: UTF8.self) else {
+                    throw error("invalid UTF-8 in string", at: firstInvalidUTF8(from: start, to: position - 1))
+                }
+                return s
+            }
+            if b == UInt8(ascii: "\\") { break }
+            if b < 0x20 { throw error("unescaped control character 0x\(String(b, radix: 16)) in string") }
+            position += 1
+        }
+        guard position < bytes.count else { throw error("unterminated string", at: open) }
+        // Slow path: decode escapes.
+        var utf8 = [UInt8](UnsafeRawBufferPointer(rebasing: bytes[start..<position]))
+        while position < bytes.count {
+            let b = bytes[position]
+            switch b {
+            case UInt8(ascii: "\""):
+                position += 1
+                guard let s = String(validating: utf8, as: UTF8.self) else {
+                    throw error("invalid UTF-8 in string", at: open)
+                }
+                return s
+            case UInt8(ascii: "\\"):
+                position += 1
+                guard position < bytes.count else { throw error("unterminated string", at: open) }
+                let e = bytes[position]
+                position += 1
+                switch e {
+                case UInt8(ascii: "\""): utf8.append(0x22)
+                case UInt8(ascii: "\\"): utf8.append(0x5C)
+                case UInt8(ascii: "/"): utf8.append(0x2F)
+                case UInt8(ascii: "b"): utf8.append(0x08)
+                case UInt8(ascii: "f"): utf8.append(0x0C)
+                case UInt8(ascii: "n"): utf8.append(0x0A)
+                case UInt8(ascii: "r"): utf8.append(0x0D)
+                case UInt8(ascii: "t"): utf8.append(0x09)
+                case UInt8(ascii: "u"):
+                    let scalar = try parseUnicodeEscape()
+                    utf8.append(contentsOf: Array(String(Character(scalar)).utf8))
+                default:
+                    throw error("invalid escape '\\\(Character(Unicode.Scalar(e)))' in string", at: position - 2)
+                }
+            default:
+                if b < 0x20 { throw error("unescaped control character 0x\(String(b, radix: 16)) in string") }
+                utf8.append(b)
+                position += 1
+            }
+        }
+        throw error("unterminated string", at: open)
+    }
+
+    /// Reads the 4 hex digits after `\u` (and a low surrogate's escape when needed).
+    mutating func parseUnicodeEscape() throws(JSONSyntaxError) -> Unicode.Scalar {
+        let escapeStart = position - 2
+        let first = try hex4()
+        if (0xD800...0xDBFF).contains(first) {
+            guard position + 1 < bytes.count, bytes[position] == UInt8(ascii: "\\"),
+                bytes[position + 1] == UInt8(ascii: "u")
+            else { throw error("lone high surrogate \\u\(String(first, radix: 16, uppercase: true)) in string", at: escapeStart) }
+            position += 2
+            let second = try hex4()
+            guard (0xDC00...0xDFFF).contains(second) else {
+                throw error("high surrogate not followed by a low surrogate in string", at: escapeStart)
+            }
+            let combined = 0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00)
+            return Unicode.Scalar(combined)!
+        }
+        if (0xDC00...0xDFFF).contains(first) {
+            throw error("lone low surrogate \\u\(String(first, radix: 16, uppercase: true)) in string", at: escapeStart)
+        }
+        return Unicode.Scalar(first)!
+    }
+
+    mutating func hex4() throws(JSONSyntaxError) -> UInt32 {
+        guard bytes.count - position >= 4 else { throw error("incomplete \\u escape in string") }
+        var value: UInt32 = 0
+        for _ in 0..<4 {
+            let b = bytes[position]
+            let digit: UInt32
+            switch b {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = UInt32(b - UInt8(ascii: "0"))
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = UInt32(b - UInt8(ascii: "a") + 10)
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = UInt32(b - UInt8(ascii: "A") + 10)
+            default: throw error("invalid hex digit in \\u escape")
+            }
+            value = value << 4 | digit
+            position += 1
+        }
+        return value
+    }
+
+    func firstInvalidUTF8(from start: Int, to end: Int) -> Int {
+        var i = start
+        while i < end {
+            let b = bytes[i]
+            let length: Int
+            switch b {
+            case 0x00...0x7F: length = 1
+            case 0xC2...0xDF: length = 2
+            case 0xE0...0xEF: length = 3
+            case 0xF0...0xF4: length = 4
+            default: return i
+            }
+            guard i + length <= end,
+                String(validating: UnsafeRawBufferPointer(rebasing: bytes[i..<(i + length)]), as: UTF8.self) != nil
+            else { return i }
+            i += length
+        }
+        return start
+    }
+}

@@ -1,0 +1,1 @@
+// GuidonProtocol: to be written.

@@ -1,0 +1,1 @@
+// GuidonServer: to be written.

@@ -1,0 +1,1 @@
+// GuidonSystemd: to be written.

@@ -1,0 +1,1 @@
+print("guidon-bench: not yet")
