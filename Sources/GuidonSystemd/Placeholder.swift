@@ -1,1 +1,0 @@
-// GuidonSystemd: to be written.
