@@ -175,7 +175,7 @@ struct StressIntegrationTests {
             #""gen-mirror": {"state": "ENABLED", "variants": {"v": \#(n)}, "defaultVariant": "v"}"#,
         ]
         for i in 0..<200 {
-            members.append(#""pad-\#(i)": {"state": "ENABLED", "variants": {"a": "\#(String(repeating: "p", count: 40))", "b": \#(n)}, "defaultVariant": "a"}"#)
+            members.append(#""pad-\#(i)": {"state": "ENABLED", "variants": {"a": "\#(String(repeating: "p", count: 40))", "b": "\#(n)"}, "defaultVariant": "a"}"#)
         }
         return #"{"flags": {\#(members.joined(separator: ",\n"))}}"#
     }

@@ -103,16 +103,15 @@ final class DaemonProcess {
     func waitForExit(timeout: Duration = .seconds(20)) throws -> Int32 {
         if let exitStatus { return exitStatus }
         let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
+        repeat {
             var status: Int32 = 0
-            let r = waitpid(pid, &status, WNOHANG)
-            if r == pid {
+            if waitpid(pid, &status, WNOHANG) == pid {
                 let code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
                 exitStatus = code
                 return code
             }
             usleep(10_000)
-        }
+        } while ContinuousClock.now < deadline
         throw TestFailure("guidond (pid \(pid)) did not exit within \(timeout)\nlog:\n\(log)")
     }
 
