@@ -392,14 +392,19 @@ struct Evaluator {
 
     @inline(__always)
     static func hasPrefix(_ s: String, _ prefix: String) -> Bool {
-        s.utf8.count >= prefix.utf8.count && s.utf8.starts(with: prefix.utf8)
+        let n = prefix.utf8.count
+        guard s.utf8.count >= n else { return false }
+        let result = withBytes(s) { x in withBytes(prefix) { p in UnsafeBufferPointer(rebasing: x[..<n]).elementsEqual(p) } }
+        return (result ?? nil) ?? s.utf8.starts(with: prefix.utf8)
     }
 
     @inline(__always)
     static func hasSuffix(_ s: String, _ suffix: String) -> Bool {
         let n = suffix.utf8.count
-        guard s.utf8.count >= n else { return false }
-        return s.utf8[s.utf8.index(s.utf8.endIndex, offsetBy: -n)...].elementsEqual(suffix.utf8)
+        let count = s.utf8.count
+        guard count >= n else { return false }
+        let result = withBytes(s) { x in withBytes(suffix) { p in UnsafeBufferPointer(rebasing: x[(count - n)...]).elementsEqual(p) } }
+        return (result ?? nil) ?? s.utf8.reversed().starts(with: suffix.utf8.reversed())
     }
 
     /// json-logic-js `substr` (JavaScript's `String.prototype.substr`, counted in code points;
