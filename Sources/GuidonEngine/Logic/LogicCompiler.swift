@@ -246,7 +246,7 @@ final class LogicCompiler {
         }
         for (i, a) in args.enumerated() {
             if let v = a.constantValue, v.string == nil {
-                at(.index(i)) { report(.targeting, "\"\(op)\" compares strings, but this argument is a \(v.typeName); the result would always be null") }
+                at(.index(i)) { report(.targeting, "\"\(op)\" compares strings, but this argument is \(article(v.typeName)); the result would always be null") }
                 return .constant(.null)
             }
         }
