@@ -354,7 +354,7 @@ final class LogicCompiler {
 
     private func compileReference(_ raw: JSONValue) -> Node {
         guard case .string(let name) = raw else {
-            report(.targeting, "\"$ref\" must name an evaluator (a string), not a \(raw.typeName)")
+            report(.targeting, "\"$ref\" must name an evaluator (a string), not \(article(raw.typeName))")
             return .failure("invalid $ref at \(renderPath(path))")
         }
         guard evaluatorDefinitions.contains(name) else {
