@@ -188,3 +188,30 @@ func evaluate(_ rule: String, _ data: String = "{}") throws -> JSONValue {
         #expect(cborHash(["bb": 1, "a": 2, "ab": 3]) == hash([0xA3, 0x61, 0x61, 0x02, 0x62, 0x61, 0x62, 0x03, 0x62, 0x62, 0x62, 0x01]))
     }
 }
+
+@Suite struct DepthTests {
+    /// The parser's nesting limit (256) bounds rule depth; the deepest rule it lets
+    /// through compiles and evaluates without exhausting the stack of a task.
+    @Test func deepestParsableRuleEvaluates() async throws {
+        let depth = 125  // 5 levels of document around 2 × 125 levels of rule: 255 of the 256 allowed
+        let rule = String(repeating: #"{"!": ["#, count: depth) + "true" + String(repeating: "]}", count: depth)
+        let doc = flagDocument(validVariants + #", "targeting": {"if": ["# + rule + #", "on", "off"]}"#)
+        #expect(syntaxError(doc) == nil)
+        let snapshot = try compiled(doc)
+        let result = snapshot.evaluate("f", context: EvaluationContext(json: ["x": 1]))
+        #expect(result.variant == "off")  // 125 negations of true
+        let unfolded = String(repeating: #"{"!": ["#, count: depth) + #"{"var": "x"}"# + String(repeating: "]}", count: depth)
+        let dynamic = try compiled(flagDocument(validVariants + #", "targeting": {"if": ["# + unfolded + #", "on", "off"]}"#))
+        #expect(dynamic.evaluate("f", context: EvaluationContext(json: ["x": 1])).variant == "off")
+        #expect(dynamic.evaluate("f", context: EvaluationContext(json: ["x": 0])).variant == "on")
+    }
+}
+
+private func syntaxError(_ text: String) -> JSONSyntaxError? {
+    do {
+        _ = try JSONParser().parse(text)
+        return nil
+    } catch {
+        return error
+    }
+}

@@ -138,6 +138,10 @@ struct Evaluator {
                 keys.append(v)
             }
             return .array(missing(keys, scope))
+        case .missingKeys(let keys, let paths):
+            var absent: [JSONValue] = []
+            for i in paths.indices where isMissing(paths[i], scope) { absent.append(keys[i]) }
+            return .array(absent)
         case .missingSome(let needNode, let optionsNode):
             let need = JS.number(try evaluate(needNode, scope))
             guard case .array(let options) = try evaluate(optionsNode, scope) else { return .array([]) }
@@ -282,12 +286,20 @@ struct Evaluator {
 
     private func missing(_ keys: [JSONValue], _ scope: Scope) -> [JSONValue] {
         var absent: [JSONValue] = []
-        for key in keys {
-            let path = key.isNull ? VarPath("") : VarPath(JS.string(key))
-            let value = lookup(path, in: scope)
-            if value == nil || value == .string("") { absent.append(key) }
-        }
+        for key in keys where isMissing(Self.path(forKey: key), scope) { absent.append(key) }
         return absent
+    }
+
+    /// `missing` counts absent, `null` and `""` values as missing.
+    private func isMissing(_ path: VarPath, _ scope: Scope) -> Bool {
+        switch lookup(path, in: scope) {
+        case nil, .string("")?: true
+        default: false
+        }
+    }
+
+    static func path(forKey key: JSONValue) -> VarPath {
+        key.isNull ? VarPath("") : VarPath(JS.string(key))
     }
 
     /// A number as arithmetic sees it: integers (and null/booleans) stay integral so that

@@ -124,7 +124,17 @@ final class LogicCompiler {
             }
             return .computedVariable(pathNode, fallback: fallback)
         case "missing":
-            return .missing(compileOperands(raw))
+            let args = compileOperands(raw)
+            var keys: [JSONValue] = []
+            for (i, a) in args.enumerated() {
+                guard let v = a.constantValue else { return .missing(args) }
+                if i == 0, case .array(let list) = v {
+                    keys = list
+                    break
+                }
+                keys.append(v)
+            }
+            return .missingKeys(keys, keys.map(Evaluator.path(forKey:)))
         case "missing_some":
             let args = compileOperands(raw)
             checkCount(op, args.count, 2...2, "2 arguments (how many are needed, and a list of keys)")
