@@ -127,7 +127,7 @@ struct DaemonBench: ParsableCommand {
         report.command = CommandLine.arguments.joined(separator: " ")
 
         let machine = Machine.current()
-        let table = "guidon-bench on \(machine.processors) × \(machine.cpuModel)\n" + report.table()
+        let table = "guidon-bench on \(machine.processors) × \(machine.cpuModel)\n" + report.table() + "\n"
         if json {
             printError(table)
             print(JSONWriter.string(report.json(machine: machine)))

@@ -23,13 +23,17 @@ struct EchoServer: ParsableCommand {
 
     func run() throws {
         signal(SIGPIPE, SIG_IGN)
-        let listener = try listenUnix(socket)
+        try Self.acceptLoop(listenUnix(socket), reply: reply)
+    }
+
+    /// Accepts connections until `listener` is shut down, serving each on its own thread.
+    static func acceptLoop(_ listener: Int32, reply: String) throws {
         let line = Array((reply + "\n").utf8)
         while true {
             let fd = accept(listener, nil, nil)
             if fd < 0 {
                 if errno == EINTR || errno == ECONNABORTED { continue }
-                throw SystemError("accept4")
+                throw SystemError("accept")
             }
             PosixThread.detach { Self.serve(fd, reply: line) }
         }

@@ -60,7 +60,6 @@ struct Figure {
     /// The figure a `.referenceRatioAtMost` goal compares with.
     var reference: Double? = nil
     var goal: Goal? = nil
-    var note: String? = nil
 
     var floorRatio: Double? { ratio(guidond, floor) }
     var redisRatio: Double? { ratio(guidond, redis) }
@@ -142,7 +141,6 @@ struct Report {
             ]
             if let goal = f.goal { o["target"] = .string(goal.text(unit: f.unit)) }
             if let passed = f.passed { o["status"] = .string(passed ? "pass" : "miss") }
-            if let note = f.note { o["note"] = .string(note) }
             return .object(o)
         }
         return [
