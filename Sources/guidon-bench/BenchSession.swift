@@ -114,8 +114,9 @@ final class BenchSession {
 
     // MARK: - Requests
 
-    /// An error reply, or an evaluation that ended in an error, is a failed request.
-    static let guidondFraming = ReplyFraming.lines(failureMarkers: [Array(#""ok":false"#.utf8), Array(#""errorCode":""#.utf8)])
+    /// An error reply (`{"error":{"code":…}}`), or an evaluation that ended in an error
+    /// (`"errorCode":"…"`), is a failed request.
+    static let guidondFraming = ReplyFraming.lines(failureMarkers: [Array(#""error":{"#.utf8), Array(#""errorCode":""#.utf8)])
     static let floorFraming = ReplyFraming.lines(failureMarkers: [])
 
     func evalRequest(_ key: String) -> JSONValue {
