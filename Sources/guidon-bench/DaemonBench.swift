@@ -34,13 +34,13 @@ struct DaemonBench: ParsableCommand {
     @Flag(help: "A ~20 s smoke run: one short round of everything.")
     var quick = false
 
-    @Option(help: "Alternating rounds per measurement (default 3, --quick 1).")
+    @Option(help: "Alternating rounds per measurement (default 4, --quick 1).")
     var rounds: Int?
 
-    @Option(help: "Seconds per latency measurement per round (default 1, --quick 0.3).")
+    @Option(help: "Seconds per latency measurement per round (default 0.6, --quick 0.3).")
     var latencySeconds: Double?
 
-    @Option(help: "Seconds per throughput measurement per round (default 0.5, --quick 0.15).")
+    @Option(help: "Seconds per throughput measurement per round (default 0.35, --quick 0.15).")
     var throughputSeconds: Double?
 
     @Option(help: "Warm-up seconds before each measurement, not counted (default 0.15, --quick 0.05).")
@@ -64,7 +64,7 @@ struct DaemonBench: ParsableCommand {
     @Option(help: "Connections (1 request in flight each) loading guidond during the reload stage.")
     var reloadConnections: Int = 4
 
-    @Option(help: "Seconds per steady / storm phase per round (default 2.5, --quick 1).")
+    @Option(help: "Seconds per steady / storm phase per round (default 2, --quick 1).")
     var reloadSeconds: Double?
 
     @Option(help: "Rewrites timed one by one, without load (default 10, --quick 3).")
@@ -97,17 +97,17 @@ struct DaemonBench: ParsableCommand {
     func run() throws {
         signal(SIGPIPE, SIG_IGN)
         let settings = BenchSettings(
-            rounds: rounds ?? (quick ? 1 : 3),
+            rounds: rounds ?? (quick ? 1 : 4),
             warmup: warmupSeconds ?? (quick ? 0.05 : 0.15),
-            latencySeconds: latencySeconds ?? (quick ? 0.3 : 1),
-            throughputSeconds: throughputSeconds ?? (quick ? 0.15 : 0.5),
+            latencySeconds: latencySeconds ?? (quick ? 0.3 : 0.6),
+            throughputSeconds: throughputSeconds ?? (quick ? 0.15 : 0.35),
             connections: integerList(connections),
             inFlight: integerList(inFlight),
             clientThreads: clientThreads,
             reloadFlags: reloadFlags,
             reloadInterval: Double(reloadIntervalMs) / 1000,
             reloadConnections: reloadConnections,
-            reloadSeconds: reloadSeconds ?? (quick ? 1 : 2.5),
+            reloadSeconds: reloadSeconds ?? (quick ? 1 : 2),
             reloadSamples: reloadSamples ?? (quick ? 3 : 10),
             startupRuns: startupRuns ?? (quick ? 2 : 7),
             stages: Set(stageList),
@@ -123,8 +123,10 @@ struct DaemonBench: ParsableCommand {
                 guidondArguments: guidondArguments),
             attachTo: socket)
         defer { session.stopAll() }
+        let loadBefore = Machine.loadAverage()
         var report = try session.run()
         report.command = CommandLine.arguments.joined(separator: " ")
+        report.notes.append("load average (1 min) before the run \(loadBefore), after \(Machine.loadAverage())")
 
         let machine = Machine.current()
         let table = "guidon-bench on \(machine.processors) × \(machine.cpuModel)\n" + report.table() + "\n"

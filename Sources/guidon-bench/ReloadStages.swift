@@ -27,25 +27,15 @@ extension BenchSession {
         var generation = 0
         var reloadTimes: [Double] = []
         var lostReloads = 0
-        let pinger = try connectUnix(socket)
-        defer { close(pinger) }
         for sample in 1...settings.reloadSamples {
             progress("reload time \(sample)/\(settings.reloadSamples)")
             generation += 1
-            let before = try ping(fd: pinger).configVersion
             let bytes = template.bytes(generation: generation)
-            let written = try writeFileAtomicallyTimed(config, bytes)
-            var seen = false
-            while monotonicNanos() - written < 5_000_000_000 {
-                if try ping(fd: pinger).configVersion != before {
-                    reloadTimes.append(Double(monotonicNanos() - written) / 1e6)
-                    seen = true
-                    break
-                }
-                sleepNanos(250_000)
+            if let time = try timeReload(socket: socket, trigger: { try writeFileAtomicallyTimed(config, bytes) }) {
+                reloadTimes.append(time)
+            } else {
+                lostReloads += 1
             }
-            if !seen { lostReloads += 1 }
-            sleepNanos(150_000_000)
         }
 
         // The same load with and without a rewrite every interval, in alternating rounds.
@@ -76,6 +66,8 @@ extension BenchSession {
             applied += outcome.versionChanges
         }
         let peakKiB = process.statusKiB("VmHWM")
+        process.stop()
+        let signalTimes = try measureSignalReloads(template: template, firstGeneration: generation + 1)
 
         let loadName = "\(settings.reloadConnections) connections × 1"
         report.add(Figure(section: section, name: "\(loadName), steady p50", unit: .microseconds, guidond: micros(steady.latency.quantile(0.5))))
@@ -97,11 +89,54 @@ extension BenchSession {
             section: section, name: "reload time p50 (rename → ping sees new version)", unit: .milliseconds,
             guidond: sorted.isEmpty ? nil : sorted[(sorted.count - 1) / 2], goal: .atMost(100)))
         report.add(Figure(section: section, name: "reload time max", unit: .milliseconds, guidond: sorted.last))
+        let signalSorted = signalTimes.sorted()
+        report.add(Figure(
+            section: section, name: "reload time p50 (SIGHUP → ping sees new version, --no-watch)", unit: .milliseconds,
+            guidond: signalSorted.isEmpty ? nil : signalSorted[(signalSorted.count - 1) / 2]))
         report.add(Figure(
             section: section, name: "rewrites never picked up (5 s)", unit: .count, guidond: Double(lostReloads), goal: .atMost(0)))
         report.add(Figure(
             section: section, name: "peak RSS (VmHWM)", unit: .mebibytes,
             guidond: peakKiB.map { Double($0) / 1024 }, goal: .atMost(64)))
+    }
+
+    /// Runs `trigger` (which returns the instant it made the change) and pings until the
+    /// configVersion changes; returns the milliseconds in between, `nil` after 5 s.
+    private func timeReload(socket: String, trigger: () throws -> UInt64) throws -> Double? {
+        let fd = try connectUnix(socket)
+        defer { close(fd) }
+        let before = try ping(fd: fd).configVersion
+        let start = try trigger()
+        defer { sleepNanos(150_000_000) }
+        while monotonicNanos() - start < 5_000_000_000 {
+            if try ping(fd: fd).configVersion != before {
+                return Double(monotonicNanos() - start) / 1e6
+            }
+            sleepNanos(250_000)
+        }
+        return nil
+    }
+
+    /// Reload times without the file watcher: a guidond started with `--no-watch` gets the
+    /// new file, then SIGHUP. Compared with the inotify figure this shows the debounce.
+    private func measureSignalReloads(template: BenchFlags.FileTemplate, firstGeneration: Int) throws -> [Double] {
+        let config = launcher.directory.file("reload-signal.json")
+        let socket = launcher.directory.file("reload-signal.sock")
+        try writeFileAtomically(config, template.bytes(generation: firstGeneration))
+        let (process, _) = try launcher.startGuidond(config: config, socket: socket, extraArguments: ["--no-watch"])
+        defer { process.stop() }
+        var times: [Double] = []
+        for sample in 1...settings.reloadSamples {
+            progress("reload time via SIGHUP \(sample)/\(settings.reloadSamples)")
+            try writeFileAtomically(config, template.bytes(generation: firstGeneration + sample))
+            let time = try timeReload(socket: socket) {
+                let now = monotonicNanos()
+                kill(process.pid, SIGHUP)
+                return now
+            }
+            if let time { times.append(time) }
+        }
+        return times
     }
 
     func measureStartup() throws {

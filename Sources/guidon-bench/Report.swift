@@ -167,6 +167,11 @@ struct Machine {
         }
         return Machine(processors: Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), cpuModel: model)
     }
+
+    /// The 1-minute load average: how busy the machine was around the run.
+    static func loadAverage() -> String {
+        readTextFile("/proc/loadavg")?.split(separator: " ").first.map(String.init) ?? "?"
+    }
 }
 
 func formatFixed(_ value: Double, _ decimals: Int) -> String {

@@ -88,9 +88,9 @@ struct ServerLauncher {
     let guidondArguments: [String]
 
     /// Starts `guidond` on `config`; returns the process and the time from spawn to first answer.
-    func startGuidond(config: String, socket: String) throws -> (ChildProcess, UInt64) {
+    func startGuidond(config: String, socket: String, extraArguments: [String] = []) throws -> (ChildProcess, UInt64) {
         unlink(socket)
-        let arguments = ["--config", config, "--socket", socket] + guidondArguments
+        let arguments = ["--config", config, "--socket", socket] + guidondArguments + extraArguments
         let start = monotonicNanos()
         let process = try ChildProcess(executable: guidond, arguments: arguments, logPath: directory.file("guidond.log"))
         do {
