@@ -52,68 +52,14 @@ struct LoadTiming: Sendable {
 enum LoadClient {
     /// One connection, one request at a time, blocking calls: the leanest possible round trip.
     static func roundTrips(socket path: String, request: RequestSpec, timing: LoadTiming) -> LoadResult {
-        var result = LoadResult()
-        let fd: Int32
-        do {
-            fd = try connectUnix(path)
-        } catch {
+        guard let client = try? RoundTripClient(socket: path, request: request, timeout: timing.drainTimeout) else {
+            var result = LoadResult()
             result.connectFailures = 1
             return result
         }
-        defer { close(fd) }
-        setTimeouts(fd, seconds: timing.drainTimeout)
-
-        var scanner = ReplyScanner(request.framing)
-        let capacity = 1 << 20
-        let buffer = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16)
-        defer { buffer.deallocate() }
-
-        let start = monotonicNanos()
-        let windowStart = start + UInt64(timing.warmup * 1e9)
-        let windowEnd = windowStart + UInt64(timing.duration * 1e9)
-        var now = start
-        request.line.withUnsafeBytes { line in
-            while now < windowEnd {
-                let sent = monotonicNanos()
-                guard (try? sendAll(fd, line)) != nil else {
-                    result.disconnected += 1
-                    return
-                }
-                var used = 0
-                var answered = false
-                var failed = false
-                while !answered {
-                    let n = recv(fd, buffer + used, capacity - used, 0)
-                    if n <= 0 {
-                        if n < 0 && errno == EINTR { continue }
-                        if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
-                            result.timeouts += 1
-                        } else {
-                            result.disconnected += 1
-                        }
-                        return
-                    }
-                    used += n
-                    let consumed = scanner.scan(UnsafeRawBufferPointer(start: buffer, count: used)) {
-                        answered = true
-                        failed = failed || $0
-                    }
-                    if consumed > 0 && consumed < used {
-                        (buffer).copyMemory(from: buffer + consumed, byteCount: used - consumed)
-                    }
-                    used -= consumed
-                    if used == capacity { result.errorReplies += 1; return }  // a reply over 1 MiB
-                }
-                now = monotonicNanos()
-                if failed { result.errorReplies += 1 }
-                if sent >= windowStart && now < windowEnd {  // whole round trip inside the window
-                    result.replies += 1
-                    result.latency.record(now - sent)
-                }
-            }
-        }
-        result.seconds = timing.duration
-        return result
+        client.run(for: timing.warmup, recording: false)
+        client.run(for: timing.duration)
+        return client.result
     }
 
     /// `connections` connections spread over `threads` poll threads, each keeping
@@ -333,5 +279,90 @@ private struct LoadWorker {
         connection.outstanding = 0
         connection.open = false
         close(connection.fd)
+    }
+}
+
+/// A connection that sends one request, waits for its reply, and repeats, timing each round
+/// trip. It stays open between calls to `run`, so that several of them can take turns in
+/// short slices and see the same machine conditions.
+final class RoundTripClient {
+    private let fd: Int32
+    private let request: RequestSpec
+    private var scanner: ReplyScanner
+    private let capacity = 1 << 20
+    private let buffer: UnsafeMutableRawPointer
+    private(set) var result = LoadResult()
+    private var broken = false
+
+    init(socket path: String, request: RequestSpec, timeout: Double) throws {
+        fd = try connectUnix(path)
+        setTimeouts(fd, seconds: timeout)
+        self.request = request
+        scanner = ReplyScanner(request.framing)
+        buffer = .allocate(byteCount: capacity, alignment: 16)
+    }
+
+    deinit {
+        buffer.deallocate()
+        close(fd)
+    }
+
+    /// Sends requests one at a time for `seconds`; records their round trips unless warming up.
+    func run(for seconds: Double, recording: Bool = true) {
+        let start = monotonicNanos()
+        let end = start + UInt64(seconds * 1e9)
+        var now = start
+        while !broken && now < end {
+            let sent = monotonicNanos()
+            guard let failed = roundTrip() else {
+                broken = true
+                break
+            }
+            now = monotonicNanos()
+            if failed { result.errorReplies += 1 }
+            if recording {
+                result.replies += 1
+                result.latency.record(now - sent)
+            }
+        }
+        if recording { result.seconds += Double(now - start) / 1e9 }
+    }
+
+    /// One request and its reply: whether the reply was a failure, `nil` if the connection broke.
+    private func roundTrip() -> Bool? {
+        let sentOK = request.line.withUnsafeBytes { (try? sendAll(fd, $0)) != nil }
+        guard sentOK else {
+            result.disconnected += 1
+            return nil
+        }
+        var used = 0
+        var answered = false
+        var failed = false
+        while !answered {
+            let n = recv(fd, buffer + used, capacity - used, 0)
+            if n <= 0 {
+                if n < 0 && errno == EINTR { continue }
+                if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+                    result.timeouts += 1
+                } else {
+                    result.disconnected += 1
+                }
+                return nil
+            }
+            used += n
+            let consumed = scanner.scan(UnsafeRawBufferPointer(start: buffer, count: used)) {
+                answered = true
+                failed = failed || $0
+            }
+            if consumed > 0 && consumed < used {
+                buffer.copyMemory(from: buffer + consumed, byteCount: used - consumed)
+            }
+            used -= consumed
+            if used == capacity {  // a reply over 1 MiB
+                result.errorReplies += 1
+                return nil
+            }
+        }
+        return failed
     }
 }

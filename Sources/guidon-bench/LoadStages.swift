@@ -14,11 +14,28 @@ extension BenchSession {
         ]
         targets += kinds.map { (guidondSocket, $0) }
 
+        // One connection per target, taking turns in short slices: every target sees the same
+        // mix of machine conditions, which on a shared machine change from second to second.
+        var clients: [(name: String, client: RoundTripClient?)] = []
+        for (socket, spec) in targets {
+            let client = try? RoundTripClient(socket: socket, request: spec, timeout: timing.drainTimeout)
+            client?.run(for: timing.warmup, recording: false)
+            clients.append((spec.name, client))
+        }
+        let slice = 0.02
+        let slices = max(1, Int((Double(settings.rounds) * timing.duration / slice).rounded()))
+        progress("latency: \(slices) slices of \(Int(slice * 1000)) ms per target, \(clients.count) targets in turn")
+        for _ in 0..<slices {
+            for (_, client) in clients { client?.run(for: slice) }
+        }
         var results = [String: LoadResult]()
-        for round in 1...settings.rounds {
-            progress("latency round \(round)/\(settings.rounds)")
-            for (socket, spec) in targets {
-                results[spec.name, default: LoadResult()].merge(LoadClient.roundTrips(socket: socket, request: spec, timing: timing))
+        for (name, client) in clients {
+            if let client {
+                results[name] = client.result
+            } else {
+                var failed = LoadResult()
+                failed.connectFailures = 1
+                results[name] = failed
             }
         }
 
