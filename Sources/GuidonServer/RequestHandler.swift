@@ -35,6 +35,8 @@ public final class RequestHandler: ChannelInboundHandler {
     private var partial: ByteBuffer?
     /// Replies not yet written (reused: keeps its capacity).
     private var replies: [UInt8] = []
+    /// The outbound buffer, reused once the channel has written it out (then we hold the only reference).
+    private var outbound: ByteBuffer?
     private var admitted = false
     private var closing = false
 
@@ -128,9 +130,11 @@ public final class RequestHandler: ChannelInboundHandler {
 
     private func writeReplies(context: ChannelHandlerContext) {
         guard !replies.isEmpty else { return }
-        var buffer = context.channel.allocator.buffer(capacity: replies.count)
+        var buffer = outbound.take() ?? context.channel.allocator.buffer(capacity: max(replies.count, 1024))
+        buffer.clear()  // no allocation when the previous write has completed and released it
         buffer.writeBytes(replies)
         replies.removeAll(keepingCapacity: true)
+        outbound = buffer
         context.write(wrapOutboundOut(buffer), promise: nil)
     }
 
