@@ -4,8 +4,8 @@ import ArgumentParser
 struct GuidonBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "guidon-bench",
-        abstract: "Benchmarks for Guidon.",
-        subcommands: [DaemonBench.self, EchoServer.self, WriteFlags.self],
+        abstract: "Guidon benchmarks.",
+        subcommands: [DaemonBench.self, EngineBench.self, EchoServer.self, WriteFlags.self],
         defaultSubcommand: DaemonBench.self
     )
 }
