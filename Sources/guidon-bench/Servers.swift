@@ -68,17 +68,28 @@ func ping(socket: String, timeout: Double = 5) throws -> PingReply {
 /// Fails when `process` exits first or `timeout` passes.
 func waitForFirstAnswer(socket: String, process: ChildProcess, since: UInt64, timeout: Double = 20) throws -> UInt64 {
     let deadline = since + UInt64(timeout * 1e9)
+    var lastError = "no attempt"
+    var attempts = 0
     while monotonicNanos() < deadline {
-        if let fd = try? connectUnix(socket) {
+        attempts += 1
+        do {
+            let fd = try connectUnix(socket)
             defer { close(fd) }
-            if (try? ping(fd: fd)) != nil { return monotonicNanos() - since }
+            _ = try ping(fd: fd, timeout: 2)
+            return monotonicNanos() - since
+        } catch {
+            lastError = "\(error)"
         }
         if process.hasExited {
             throw BenchError.serverFailed("\(process.executable) exited before answering on \(socket):\n\(process.logTail())")
         }
         sleepNanos(100_000)
     }
-    throw BenchError.serverFailed("\(process.executable) did not answer on \(socket) within \(timeout) s:\n\(process.logTail())")
+    throw BenchError.serverFailed(
+        "\(process.executable) (pid \(process.pid)) did not answer a ping on \(socket) within \(timeout) s "
+            + "(\(attempts) attempts; last: \(lastError); the socket's directory "
+            + (fileExists(String(socket[..<(socket.lastIndex(of: "/") ?? socket.endIndex)])) ? "exists" : "is gone")
+            + "):\n\(process.logTail())")
 }
 
 /// Starts the servers the bench measures, each in its own process.
