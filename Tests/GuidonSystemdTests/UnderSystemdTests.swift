@@ -1,0 +1,167 @@
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// guidond under a real systemd, booted as PID 1 of private namespaces, with the project's own units.
+@Suite(
+    "guidond under a namespaced systemd",
+    .serialized,
+    .enabled(if: TestEnvironment.canBootSystemd, "needs root and unshare(1) to boot systemd in private namespaces")
+)
+struct UnderSystemdTests {
+    @Test("socket activation: nothing runs until the first client connects, whose query is answered")
+    func socketActivation() async throws {
+        try await NamespacedSystemd.with("activation", config: FlagFiles.greeting("hello")) { systemd in
+            #expect(try systemd.property("ActiveState", of: "guidon.socket") == "active")
+            #expect(try systemd.property("ActiveState") == "inactive")
+            #expect(try systemd.property("MainPID") == "0")
+
+            // The socket and its directory admit root and the guidon group only.
+            var socketInfo = stat()
+            var directoryInfo = stat()
+            try #require(stat(systemd.socketPath, &socketInfo) == 0)
+            try #require(stat(systemd.hostPath("/run/guidon"), &directoryInfo) == 0)
+            #expect(socketInfo.st_mode & 0o777 == 0o660)
+            #expect(directoryInfo.st_mode & 0o777 == 0o750)
+            let guidonGroup = try systemd.inside("getent", ["group", "guidon"]).trimmedOutput
+            #expect(guidonGroup.split(separator: ":")[2] == "\(socketInfo.st_gid)")
+            #expect(socketInfo.st_gid == directoryInfo.st_gid)
+
+            let reply = try LineClient.request(FlagFiles.evalGreeting, path: systemd.socketPath)
+            #expect(reply["value"] as? String == "hello")
+            #expect(try systemd.property("ActiveState") == "active")
+            #expect(try systemd.property("MainPID") != "0")
+            let ping = try LineClient.request(FlagFiles.ping, path: systemd.socketPath)
+            #expect(ping["ok"] as? Bool == true)
+            #expect(ping["flags"] as? Int == 1)
+        }
+    }
+
+    @Test("the status names the loaded config; reload serves a changed file and keeps the old flags on a broken one")
+    func statusAndReload() async throws {
+        try await NamespacedSystemd.with("reload", config: FlagFiles.greeting("hello")) { systemd in
+            let first = try LineClient.request(FlagFiles.ping, path: systemd.socketPath)
+            let firstVersion = try #require(first["configVersion"] as? String)
+            let status = try systemd.property("StatusText")
+            #expect(status.contains(firstVersion), "StatusText '\(status)' does not name config \(firstVersion)")
+
+            try systemd.replaceConfig(with: FlagFiles.greeting("bye", withExtraFlag: true))
+            try systemd.systemctl("reload", "guidon.service")
+            let secondVersion = try await eventually("the changed flags to be served") { () -> String? in
+                let reply = try LineClient.request(FlagFiles.evalGreeting, path: systemd.socketPath)
+                guard reply["value"] as? String == "bye" else { return nil }
+                return try LineClient.request(FlagFiles.ping, path: systemd.socketPath)["configVersion"] as? String
+            }
+            #expect(secondVersion != firstVersion)
+            try await eventually("the status to name the new config") {
+                try systemd.property("StatusText").contains(secondVersion) ? true : nil
+            }
+
+            try systemd.replaceConfig(with: FlagFiles.truncated)
+            try systemd.systemctl("reload", "guidon.service")
+            let failedStatus = try await eventually("the status to report the failed reload") { () -> String? in
+                let text = try systemd.property("StatusText")
+                return Self.mentionsFailure(text) ? text : nil
+            }
+            #expect(failedStatus.contains(secondVersion), "after a failed reload the status should still name \(secondVersion): \(failedStatus)")
+            let reply = try LineClient.request(FlagFiles.evalGreeting, path: systemd.socketPath)
+            #expect(reply["value"] as? String == "bye")
+            let ping = try LineClient.request(FlagFiles.ping, path: systemd.socketPath)
+            #expect(ping["configVersion"] as? String == secondVersion)
+            #expect(try systemd.property("ActiveState") == "active")
+
+            // The journal tells both reloads apart.
+            let results = try await eventually("both reload results in the journal") { () -> [String]? in
+                let values = try systemd.journal().compactMap { $0["GUIDON_RELOAD_RESULT"] as? String }
+                return Set(values).count >= 2 ? values : nil
+            }
+            #expect(results.contains(where: Self.mentionsFailure), "no failed GUIDON_RELOAD_RESULT among \(results)")
+        }
+    }
+
+    @Test("inotify hot reload works inside the sandbox (ProtectSystem=strict, /etc/guidon read-only)")
+    func hotReload() async throws {
+        try await NamespacedSystemd.with("inotify", config: FlagFiles.greeting("hello")) { systemd in
+            let reply = try LineClient.request(FlagFiles.evalGreeting, path: systemd.socketPath)
+            #expect(reply["value"] as? String == "hello")
+            try systemd.replaceConfig(with: FlagFiles.greeting("bye"))
+            try await eventually("the edited file to be served without systemctl reload") {
+                try LineClient.request(FlagFiles.evalGreeting, path: systemd.socketPath)["value"] as? String == "bye" ? true : nil
+            }
+        }
+    }
+
+    @Test("the watchdog restarts a stopped daemon, and a client queued meanwhile is answered")
+    func watchdog() async throws {
+        try await NamespacedSystemd.with("watchdog", config: FlagFiles.greeting("hello")) { systemd in
+            _ = try LineClient.request(FlagFiles.ping, path: systemd.socketPath)
+            let frozenPID = try systemd.property("MainPID")
+            let restartsBefore = try #require(Int(try systemd.property("NRestarts")))
+            try systemd.kill("STOP", pid: frozenPID)
+
+            // Connects into the socket's backlog; answered by the next daemon.
+            let queued = try LineClient(path: systemd.socketPath)
+            try queued.send(FlagFiles.evalGreeting)
+            let reply = try queued.receive(timeout: .seconds(60))
+            #expect(reply.contains(#""hello""#), "queued client got: \(reply)")
+
+            let newPID = try systemd.property("MainPID")
+            #expect(newPID != frozenPID)
+            #expect(newPID != "0")
+            #expect(try #require(Int(try systemd.property("NRestarts"))) > restartsBefore)
+            let console = try String(contentsOf: systemd.root.appendingPathComponent("console.log"), encoding: .utf8)
+            #expect(console.contains("guidon.service: Watchdog timeout"), "PID 1 did not log a watchdog timeout")
+        }
+    }
+
+    @Test("systemctl stop ends the daemon with exit status 0, and the next client starts it again")
+    func stopAndRestart() async throws {
+        try await NamespacedSystemd.with("stop", config: FlagFiles.greeting("hello")) { systemd in
+            _ = try LineClient.request(FlagFiles.ping, path: systemd.socketPath)
+            let firstPID = try systemd.property("MainPID")
+            try systemd.systemctl("stop", "guidon.service")
+            #expect(try systemd.property("ActiveState") == "inactive")
+            #expect(try systemd.property("Result") == "success")
+            #expect(try systemd.property("ExecMainCode") == "1", "CLD_EXITED, not killed by a signal")
+            #expect(try systemd.property("ExecMainStatus") == "0")
+            #expect(try systemd.property("ActiveState", of: "guidon.socket") == "active")
+
+            let reply = try LineClient.request(FlagFiles.evalGreeting, path: systemd.socketPath)
+            #expect(reply["value"] as? String == "hello")
+            let secondPID = try systemd.property("MainPID")
+            #expect(secondPID != "0")
+            #expect(secondPID != firstPID)
+        }
+    }
+
+    @Test("journald receives guidond's structured fields")
+    func journalFields() async throws {
+        try await NamespacedSystemd.with("journal", config: FlagFiles.greeting("hello")) { systemd in
+            let ping = try LineClient.request(FlagFiles.ping, path: systemd.socketPath)
+            let version = try #require(ping["configVersion"] as? String)
+            let loaded = try await eventually("an entry naming the loaded config") {
+                try systemd.journal().first { $0["GUIDON_CONFIG_VERSION"] as? String == version }
+            }
+            #expect(loaded["GUIDON_CONFIG_PATH"] as? String == NamespacedSystemd.configPath)
+            #expect(loaded["SYSLOG_IDENTIFIER"] as? String == "guidond")
+            #expect(loaded["_SYSTEMD_UNIT"] as? String == "guidon.service")
+
+            try systemd.replaceConfig(with: FlagFiles.greeting("bye", withExtraFlag: true))
+            try systemd.systemctl("reload", "guidon.service")
+            let reloaded = try await eventually("an entry with the reload result") {
+                try systemd.journal().first { $0["GUIDON_RELOAD_RESULT"] != nil && $0["GUIDON_CONFIG_VERSION"] as? String != version }
+            }
+            #expect(reloaded["GUIDON_CONFIG_PATH"] as? String == NamespacedSystemd.configPath)
+            let flags = try systemd.journal().compactMap { $0["GUIDON_FLAG"] as? String }
+            #expect(flags.contains("dark-mode") || flags.contains("greeting"), "no GUIDON_FLAG entry for the changed flags: \(flags)")
+        }
+    }
+
+    static func mentionsFailure(_ text: String) -> Bool {
+        let lowered = text.lowercased()
+        return ["fail", "error", "reject", "invalid", "kept"].contains { lowered.contains($0) }
+    }
+}
