@@ -1,61 +1,313 @@
 import GuidonJSON
 
-// PLACEHOLDER: a minimal compiler that only understands flags without targeting.
-// To be replaced by the full validating compiler.
-
-struct CompiledFlag: Sendable {
-    let key: String
-    let enabled: Bool
-    let variantNames: [String]
-    let variantValues: [JSONValue]
-    let defaultIndex: Int?
-    let metadata: JSONObject
-
-    func evaluate(context: EvaluationContext, type: ValueType?, now: Int64) -> EvaluationResult {
-        guard enabled else {
-            return EvaluationResult(flagKey: key, value: nil, variant: nil, reason: .disabled, metadata: metadata)
-        }
-        guard let d = defaultIndex else {
-            return EvaluationResult(flagKey: key, value: nil, variant: nil, reason: .default, metadata: metadata)
-        }
-        return EvaluationResult(flagKey: key, value: variantValues[d], variant: variantNames[d], reason: .static, metadata: metadata)
-    }
-}
-
+/// Validates a flagd flag-definition document and compiles it into a `Snapshot`.
+///
+/// Every problem is collected before deciding: a rejected document comes back with all
+/// of them, each with its JSON path and, where it can be found, its line and column.
 struct Compiler {
     let options: CompileOptions
+
+    static let knownFlagMembers: Set<String> = ["state", "variants", "defaultVariant", "targeting", "metadata"]
+    static let knownTopLevelMembers: Set<String> = ["flags", "$schema", "$evaluators", "metadata"]
 
     func compile(_ bytes: [UInt8]) throws(ValidationReport) -> Snapshot {
         let root: JSONValue
         do {
             root = try JSONParser(duplicateKeys: .reject).parse(bytes)
         } catch {
-            throw ValidationReport(errors: [Diagnostic(severity: .error, path: "$", line: error.line, column: error.column, message: error.reason)])
+            throw ValidationReport(errors: [
+                Diagnostic(severity: .error, path: "$", line: error.line, column: error.column, message: error.reason)
+            ])
         }
-        guard case .object(let doc) = root, case .object(let flags)? = doc["flags"] else {
-            throw ValidationReport(errors: [Diagnostic(severity: .error, path: "$", message: "missing 'flags' object")])
+        var session = Session(root: root)
+        let snapshotParts = session.run()
+        let strict = options.mode == .strict
+        var errors: [Problem] = []
+        var warnings: [Problem] = []
+        for problem in session.problems + session.logic.problems {
+            switch problem.kind {
+            case .structural: errors.append(problem)
+            case .targeting: if strict { errors.append(problem) } else { warnings.append(problem) }
+            case .warning: warnings.append(problem)
+            }
         }
-        let setMetadata = doc["metadata"]?.object ?? JSONObject()
-        var compiled: [CompiledFlag] = []
+        let locator = SourceLocator(bytes: bytes)
+        func diagnostics(_ problems: [Problem], _ severity: Diagnostic.Severity) -> [Diagnostic] {
+            problems.map { p in
+                let position = locator.lineColumn(of: p.path)
+                return Diagnostic(severity: severity, path: renderPath(p.path), line: position?.line,
+                    column: position?.column, message: p.message)
+            }
+        }
+        if !errors.isEmpty || snapshotParts == nil {
+            throw ValidationReport(errors: diagnostics(errors, .error), warnings: diagnostics(warnings, .warning))
+        }
+        let (flags, infos, metadata) = snapshotParts!
+        return Snapshot(flags: flags, infos: infos, metadata: metadata, warnings: diagnostics(warnings, .warning),
+            clock: options.clock)
+    }
+}
+
+/// One compilation: the document, the problems found so far, the logic compiler.
+private struct Session {
+    let root: JSONValue
+    var problems: [Problem] = []
+    var logic = LogicCompiler(evaluators: JSONObject())
+    var evaluatorDefinitions = JSONObject()
+
+    init(root: JSONValue) {
+        self.root = root
+    }
+
+    mutating func report(_ kind: Problem.Kind, _ path: [PathSegment], _ message: String) {
+        problems.append(Problem(kind: kind, path: path, message: message))
+    }
+
+    mutating func run() -> (flags: [CompiledFlag], infos: [FlagInfo], metadata: JSONObject)? {
+        guard case .object(let document) = root else {
+            report(.structural, [], "a flag document must be a JSON object with a \"flags\" member, not \(article(root.typeName))")
+            return nil
+        }
+        for key in document.keys where !Compiler.knownTopLevelMembers.contains(key) {
+            report(.warning, [.key(key)], "unknown member \"\(key)\" is ignored (known: \"flags\", \"$evaluators\", \"metadata\", \"$schema\")")
+        }
+        if let schema = document["$schema"], schema.string == nil {
+            report(.structural, [.key("$schema")], "must be a string (a schema URL), not \(article(schema.typeName))")
+        }
+        let setMetadata = checkMetadata(document["metadata"], at: [.key("metadata")])
+
+        if let evaluators = document["$evaluators"] {
+            if case .object(let definitions) = evaluators {
+                evaluatorDefinitions = definitions
+            } else {
+                report(.structural, [.key("$evaluators")], "must be an object mapping names to JSON Logic rules, not \(article(evaluators.typeName))")
+            }
+        }
+        logic = LogicCompiler(evaluators: evaluatorDefinitions)
+        logic.compileEvaluators()
+
+        guard let flagsValue = document["flags"] else {
+            report(.structural, [], "missing \"flags\": a flag document needs a \"flags\" object (flag key → flag definition)")
+            return nil
+        }
+        guard case .object(let flagDefinitions) = flagsValue else {
+            report(.structural, [.key("flags")], "must be an object mapping flag keys to flag definitions, not \(article(flagsValue.typeName))")
+            return nil
+        }
+
+        var flags: [CompiledFlag] = []
         var infos: [FlagInfo] = []
-        for (key, value) in flags {
-            let flag = value.object ?? JSONObject()
-            let variants = flag["variants"]?.object ?? JSONObject()
-            var metadata = setMetadata
-            for (k, v) in flag["metadata"]?.object ?? JSONObject() { metadata[k] = v }
-            let defaultName = flag["defaultVariant"]?.string
-            let defaultIndex = defaultName.flatMap { variants.keys.firstIndex(of: $0) }
-            let enabled = flag["state"]?.string != "DISABLED"
-            compiled.append(CompiledFlag(
-                key: key, enabled: enabled, variantNames: variants.keys, variantValues: variants.values,
-                defaultIndex: defaultIndex, metadata: metadata))
-            var hasher = Hasher()
-            hasher.combine(value)
-            infos.append(FlagInfo(
-                key: key, state: enabled ? .enabled : .disabled, variants: variants.keys,
-                defaultVariant: defaultName, metadata: metadata, hasTargeting: false,
-                fingerprint: UInt64(bitPattern: Int64(hasher.finalize()))))
+        flags.reserveCapacity(flagDefinitions.count)
+        infos.reserveCapacity(flagDefinitions.count)
+        var failed = false
+        for (key, definition) in flagDefinitions {
+            if let (flag, info) = compileFlag(key, definition, setMetadata: setMetadata) {
+                flags.append(flag)
+                infos.append(info)
+            } else {
+                failed = true
+            }
         }
-        return Snapshot(flags: compiled, infos: infos, metadata: setMetadata, warnings: [], clock: options.clock)
+        return failed ? nil : (flags, infos, setMetadata)
+    }
+
+    /// Metadata: an object whose values are strings, numbers or booleans.
+    mutating func checkMetadata(_ value: JSONValue?, at path: [PathSegment]) -> JSONObject {
+        guard let value else { return JSONObject() }
+        guard case .object(let object) = value else {
+            report(.structural, path, "must be an object of strings, numbers and booleans, not \(article(value.typeName))")
+            return JSONObject()
+        }
+        for (key, member) in object {
+            switch member {
+            case .string, .int, .double, .bool: continue
+            default:
+                report(.structural, path + [.key(key)],
+                    "metadata values must be strings, numbers or booleans, not \(article(member.typeName))")
+            }
+        }
+        return object
+    }
+
+    mutating func compileFlag(_ key: String, _ definition: JSONValue, setMetadata: JSONObject) -> (CompiledFlag, FlagInfo)? {
+        let path: [PathSegment] = [.key("flags"), .key(key)]
+        let errorsBefore = problems.count { $0.kind == .structural }
+        guard case .object(let flag) = definition else {
+            report(.structural, path, "a flag must be an object with \"state\" and \"variants\", not \(article(definition.typeName))")
+            return nil
+        }
+        for member in flag.keys where !Compiler.knownFlagMembers.contains(member) {
+            report(.warning, path + [.key(member)],
+                "unknown member \"\(member)\" is ignored (a flag has \"state\", \"variants\", \"defaultVariant\", \"targeting\", \"metadata\")")
+        }
+
+        // state
+        var enabled = true
+        switch flag["state"] {
+        case nil:
+            report(.structural, path, "missing \"state\" (\"ENABLED\" or \"DISABLED\")")
+        case .string("ENABLED")?:
+            enabled = true
+        case .string("DISABLED")?:
+            enabled = false
+        case let other?:
+            var message = "\(other) is not a valid state; use \"ENABLED\" or \"DISABLED\""
+            if let s = other.string, ["ENABLED", "DISABLED"].contains(s.uppercased()) { message += " (states are upper-case)" }
+            report(.structural, path + [.key("state")], message)
+        }
+
+        // variants
+        var names: [String] = []
+        var values: [JSONValue] = []
+        switch flag["variants"] {
+        case nil:
+            report(.structural, path, "missing \"variants\": an object mapping variant names to values, e.g. {\"on\": true, \"off\": false}")
+        case .object(let variants)?:
+            if variants.isEmpty {
+                report(.structural, path + [.key("variants")], "a flag needs at least one variant")
+            }
+            var first: (name: String, kind: String)?
+            for (name, value) in variants {
+                let kind: String
+                switch value {
+                case .bool: kind = "boolean"
+                case .string: kind = "string"
+                case .int, .double: kind = "number"
+                case .object: kind = "object"
+                case .null, .array:
+                    report(.structural, path + [.key("variants"), .key(name)],
+                        "variant values must be booleans, strings, numbers or objects, not \(article(value.typeName))")
+                    continue
+                }
+                if let first, first.kind != kind {
+                    report(.structural, path + [.key("variants"), .key(name)],
+                        "is \(article(kind)), but variant \"\(first.name)\" is \(article(first.kind)); all variants of a flag must have the same type")
+                } else if first == nil {
+                    first = (name, kind)
+                }
+            }
+            names = variants.keys
+            values = variants.values
+        case let other?:
+            report(.structural, path + [.key("variants")], "must be an object mapping variant names to values, not \(article(other.typeName))")
+        }
+        let table = VariantTable(names: names, values: values)
+
+        // defaultVariant
+        var defaultIndex: Int?
+        var defaultName: String?
+        switch flag["defaultVariant"] {
+        case nil, .null?, .string("")?:
+            break
+        case .string(let name)?:
+            if let i = table.index(of: name) {
+                defaultIndex = i
+                defaultName = name
+            } else if !names.isEmpty {
+                var message = "\(JSONValue.string(name)) is not one of the variants (\(quotedList(names)))"
+                if let close = names.min(by: { editDistance($0, name) < editDistance($1, name) }), editDistance(close, name) <= 2 {
+                    message += "; did you mean \(JSONValue.string(close))?"
+                }
+                report(.structural, path + [.key("defaultVariant")], message)
+            }
+        case let other?:
+            report(.structural, path + [.key("defaultVariant")], "must be a variant name (a string) or null, not \(article(other.typeName))")
+        }
+
+        // targeting
+        var outcome: Outcome?
+        var references: Set<String> = []
+        switch flag["targeting"] {
+        case nil, .object(JSONObject())?:
+            break
+        case .object(let rule)?:
+            let node = logic.compileRule(.object(rule), at: path + [.key("targeting")])
+            references = logic.referenced
+            outcome = table.outcome(for: node)
+            if let outcome { reportUnknownResults(outcome, table, path + [.key("targeting")]) }
+        case let other?:
+            report(.structural, path + [.key("targeting")], "must be a JSON Logic rule (an object), or {} for none, not \(article(other.typeName))")
+        }
+
+        // metadata
+        let ownMetadata = checkMetadata(flag["metadata"], at: path + [.key("metadata")])
+        var metadata = setMetadata
+        for (k, v) in ownMetadata { metadata[k] = v }
+
+        guard problems.count(where: { $0.kind == .structural }) == errorsBefore else { return nil }
+
+        let compiled = CompiledFlag(key: key, enabled: enabled, variants: table, defaultIndex: defaultIndex,
+            targeting: outcome, metadata: metadata)
+        let info = FlagInfo(key: key, state: enabled ? .enabled : .disabled, variants: names, defaultVariant: defaultName,
+            metadata: metadata, hasTargeting: outcome != nil,
+            fingerprint: fingerprint(definition, references: references, metadata: metadata))
+        return (compiled, info)
+    }
+
+    /// Warns about literal targeting results that name no variant (they would be errors at run time).
+    mutating func reportUnknownResults(_ outcome: Outcome, _ table: VariantTable, _ path: [PathSegment]) {
+        switch outcome {
+        case .resolved(.invalid(let value)):
+            report(.warning, path, "targeting can return \(value), which is not one of the variants (\(quotedList(table.names))); that evaluation would fail with GENERAL")
+        case .choose(let pairs, let otherwise):
+            for pair in pairs { reportUnknownResults(pair.then, table, path) }
+            reportUnknownResults(otherwise, table, path)
+        default:
+            break
+        }
+    }
+
+    /// A stable digest of everything that decides a flag's answers: its definition (with
+    /// object members in sorted order), the evaluators it uses, and its merged metadata.
+    func fingerprint(_ definition: JSONValue, references: Set<String>, metadata: JSONObject) -> UInt64 {
+        var hasher = FNV1a()
+        hasher.combine(definition)
+        for name in references.sorted() {
+            hasher.combine(.string(name))
+            hasher.combine(evaluatorDefinitions[name] ?? .null)
+        }
+        hasher.combine(.object(metadata))
+        return hasher.value
+    }
+}
+
+/// 64-bit FNV-1a over a canonical serialisation of JSON values (deterministic across runs).
+struct FNV1a {
+    private(set) var value: UInt64 = 0xcbf2_9ce4_8422_2325
+
+    mutating func combine(_ byte: UInt8) {
+        value = (value ^ UInt64(byte)) &* 0x0000_0100_0000_01b3
+    }
+
+    mutating func combine(text: String) {
+        for b in text.utf8 { combine(b) }
+        combine(UInt8(0))
+    }
+
+    mutating func combine(_ json: JSONValue) {
+        switch json {
+        case .null: combine(UInt8(ascii: "n"))
+        case .bool(let b): combine(b ? UInt8(ascii: "t") : UInt8(ascii: "f"))
+        case .int(let i):
+            combine(UInt8(ascii: "i"))
+            withUnsafeBytes(of: i.littleEndian) { for b in $0 { combine(b) } }
+        case .double(let d):
+            combine(UInt8(ascii: "d"))
+            withUnsafeBytes(of: d.bitPattern.littleEndian) { for b in $0 { combine(b) } }
+        case .string(let s):
+            combine(UInt8(ascii: "s"))
+            combine(text: s)
+        case .array(let a):
+            combine(UInt8(ascii: "["))
+            for e in a { combine(e) }
+            combine(UInt8(ascii: "]"))
+        case .object(let o):
+            combine(UInt8(ascii: "{"))
+            for i in o.keys.indices.sorted(by: { o.keys[$0].utf8.lexicographicallyPrecedes(o.keys[$1].utf8) }) {
+                combine(text: o.keys[i])
+                combine(o.values[i])
+            }
+            combine(UInt8(ascii: "}"))
+        }
     }
 }

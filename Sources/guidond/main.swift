@@ -1,1 +1,74 @@
-print("guidond: not yet")
+import ArgumentParser
+import GuidonEngine
+import GuidonServer
+import GuidonSystemd
+import Logging
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct Guidond: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "guidond",
+        abstract: "Serves feature flags from a flagd flag file over a Unix domain socket.",
+        discussion: """
+            Loads and validates the flag file (exiting non-zero with every problem if it is \
+            invalid), then answers newline-delimited JSON requests on the socket. Reloads when the \
+            file changes and on SIGHUP; a bad edit keeps the last good flags serving. Under systemd \
+            it uses a socket passed by socket activation, reports readiness and status, and pets \
+            the watchdog. SIGTERM or SIGINT stop it cleanly.
+            """,
+        version: Daemon.version
+    )
+
+    @Option(name: .long, help: "The flag file (flagd flag-definition JSON).")
+    var config: String
+
+    @Option(name: .long, help: "The Unix socket to listen on, unless systemd passes one.")
+    var socket: String = "/run/guidon/guidon.sock"
+
+    @Flag(name: .long, help: "Load targeting that does not compile (as flagd does) and log it as warnings.")
+    var lenient = false
+
+    @Option(name: .customLong("max-line-bytes"), help: "Longest request line accepted; longer ones get TOO_LARGE.")
+    var maxLineBytes = 64 * 1024
+
+    @Option(name: .customLong("max-connections"), help: "Connections beyond this get OVERLOADED.")
+    var maxConnections = 1024
+
+    @Option(name: .long, help: "Event-loop threads (default: one per core).")
+    var threads: Int?
+
+    @Flag(name: .customLong("no-watch"), help: "Do not watch the flag file; reload only on SIGHUP.")
+    var noWatch = false
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: String = "info"
+
+    func validate() throws {
+        guard maxLineBytes >= 64 else { throw ValidationError("--max-line-bytes must be at least 64") }
+        guard maxConnections >= 1 else { throw ValidationError("--max-connections must be at least 1") }
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level '\(logLevel)'") }
+    }
+
+    func run() throws {
+        LoggingSystem.bootstrapForSystemd(level: Logger.Level(rawValue: logLevel) ?? .info)
+        let logger = Logger(label: "guidond")
+        let configuration = DaemonConfiguration(
+            configPath: config, socketPath: socket,
+            compileOptions: CompileOptions(mode: lenient ? .lenient : .strict),
+            maxLineBytes: maxLineBytes, maxConnections: maxConnections,
+            eventLoopThreads: threads, watchFile: !noWatch)
+        do {
+            try Daemon(configuration: configuration, logger: logger).run()
+        } catch {
+            logger.critical("cannot start: \(error)")
+            SystemdNotifier.status("failed to start: \(error)")
+            throw ExitCode(1)
+        }
+    }
+}
+
+Guidond.main()

@@ -1,0 +1,170 @@
+import GuidonJSON
+
+/// What targeting produced, in terms of the flag's variants.
+enum Resolution: Sendable {
+    case variant(Int)
+    /// `null`: serve the default variant.
+    case none
+    /// Something that names no variant (ERROR / GENERAL).
+    case invalid(JSONValue)
+}
+
+/// A flag's targeting seen from its result: `if` chains whose branches are literal
+/// variant names are resolved to variant indexes at compile time.
+indirect enum Outcome: Sendable {
+    case resolved(Resolution)
+    case choose([(condition: Node, then: Outcome)], otherwise: Outcome)
+    case dynamic(Node)
+}
+
+/// Variant name → index, byte-wise.
+struct VariantTable: Sendable {
+    let names: [String]
+    let values: [JSONValue]
+    private let index: [String: Int]
+
+    init(names: [String], values: [JSONValue]) {
+        self.names = names
+        self.values = values
+        var index = [String: Int](minimumCapacity: names.count)
+        for (i, n) in names.enumerated() where index[n] == nil { index[n] = i }
+        self.index = index
+    }
+
+    @inline(__always)
+    func index(of name: String) -> Int? {
+        if names.count <= 8 {
+            for i in names.indices where JS.same(names[i], name) { return i }
+            return nil
+        }
+        if let i = index[name], JS.same(names[i], name) { return i }
+        // Swift hashes canonically equivalent strings alike; fall back to a scan.
+        return names.firstIndex { JS.same($0, name) }
+    }
+
+    /// How the reference evaluator turns a targeting result into a variant.
+    func resolve(_ value: JSONValue) -> Resolution {
+        let name: String
+        switch value {
+        case .null: return .none
+        case .string(let s): name = s
+        case .bool(let b): name = b ? "true" : "false"
+        case .int(let i): name = String(i)
+        case .double(let d): name = JS.numberString(d)
+        case .array, .object: return .invalid(value)
+        }
+        return index(of: name).map(Resolution.variant) ?? .invalid(value)
+    }
+
+    func outcome(for node: Node) -> Outcome {
+        switch node {
+        case .constant(let v):
+            return .resolved(resolve(v))
+        case .choose(let args):
+            var pairs: [(condition: Node, then: Outcome)] = []
+            var i = 0
+            while i + 1 < args.count {
+                pairs.append((args[i], outcome(for: args[i + 1])))
+                i += 2
+            }
+            let otherwise = i < args.count ? outcome(for: args[i]) : .resolved(.none)
+            return .choose(pairs, otherwise: otherwise)
+        default:
+            return .dynamic(node)
+        }
+    }
+}
+
+struct CompiledFlag: Sendable {
+    let key: String
+    let enabled: Bool
+    let variants: VariantTable
+    let defaultIndex: Int?
+    let targeting: Outcome?
+    let metadata: JSONObject
+
+    func evaluate(context: EvaluationContext, type: ValueType?, now: Int64) -> EvaluationResult {
+        guard enabled else {
+            return EvaluationResult(flagKey: key, value: nil, variant: nil, reason: .disabled, metadata: metadata)
+        }
+        guard let targeting else { return serveDefault(type, reason: .static) }
+        let evaluator = Evaluator(context: context, flagKey: key, now: now)
+        let resolution: Resolution
+        do {
+            resolution = try resolve(targeting, evaluator)
+        } catch {
+            return failure(.parseError, "flag '\(key)': \(error.message)")
+        }
+        switch resolution {
+        case .variant(let i):
+            return serve(i, type, reason: .targetingMatch)
+        case .none:
+            return serveDefault(type, reason: .default)
+        case .invalid(let value):
+            return failure(.general,
+                "flag '\(key)': targeting returned \(value), which is not one of the variants (\(quotedList(variants.names)))")
+        }
+    }
+
+    private func resolve(_ outcome: Outcome, _ evaluator: Evaluator) throws(Evaluator.Failure) -> Resolution {
+        switch outcome {
+        case .resolved(let r):
+            return r
+        case .choose(let pairs, let otherwise):
+            for pair in pairs where JS.truthy(try evaluator.evaluate(pair.condition, .root)) {
+                return try resolve(pair.then, evaluator)
+            }
+            return try resolve(otherwise, evaluator)
+        case .dynamic(let node):
+            return variants.resolve(try evaluator.evaluate(node, .root))
+        }
+    }
+
+    private func serveDefault(_ type: ValueType?, reason: Reason) -> EvaluationResult {
+        guard let d = defaultIndex else {
+            return EvaluationResult(flagKey: key, value: nil, variant: nil, reason: .default, metadata: metadata)
+        }
+        return serve(d, type, reason: reason)
+    }
+
+    @inline(__always)
+    private func serve(_ i: Int, _ type: ValueType?, reason: Reason) -> EvaluationResult {
+        let value = variants.values[i]
+        guard let type else {
+            return EvaluationResult(flagKey: key, value: value, variant: variants.names[i], reason: reason, metadata: metadata)
+        }
+        guard let typed = Self.value(value, as: type) else {
+            return failure(.typeMismatch,
+                "flag '\(key)': variant \"\(variants.names[i])\" is \(article(value.typeName)), not \(article(type.rawValue))")
+        }
+        return EvaluationResult(flagKey: key, value: typed, variant: variants.names[i], reason: reason, metadata: metadata)
+    }
+
+    private func failure(_ code: ErrorCode, _ message: String) -> EvaluationResult {
+        EvaluationResult(flagKey: key, value: nil, variant: nil, reason: .error, errorCode: code, errorMessage: message, metadata: metadata)
+    }
+
+    /// The value as the requested type: integers are not floats, floats accept integers.
+    @inline(__always)
+    static func value(_ value: JSONValue, as type: ValueType) -> JSONValue? {
+        switch (type, value) {
+        case (.boolean, .bool), (.string, .string), (.integer, .int), (.float, .double), (.object, .object):
+            return value
+        case (.float, .int(let i)):
+            return .double(Double(i))
+        default:
+            return nil
+        }
+    }
+}
+
+func quotedList(_ names: [String]) -> String {
+    names.map { JSONWriter.string(.string($0)) }.joined(separator: ", ")
+}
+
+func article(_ typeName: String) -> String {
+    switch typeName.first {
+    case "a", "e", "i", "o", "u": "an \(typeName)"
+    default: "a \(typeName)"
+    }
+}

@@ -1,0 +1,121 @@
+import GuidonJSON
+
+/// A compiled JSON Logic rule: built once at load, evaluated per request without
+/// looking at JSON again. Constant sub-trees are folded into `.constant`.
+indirect enum Node: Sendable {
+    case constant(JSONValue)
+    /// An array literal with at least one computed element.
+    case array([Node])
+    /// `var` with a literal path (pre-split) and an optional default.
+    case variable(VarPath, fallback: Node?)
+    /// `var` whose path is computed.
+    case computedVariable(Node, fallback: Node?)
+    case missing([Node])
+    case missingSome(Node, Node)
+    /// `if` / `?:`: condition, value, condition, value, …, [else].
+    case choose([Node])
+    case equals(Node, Node, strict: Bool, negated: Bool)
+    case order(Order, Node, Node, Node?)
+    case not(Node)
+    case truthy(Node)
+    case and([Node])
+    case or([Node])
+    case arithmetic(Arithmetic, [Node])
+    case minimum([Node])
+    case maximum([Node])
+    /// `in` with any haystack.
+    case contains(Node, Node)
+    /// `in` with a literal array of strings as the haystack.
+    case containsString(Node, StringSet)
+    case concat([Node])
+    case substring(Node, Node?, Node?)
+    case merge([Node])
+    case map(Node, Node)
+    case filter(Node, Node)
+    case reduce(Node, Node, Node?)
+    case quantifier(Quantifier, Node, Node)
+    case affix(Node, Node, suffix: Bool)
+    case semVer(Node, Node, Node)
+    /// `sem_ver` with a literal operator and a literal (pre-parsed) second version.
+    case semVerLiteral(Node, SemVer.Operator, SemVer)
+    case fractional(Fractional)
+    /// An operator the evaluator does not know (or a `$ref` to nothing): evaluating it
+    /// fails with PARSE_ERROR, as the reference evaluator does.
+    case failure(String)
+
+    enum Order: Sendable { case less, lessOrEqual, greater, greaterOrEqual }
+    enum Arithmetic: Sendable { case add, subtract, multiply, divide, remainder }
+    enum Quantifier: Sendable { case all, none, some }
+
+    var constantValue: JSONValue? {
+        if case .constant(let v) = self { return v }
+        return nil
+    }
+}
+
+/// A literal `var` path, split once at compile time.
+struct VarPath: Sendable {
+    enum Root: Sendable {
+        /// `""`: the whole data object.
+        case whole
+        /// `targetingKey…`: the context's targeting key.
+        case targetingKey
+        /// `$flagd…`: the injected flag key and timestamp.
+        case flagd
+        /// Any other first segment: a context attribute.
+        case attribute
+    }
+
+    let text: String
+    let segments: [String]
+    let root: Root
+
+    init(_ text: String) {
+        self.text = text
+        if text.isEmpty {
+            segments = []
+            root = .whole
+        } else {
+            segments = text.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+            switch segments[0] {
+            case "targetingKey": root = .targetingKey
+            case "$flagd": root = .flagd
+            default: root = .attribute
+            }
+        }
+    }
+}
+
+/// A set of strings for `in` against a literal list: linear for short lists,
+/// hashed (and verified byte-wise) for long ones.
+struct StringSet: Sendable {
+    let members: [String]
+    private let index: [String: Int]?
+
+    init(_ members: [String]) {
+        self.members = members
+        guard members.count > 8 else {
+            index = nil
+            return
+        }
+        var index = [String: Int](minimumCapacity: members.count)
+        for (i, m) in members.enumerated() {
+            // Swift hashes canonically equivalent strings alike; keep the linear scan if two collide.
+            if let j = index[m], !JS.same(members[j], m) {
+                self.index = nil
+                return
+            }
+            if index[m] == nil { index[m] = i }
+        }
+        self.index = index
+    }
+
+    func contains(_ s: String) -> Bool {
+        if let index {
+            guard let i = index[s] else { return false }
+            return JS.same(members[i], s)
+        }
+        for m in members where JS.same(m, s) { return true }
+        return false
+    }
+}

@@ -1,0 +1,337 @@
+import GuidonJSON
+
+/// A strict RFC 8259 reader over borrowed bytes, used to decode request lines without
+/// copying them. It reads one value at a time, so a caller can walk an object's members
+/// and decode only the ones it needs.
+///
+/// Strict like `GuidonJSON.JSONParser`: no comments, no trailing commas, no leading zeros,
+/// no lone surrogates, no invalid UTF-8, no raw control characters in strings, duplicate
+/// object keys rejected, nesting limited to `maxDepth`.
+struct JSONScanner {
+    let bytes: UnsafeRawBufferPointer
+    let maxDepth: Int
+    var position = 0
+
+    init(_ bytes: UnsafeRawBufferPointer, maxDepth: Int) {
+        self.bytes = bytes
+        self.maxDepth = maxDepth
+    }
+
+    /// Problems are reported as a message with a 1-based column (request lines are single lines).
+    struct Failure: Error {
+        var message: String
+    }
+
+    func fail(_ reason: String, at offset: Int? = nil) -> Failure {
+        Failure(message: "column \((offset ?? position) + 1): \(reason)")
+    }
+
+    var atEnd: Bool { position >= bytes.count }
+
+    var current: UInt8 { bytes[position] }
+
+    func describeCurrent() -> String {
+        guard position < bytes.count else { return "end of line" }
+        let b = bytes[position]
+        if b >= 0x21 && b < 0x7F { return "'\(Character(Unicode.Scalar(b)))'" }
+        return "byte 0x\(String(b, radix: 16, uppercase: true))"
+    }
+
+    @inline(__always)
+    mutating func skipWhitespace() {
+        while position < bytes.count {
+            switch bytes[position] {
+            case 0x20, 0x09, 0x0D, 0x0A: position += 1
+            default: return
+            }
+        }
+    }
+
+    mutating func expect(_ byte: UInt8, _ what: String) throws(Failure) {
+        skipWhitespace()
+        guard position < bytes.count, bytes[position] == byte else {
+            throw fail("expected \(what), found \(describeCurrent())")
+        }
+        position += 1
+    }
+
+    /// After an object member: `true` when another member follows, `false` at the closing brace.
+    mutating func nextMember() throws(Failure) -> Bool {
+        skipWhitespace()
+        guard position < bytes.count else { throw fail("unexpected end of line inside an object") }
+        switch bytes[position] {
+        case UInt8(ascii: ","): position += 1; return true
+        case UInt8(ascii: "}"): position += 1; return false
+        default: throw fail("expected ',' or '}' in object, found \(describeCurrent())")
+        }
+    }
+
+    /// Opens an object: `true` when it has members (positioned before the first key).
+    mutating func openObject(depth: Int) throws(Failure) -> Bool {
+        if depth > maxDepth { throw fail("nesting deeper than \(maxDepth) levels") }
+        try expect(UInt8(ascii: "{"), "'{'")
+        skipWhitespace()
+        if position < bytes.count && bytes[position] == UInt8(ascii: "}") {
+            position += 1
+            return false
+        }
+        return true
+    }
+
+    /// A member name, as raw bytes when it has no escapes (the common case, compared without
+    /// allocating), followed by its `:`.
+    mutating func memberName() throws(Failure) -> (raw: UnsafeRawBufferPointer?, decoded: String?, offset: Int) {
+        skipWhitespace()
+        let offset = position
+        guard position < bytes.count, bytes[position] == UInt8(ascii: "\"") else {
+            throw fail("expected a member name in double quotes, found \(describeCurrent())")
+        }
+        var end = position + 1
+        while end < bytes.count, bytes[end] != UInt8(ascii: "\""), bytes[end] != UInt8(ascii: "\\"), bytes[end] >= 0x20, bytes[end] < 0x80 {
+            end += 1
+        }
+        if end < bytes.count, bytes[end] == UInt8(ascii: "\"") {
+            let raw = UnsafeRawBufferPointer(rebasing: bytes[(position + 1)..<end])
+            position = end + 1
+            try expect(UInt8(ascii: ":"), "':' after the member name")
+            return (raw, nil, offset)
+        }
+        let name = try string()
+        try expect(UInt8(ascii: ":"), "':' after the member name")
+        return (nil, name, offset)
+    }
+
+    // MARK: Values
+
+    mutating func value(depth: Int) throws(Failure) -> JSONValue {
+        skipWhitespace()
+        guard position < bytes.count else { throw fail("unexpected end of line, expected a value") }
+        switch bytes[position] {
+        case UInt8(ascii: "{"): return .object(try object(depth: depth + 1))
+        case UInt8(ascii: "["): return try array(depth: depth + 1)
+        case UInt8(ascii: "\""): return .string(try string())
+        case UInt8(ascii: "t"): try literal("true"); return .bool(true)
+        case UInt8(ascii: "f"): try literal("false"); return .bool(false)
+        case UInt8(ascii: "n"): try literal("null"); return .null
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return try number()
+        default: throw fail("unexpected \(describeCurrent()), expected a value")
+        }
+    }
+
+    mutating func literal(_ text: StaticString) throws(Failure) {
+        let count = text.utf8CodeUnitCount
+        guard bytes.count - position >= count else { throw fail("invalid literal, expected '\(text)'") }
+        for i in 0..<count where bytes[position + i] != text.utf8Start[i] {
+            throw fail("invalid literal, expected '\(text)'")
+        }
+        position += count
+    }
+
+    mutating func object(depth: Int) throws(Failure) -> JSONObject {
+        var object = JSONObject()
+        guard try openObject(depth: depth) else { return object }
+        repeat {
+            skipWhitespace()
+            let keyOffset = position
+            let key = try string()
+            try expect(UInt8(ascii: ":"), "':' after the member name")
+            let member = try value(depth: depth)
+            if object.contains(key) { throw fail("duplicate member \"\(key)\"", at: keyOffset) }
+            object[key] = member
+        } while try nextMember()
+        return object
+    }
+
+    mutating func array(depth: Int) throws(Failure) -> JSONValue {
+        if depth > maxDepth { throw fail("nesting deeper than \(maxDepth) levels") }
+        position += 1  // [
+        var elements: [JSONValue] = []
+        skipWhitespace()
+        if position < bytes.count && bytes[position] == UInt8(ascii: "]") {
+            position += 1
+            return .array(elements)
+        }
+        while true {
+            elements.append(try value(depth: depth))
+            skipWhitespace()
+            guard position < bytes.count else { throw fail("unexpected end of line inside an array") }
+            switch bytes[position] {
+            case UInt8(ascii: ","): position += 1
+            case UInt8(ascii: "]"): position += 1; return .array(elements)
+            default: throw fail("expected ',' or ']' in array, found \(describeCurrent())")
+            }
+        }
+    }
+
+    @inline(__always)
+    func isDigit(_ b: UInt8) -> Bool { b &- UInt8(ascii: "0") < 10 }
+
+    mutating func digits() throws(Failure) {
+        guard position < bytes.count, isDigit(bytes[position]) else {
+            throw fail("invalid number: expected a digit, found \(describeCurrent())")
+        }
+        while position < bytes.count && isDigit(bytes[position]) { position += 1 }
+    }
+
+    /// An integer that fits in `Int64` is an `.int`; anything else a finite `.double`.
+    mutating func number() throws(Failure) -> JSONValue {
+        let start = position
+        let negative = bytes[position] == UInt8(ascii: "-")
+        if negative { position += 1 }
+        let intStart = position
+        if position < bytes.count && bytes[position] == UInt8(ascii: "0") {
+            position += 1
+            if position < bytes.count && isDigit(bytes[position]) {
+                throw fail("invalid number: leading zeros are not allowed", at: start)
+            }
+        } else {
+            try digits()
+        }
+        let intEnd = position
+        var isInteger = true
+        if position < bytes.count && bytes[position] == UInt8(ascii: ".") {
+            isInteger = false
+            position += 1
+            try digits()
+        }
+        if position < bytes.count && (bytes[position] | 0x20) == UInt8(ascii: "e") {
+            isInteger = false
+            position += 1
+            if position < bytes.count && (bytes[position] == UInt8(ascii: "+") || bytes[position] == UInt8(ascii: "-")) {
+                position += 1
+            }
+            try digits()
+        }
+        if isInteger {
+            var value: Int64 = 0
+            var overflow = false
+            for i in intStart..<intEnd {
+                let digit = Int64(bytes[i] &- UInt8(ascii: "0"))
+                let (m, o1) = value.multipliedReportingOverflow(by: 10)
+                let (s, o2) = negative ? m.subtractingReportingOverflow(digit) : m.addingReportingOverflow(digit)
+                if o1 || o2 { overflow = true; break }
+                value = s
+            }
+            if !overflow { return .int(value) }
+        }
+        let text = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<position]), as: UTF8.self)
+        guard let value = Double(text), value.isFinite else {
+            throw fail("number \(text) is out of range", at: start)
+        }
+        return .double(value)
+    }
+
+    mutating func string() throws(Failure) -> String {
+        let open = position
+        guard position < bytes.count, bytes[position] == UInt8(ascii: "\"") else {
+            throw fail("expected a string, found \(describeCurrent())")
+        }
+        position += 1
+        let start = position
+        while position < bytes.count {
+            let b = bytes[position]
+            if b == UInt8(ascii: "\"") {
+                let raw = UnsafeRawBufferPointer(rebasing: bytes[start..<position])
+                position += 1
+                guard let s = String(validating: raw, as: UTF8.self) else {
+                    throw fail("invalid UTF-8 in string", at: open)
+                }
+                return s
+            }
+            if b == UInt8(ascii: "\\") { break }
+            if b < 0x20 { throw fail("unescaped control character 0x\(String(b, radix: 16)) in string") }
+            position += 1
+        }
+        guard position < bytes.count else { throw fail("unterminated string", at: open) }
+        var utf8 = [UInt8](UnsafeRawBufferPointer(rebasing: bytes[start..<position]))
+        while position < bytes.count {
+            let b = bytes[position]
+            switch b {
+            case UInt8(ascii: "\""):
+                position += 1
+                guard let s = String(validating: utf8, as: UTF8.self) else {
+                    throw fail("invalid UTF-8 in string", at: open)
+                }
+                return s
+            case UInt8(ascii: "\\"):
+                position += 1
+                guard position < bytes.count else { throw fail("unterminated string", at: open) }
+                let e = bytes[position]
+                position += 1
+                switch e {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): utf8.append(e)
+                case UInt8(ascii: "b"): utf8.append(0x08)
+                case UInt8(ascii: "f"): utf8.append(0x0C)
+                case UInt8(ascii: "n"): utf8.append(0x0A)
+                case UInt8(ascii: "r"): utf8.append(0x0D)
+                case UInt8(ascii: "t"): utf8.append(0x09)
+                case UInt8(ascii: "u"): appendUTF8(try unicodeEscape(), to: &utf8)
+                default: throw fail("invalid escape in string", at: position - 2)
+                }
+            default:
+                if b < 0x20 { throw fail("unescaped control character 0x\(String(b, radix: 16)) in string") }
+                utf8.append(b)
+                position += 1
+            }
+        }
+        throw fail("unterminated string", at: open)
+    }
+
+    func appendUTF8(_ scalar: Unicode.Scalar, to out: inout [UInt8]) {
+        let v = scalar.value
+        switch v {
+        case 0..<0x80: out.append(UInt8(v))
+        case 0x80..<0x800:
+            out.append(0xC0 | UInt8(v >> 6))
+            out.append(0x80 | UInt8(v & 0x3F))
+        case 0x800..<0x10000:
+            out.append(0xE0 | UInt8(v >> 12))
+            out.append(0x80 | UInt8((v >> 6) & 0x3F))
+            out.append(0x80 | UInt8(v & 0x3F))
+        default:
+            out.append(0xF0 | UInt8(v >> 18))
+            out.append(0x80 | UInt8((v >> 12) & 0x3F))
+            out.append(0x80 | UInt8((v >> 6) & 0x3F))
+            out.append(0x80 | UInt8(v & 0x3F))
+        }
+    }
+
+    /// The code point of a `\u` escape; a high surrogate must be followed by an escaped low one.
+    mutating func unicodeEscape() throws(Failure) -> Unicode.Scalar {
+        let escapeStart = position - 2
+        let first = try hex4()
+        if (0xD800...0xDBFF).contains(first) {
+            guard position + 1 < bytes.count, bytes[position] == UInt8(ascii: "\\"), bytes[position + 1] == UInt8(ascii: "u") else {
+                throw fail("lone high surrogate in \\u escape", at: escapeStart)
+            }
+            position += 2
+            let second = try hex4()
+            guard (0xDC00...0xDFFF).contains(second) else {
+                throw fail("high surrogate not followed by a low surrogate", at: escapeStart)
+            }
+            return Unicode.Scalar(0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00))!
+        }
+        guard let scalar = Unicode.Scalar(first) else {
+            throw fail("lone low surrogate in \\u escape", at: escapeStart)
+        }
+        return scalar
+    }
+
+    mutating func hex4() throws(Failure) -> UInt32 {
+        guard bytes.count - position >= 4 else { throw fail("incomplete \\u escape") }
+        var value: UInt32 = 0
+        for _ in 0..<4 {
+            let b = bytes[position]
+            let digit: UInt32
+            switch b {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = UInt32(b - UInt8(ascii: "0"))
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = UInt32(b - UInt8(ascii: "a") + 10)
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = UInt32(b - UInt8(ascii: "A") + 10)
+            default: throw fail("invalid hex digit in \\u escape")
+            }
+            value = value << 4 | digit
+            position += 1
+        }
+        return value
+    }
+}

@@ -1,1 +1,0 @@
-// GuidonProtocol: to be written.

@@ -1,0 +1,153 @@
+public import GuidonEngine
+public import GuidonJSON
+
+/// The outcome of one reload attempt, as `status` reports it.
+public struct ReloadAttempt: Sendable, Hashable {
+    /// What started it: `"sighup"`, `"inotify"` or `"startup"`.
+    public var trigger: String
+    /// When it finished (Unix seconds).
+    public var at: Int64
+    /// Whether the daemon now serves the file's content (also true for an unchanged file).
+    public var ok: Bool
+    /// The configuration version being served afterwards.
+    public var configVersion: String
+    /// Why it failed: the full validation report or the I/O error.
+    public var error: String?
+
+    public init(trigger: String, at: Int64, ok: Bool, configVersion: String, error: String? = nil) {
+        self.trigger = trigger
+        self.at = at
+        self.ok = ok
+        self.configVersion = configVersion
+        self.error = error
+    }
+
+    public var json: JSONValue {
+        var o: JSONObject = ["ok": .bool(ok), "at": .string(Timestamp.rfc3339(at)), "trigger": .string(trigger),
+                             "configVersion": .string(configVersion)]
+        if let error { o["error"] = .string(error) }
+        return .object(o)
+    }
+}
+
+/// The body of a `status` reply.
+public struct DaemonStatus: Sendable, Hashable {
+    public var daemonVersion: String
+    public var configPath: String
+    public var configVersion: String
+    public var flagCount: Int
+    public var loadedAt: Int64
+    public var uptimeSeconds: Int64
+    public var lenient: Bool
+    public var warnings: Int
+    public var connections: Int
+    public var lastReload: ReloadAttempt?
+
+    public init(
+        daemonVersion: String, configPath: String, configVersion: String, flagCount: Int, loadedAt: Int64,
+        uptimeSeconds: Int64, lenient: Bool, warnings: Int, connections: Int, lastReload: ReloadAttempt?
+    ) {
+        self.daemonVersion = daemonVersion
+        self.configPath = configPath
+        self.configVersion = configVersion
+        self.flagCount = flagCount
+        self.loadedAt = loadedAt
+        self.uptimeSeconds = uptimeSeconds
+        self.lenient = lenient
+        self.warnings = warnings
+        self.connections = connections
+        self.lastReload = lastReload
+    }
+
+    public var json: JSONObject {
+        [
+            "version": .string(daemonVersion),
+            "configPath": .string(configPath),
+            "configVersion": .string(configVersion),
+            "flags": .int(Int64(flagCount)),
+            "loadedAt": .string(Timestamp.rfc3339(loadedAt)),
+            "uptimeSeconds": .int(uptimeSeconds),
+            "mode": .string(lenient ? "lenient" : "strict"),
+            "warnings": .int(Int64(warnings)),
+            "connections": .int(Int64(connections)),
+            "lastReload": lastReload?.json ?? .null,
+        ]
+    }
+}
+
+/// The body of a `list` reply: every flag, in document order.
+public enum FlagListing {
+    public static func json(configVersion: String, flags: [FlagInfo]) -> JSONObject {
+        let entries: [JSONValue] = flags.map { info in
+            .object([
+                "key": .string(info.key),
+                "state": .string(info.state.rawValue),
+                "variants": .array(info.variants.map(JSONValue.string)),
+                "defaultVariant": info.defaultVariant.map(JSONValue.string) ?? .null,
+                "targeting": .bool(info.hasTargeting),
+                "metadata": .object(info.metadata),
+            ])
+        }
+        return ["configVersion": .string(configVersion), "flags": .array(entries)]
+    }
+}
+
+/// The event a `watch` subscription receives when a reload changes the flag set.
+public struct ConfigurationChanged: Sendable, Hashable {
+    public var configVersion: String
+    public var added: [String]
+    public var changed: [String]
+    public var removed: [String]
+
+    public init(configVersion: String, diff: SnapshotDiff) {
+        self.configVersion = configVersion
+        self.added = diff.added
+        self.changed = diff.changed
+        self.removed = diff.removed
+    }
+
+    public var json: JSONValue {
+        .object([
+            "event": "configurationChanged",
+            "configVersion": .string(configVersion),
+            "added": .array(added.map(JSONValue.string)),
+            "changed": .array(changed.map(JSONValue.string)),
+            "removed": .array(removed.map(JSONValue.string)),
+        ])
+    }
+}
+
+/// RFC 3339 UTC timestamps without Foundation.
+public enum Timestamp {
+    /// `2026-11-21T12:03:07Z`.
+    public static func rfc3339(_ unixSeconds: Int64) -> String {
+        let days = unixSeconds >= 0 ? unixSeconds / 86_400 : (unixSeconds - 86_399) / 86_400
+        let secondsOfDay = unixSeconds - days * 86_400
+        let (y, m, d) = civilDate(daysSinceEpoch: days)
+        return "\(pad(y, 4))-\(pad(m, 2))-\(pad(d, 2))T\(pad(secondsOfDay / 3600, 2)):\(pad(secondsOfDay / 60 % 60, 2)):\(pad(secondsOfDay % 60, 2))Z"
+    }
+
+    /// `12:03` (UTC), for short status lines.
+    public static func clock(_ unixSeconds: Int64) -> String {
+        let secondsOfDay = ((unixSeconds % 86_400) + 86_400) % 86_400
+        return "\(pad(secondsOfDay / 3600, 2)):\(pad(secondsOfDay / 60 % 60, 2))"
+    }
+
+    /// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).
+    static func civilDate(daysSinceEpoch: Int64) -> (Int64, Int64, Int64) {
+        let z = daysSinceEpoch + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let doe = z - era * 146_097
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let d = doy - (153 * mp + 2) / 5 + 1
+        let m = mp < 10 ? mp + 3 : mp - 9
+        return (yoe + era * 400 + (m <= 2 ? 1 : 0), m, d)
+    }
+
+    static func pad(_ n: Int64, _ width: Int) -> String {
+        let s = String(n)
+        return s.count >= width ? s : String(repeating: "0", count: width - s.count) + s
+    }
+}

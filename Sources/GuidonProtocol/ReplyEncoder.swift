@@ -1,0 +1,128 @@
+public import GuidonEngine
+public import GuidonJSON
+
+/// Writes reply lines (compact JSON plus `\n`) straight into a byte buffer that the
+/// caller reuses, so that encoding a reply allocates nothing once the buffer has grown.
+public enum ReplyEncoder {
+    // MARK: eval
+
+    /// `{"id":…,"flag":…,"value":…,"variant":…,"reason":…,"errorCode":…,"errorMessage":…,"metadata":{…}}`.
+    /// When the result carries no value the caller's `default` is served (or `value` is left out).
+    public static func eval(id: JSONValue?, result: EvaluationResult, default defaultValue: JSONValue?, into out: inout [UInt8]) {
+        out.append(UInt8(ascii: "{"))
+        if let id {
+            append("\"id\":", to: &out)
+            JSONWriter.write(id, into: &out)
+            out.append(UInt8(ascii: ","))
+        }
+        writeResult(result, default: defaultValue, into: &out)
+        append("}\n", to: &out)
+    }
+
+    /// `{"id":…,"results":[{…},…]}` for a multi-flag `eval`, in the order asked.
+    public static func evalMany(id: JSONValue?, results: [EvaluationResult], default defaultValue: JSONValue?, into out: inout [UInt8]) {
+        out.append(UInt8(ascii: "{"))
+        writeID(id, into: &out)
+        append("\"results\":[", to: &out)
+        for (i, r) in results.enumerated() {
+            if i > 0 { out.append(UInt8(ascii: ",")) }
+            out.append(UInt8(ascii: "{"))
+            writeResult(r, default: defaultValue, into: &out)
+            out.append(UInt8(ascii: "}"))
+        }
+        append("]}\n", to: &out)
+    }
+
+    /// `{"id":…,"results":{"KEY":{…},…}}` for `evalAll`.
+    public static func evalAll(id: JSONValue?, results: [EvaluationResult], into out: inout [UInt8]) {
+        out.append(UInt8(ascii: "{"))
+        writeID(id, into: &out)
+        append("\"results\":{", to: &out)
+        for (i, r) in results.enumerated() {
+            if i > 0 { out.append(UInt8(ascii: ",")) }
+            JSONWriter.writeString(r.flagKey, into: &out)
+            append(":{", to: &out)
+            writeResult(r, default: nil, into: &out)
+            out.append(UInt8(ascii: "}"))
+        }
+        append("}}\n", to: &out)
+    }
+
+    /// The members of one evaluation result (without braces).
+    static func writeResult(_ r: EvaluationResult, default defaultValue: JSONValue?, into out: inout [UInt8]) {
+        append("\"flag\":", to: &out)
+        JSONWriter.writeString(r.flagKey, into: &out)
+        if let value = r.value ?? defaultValue {
+            append(",\"value\":", to: &out)
+            JSONWriter.write(value, into: &out)
+        }
+        if let variant = r.variant {
+            append(",\"variant\":", to: &out)
+            JSONWriter.writeString(variant, into: &out)
+        }
+        append(",\"reason\":", to: &out)
+        JSONWriter.writeString(r.reason.rawValue, into: &out)
+        if let code = r.errorCode {
+            append(",\"errorCode\":", to: &out)
+            JSONWriter.writeString(code.rawValue, into: &out)
+        }
+        if let message = r.errorMessage {
+            append(",\"errorMessage\":", to: &out)
+            JSONWriter.writeString(message, into: &out)
+        }
+        append(",\"metadata\":", to: &out)
+        JSONWriter.write(.object(r.metadata), into: &out)
+    }
+
+    // MARK: errors and ping
+
+    /// `{"id":…,"error":{"code":…,"message":…}}`.
+    public static func error(_ error: RequestError, into out: inout [UInt8]) {
+        out.append(UInt8(ascii: "{"))
+        writeID(error.id, into: &out)
+        append("\"error\":{\"code\":", to: &out)
+        JSONWriter.writeString(error.code.rawValue, into: &out)
+        append(",\"message\":", to: &out)
+        JSONWriter.writeString(error.message, into: &out)
+        append("}}\n", to: &out)
+    }
+
+    /// `{"id":…,"ok":true,"configVersion":…,"flags":N}`.
+    public static func ping(id: JSONValue?, configVersion: String, flagCount: Int, into out: inout [UInt8]) {
+        out.append(UInt8(ascii: "{"))
+        writeID(id, into: &out)
+        append("\"ok\":true,\"configVersion\":", to: &out)
+        JSONWriter.writeString(configVersion, into: &out)
+        append(",\"flags\":", to: &out)
+        JSONWriter.writeInt(Int64(flagCount), into: &out)
+        append("}\n", to: &out)
+    }
+
+    /// Any other reply: `id` (when given) followed by the members of `body`.
+    public static func reply(id: JSONValue?, _ body: JSONObject, into out: inout [UInt8]) {
+        var object = JSONObject()
+        if let id { object["id"] = id }
+        for (key, value) in body where key != "id" { object[key] = value }
+        line(.object(object), into: &out)
+    }
+
+    /// A value as one line.
+    public static func line(_ value: JSONValue, into out: inout [UInt8]) {
+        JSONWriter.write(value, into: &out)
+        out.append(UInt8(ascii: "\n"))
+    }
+
+    // MARK: helpers
+
+    static func writeID(_ id: JSONValue?, into out: inout [UInt8]) {
+        guard let id else { return }
+        append("\"id\":", to: &out)
+        JSONWriter.write(id, into: &out)
+        out.append(UInt8(ascii: ","))
+    }
+
+    @inline(__always)
+    static func append(_ s: StaticString, to out: inout [UInt8]) {
+        out.append(contentsOf: UnsafeBufferPointer(start: s.utf8Start, count: s.utf8CodeUnitCount))
+    }
+}

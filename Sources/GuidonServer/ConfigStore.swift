@@ -1,0 +1,63 @@
+public import Atomics
+public import GuidonEngine
+public import GuidonProtocol
+
+/// The configuration being served: a compiled snapshot and what identifies it.
+/// Immutable; replaced as a whole on reload.
+public final class ServedConfig: AtomicReference, Sendable {
+    public let snapshot: Snapshot
+    /// A digest of the file's bytes (16 hex digits): equal content, equal version.
+    public let version: String
+    /// When it was loaded (Unix seconds).
+    public let loadedAt: Int64
+
+    public init(snapshot: Snapshot, version: String, loadedAt: Int64) {
+        self.snapshot = snapshot
+        self.version = version
+        self.loadedAt = loadedAt
+    }
+}
+
+final class ReloadRecord: AtomicReference, Sendable {
+    let attempt: ReloadAttempt
+    init(_ attempt: ReloadAttempt) { self.attempt = attempt }
+}
+
+/// Holds the served configuration. Readers take one atomic load per request and use that
+/// one `ServedConfig` for the whole reply; the reloader publishes a new one with one store.
+/// Nobody locks.
+public final class ConfigStore: Sendable {
+    private let served: ManagedAtomic<ServedConfig>
+    private let lastAttempt: ManagedAtomic<ReloadRecord?>
+
+    public init(_ initial: ServedConfig) {
+        served = ManagedAtomic(initial)
+        lastAttempt = ManagedAtomic(nil)
+    }
+
+    /// The configuration to answer a request from.
+    @inline(__always)
+    public var current: ServedConfig { served.load(ordering: .acquiring) }
+
+    func publish(_ config: ServedConfig) {
+        served.store(config, ordering: .releasing)
+    }
+
+    /// The last reload attempt, `nil` before the first.
+    public var lastReload: ReloadAttempt? { lastAttempt.load(ordering: .acquiring)?.attempt }
+
+    func record(_ attempt: ReloadAttempt) {
+        lastAttempt.store(ReloadRecord(attempt), ordering: .releasing)
+    }
+}
+
+/// 64-bit FNV-1a of the file's bytes, as 16 hex digits.
+func contentVersion(of bytes: [UInt8]) -> String {
+    var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+    for byte in bytes {
+        hash ^= UInt64(byte)
+        hash &*= 0x0000_0100_0000_01b3
+    }
+    let hex = String(hash, radix: 16)
+    return String(repeating: "0", count: 16 - hex.count) + hex
+}

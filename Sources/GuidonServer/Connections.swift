@@ -1,0 +1,75 @@
+import NIOCore
+import NIOConcurrencyHelpers
+
+/// The open connections: enforces the connection limit, keeps the `watch` subscribers,
+/// and drains everything on shutdown.
+///
+/// Its lock is taken when a connection opens, closes or subscribes, and when an event is
+/// broadcast, never while a request is answered.
+public final class Connections: Sendable {
+    private struct State {
+        var open: [ObjectIdentifier: any Channel] = [:]
+        var subscribers: [ObjectIdentifier: any Channel] = [:]
+        var draining = false
+    }
+
+    public let limit: Int
+    private let state = NIOLockedValueBox(State())
+
+    public init(limit: Int) {
+        self.limit = limit
+    }
+
+    public var count: Int { state.withLockedValue { $0.open.count } }
+
+    /// Admits a new connection, or refuses it when the limit is reached or the daemon is stopping.
+    func admit(_ channel: any Channel) -> Bool {
+        state.withLockedValue { state in
+            guard !state.draining, state.open.count < limit else { return false }
+            state.open[ObjectIdentifier(channel)] = channel
+            return true
+        }
+    }
+
+    func remove(_ channel: any Channel) {
+        state.withLockedValue { state in
+            state.open[ObjectIdentifier(channel)] = nil
+            state.subscribers[ObjectIdentifier(channel)] = nil
+        }
+    }
+
+    func subscribe(_ channel: any Channel) {
+        state.withLockedValue { state in
+            if state.open[ObjectIdentifier(channel)] != nil {
+                state.subscribers[ObjectIdentifier(channel)] = channel
+            }
+        }
+    }
+
+    /// Writes one line to every subscriber.
+    func broadcast(_ line: [UInt8]) {
+        let subscribers = state.withLockedValue { Array($0.subscribers.values) }
+        for channel in subscribers {
+            var buffer = channel.allocator.buffer(capacity: line.count)
+            buffer.writeBytes(line)
+            channel.writeAndFlush(buffer, promise: nil)
+        }
+    }
+
+    /// Stops admitting connections, then asks every open one to finish: what has been
+    /// received is answered, written out, and the connection closed. Succeeds once all are closed.
+    func drain(on eventLoop: any EventLoop) -> EventLoopFuture<Void> {
+        let channels = state.withLockedValue { state in
+            state.draining = true
+            return Array(state.open.values)
+        }
+        let closed = channels.map { channel in
+            channel.pipeline.fireUserInboundEventTriggered(DrainEvent())
+            return channel.closeFuture
+        }
+        return EventLoopFuture.andAllComplete(closed, on: eventLoop)
+    }
+}
+
+/// Tells a connection's handler to finish up and close.
+struct DrainEvent: Sendable {}

@@ -1,0 +1,205 @@
+import Atomics
+import Dispatch
+public import GuidonEngine
+import GuidonProtocol
+import GuidonSystemd
+public import Logging
+import NIOCore
+import NIOPosix
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// How to run the daemon.
+public struct DaemonConfiguration: Sendable {
+    public var configPath: String
+    /// Where to listen when not socket-activated.
+    public var socketPath: String
+    public var compileOptions: CompileOptions
+    public var maxLineBytes: Int
+    public var maxConnections: Int
+    /// Event-loop threads; `nil` means one per core.
+    public var eventLoopThreads: Int?
+    /// Whether to reload when the file changes (SIGHUP always reloads).
+    public var watchFile: Bool
+
+    public init(
+        configPath: String, socketPath: String, compileOptions: CompileOptions = CompileOptions(),
+        maxLineBytes: Int = 64 * 1024, maxConnections: Int = 1024,
+        eventLoopThreads: Int? = nil, watchFile: Bool = true
+    ) {
+        self.configPath = configPath
+        self.socketPath = socketPath
+        self.compileOptions = compileOptions
+        self.maxLineBytes = maxLineBytes
+        self.maxConnections = maxConnections
+        self.eventLoopThreads = eventLoopThreads
+        self.watchFile = watchFile
+    }
+
+    public var isLenient: Bool {
+        if case .lenient = compileOptions.mode { return true }
+        return false
+    }
+}
+
+/// Why the daemon could not start.
+public struct StartupError: Error, CustomStringConvertible {
+    public var description: String
+}
+
+/// guidond: loads the flag file, serves it on a Unix socket, reloads it, talks to systemd,
+/// and shuts down cleanly on SIGTERM or SIGINT.
+public final class Daemon: Sendable {
+    public static let version = "0.1.0"
+
+    let configuration: DaemonConfiguration
+    let logger: Logger
+
+    public init(configuration: DaemonConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// Runs until SIGTERM or SIGINT. Throws when it cannot start (the flag file is missing or
+    /// invalid, the socket cannot be bound); the error says why in full.
+    public func run() throws {
+        let config = configuration
+        for sig in [SIGHUP, SIGTERM, SIGINT, SIGPIPE] { signal(sig, SIG_IGN) }
+        let startedAt = Int64(time(nil))
+
+        let initial: ServedConfig
+        do throws(ConfigLoadError) {
+            initial = try ConfigFile.load(config.configPath, options: config.compileOptions).0
+        } catch {
+            throw StartupError(description: error.description)
+        }
+        var logger = self.logger
+        logger[metadataKey: "configPath"] = "\(config.configPath)"
+        Reloader.logWarnings(initial.snapshot, logger: logger)
+
+        let store = ConfigStore(initial)
+        let connections = Connections(limit: config.maxConnections)
+        let reloader = Reloader(
+            path: config.configPath, options: config.compileOptions, store: store, connections: connections, logger: logger)
+        let service = ServiceContext(store: store, connections: connections, maxLineBytes: config.maxLineBytes) {
+            let served = store.current
+            return DaemonStatus(
+                daemonVersion: Daemon.version, configPath: config.configPath, configVersion: served.version,
+                flagCount: served.snapshot.count, loadedAt: served.loadedAt, uptimeSeconds: Int64(time(nil)) - startedAt,
+                lenient: config.isLenient, warnings: served.snapshot.warnings.count, connections: connections.count,
+                lastReload: store.lastReload)
+        }
+
+        // The socket: systemd's if we were given one, else our own.
+        let inherited = SocketActivation.inheritedSockets()
+        let activated = inherited.first(where: \.isUnixStreamListener)
+        if !inherited.isEmpty && activated == nil {
+            throw StartupError(description: "systemd passed \(inherited.count) socket(s), none a listening Unix stream socket")
+        }
+        let socketPath = UnixSocketPath(path: config.socketPath)
+        if activated == nil {
+            do throws(UnixSocketPath.Problem) { try socketPath.prepare() } catch { throw StartupError(description: error.description) }
+        }
+
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, config.eventLoopThreads ?? System.coreCount))
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 512)
+            .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 256, initial: 4096, maximum: 256 * 1024))
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(RequestHandler(service: service))
+                }
+            }
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
+        let server: any Channel
+        var socketIdentity: (UInt64, UInt64)?
+        do {
+            if let activated {
+                server = try bootstrap.withBoundSocket(activated.fileDescriptor).wait()
+                logger.info("listening on the socket passed by systemd", metadata: ["socketName": "\(activated.name)"])
+            } else {
+                server = try bootstrap.bind(unixDomainSocketPath: config.socketPath).wait()
+                socketIdentity = socketPath.identity()
+                logger.info("listening on \(config.socketPath)")
+            }
+        } catch {
+            try? group.syncShutdownGracefully()
+            throw StartupError(description: "cannot listen on \(config.socketPath): \(error)")
+        }
+
+        // Reload triggers.
+        let watcher: FileWatcher?
+        if config.watchFile {
+            do throws(FileWatcher.WatchError) {
+                let w = try FileWatcher(path: config.configPath) { reloader.reload(trigger: "inotify") }
+                w.start()
+                watcher = w
+            } catch {
+                logger.warning("not watching the flag file (reload with SIGHUP): \(error)")
+                watcher = nil
+            }
+        } else {
+            watcher = nil
+        }
+        let signalQueue = DispatchQueue(label: "guidon.signals")
+        let hangup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: signalQueue)
+        hangup.setEventHandler {
+            logger.info("SIGHUP: reloading")
+            SystemdNotifier.reloading(status: "reloading \(config.configPath)")
+            reloader.reloadAsync(trigger: "sighup") { _ in
+                SystemdNotifier.ready(status: Self.statusLine(store))
+            }
+        }
+        hangup.resume()
+        let stop = DispatchSemaphore(value: 0)
+        let stopSignal = ManagedAtomic<Int32>(0)
+        var stopSources: [any DispatchSourceSignal] = []
+        for sig in [SIGTERM, SIGINT] {
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: signalQueue)
+            source.setEventHandler {
+                if stopSignal.compareExchange(expected: 0, desired: sig, ordering: .relaxed).exchanged { stop.signal() }
+            }
+            source.resume()
+            stopSources.append(source)
+        }
+
+        let watchdog = Watchdog(group: group, interval: SystemdNotifier.watchdogInterval)
+        watchdog?.start()
+
+        logger.notice(
+            "guidond \(Daemon.version) ready: \(initial.snapshot.count) flags",
+            metadata: ["configVersion": "\(initial.version)", "reloadResult": "startup"])
+        SystemdNotifier.ready(status: Self.statusLine(store))
+
+        stop.wait()
+
+        let signalName = stopSignal.load(ordering: .relaxed) == SIGINT ? "SIGINT" : "SIGTERM"
+        logger.notice("\(signalName): shutting down")
+        SystemdNotifier.stopping(status: "shutting down: answering requests in flight")
+        watchdog?.stop()
+        hangup.cancel()
+        for source in stopSources { source.cancel() }
+        try? server.close().wait()
+        let drained = DispatchSemaphore(value: 0)
+        connections.drain(on: group.next()).whenComplete { _ in drained.signal() }
+        if drained.wait(timeout: .now() + .seconds(10)) == .timedOut {
+            logger.warning("some connections did not finish within 10 s; closing them")
+        }
+        watcher?.stop()
+        if activated == nil { socketPath.remove(ifStill: socketIdentity) }
+        try? group.syncShutdownGracefully()
+        logger.info("stopped")
+    }
+
+    static func statusLine(_ store: ConfigStore) -> String {
+        let served = store.current
+        var line = Reloader.servingStatus(served)
+        if let last = store.lastReload, !last.ok, let error = last.error {
+            let first = error.split(separator: "\n").dropFirst().first.map(String.init) ?? error
+            line = "reload failed at \(Timestamp.clock(last.at)): \(first) — still serving v\(served.version) (\(served.snapshot.count) flags)"
+        }
+        return line
+    }
+}

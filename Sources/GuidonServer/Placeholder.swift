@@ -1,1 +1,0 @@
-// GuidonServer: to be written.

@@ -1,0 +1,123 @@
+import Dispatch
+public import GuidonEngine
+import GuidonJSON
+public import GuidonProtocol
+import GuidonSystemd
+public import Logging
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Re-reads the flag file and publishes the result. Reloads run one at a time on a private
+/// queue, never on an event loop. A file that cannot be read or does not validate leaves the
+/// last good configuration serving; the failure is logged in full and shown by `status`.
+public final class Reloader: Sendable {
+    public let path: String
+    let options: CompileOptions
+    let store: ConfigStore
+    let connections: Connections
+    let logger: Logger
+    let queue = DispatchQueue(label: "guidon.reload")
+
+    public init(path: String, options: CompileOptions, store: ConfigStore, connections: Connections, logger: Logger) {
+        self.path = path
+        self.options = options
+        self.store = store
+        self.connections = connections
+        self.logger = logger
+    }
+
+    /// Reloads on the reload queue and waits for the outcome.
+    @discardableResult
+    public func reload(trigger: String) -> ReloadAttempt {
+        queue.sync { reloadOnQueue(trigger: trigger) }
+    }
+
+    /// Reloads on the reload queue; `done` runs there afterwards.
+    public func reloadAsync(trigger: String, done: (@Sendable (ReloadAttempt) -> Void)? = nil) {
+        queue.async {
+            let attempt = self.reloadOnQueue(trigger: trigger)
+            done?(attempt)
+        }
+    }
+
+    private func reloadOnQueue(trigger: String) -> ReloadAttempt {
+        let old = store.current
+        let now = Int64(time(nil))
+        var logger = logger
+        logger[metadataKey: "configPath"] = "\(path)"
+        logger[metadataKey: "trigger"] = "\(trigger)"
+
+        let bytes: [UInt8]
+        let new: ServedConfig
+        do throws(ConfigLoadError) {
+            bytes = try ConfigFile.read(path)
+            let version = contentVersion(of: bytes)
+            if version == old.version {
+                let attempt = ReloadAttempt(trigger: trigger, at: now, ok: true, configVersion: version)
+                store.record(attempt)
+                logger.debug("flag file unchanged", metadata: ["configVersion": "\(version)", "reloadResult": "unchanged"])
+                SystemdNotifier.status(Self.servingStatus(old))
+                return attempt
+            }
+            new = try ConfigFile.compile(bytes, path: path, options: options)
+        } catch {
+            let attempt = ReloadAttempt(trigger: trigger, at: now, ok: false, configVersion: old.version, error: error.description)
+            store.record(attempt)
+            logger.error(
+                "reload failed, still serving the previous configuration: \(error)",
+                metadata: ["configVersion": "\(old.version)", "reloadResult": "failed"])
+            SystemdNotifier.status(
+                "reload failed at \(Timestamp.clock(now)): \(error.summary) — still serving v\(old.version) (\(old.snapshot.count) flags)")
+            return attempt
+        }
+
+        store.publish(new)
+        let attempt = ReloadAttempt(trigger: trigger, at: now, ok: true, configVersion: new.version)
+        store.record(attempt)
+        let diff = new.snapshot.diff(from: old.snapshot)
+        logger.notice(
+            "configuration reloaded: \(diff.added.count) added, \(diff.changed.count) changed, \(diff.removed.count) removed",
+            metadata: [
+                "configVersion": "\(new.version)", "previousConfigVersion": "\(old.version)", "reloadResult": "ok",
+                "flags": "\(new.snapshot.count)",
+            ])
+        audit(diff, old: old.snapshot, new: new.snapshot, logger: logger, version: new.version)
+        Self.logWarnings(new.snapshot, logger: logger)
+        SystemdNotifier.status(Self.servingStatus(new))
+        if !diff.isEmpty {
+            var line: [UInt8] = []
+            ReplyEncoder.line(ConfigurationChanged(configVersion: new.version, diff: diff).json, into: &line)
+            connections.broadcast(line)
+        }
+        return attempt
+    }
+
+    /// One log entry per added, changed and removed flag, carrying the flag's metadata
+    /// (`updatedBy`, `notes`, `ticket`, …): the audit trail.
+    private func audit(_ diff: SnapshotDiff, old: Snapshot, new: Snapshot, logger: Logger, version: String) {
+        func entry(_ what: String, _ key: String, _ info: FlagInfo?) {
+            var metadata: Logger.Metadata = ["flag": "\(key)", "change": "\(what)", "configVersion": "\(version)"]
+            for (name, value) in info?.metadata ?? [:] where metadata[name] == nil {
+                metadata[name] = "\(value.string ?? value.description)"
+            }
+            if let info { metadata["state"] = "\(info.state.rawValue)" }
+            logger.notice("flag \(key) \(what)", metadata: metadata)
+        }
+        for key in diff.added { entry("added", key, new.info(key)) }
+        for key in diff.changed { entry("changed", key, new.info(key)) }
+        for key in diff.removed { entry("removed", key, old.info(key)) }
+    }
+
+    static func logWarnings(_ snapshot: Snapshot, logger: Logger) {
+        for warning in snapshot.warnings {
+            logger.warning("\(warning)")
+        }
+    }
+
+    /// The systemd `STATUS=` line while all is well.
+    static func servingStatus(_ config: ServedConfig) -> String {
+        "serving \(config.snapshot.count) flags, config v\(config.version) (loaded \(Timestamp.clock(config.loadedAt)) UTC)"
+    }
+}

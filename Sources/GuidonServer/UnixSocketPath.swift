@@ -1,0 +1,65 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The filesystem side of a listening Unix socket that guidond binds itself.
+struct UnixSocketPath {
+    let path: String
+
+    struct Problem: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    /// Makes way for binding: a stale socket file (nothing answers on it) is removed;
+    /// a live one, or a file that is not a socket, is left alone and reported.
+    func prepare() throws(Problem) {
+        var st = stat()
+        guard lstat(path, &st) == 0 else {
+            if errno == ENOENT { return }
+            throw Problem(description: "cannot use socket path \(path): \(errnoText())")
+        }
+        guard (st.st_mode & S_IFMT) == S_IFSOCK else {
+            throw Problem(description: "\(path) exists and is not a socket; not removing it")
+        }
+        if Self.answers(path) {
+            throw Problem(description: "another process is already listening on \(path)")
+        }
+        guard unlink(path) == 0 || errno == ENOENT else {
+            throw Problem(description: "cannot remove stale socket \(path): \(errnoText())")
+        }
+    }
+
+    /// The identity of the socket file now at the path, to recognise it at exit.
+    func identity() -> (UInt64, UInt64)? {
+        var st = stat()
+        guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFSOCK else { return nil }
+        return (UInt64(st.st_dev), UInt64(st.st_ino))
+    }
+
+    /// Removes the socket file if it is still the one we created.
+    func remove(ifStill identity: (UInt64, UInt64)?) {
+        guard let identity, let now = self.identity(), now == identity else { return }
+        unlink(path)
+    }
+
+    /// Whether something accepts connections on the socket at `path`.
+    static func answers(_ path: String) -> Bool {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return false }
+        withUnsafeMutableBytes(of: &address.sun_path) { sunPath in
+            sunPath.copyBytes(from: bytes)
+            sunPath[bytes.count] = 0
+        }
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        return result == 0
+    }
+}

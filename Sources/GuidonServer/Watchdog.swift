@@ -1,0 +1,45 @@
+import Atomics
+import Dispatch
+import GuidonSystemd
+import NIOCore
+
+/// Pets systemd's watchdog at half the interval it asked for, but only after a no-op task
+/// has run on every event loop: a wedged loop stops the pings and systemd restarts us.
+///
+/// `@unchecked Sendable`: the timer is configured in `init`/`start`/`stop`, which the daemon
+/// calls from its main thread; afterwards only its own queue touches it.
+final class Watchdog: @unchecked Sendable {
+    private let group: any EventLoopGroup
+    private let timer: any DispatchSourceTimer
+    private let roundInFlight = ManagedAtomic(false)
+
+    init?(group: any EventLoopGroup, interval: Duration?) {
+        guard let interval else { return nil }
+        self.group = group
+        timer = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "guidon.watchdog"))
+        let half = interval / 2
+        let microseconds = Int(half.components.seconds * 1_000_000 + half.components.attoseconds / 1_000_000_000_000)
+        timer.schedule(deadline: .now(), repeating: .microseconds(max(microseconds, 1000)))
+    }
+
+    func start() {
+        timer.setEventHandler { [self] in round() }
+        timer.resume()
+    }
+
+    func stop() {
+        timer.cancel()
+    }
+
+    private func round() {
+        guard roundInFlight.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else {
+            return  // the last round has not come back: some loop is stuck, so no ping.
+        }
+        let loops = Array(group.makeIterator())
+        let trips = loops.map { $0.submit {} }
+        EventLoopFuture.andAllSucceed(trips, on: loops[0]).whenComplete { [roundInFlight] _ in
+            SystemdNotifier.watchdog()
+            roundInFlight.store(false, ordering: .releasing)
+        }
+    }
+}

@@ -1,0 +1,80 @@
+// libFuzzer target for the request parser (built by .ci/fuzz, not by SwiftPM).
+//
+// Differential: GuidonProtocol's in-place request parser must agree with GuidonJSON's
+// general parser (strict, duplicate keys rejected, same depth limit) on what is valid JSON,
+// and decode the same flag, id and context. It must never crash, whatever the bytes.
+import GuidonEngine
+import GuidonJSON
+import GuidonProtocol
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzRequestLine(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+    let bytes = UnsafeRawBufferPointer(start: data, count: size)
+    let parser = RequestParser()
+    let reference = JSONParser(maxDepth: parser.maxDepth, duplicateKeys: .reject)
+
+    let referenceValue: JSONValue?
+    do { referenceValue = try reference.parse(bytes) } catch { referenceValue = nil }
+
+    let request: Request
+    do {
+        request = try parser.parse(bytes)
+    } catch {
+        precondition(!error.message.isEmpty, "an error must say what is wrong")
+        var out: [UInt8] = []
+        ReplyEncoder.error(error, into: &out)
+        precondition((try? reference.parse(Array(out.dropLast()))) != nil, "error replies are valid JSON")
+        if case .object(let object)? = referenceValue {
+            precondition(!isValidRequest(object), "refused a valid request: \(error.message)")
+        }
+        return 0
+    }
+    guard case .object(let object)? = referenceValue else {
+        preconditionFailure("accepted a line the reference parser rejects")
+    }
+    precondition(object["op"] == .string(request.op.rawValue))
+    precondition(request.flag.map(JSONValue.string) == object["flag"])
+    precondition(request.id == object["id"])
+    if case .object(let context)? = object["context"] {
+        precondition(EvaluationContext(json: context) == request.context, "context decoded differently")
+    }
+    // Whatever was accepted can be answered, and the answer is one valid JSON line.
+    var out: [UInt8] = []
+    let result = EvaluationResult(flagKey: request.flag ?? "", value: nil, variant: nil, reason: .error,
+                                  errorCode: .flagNotFound, errorMessage: "fuzz")
+    ReplyEncoder.eval(id: request.id, result: result, default: request.defaultValue, into: &out)
+    precondition(out.last == 0x0A && !out.dropLast().contains(0x0A))
+    guard case .object(let reply)? = try? reference.parse(Array(out.dropLast())) else {
+        preconditionFailure("reply is not a JSON object")
+    }
+    precondition(reply["id"] == request.id && reply["value"] == request.defaultValue)
+    return 0
+}
+
+/// Protocol v1's rules for a request, stated independently of the parser (PROTOCOL.md §2).
+func isValidRequest(_ o: JSONObject) -> Bool {
+    guard case .string(let opName)? = o["op"], let op = Request.Operation(rawValue: opName) else { return false }
+    switch o["id"] {
+    case .array?, .object?: return false
+    default: break
+    }
+    if let flag = o["flag"], flag.string == nil { return false }
+    if let flags = o["flags"] {
+        guard case .array(let keys) = flags, keys.allSatisfy({ $0.string != nil }) else { return false }
+    }
+    if let context = o["context"], context.object == nil { return false }
+    var type: ValueType?
+    if let t = o["type"] {
+        guard let name = t.string, let parsed = ValueType(rawValue: name) else { return false }
+        type = parsed
+    }
+    if op == .eval && (o["flag"] == nil) == (o["flags"] == nil) { return false }
+    if let type, let value = o["default"] {
+        switch (type, value) {
+        case (.boolean, .bool), (.string, .string), (.integer, .int), (.float, .int), (.float, .double),
+            (.object, .object), (.object, .array): break
+        default: return false
+        }
+    }
+    return true
+}

@@ -1,0 +1,108 @@
+import GuidonEngine
+import GuidonJSON
+import GuidonProtocol
+import Testing
+
+private func line(_ write: (inout [UInt8]) -> Void) throws -> JSONObject {
+    var out: [UInt8] = []
+    write(&out)
+    #expect(out.last == UInt8(ascii: "\n"))
+    #expect(out.dropLast().contains(UInt8(ascii: "\n")) == false, "a reply is exactly one line")
+    let value = try JSONParser(duplicateKeys: .reject).parse(Array(out.dropLast()))
+    return try #require(value.object)
+}
+
+@Suite("Reply encoder")
+struct ReplyEncoderTests {
+    let matched = EvaluationResult(
+        flagKey: "new-checkout", value: true, variant: "on", reason: .targetingMatch,
+        metadata: ["updatedBy": "maria", "version": 3])
+
+    @Test func evalReplyCarriesEveryMember() throws {
+        let reply = try line { ReplyEncoder.eval(id: "req-1", result: matched, default: false, into: &$0) }
+        #expect(reply.keys == ["id", "flag", "value", "variant", "reason", "metadata"])
+        #expect(reply["id"] == "req-1")
+        #expect(reply["value"] == true)
+        #expect(reply["variant"] == "on")
+        #expect(reply["reason"] == "TARGETING_MATCH")
+        #expect(reply["metadata"] == ["updatedBy": "maria", "version": 3])
+    }
+
+    @Test func fallbackServesTheCallersDefault() throws {
+        let missing = EvaluationResult(
+            flagKey: "nope", value: nil, variant: nil, reason: .error, errorCode: .flagNotFound, errorMessage: "flag 'nope' is not defined")
+        let withDefault = try line { ReplyEncoder.eval(id: nil, result: missing, default: ["a": [1, 2]], into: &$0) }
+        #expect(withDefault["id"] == nil)
+        #expect(withDefault["value"] == ["a": [1, 2]])
+        #expect(withDefault["errorCode"] == "FLAG_NOT_FOUND")
+        #expect(withDefault["errorMessage"] == "flag 'nope' is not defined")
+        #expect(withDefault["variant"] == nil)
+        let without = try line { ReplyEncoder.eval(id: nil, result: missing, default: nil, into: &$0) }
+        #expect(without["value"] == nil)
+        #expect(without["metadata"] == [:])
+    }
+
+    @Test func stringsAreEscaped() throws {
+        let odd = EvaluationResult(flagKey: "q\"\\\n\u{1}é", value: "line\nbreak", variant: "v", reason: .static)
+        let reply = try line { ReplyEncoder.eval(id: "\u{0}", result: odd, default: nil, into: &$0) }
+        #expect(reply["flag"] == "q\"\\\n\u{1}é")
+        #expect(reply["value"] == "line\nbreak")
+        #expect(reply["id"] == "\u{0}")
+    }
+
+    @Test func manyKeepsTheOrderAsked() throws {
+        let other = EvaluationResult(flagKey: "b", value: 2, variant: "two", reason: .static)
+        let reply = try line { ReplyEncoder.evalMany(id: 9, results: [other, matched, other], default: nil, into: &$0) }
+        let flags = try #require(reply["results"]?.array).map { $0.object?["flag"] }
+        #expect(flags == ["b", "new-checkout", "b"])
+    }
+
+    @Test func evalAllIsKeyedByFlag() throws {
+        let other = EvaluationResult(flagKey: "b", value: 2.5, variant: "x", reason: .static)
+        let reply = try line { ReplyEncoder.evalAll(id: nil, results: [matched, other], into: &$0) }
+        let results = try #require(reply["results"]?.object)
+        #expect(results.keys == ["new-checkout", "b"])
+        #expect(results["b"]?.object?["value"] == .double(2.5))
+    }
+
+    @Test func errorAndPing() throws {
+        let error = try line { ReplyEncoder.error(RequestError(code: .tooLarge, message: "too long", id: 4), into: &$0) }
+        #expect(error == ["id": 4, "error": ["code": "TOO_LARGE", "message": "too long"]])
+        let ping = try line { ReplyEncoder.ping(id: nil, configVersion: "abc", flagCount: 12, into: &$0) }
+        #expect(ping == ["ok": true, "configVersion": "abc", "flags": 12])
+    }
+
+    @Test func replyPutsTheIdFirst() throws {
+        let reply = try line { ReplyEncoder.reply(id: "z", ["ok": true, "id": "ignored"], into: &$0) }
+        #expect(reply.keys == ["id", "ok"])
+        #expect(reply["id"] == "z")
+    }
+
+    @Test func timestamps() {
+        #expect(Timestamp.rfc3339(0) == "1970-01-01T00:00:00Z")
+        #expect(Timestamp.rfc3339(951_782_400) == "2000-02-29T00:00:00Z")
+        #expect(Timestamp.rfc3339(1_795_737_600) == "2026-11-27T00:00:00Z")
+        #expect(Timestamp.rfc3339(-1) == "1969-12-31T23:59:59Z")
+        #expect(Timestamp.clock(1_795_737_600 + 12 * 3600 + 3 * 60 + 59) == "12:03")
+    }
+
+    @Test func eventLine() throws {
+        let diff = SnapshotDiffFixture.make(added: ["a"], changed: [], removed: ["z"])
+        let event = try line { ReplyEncoder.line(ConfigurationChanged(configVersion: "v2", diff: diff).json, into: &$0) }
+        #expect(event == ["event": "configurationChanged", "configVersion": "v2", "added": ["a"], "changed": [], "removed": ["z"]])
+    }
+}
+
+/// `SnapshotDiff` has no public initializer; build one by diffing two small snapshots.
+enum SnapshotDiffFixture {
+    static func make(added: [String], changed: [String], removed: [String]) -> SnapshotDiff {
+        let old = compile(removed.map { ($0, true) } + changed.map { ($0, true) })
+        let new = compile(added.map { ($0, true) } + changed.map { ($0, false) })
+        return new.diff(from: old)
+    }
+
+    static func compile(_ flags: [(String, Bool)]) -> Snapshot {
+        let members = flags.map { #""\#($0.0)":{"state":"ENABLED","variants":{"on":\#($0.1)},"defaultVariant":"on"}"# }
+        return try! Snapshot.compile(json: Array(#"{"flags":{\#(members.joined(separator: ","))}}"#.utf8))
+    }
+}

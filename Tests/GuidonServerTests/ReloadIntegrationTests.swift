@@ -1,0 +1,255 @@
+import Foundation
+import GuidonJSON
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A flag file whose `button` flag serves `label`, plus any extra flags.
+func buttonFlags(_ label: String, extra: [String: String] = [:]) -> String {
+    var members = [#""button": {"state": "ENABLED", "variants": {"only": "\#(label)"}, "defaultVariant": "only", "metadata": {"updatedBy": "\#(label)-author"}}"#]
+    for (key, value) in extra.sorted(by: { $0.key < $1.key }) {
+        members.append(#""\#(key)": {"state": "ENABLED", "variants": {"v": "\#(value)"}, "defaultVariant": "v"}"#)
+    }
+    return #"{"flags": {\#(members.joined(separator: ",\n"))}}"#
+}
+
+extension RunningDaemon {
+    func button(_ client: LineClient) throws -> JSONValue? {
+        try client.request(#"{"op":"eval","flag":"button"}"#)["value"]
+    }
+
+    /// Waits until `button` serves `label`.
+    func waitForButton(_ label: String, _ client: LineClient) throws {
+        try waitFor("button = \(label)") { try button(client) == .string(label) }
+    }
+
+    func lastReload(_ client: LineClient) throws -> JSONObject? {
+        try client.request(#"{"op":"status"}"#)["lastReload"]?.object
+    }
+}
+
+/// Replaces a file the way editors and deploy tools do: write a temporary file, rename it over.
+func renameOver(_ path: String, _ text: String) throws {
+    try text.write(toFile: path + ".tmp", atomically: false, encoding: .utf8)
+    guard rename(path + ".tmp", path) == 0 else { throw TestFailure("rename: \(String(cString: strerror(errno)))") }
+}
+
+/// Rewrites a file in place (truncate and write, same inode).
+func writeInPlace(_ path: String, _ text: String) throws {
+    let fd = open(path, O_WRONLY | O_TRUNC | O_CREAT, 0o644)
+    guard fd >= 0 else { throw TestFailure("open \(path): \(String(cString: strerror(errno)))") }
+    defer { close(fd) }
+    let bytes = Array(text.utf8)
+    guard write(fd, bytes, bytes.count) == bytes.count else { throw TestFailure("short write") }
+}
+
+@Suite("guidond: reloads", .serialized)
+struct ReloadIntegrationTests {
+    @Test func inPlaceWrite() throws {
+        let daemon = try RunningDaemon(flags: buttonFlags("one"))
+        defer { try? daemon.finish() }
+        let c = try daemon.client()
+        #expect(try daemon.button(c) == "one")
+        try writeInPlace(daemon.configPath, buttonFlags("two"))
+        try daemon.waitForButton("two", c)
+        #expect(try daemon.lastReload(c)?["trigger"] == "inotify")
+        #expect(daemon.process.log.contains("flag button changed"))
+        #expect(daemon.process.log.contains("updatedBy=two-author"), "the audit log carries the flag's metadata")
+    }
+
+    @Test func renameOverTheFile() throws {
+        let daemon = try RunningDaemon(flags: buttonFlags("one"))
+        defer { try? daemon.finish() }
+        let c = try daemon.client()
+        try renameOver(daemon.configPath, buttonFlags("two"))
+        try daemon.waitForButton("two", c)
+        try renameOver(daemon.configPath, buttonFlags("three"))
+        try daemon.waitForButton("three", c)
+    }
+
+    @Test func kubernetesStyleSymlinkSwap() throws {
+        // flags.json -> ..data/flags.json, ..data -> ..v1 (how a ConfigMap volume is laid out).
+        let dir = try ScratchDirectory()
+        try FileManager.default.createDirectory(atPath: dir.file("..v1"), withIntermediateDirectories: false)
+        try dir.write("..v1/flags.json", buttonFlags("one"))
+        try FileManager.default.createSymbolicLink(atPath: dir.file("..data"), withDestinationPath: "..v1")
+        try FileManager.default.createSymbolicLink(atPath: dir.file("flags.json"), withDestinationPath: "..data/flags.json")
+        let daemon = try RunningDaemon(flags: nil, dir: dir)
+        defer { try? daemon.finish() }
+        let c = try daemon.client()
+        #expect(try daemon.button(c) == "one")
+
+        for (n, label) in ["two", "three"].enumerated() {
+            let version = "..v\(n + 2)"
+            try FileManager.default.createDirectory(atPath: dir.file(version), withIntermediateDirectories: false)
+            try dir.write("\(version)/flags.json", buttonFlags(label))
+            try FileManager.default.createSymbolicLink(atPath: dir.file("..data_tmp"), withDestinationPath: version)
+            guard rename(dir.file("..data_tmp"), dir.file("..data")) == 0 else { throw TestFailure("rename ..data") }
+            try FileManager.default.removeItem(atPath: dir.file("..v\(n + 1)"))
+            try daemon.waitForButton(label, c)
+        }
+    }
+
+    @Test func anInvalidEditKeepsTheLastGoodFlagsUntilFixed() throws {
+        let daemon = try RunningDaemon(flags: buttonFlags("good"))
+        defer { try? daemon.finish() }
+        let c = try daemon.client()
+        let goodVersion = try c.request(#"{"op":"ping"}"#)["configVersion"]
+        try renameOver(daemon.configPath, #"{"flags": {"button": {"state": "ENABLED", "variants": {}, "defaultVariant": "x"},"#)
+        try daemon.waitFor("the failed reload in status") { try daemon.lastReload(c)?["ok"] == false }
+        let failed = try #require(try daemon.lastReload(c))
+        #expect(failed["error"]?.string?.contains(daemon.configPath) == true)
+        #expect(failed["configVersion"] == goodVersion)
+        #expect(try daemon.button(c) == "good")
+        #expect(try c.request(#"{"op":"ping"}"#)["configVersion"] == goodVersion)
+        #expect(daemon.process.log.contains("reload failed"))
+
+        try renameOver(daemon.configPath, buttonFlags("fixed"))
+        try daemon.waitForButton("fixed", c)
+        #expect(try daemon.lastReload(c)?["ok"] == true)
+    }
+
+    @Test func deleteThenRecreate() throws {
+        let daemon = try RunningDaemon(flags: buttonFlags("before"))
+        defer { try? daemon.finish() }
+        let c = try daemon.client()
+        try FileManager.default.removeItem(atPath: daemon.configPath)
+        try daemon.waitFor("the failed reload in status") { try daemon.lastReload(c)?["ok"] == false }
+        #expect(try daemon.lastReload(c)?["error"]?.string?.contains("No such file") == true)
+        #expect(try daemon.button(c) == "before")
+        try writeInPlace(daemon.configPath, buttonFlags("after"))
+        try daemon.waitForButton("after", c)
+    }
+
+    @Test func sighupReloads() throws {
+        let daemon = try RunningDaemon(flags: buttonFlags("one"), extraArguments: ["--no-watch"])
+        defer { try? daemon.finish() }
+        let c = try daemon.client()
+        try writeInPlace(daemon.configPath, buttonFlags("two"))
+        daemon.process.signal(SIGHUP)
+        try daemon.waitForButton("two", c)
+        #expect(try daemon.lastReload(c)?["trigger"] == "sighup")
+        // A SIGHUP with nothing changed is a successful no-op.
+        daemon.process.signal(SIGHUP)
+        try daemon.waitFor("the second SIGHUP") { daemon.process.log.components(separatedBy: "SIGHUP: reloading").count == 3 }
+        #expect(try daemon.button(c) == "two")
+        #expect(try daemon.lastReload(c)?["ok"] == true)
+    }
+
+    @Test func watchReportsAddedChangedAndRemovedFlags() throws {
+        let daemon = try RunningDaemon(flags: buttonFlags("one", extra: ["keep": "k", "old": "o"]))
+        defer { try? daemon.finish() }
+        let watcher = try daemon.client()
+        let ack = try watcher.request(#"{"op":"watch","id":"w"}"#)
+        #expect(ack["watching"] == true)
+
+        try renameOver(daemon.configPath, buttonFlags("two", extra: ["keep": "k", "new": "n"]))
+        let event = try watcher.readReply()
+        #expect(event["event"] == "configurationChanged")
+        #expect(event["added"] == ["new"])
+        #expect(event["changed"] == ["button"])
+        #expect(event["removed"] == ["old"])
+        let served = try daemon.client().request(#"{"op":"ping"}"#)["configVersion"]
+        #expect(event["configVersion"] == served)
+
+        // Rewriting identical content changes nothing and sends nothing: the next event is the next real change.
+        try renameOver(daemon.configPath, buttonFlags("two", extra: ["keep": "k", "new": "n"]))
+        try writeInPlace(daemon.configPath, buttonFlags("two", extra: ["keep": "k", "new": "n"]))
+        usleep(300_000)
+        try renameOver(daemon.configPath, buttonFlags("two", extra: ["keep": "changed", "new": "n"]))
+        let next = try watcher.readReply()
+        #expect(next["changed"] == ["keep"])
+        #expect(next["added"] == [] && next["removed"] == [])
+    }
+}
+
+@Suite("guidond: stress", .serialized)
+struct StressIntegrationTests {
+    /// Version `n` of the stress file: `gen` and `gen-mirror` both serve `n`, with padding so
+    /// that in-place writes are not atomic.
+    static func generation(_ n: Int) -> String {
+        var members = [
+            #""gen": {"state": "ENABLED", "variants": {"v": \#(n)}, "defaultVariant": "v"}"#,
+            #""gen-mirror": {"state": "ENABLED", "variants": {"v": \#(n)}, "defaultVariant": "v"}"#,
+        ]
+        for i in 0..<200 {
+            members.append(#""pad-\#(i)": {"state": "ENABLED", "variants": {"a": "\#(String(repeating: "p", count: 40))", "b": "\#(n)"}, "defaultVariant": "a"}"#)
+        }
+        return #"{"flags": {\#(members.joined(separator: ",\n"))}}"#
+    }
+
+    @Test func eightClientsFlatOutWhileTheFileIsRewrittenAHundredTimes() throws {
+        let daemon = try RunningDaemon(flags: Self.generation(0))
+        defer { try? daemon.finish() }
+        let stop = ManagedFlag()
+        let results = ResultsBox()
+        let group = DispatchGroup()
+        let socketPath = daemon.socketPath
+        for clientIndex in 0..<8 {
+            DispatchQueue.global().async(group: group) {
+                var requests = 0
+                var failures: [String] = []
+                var lastSeen = -1
+                do {
+                    let c = try LineClient(path: socketPath)
+                    while !stop.isSet || requests < 50 {
+                        let reply = try c.request(#"{"op":"eval","id":\#(requests),"flags":["gen","gen-mirror"],"context":{"targetingKey":"c\#(clientIndex)"}}"#)
+                        requests += 1
+                        guard reply["id"] == .int(Int64(requests - 1)), case .array(let pair)? = reply["results"], pair.count == 2,
+                            case .int(let a)? = pair[0].object?["value"], case .int(let b)? = pair[1].object?["value"]
+                        else {
+                            failures.append("bad reply: \(JSONValue.object(reply))")
+                            continue
+                        }
+                        if a != b { failures.append("mixed versions in one reply: \(a) vs \(b)") }
+                        if a < lastSeen { failures.append("went back from version \(lastSeen) to \(a)") }
+                        lastSeen = Int(a)
+                    }
+                } catch {
+                    failures.append("client \(clientIndex): \(error)")
+                }
+                results.add(requests: requests, failures: failures)
+            }
+        }
+        for n in 1...100 {
+            if n % 2 == 0 {
+                try writeInPlace(daemon.configPath, Self.generation(n))
+            } else {
+                try renameOver(daemon.configPath, Self.generation(n))
+            }
+            usleep(15_000)
+        }
+        let c = try daemon.client()
+        try daemon.waitFor("the last generation") {
+            try c.request(#"{"op":"eval","flag":"gen"}"#)["value"] == 100
+        }
+        stop.set()
+        group.wait()
+        let (requests, failures) = results.snapshot()
+        #expect(failures.isEmpty, "\(failures.prefix(10))")
+        #expect(requests >= 8 * 50)
+        print("stress: \(requests) requests from 8 clients during 100 rewrites, \(failures.count) failures")
+    }
+}
+
+final class ManagedFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    var isSet: Bool { lock.withLock { value } }
+    func set() { lock.withLock { value = true } }
+}
+
+final class ResultsBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var requests = 0
+    private var failures: [String] = []
+    func add(requests: Int, failures: [String]) {
+        lock.withLock {
+            self.requests += requests
+            self.failures += failures
+        }
+    }
+    func snapshot() -> (Int, [String]) { lock.withLock { (requests, failures) } }
+}
