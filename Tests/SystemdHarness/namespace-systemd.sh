@@ -60,17 +60,25 @@ start() {
     : >"$state/console.log"
 
     # The subshell moves itself into the new cgroup, which becomes the cgroup namespace's root.
-    GUIDON_HOST_MNTNS=$(readlink /proc/self/ns/mnt) bash -c '
+    local host_mntns host_pidns
+    host_mntns=$(readlink /proc/self/ns/mnt)
+    host_pidns=$(readlink /proc/self/ns/pid)
+    GUIDON_HOST_MNTNS=$host_mntns bash -c '
         echo $$ >"$1/cgroup.procs"
         shift
         exec unshare --pid --fork --mount --mount-proc --uts --ipc --cgroup --propagation private -- "$@"
     ' - "$cgroup" "$0" inner "$state" "$target" </dev/null >>"$state/console.log" 2>&1 &
-    local unshare_pid=$! pid=""
+    local unshare_pid=$! pid="" child
     echo "$unshare_pid" >"$state/unshare.pid"
+    # PID 1 is unshare's child in a PID namespace other than ours.
     for _ in $(seq 200); do
-        pid=$(cat "/proc/$unshare_pid/task/$unshare_pid/children" 2>/dev/null | tr -d ' ' || true)
-        [ -n "$pid" ] && break
         kill -0 "$unshare_pid" 2>/dev/null || die "unshare exited early: $(cat "$state/console.log")"
+        if [ "$(readlink "/proc/$unshare_pid/exe" 2>/dev/null)" = "$(command -v unshare)" ]; then
+            for child in $(cat "/proc/$unshare_pid/task/$unshare_pid/children" 2>/dev/null || true); do
+                if [ "$(readlink "/proc/$child/ns/pid" 2>/dev/null)" != "$host_pidns" ]; then pid=$child; fi
+            done
+        fi
+        [ -n "$pid" ] && break
         sleep 0.05
     done
     [ -n "$pid" ] || die "namespace PID 1 did not appear"
@@ -116,12 +124,13 @@ inner() {
         cp -a "$state/etc/guidon" /etc/guidon
     fi
 
-    # PID 1 writes its console to /dev/console: send that to the log instead of the machine's console.
+    # PID 1 logs to the journal; what it would write to /dev/console goes to the log instead of the
+    # machine's console.
     mount --bind "$state/console.log" /dev/console
     hostname guidon-test
 
     export container=guidon-test
-    exec /lib/systemd/systemd --system --unit="$target" --log-target=console --log-level=info \
+    exec /lib/systemd/systemd --system --unit="$target" --log-target=journal --log-level=info \
         --show-status=no
 }
 

@@ -24,7 +24,7 @@ final class NamespacedSystemd {
     static func with<T>(
         _ name: String,
         config: String,
-        serviceOverrides: String = "",
+        daemonArguments: [String] = [],
         _ body: (NamespacedSystemd) async throws -> T
     ) async throws -> T {
         let sentinel = "/tmp/guidon-systemd-sentinel-\(getpid())-\(UUID().uuidString.prefix(8))"
@@ -36,7 +36,7 @@ final class NamespacedSystemd {
         let systemd = NamespacedSystemd(root: try TestEnvironment.scratchDirectory(name))
         let result: T
         do {
-            try systemd.stage(config: config, serviceOverrides: serviceOverrides)
+            try systemd.stage(config: config, daemonArguments: daemonArguments)
             try systemd.boot()
             result = try await body(systemd)
         } catch {
@@ -54,7 +54,7 @@ final class NamespacedSystemd {
 
     // MARK: Setting up
 
-    private func stage(config: String, serviceOverrides: String) throws {
+    private func stage(config: String, daemonArguments: [String]) throws {
         let guidond = TestEnvironment.guidond
         guard access(guidond, X_OK) == 0 else {
             throw HarnessError("no guidond in \(TestEnvironment.binaries.path): build it first (swift build)")
@@ -112,14 +112,13 @@ final class NamespacedSystemd {
             [Service]
             # The staged binary (install.sh --destdir put it under the staging root).
             ExecStart=
-            ExecStart=\(root.path)/usr/local/bin/guidond --config \(Self.configPath)
+            ExecStart=\(([root.path + "/usr/local/bin/guidond", "--config", Self.configPath] + daemonArguments).joined(separator: " "))
             # Short enough for the watchdog test to see a restart quickly.
             WatchdogSec=3s
             TimeoutAbortSec=3s
             RestartSec=100ms
             # The watchdog test aborts the daemon: no core files.
             LimitCORE=0
-            \(serviceOverrides)
             """, to: "\(units)/guidon.service.d/test.conf")
     }
 
