@@ -27,8 +27,17 @@ struct UnderSystemdTests {
             #expect(socketInfo.st_mode & 0o777 == 0o660)
             #expect(directoryInfo.st_mode & 0o777 == 0o750)
             let guidonGroup = try systemd.inside("getent", ["group", "guidon"]).trimmedOutput
-            #expect(guidonGroup.split(separator: ":")[2] == "\(socketInfo.st_gid)")
+            #expect(guidonGroup.split(separator: ":", omittingEmptySubsequences: false).dropFirst(2).first == "\(socketInfo.st_gid)")
             #expect(socketInfo.st_gid == directoryInfo.st_gid)
+
+            // A user outside the group is refused at connect(2), which does not start the daemon…
+            let outsider = try systemd.guidonCLIAsNobody(groups: [], ["ping"])
+            #expect(!outsider.succeeded, "a non-member could query: \(outsider.output)")
+            #expect(outsider.error.contains("ermission denied"), "refused for another reason: \(outsider.error)")
+            #expect(try systemd.property("ActiveState") == "inactive")
+            // …while a member's query starts it and is answered.
+            let member = try systemd.guidonCLIAsNobody(groups: ["guidon"], ["ping"])
+            #expect(member.succeeded, "a member was refused: \(member.error)")
 
             let reply = try LineClient.request(FlagFiles.evalGreeting, path: systemd.socketPath)
             #expect(reply["value"] as? String == "hello")

@@ -6,7 +6,9 @@
 # fresh tmpfs mounts on /run, /tmp, /var/tmp, /var/lib/systemd and /etc/systemd/system (which gets
 # only the units under test) and /etc as an overlay. It refuses otherwise.
 #
-#   namespace-systemd.sh start STATE TARGET   boot; prints the host PID of the namespace's PID 1
+#   namespace-systemd.sh start STATE TARGET [OWNER]
+#                                             boot; prints the host PID of the namespace's PID 1.
+#                                             With OWNER (a PID), also stop it when OWNER dies.
 #   namespace-systemd.sh wait STATE [SECONDS] wait until the boot job queue is empty
 #   namespace-systemd.sh exec STATE CMD...    run CMD inside the namespaces (systemctl, journalctl, …)
 #   namespace-systemd.sh stop STATE           kill -KILL PID 1 (it ignores SIGTERM), clean the cgroup
@@ -45,8 +47,8 @@ host_cgroup2() {
 }
 
 start() {
-    local state target
-    state=$(absolute "$1"); target=$2
+    local state target owner
+    state=$(absolute "$1"); target=$2; owner=${3:-}
     check_state_dir "$state"
     [ -d "$state/units" ] || die "$state/units is missing"
     [ -f "$state/units/$target" ] || die "$state/units/$target is missing"
@@ -83,6 +85,13 @@ start() {
     done
     [ -n "$pid" ] || die "namespace PID 1 did not appear"
     echo "$pid" >"$state/pid"
+    if [ -n "$owner" ]; then
+        # Should the test process die without stopping it, do not leave systemd running.
+        (
+            while kill -0 "$owner" 2>/dev/null && [ -d "/proc/$pid" ]; do sleep 1; done
+            if [ -d "/proc/$pid" ] && [ -f "$state/pid" ]; then "$0" stop "$state"; fi
+        ) </dev/null >>"$state/console.log" 2>&1 &
+    fi
     echo "$pid"
 }
 
@@ -202,7 +211,7 @@ stop() {
 [ $# -ge 2 ] || die "usage: $0 start|wait|exec|stop STATE …"
 command=$1; shift
 case "$command" in
-    start) [ $# -eq 2 ] || die "usage: $0 start STATE TARGET"; start "$@" ;;
+    start) [ $# -ge 2 ] || die "usage: $0 start STATE TARGET [OWNER]"; start "$@" ;;
     inner) inner "$@" ;;
     wait) wait_booted "$@" ;;
     exec) run_inside "$@" ;;

@@ -123,7 +123,7 @@ final class NamespacedSystemd {
     }
 
     private func boot() throws {
-        let output = try run(TestEnvironment.namespaceScript, ["start", root.path, Self.target])
+        let output = try run(TestEnvironment.namespaceScript, ["start", root.path, Self.target, "\(getpid())"])
         guard let pid = Int32(output.trimmedOutput) else {
             throw HarnessError("namespace-systemd.sh start printed no PID: \(output.output)")
         }
@@ -182,6 +182,16 @@ final class NamespacedSystemd {
         guard rename(temporary, target) == 0 else {
             throw HarnessError("rename to \(target): \(String(cString: strerror(errno)))")
         }
+    }
+
+    /// Runs the installed `guidon` CLI inside the namespace as the unprivileged `nobody:nogroup`, with
+    /// exactly `groups` as its supplementary groups.
+    func guidonCLIAsNobody(groups: [String], _ arguments: [String]) throws -> CommandResult {
+        let identity = ["--reuid=nobody", "--regid=nogroup"]
+            + (groups.isEmpty ? ["--clear-groups"] : ["--groups=\(groups.joined(separator: ","))"])
+        let cli = [root.path + "/usr/local/bin/guidon"] + arguments + ["--socket", "/run/guidon/guidon.sock"]
+        return try Command.run(
+            TestEnvironment.namespaceScript, ["exec", root.path, "setpriv"] + identity + ["--"] + cli, scratch: root)
     }
 
     /// Sends `signal` to the namespace process whose PID (inside the namespace) is `pid`.
