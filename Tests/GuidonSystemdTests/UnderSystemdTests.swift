@@ -14,7 +14,7 @@ import Glibc
 struct UnderSystemdTests {
     @Test("socket activation: nothing runs until the first client connects, whose query is answered")
     func socketActivation() async throws {
-        try await NamespacedSystemd.with("activation", config: FlagFiles.greeting("hello")) { systemd in
+        try await NamespacedSystemd.with("activation", .staged(config: FlagFiles.greeting("hello"))) { systemd in
             #expect(try systemd.property("ActiveState", of: "guidon.socket") == "active")
             #expect(try systemd.property("ActiveState") == "inactive")
             #expect(try systemd.property("MainPID") == "0")
@@ -52,7 +52,7 @@ struct UnderSystemdTests {
     @Test("the status names the loaded config; reload serves a changed file and keeps the old flags on a broken one")
     func statusAndReload() async throws {
         // --no-watch: only `systemctl reload` (SIGHUP) may reload here, not inotify.
-        try await NamespacedSystemd.with("reload", config: FlagFiles.greeting("hello"), daemonArguments: ["--no-watch"]) { systemd in
+        try await NamespacedSystemd.with("reload", .staged(config: FlagFiles.greeting("hello"), daemonArguments: ["--no-watch"])) { systemd in
             let first = try LineClient.request(FlagFiles.ping, path: systemd.socketPath)
             let firstVersion = try #require(first["configVersion"] as? String)
             let status = try systemd.property("StatusText")
@@ -96,7 +96,7 @@ struct UnderSystemdTests {
 
     @Test("inotify hot reload works inside the sandbox (ProtectSystem=strict, /etc/guidon read-only)")
     func hotReload() async throws {
-        try await NamespacedSystemd.with("inotify", config: FlagFiles.greeting("hello")) { systemd in
+        try await NamespacedSystemd.with("inotify", .staged(config: FlagFiles.greeting("hello"))) { systemd in
             let reply = try LineClient.request(FlagFiles.evalGreeting, path: systemd.socketPath)
             #expect(reply["value"] as? String == "hello")
             try systemd.replaceConfig(with: FlagFiles.greeting("bye"))
@@ -108,7 +108,7 @@ struct UnderSystemdTests {
 
     @Test("the watchdog restarts a stopped daemon, and a client queued meanwhile is answered")
     func watchdog() async throws {
-        try await NamespacedSystemd.with("watchdog", config: FlagFiles.greeting("hello")) { systemd in
+        try await NamespacedSystemd.with("watchdog", .staged(config: FlagFiles.greeting("hello"))) { systemd in
             _ = try LineClient.request(FlagFiles.ping, path: systemd.socketPath)
             let frozenPID = try systemd.property("MainPID")
             let restartsBefore = try #require(Int(try systemd.property("NRestarts")))
@@ -134,7 +134,7 @@ struct UnderSystemdTests {
 
     @Test("systemctl stop ends the daemon with exit status 0, and the next client starts it again")
     func stopAndRestart() async throws {
-        try await NamespacedSystemd.with("stop", config: FlagFiles.greeting("hello")) { systemd in
+        try await NamespacedSystemd.with("stop", .staged(config: FlagFiles.greeting("hello"))) { systemd in
             _ = try LineClient.request(FlagFiles.ping, path: systemd.socketPath)
             let firstPID = try systemd.property("MainPID")
             try systemd.systemctl("stop", "guidon.service")
@@ -154,7 +154,7 @@ struct UnderSystemdTests {
 
     @Test("journald receives guidond's structured fields")
     func journalFields() async throws {
-        try await NamespacedSystemd.with("journal", config: FlagFiles.greeting("hello")) { systemd in
+        try await NamespacedSystemd.with("journal", .staged(config: FlagFiles.greeting("hello"))) { systemd in
             let ping = try LineClient.request(FlagFiles.ping, path: systemd.socketPath)
             let version = try #require(ping["configVersion"] as? String)
             let loaded = try await eventually("an entry naming the loaded config") {
@@ -172,6 +172,36 @@ struct UnderSystemdTests {
             #expect(reloaded["GUIDON_CONFIG_PATH"] as? String == NamespacedSystemd.configPath)
             let flags = try systemd.journal().compactMap { $0["GUIDON_FLAG"] as? String }
             #expect(flags.contains("dark-mode") || flags.contains("greeting"), "no GUIDON_FLAG entry for the changed flags: \(flags)")
+        }
+    }
+
+    @Test("systemd/install.sh installs, enables and uninstalls on a running systemd")
+    func liveInstall() async throws {
+        try await NamespacedSystemd.with("install", .none) { systemd in
+            // Exactly the documented command, but with the binaries this test run built.
+            let install = try systemd.inside(TestEnvironment.installScript, ["--binaries", TestEnvironment.binaries.path])
+            #expect(install.output.contains("guidon.socket is listening"))
+            #expect(try systemd.inside("systemctl", ["is-enabled", "guidon.socket"]).trimmedOutput == "enabled")
+            #expect(try systemd.property("ActiveState", of: "guidon.socket") == "active")
+            #expect(try systemd.property("ActiveState") == "inactive")
+
+            // The example config, readable by the daemon's group only.
+            var config = stat()
+            try #require(stat(systemd.hostPath(NamespacedSystemd.configPath), &config) == 0)
+            #expect(config.st_mode & 0o777 == 0o640)
+            let group = try systemd.inside("getent", ["group", "guidon"]).trimmedOutput
+            #expect(group.split(separator: ":", omittingEmptySubsequences: false).dropFirst(2).first == "\(config.st_gid)")
+
+            let member = try systemd.guidonCLIAsNobody(groups: ["guidon"], ["ping"], cli: "/usr/local/bin/guidon")
+            #expect(member.succeeded, "a member was refused: \(member.output) \(member.error)")
+            #expect(try systemd.property("ActiveState") == "active")
+
+            try systemd.inside(TestEnvironment.installScript, ["--uninstall"])
+            #expect(try systemd.property("LoadState", of: "guidon.socket") == "not-found")
+            #expect(try systemd.property("ActiveState") == "inactive")
+            #expect(access(systemd.hostPath("/usr/local/bin/guidond"), F_OK) != 0)
+            #expect(access(systemd.hostPath("/run/guidon/guidon.sock"), F_OK) != 0)
+            #expect(access(systemd.hostPath(NamespacedSystemd.configPath), F_OK) == 0, "the operator's config must stay")
         }
     }
 

@@ -4,7 +4,7 @@
 # A booted systemd runs tmpfiles and friends that would wipe the machine's /tmp, so this script never
 # execs systemd unless it is PID 1 of a fresh PID namespace, inside a private mount namespace, with
 # fresh tmpfs mounts on /run, /tmp, /var/tmp, /var/lib/systemd and /etc/systemd/system (which gets
-# only the units under test) and /etc as an overlay. It refuses otherwise.
+# only the units under test), and /etc and /usr/local as overlays. It refuses otherwise.
 #
 #   namespace-systemd.sh start STATE TARGET [OWNER]
 #                                             boot; prints the host PID of the namespace's PID 1.
@@ -18,7 +18,7 @@
 #   units/          copied into the namespace's /etc/systemd/system (units, drop-in directories)
 #   etc/guidon/, etc/passwd, etc/group
 #                   optional; copied into the namespace's /etc, an overlay whose upper layer is
-#                   STATE/.etc-upper, so nothing the namespace writes to /etc reaches the machine
+#                   in STATE/.overlay, so nothing the namespace writes to /etc reaches the machine
 # and receives console.log (PID 1's console) and the pid files.
 set -euo pipefail
 
@@ -30,7 +30,7 @@ check_state_dir() {
     local state=$1
     [ -d "$state" ] || die "no state directory $state"
     case "$(absolute "$state")/" in
-        /run/* | /tmp/* | /var/tmp/* | /var/lib/systemd/* | /etc/*)
+        /run/* | /tmp/* | /var/tmp/* | /var/lib/systemd/* | /etc/* | /usr/local/*)
             die "state directory $state would be hidden by the namespace's tmpfs mounts" ;;
     esac
 }
@@ -110,16 +110,22 @@ inner() {
     chmod 1777 /tmp /var/tmp
     # A persistent journal would be written to the machine's disk.
     if [ -d /var/log/journal ]; then mount -t tmpfs guidon-test /var/log/journal; fi
-    # /etc becomes an overlay whose upper layer lives in STATE: whatever the namespace writes there
-    # (/etc/guidon from ConfigurationDirectory=, users) never reaches the machine's /etc.
-    rm -rf "$state/.etc-upper" "$state/.etc-work"
-    mkdir -p "$state/.etc-upper" "$state/.etc-work"
-    mount -t overlay guidon-test -o "lowerdir=/etc,upperdir=$state/.etc-upper,workdir=$state/.etc-work" /etc
+    # /etc and /usr/local become overlays whose upper layers live in STATE: whatever the namespace
+    # writes there (/etc/guidon from ConfigurationDirectory=, users, an install.sh run) never reaches
+    # the machine.
+    rm -rf "$state/.overlay"
+    for dir in /etc /usr/local; do
+        mkdir -p "$state/.overlay$dir/upper" "$state/.overlay$dir/work"
+        mount -t overlay guidon-test \
+            -o "lowerdir=$dir,upperdir=$state/.overlay$dir/upper,workdir=$state/.overlay$dir/work" "$dir"
+    done
     mount -t tmpfs -o mode=0755 guidon-test /etc/systemd/system
     for dir in /run /tmp /var/tmp /var/lib/systemd /etc/systemd/system; do
         [ "$(stat -f -c %T "$dir")" = tmpfs ] || die "refusing to boot systemd: $dir is not a fresh tmpfs"
     done
-    [ "$(stat -f -c %T /etc)" = overlayfs ] || die "refusing to boot systemd: /etc is not an overlay"
+    for dir in /etc /usr/local; do
+        [ "$(stat -f -c %T "$dir")" = overlayfs ] || die "refusing to boot systemd: $dir is not an overlay"
+    done
 
     mount -t cgroup2 cgroup2 /sys/fs/cgroup
 
@@ -205,7 +211,7 @@ stop() {
         [ ! -d "$cgroup" ] || echo "namespace-systemd: could not remove $cgroup" >&2
     fi
     rm -f "$state/pid" "$state/unshare.pid" "$state/cgroup"
-    rm -rf "$state/.etc-upper" "$state/.etc-work"
+    rm -rf "$state/.overlay"
 }
 
 [ $# -ge 2 ] || die "usage: $0 start|wait|exec|stop STATE …"

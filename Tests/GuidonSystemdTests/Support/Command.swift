@@ -81,6 +81,15 @@ enum Command {
     /// Runs `executable` with `arguments` to completion. Output goes through files in `scratch` rather
     /// than pipes, so that a command leaving a background process behind cannot hang the test.
     static func run(_ executable: String, _ arguments: [String], scratch: URL) throws -> CommandResult {
+        let clock = ContinuousClock()
+        let started = clock.now
+        defer {
+            // Not an assertion: a hint for whoever reads a slow test log.
+            let took = clock.now - started
+            if took > .seconds(5) {
+                print("GuidonSystemdTests: slow command (\(took)): \(([executable] + arguments).joined(separator: " "))")
+            }
+        }
         let id = UUID().uuidString
         let outPath = scratch.appendingPathComponent(".cmd-\(id).out").path
         let errPath = scratch.appendingPathComponent(".cmd-\(id).err").path

@@ -5,7 +5,7 @@ import Glibc
 #endif
 
 /// systemd booted as PID 1 of private namespaces (Tests/SystemdHarness/namespace-systemd.sh), running
-/// the project's real units as `systemd/install.sh --destdir` stages them, plus test drop-ins.
+/// the project's real units as `systemd/install.sh` installs them, plus test drop-ins.
 ///
 /// Use `NamespacedSystemd.with(…) { systemd in … }`: it always kills PID 1 afterwards, dumps the journal
 /// when the body throws, and checks that the machine's /tmp survived.
@@ -20,11 +20,21 @@ final class NamespacedSystemd {
 
     private init(root: URL) { self.root = root }
 
-    /// Stages an installation with `config` as /etc/guidon/flags.json, boots it and runs `body`.
+    /// How the units get into the namespace.
+    enum Installation {
+        /// `install.sh --destdir` on the host, users from `systemd-sysusers --root`, `config` as
+        /// /etc/guidon/flags.json; the units are booted with the test target, the daemon started with
+        /// `daemonArguments` appended.
+        case staged(config: String, daemonArguments: [String] = [])
+        /// Nothing installed: the test runs `install.sh` itself inside the booted namespace (whose
+        /// /etc and /usr/local are overlays), exactly as an operator would.
+        case none
+    }
+
+    /// Boots systemd with `installation` and runs `body`.
     static func with<T>(
         _ name: String,
-        config: String,
-        daemonArguments: [String] = [],
+        _ installation: Installation,
         _ body: (NamespacedSystemd) async throws -> T
     ) async throws -> T {
         let sentinel = "/tmp/guidon-systemd-sentinel-\(getpid())-\(UUID().uuidString.prefix(8))"
@@ -36,7 +46,15 @@ final class NamespacedSystemd {
         let systemd = NamespacedSystemd(root: try TestEnvironment.scratchDirectory(name))
         let result: T
         do {
-            try systemd.stage(config: config, daemonArguments: daemonArguments)
+            guard access(TestEnvironment.guidond, X_OK) == 0 else {
+                throw HarnessError("no guidond in \(TestEnvironment.binaries.path): build it first (swift build)")
+            }
+            switch installation {
+            case .staged(let config, let daemonArguments):
+                try systemd.stage(config: config, daemonArguments: daemonArguments)
+            case .none:
+                try systemd.prepareForLiveInstall()
+            }
             try systemd.boot()
             result = try await body(systemd)
         } catch {
@@ -54,11 +72,9 @@ final class NamespacedSystemd {
 
     // MARK: Setting up
 
+    private static let unitsDirectory = "units"
+
     private func stage(config: String, daemonArguments: [String]) throws {
-        let guidond = TestEnvironment.guidond
-        guard access(guidond, X_OK) == 0 else {
-            throw HarnessError("no guidond in \(TestEnvironment.binaries.path): build it first (swift build)")
-        }
         // The machine's users, plus what sysusers.d/guidon.conf adds (into the staging root only).
         try FileManager.default.createDirectory(at: root.appendingPathComponent("etc"), withIntermediateDirectories: true)
         for file in ["passwd", "group"] {
@@ -72,20 +88,14 @@ final class NamespacedSystemd {
         let gid = try groupID("guidon")
         try chown(root.appendingPathComponent("etc/guidon/flags.json").path, gid: gid, mode: 0o640)
 
-        let units = "units"
+        let units = Self.unitsDirectory
+        try FileManager.default.createDirectory(at: root.appendingPathComponent(units), withIntermediateDirectories: true)
         for unit in ["guidon.socket", "guidon.service"] {
-            try FileManager.default.createDirectory(at: root.appendingPathComponent(units), withIntermediateDirectories: true)
             try FileManager.default.copyItem(
                 at: root.appendingPathComponent("usr/local/lib/systemd/system/\(unit)"),
                 to: root.appendingPathComponent("\(units)/\(unit)"))
         }
-        try write("""
-            [Unit]
-            Description=Guidon under test
-            DefaultDependencies=no
-            Wants=systemd-journald.socket systemd-journald.service guidon-tmpfiles.service guidon.socket
-            After=systemd-journald.service guidon.socket
-            """, to: "\(units)/\(Self.target)")
+        try writeTarget(wants: ["guidon-tmpfiles.service", "guidon.socket"])
         // The real tmpfiles.d/guidon.conf, applied to the namespace's /run like systemd-tmpfiles-setup
         // would at boot (that unit is not booted here: it would also process every other tmpfiles.d).
         try write("""
@@ -97,29 +107,51 @@ final class NamespacedSystemd {
             RemainAfterExit=yes
             ExecStart=/bin/systemd-tmpfiles --create \(root.path)/usr/local/lib/tmpfiles.d/guidon.conf
             """, to: "\(units)/guidon-tmpfiles.service")
+        // The staged binary: install.sh --destdir put it under the staging root.
+        let execStart = [root.path + "/usr/local/bin/guidond", "--config", Self.configPath] + daemonArguments
+        try writeDropIns(socketAfter: "guidon-tmpfiles.service", execStart: execStart.joined(separator: " "))
+    }
+
+    private func prepareForLiveInstall() throws {
+        try writeTarget(wants: [])
+        try writeDropIns(socketAfter: nil, execStart: nil)
+    }
+
+    /// The target the namespace boots: journald, and `wants`.
+    private func writeTarget(wants: [String]) throws {
         try write("""
-            # Boot only what is under test: default dependencies would pull in sysinit.target and basic.target.
+            [Unit]
+            Description=Guidon under test
+            DefaultDependencies=no
+            Wants=\((["systemd-journald.socket", "systemd-journald.service"] + wants).joined(separator: " "))
+            After=\((["systemd-journald.service"] + wants).joined(separator: " "))
+            """, to: "\(Self.unitsDirectory)/\(Self.target)")
+    }
+
+    /// Test drop-ins for the real units. They relax no sandboxing.
+    private func writeDropIns(socketAfter: String?, execStart: String?) throws {
+        try write("""
+            # Boot only what is under test: default dependencies would pull in sysinit.target and
+            # basic.target, and with them systemd-tmpfiles-setup and friends.
             [Unit]
             DefaultDependencies=no
-            After=guidon-tmpfiles.service
-            """, to: "\(units)/guidon.socket.d/test.conf")
+            \(socketAfter.map { "After=\($0)" } ?? "")
+            """, to: "\(Self.unitsDirectory)/guidon.socket.d/test.conf")
         try write("""
-            # Boot only what is under test: default dependencies would pull in sysinit.target and basic.target.
+            # Boot only what is under test (see guidon.socket.d/test.conf).
             [Unit]
             DefaultDependencies=no
             After=systemd-journald.socket
 
             [Service]
-            # The staged binary (install.sh --destdir put it under the staging root).
-            ExecStart=
-            ExecStart=\(([root.path + "/usr/local/bin/guidond", "--config", Self.configPath] + daemonArguments).joined(separator: " "))
+            \(execStart.map { "ExecStart=\nExecStart=\($0)" } ?? "")
             # Short enough for the watchdog test to see a restart quickly.
             WatchdogSec=3s
             TimeoutAbortSec=3s
             RestartSec=100ms
             # The watchdog test aborts the daemon: no core files.
             LimitCORE=0
-            """, to: "\(units)/guidon.service.d/test.conf")
+            """, to: "\(Self.unitsDirectory)/guidon.service.d/test.conf")
     }
 
     private func boot() throws {
@@ -186,12 +218,12 @@ final class NamespacedSystemd {
 
     /// Runs the installed `guidon` CLI inside the namespace as the unprivileged `nobody:nogroup`, with
     /// exactly `groups` as its supplementary groups.
-    func guidonCLIAsNobody(groups: [String], _ arguments: [String]) throws -> CommandResult {
+    func guidonCLIAsNobody(groups: [String], _ arguments: [String], cli: String? = nil) throws -> CommandResult {
         let identity = ["--reuid=nobody", "--regid=nogroup"]
             + (groups.isEmpty ? ["--clear-groups"] : ["--groups=\(groups.joined(separator: ","))"])
-        let cli = [root.path + "/usr/local/bin/guidon"] + arguments + ["--socket", "/run/guidon/guidon.sock"]
+        let command = [cli ?? root.path + "/usr/local/bin/guidon"] + arguments + ["--socket", "/run/guidon/guidon.sock"]
         return try Command.run(
-            TestEnvironment.namespaceScript, ["exec", root.path, "setpriv"] + identity + ["--"] + cli, scratch: root)
+            TestEnvironment.namespaceScript, ["exec", root.path, "setpriv"] + identity + ["--"] + command, scratch: root)
     }
 
     /// Sends `signal` to the namespace process whose PID (inside the namespace) is `pid`.
