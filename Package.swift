@@ -71,10 +71,12 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // Counts heap allocations (interposes malloc & co.); linked only into guidon-bench.
+        .target(name: "CAllocCounter"),
         .executableTarget(
             name: "guidon-bench",
             dependencies: [
-                "GuidonJSON", "GuidonEngine", "GuidonProtocol",
+                "GuidonJSON", "GuidonEngine", "GuidonProtocol", "CAllocCounter",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

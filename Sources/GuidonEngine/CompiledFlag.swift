@@ -75,13 +75,24 @@ struct VariantTable: Sendable {
     }
 }
 
-struct CompiledFlag: Sendable {
+/// One flag, ready to evaluate. A class so that looking it up costs one reference count,
+/// not one per member.
+final class CompiledFlag: Sendable {
     let key: String
     let enabled: Bool
     let variants: VariantTable
     let defaultIndex: Int?
     let targeting: Outcome?
     let metadata: JSONObject
+
+    init(key: String, enabled: Bool, variants: VariantTable, defaultIndex: Int?, targeting: Outcome?, metadata: JSONObject) {
+        self.key = key
+        self.enabled = enabled
+        self.variants = variants
+        self.defaultIndex = defaultIndex
+        self.targeting = targeting
+        self.metadata = metadata
+    }
 
     func evaluate(context: EvaluationContext, type: ValueType?, now: Int64) -> EvaluationResult {
         guard enabled else {

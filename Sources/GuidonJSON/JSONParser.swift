@@ -284,7 +284,8 @@ private struct Cursor {
             case UInt8(ascii: "\""):
                 position += 1
                 guard let s = String(validating: utf8, as: UTF8.self) else {
-                    throw error("invalid UTF-8 in string", at: open)
+                    // Escapes are ASCII, so the raw text holds the offending byte.
+                    throw error("invalid UTF-8 in string", at: firstInvalidUTF8(from: start, to: position - 1))
                 }
                 return s
             case UInt8(ascii: "\\"):

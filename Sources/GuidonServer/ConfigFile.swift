@@ -18,14 +18,6 @@ public enum ConfigLoadError: Error, Sendable, CustomStringConvertible {
             "\(path) is not a valid flag file (\(report.errors.count) error\(report.errors.count == 1 ? "" : "s")):\n\(report)"
         }
     }
-
-    /// The first problem, for one-line summaries.
-    public var summary: String {
-        switch self {
-        case .unreadable(_, let reason): reason
-        case .invalid(_, let report): report.errors.first.map { "\($0.path): \($0.message)" } ?? "invalid"
-        }
-    }
 }
 
 /// Reading and compiling the flag file.

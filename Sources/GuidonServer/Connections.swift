@@ -1,11 +1,12 @@
+import Atomics
 import NIOCore
 import NIOConcurrencyHelpers
 
 /// The open connections: enforces the connection limit, keeps the `watch` subscribers,
 /// and drains everything on shutdown.
 ///
-/// Its lock is taken when a connection opens, closes or subscribes, and when an event is
-/// broadcast, never while a request is answered.
+/// Its lock is taken when a connection opens or closes, when it subscribes with `watch`, and
+/// when an event is broadcast; answering `eval`, `ping`, `status` or `list` never takes it.
 public final class Connections: Sendable {
     private struct State {
         var open: [ObjectIdentifier: any Channel] = [:]
@@ -15,18 +16,21 @@ public final class Connections: Sendable {
 
     public let limit: Int
     private let state = NIOLockedValueBox(State())
+    private let openCount = ManagedAtomic(0)
 
     public init(limit: Int) {
         self.limit = limit
     }
 
-    public var count: Int { state.withLockedValue { $0.open.count } }
+    /// Open connections (read without locking, for `status`).
+    public var count: Int { openCount.load(ordering: .relaxed) }
 
     /// Admits a new connection, or refuses it when the limit is reached or the daemon is stopping.
     func admit(_ channel: any Channel) -> Bool {
         state.withLockedValue { state in
             guard !state.draining, state.open.count < limit else { return false }
             state.open[ObjectIdentifier(channel)] = channel
+            openCount.store(state.open.count, ordering: .relaxed)
             return true
         }
     }
@@ -35,6 +39,7 @@ public final class Connections: Sendable {
         state.withLockedValue { state in
             state.open[ObjectIdentifier(channel)] = nil
             state.subscribers[ObjectIdentifier(channel)] = nil
+            openCount.store(state.open.count, ordering: .relaxed)
         }
     }
 

@@ -66,7 +66,22 @@ public final class Daemon: Sendable {
     /// invalid, the socket cannot be bound); the error says why in full.
     public func run() throws {
         let config = configuration
+        // Signals are handled by dispatch sources, not by the default actions. SIGTERM and SIGINT
+        // are caught from the start, so that a stop requested during startup is not lost.
         for sig in [SIGHUP, SIGTERM, SIGINT, SIGPIPE] { signal(sig, SIG_IGN) }
+        let signalQueue = DispatchQueue(label: "guidon.signals")
+        let stop = DispatchSemaphore(value: 0)
+        let stopSignal = ManagedAtomic<Int32>(0)
+        var stopSources: [any DispatchSourceSignal] = []
+        for sig in [SIGTERM, SIGINT] {
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: signalQueue)
+            source.setEventHandler {
+                if stopSignal.compareExchange(expected: 0, desired: sig, ordering: .relaxed).exchanged { stop.signal() }
+            }
+            source.resume()
+            stopSources.append(source)
+        }
+        defer { for source in stopSources { source.cancel() } }
         let startedAt = Int64(time(nil))
 
         let initial: ServedConfig
@@ -92,41 +107,22 @@ public final class Daemon: Sendable {
                 lastReload: store.lastReload)
         }
 
-        // The socket: systemd's if we were given one, else our own.
-        let inherited = SocketActivation.inheritedSockets()
-        let activated = inherited.first(where: \.isUnixStreamListener)
-        if !inherited.isEmpty && activated == nil {
-            throw StartupError(description: "systemd passed \(inherited.count) socket(s), none a listening Unix stream socket")
-        }
-        let socketPath = UnixSocketPath(path: config.socketPath)
-        if activated == nil {
-            do throws(UnixSocketPath.Problem) { try socketPath.prepare() } catch { throw StartupError(description: error.description) }
-        }
-
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, config.eventLoopThreads ?? System.coreCount))
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 512)
             .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 256, initial: 4096, maximum: 256 * 1024))
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(RequestHandler(service: service))
                 }
             }
-            .childChannelOption(.allowRemoteHalfClosure, value: true)
-        let server: any Channel
-        var socketIdentity: (UInt64, UInt64)?
+        let listener: ListeningSocket
         do {
-            if let activated {
-                server = try bootstrap.withBoundSocket(activated.fileDescriptor).wait()
-                logger.info("listening on the socket passed by systemd", metadata: ["socketName": "\(activated.name)"])
-            } else {
-                server = try bootstrap.bind(unixDomainSocketPath: config.socketPath).wait()
-                socketIdentity = socketPath.identity()
-                logger.info("listening on \(config.socketPath)")
-            }
+            listener = try ListeningSocket.open(bootstrap, path: config.socketPath, logger: logger)
         } catch {
             try? group.syncShutdownGracefully()
-            throw StartupError(description: "cannot listen on \(config.socketPath): \(error)")
+            throw error
         }
 
         // Reload triggers.
@@ -143,27 +139,15 @@ public final class Daemon: Sendable {
         } else {
             watcher = nil
         }
-        let signalQueue = DispatchQueue(label: "guidon.signals")
         let hangup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: signalQueue)
         hangup.setEventHandler {
             logger.info("SIGHUP: reloading")
             SystemdNotifier.reloading(status: "reloading \(config.configPath)")
             reloader.reloadAsync(trigger: "sighup") { _ in
-                SystemdNotifier.ready(status: Self.statusLine(store))
+                SystemdNotifier.ready(status: Reloader.statusLine(store))
             }
         }
         hangup.resume()
-        let stop = DispatchSemaphore(value: 0)
-        let stopSignal = ManagedAtomic<Int32>(0)
-        var stopSources: [any DispatchSourceSignal] = []
-        for sig in [SIGTERM, SIGINT] {
-            let source = DispatchSource.makeSignalSource(signal: sig, queue: signalQueue)
-            source.setEventHandler {
-                if stopSignal.compareExchange(expected: 0, desired: sig, ordering: .relaxed).exchanged { stop.signal() }
-            }
-            source.resume()
-            stopSources.append(source)
-        }
 
         let watchdog = Watchdog(group: group, interval: SystemdNotifier.watchdogInterval)
         watchdog?.start()
@@ -171,7 +155,7 @@ public final class Daemon: Sendable {
         logger.notice(
             "guidond \(Daemon.version) ready: \(initial.snapshot.count) flags",
             metadata: ["configVersion": "\(initial.version)", "reloadResult": "startup"])
-        SystemdNotifier.ready(status: Self.statusLine(store))
+        SystemdNotifier.ready(status: Reloader.statusLine(store))
 
         stop.wait()
 
@@ -180,26 +164,16 @@ public final class Daemon: Sendable {
         SystemdNotifier.stopping(status: "shutting down: answering requests in flight")
         watchdog?.stop()
         hangup.cancel()
-        for source in stopSources { source.cancel() }
-        try? server.close().wait()
+        try? listener.channel.close().wait()
         let drained = DispatchSemaphore(value: 0)
         connections.drain(on: group.next()).whenComplete { _ in drained.signal() }
         if drained.wait(timeout: .now() + .seconds(10)) == .timedOut {
             logger.warning("some connections did not finish within 10 s; closing them")
         }
         watcher?.stop()
-        if activated == nil { socketPath.remove(ifStill: socketIdentity) }
+        listener.removeSocketFile()
         try? group.syncShutdownGracefully()
         logger.info("stopped")
     }
 
-    static func statusLine(_ store: ConfigStore) -> String {
-        let served = store.current
-        var line = Reloader.servingStatus(served)
-        if let last = store.lastReload, !last.ok, let error = last.error {
-            let first = error.split(separator: "\n").dropFirst().first.map(String.init) ?? error
-            line = "reload failed at \(Timestamp.clock(last.at)): \(first) — still serving v\(served.version) (\(served.snapshot.count) flags)"
-        }
-        return line
-    }
 }

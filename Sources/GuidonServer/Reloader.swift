@@ -68,8 +68,7 @@ public final class Reloader: Sendable {
             logger.error(
                 "reload failed, still serving the previous configuration: \(error)",
                 metadata: ["configVersion": "\(old.version)", "reloadResult": "failed"])
-            SystemdNotifier.status(
-                "reload failed at \(Timestamp.clock(now)): \(error.summary) — still serving v\(old.version) (\(old.snapshot.count) flags)")
+            SystemdNotifier.status(Self.statusLine(store))
             return attempt
         }
 
@@ -119,5 +118,15 @@ public final class Reloader: Sendable {
     /// The systemd `STATUS=` line while all is well.
     static func servingStatus(_ config: ServedConfig) -> String {
         "serving \(config.snapshot.count) flags, config v\(config.version) (loaded \(Timestamp.clock(config.loadedAt)) UTC)"
+    }
+
+    /// The systemd `STATUS=` line: what is served, or why the last reload failed and what is still served.
+    static func statusLine(_ store: ConfigStore) -> String {
+        let served = store.current
+        guard let last = store.lastReload, !last.ok, let error = last.error else { return servingStatus(served) }
+        // The first problem: the report's first diagnostic, or the one-line I/O error.
+        let lines = error.split(separator: "\n")
+        let first = lines.count > 1 ? String(lines[1]) : error
+        return "reload failed at \(Timestamp.clock(last.at)) UTC: \(first) — still serving v\(served.version) (\(served.snapshot.count) flags)"
     }
 }

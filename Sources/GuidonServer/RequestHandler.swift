@@ -35,7 +35,11 @@ public final class RequestHandler: ChannelInboundHandler {
     private var partial: ByteBuffer?
     /// Replies not yet written (reused: keeps its capacity).
     private var replies: [UInt8] = []
+    /// The outbound buffer, reused once the channel has written it out (then we hold the only reference).
+    private var outbound: ByteBuffer?
     private var admitted = false
+    /// Scratch space kept between reads; bigger bursts get fresh buffers.
+    private static let retainedBytes = 64 * 1024
     private var closing = false
 
     public init(service: ServiceContext) {
@@ -70,7 +74,7 @@ public final class RequestHandler: ChannelInboundHandler {
         while !closing, let end = input.readableBytesView.firstIndex(of: newline) {
             let length = end - input.readerIndex
             if length > service.maxLineBytes {
-                tooLarge(length)
+                tooLarge()
                 break
             }
             input.withUnsafeReadableBytes { bytes in
@@ -80,7 +84,7 @@ public final class RequestHandler: ChannelInboundHandler {
         }
         if !closing && input.readableBytes > 0 {
             if input.readableBytes > service.maxLineBytes {
-                tooLarge(input.readableBytes)
+                tooLarge()
             } else {
                 partial = input
             }
@@ -120,7 +124,7 @@ public final class RequestHandler: ChannelInboundHandler {
 
     // MARK: -
 
-    private func tooLarge(_ length: Int) {
+    private func tooLarge() {
         closing = true
         partial = nil
         ReplyEncoder.error(RequestError(code: .tooLarge, message: "request line longer than \(service.maxLineBytes) bytes; closing the connection"), into: &replies)
@@ -128,9 +132,13 @@ public final class RequestHandler: ChannelInboundHandler {
 
     private func writeReplies(context: ChannelHandlerContext) {
         guard !replies.isEmpty else { return }
-        var buffer = context.channel.allocator.buffer(capacity: replies.count)
+        var buffer = outbound.take() ?? context.channel.allocator.buffer(capacity: max(replies.count, 1024))
+        buffer.clear()  // no allocation when the previous write has completed and released it
         buffer.writeBytes(replies)
-        replies.removeAll(keepingCapacity: true)
+        // Keep the scratch space for the next read, unless a huge burst blew it up.
+        let keep = replies.count <= Self.retainedBytes
+        replies.removeAll(keepingCapacity: keep)
+        outbound = keep ? buffer : nil
         context.write(wrapOutboundOut(buffer), promise: nil)
     }
 

@@ -12,10 +12,13 @@ final class Watchdog: @unchecked Sendable {
     private let group: any EventLoopGroup
     private let timer: any DispatchSourceTimer
     private let roundInFlight = ManagedAtomic(false)
+    private let pet: @Sendable () -> Void
 
-    init?(group: any EventLoopGroup, interval: Duration?) {
+    /// `nil` when no interval was asked for. `pet` sends `WATCHDOG=1` (replaceable for tests).
+    init?(group: any EventLoopGroup, interval: Duration?, pet: @escaping @Sendable () -> Void = { SystemdNotifier.watchdog() }) {
         guard let interval else { return nil }
         self.group = group
+        self.pet = pet
         timer = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "guidon.watchdog"))
         let half = interval / 2
         let microseconds = Int(half.components.seconds * 1_000_000 + half.components.attoseconds / 1_000_000_000_000)
@@ -37,8 +40,8 @@ final class Watchdog: @unchecked Sendable {
         }
         let loops = Array(group.makeIterator())
         let trips = loops.map { $0.submit {} }
-        EventLoopFuture.andAllSucceed(trips, on: loops[0]).whenComplete { [roundInFlight] _ in
-            SystemdNotifier.watchdog()
+        EventLoopFuture.andAllSucceed(trips, on: loops[0]).whenComplete { [roundInFlight, pet] _ in
+            pet()
             roundInFlight.store(false, ordering: .releasing)
         }
     }

@@ -92,12 +92,12 @@ struct Eval: ParsableCommand {
         do {
             request["context"] = try JSONParser().parse(context)
         } catch {
-            throw ValidationError("--context is not valid JSON: \(error)")
+            throw CLIError("--context is not valid JSON: \(error)")
         }
         if let type { request["type"] = .string(type) }
         if let `default` {
             do { request["default"] = try JSONParser().parse(`default`) } catch {
-                throw ValidationError("--default is not valid JSON: \(error)")
+                throw CLIError("--default is not valid JSON: \(error)")
             }
         }
         if !all {

@@ -138,6 +138,10 @@ struct Evaluator {
                 keys.append(v)
             }
             return .array(missing(keys, scope))
+        case .missingKeys(let keys, let paths):
+            var absent: [JSONValue] = []
+            for i in paths.indices where isMissing(paths[i], scope) { absent.append(keys[i]) }
+            return .array(absent)
         case .missingSome(let needNode, let optionsNode):
             let need = JS.number(try evaluate(needNode, scope))
             guard case .array(let options) = try evaluate(optionsNode, scope) else { return .array([]) }
@@ -282,12 +286,20 @@ struct Evaluator {
 
     private func missing(_ keys: [JSONValue], _ scope: Scope) -> [JSONValue] {
         var absent: [JSONValue] = []
-        for key in keys {
-            let path = key.isNull ? VarPath("") : VarPath(JS.string(key))
-            let value = lookup(path, in: scope)
-            if value == nil || value == .string("") { absent.append(key) }
-        }
+        for key in keys where isMissing(Self.path(forKey: key), scope) { absent.append(key) }
         return absent
+    }
+
+    /// `missing` counts absent, `null` and `""` values as missing.
+    private func isMissing(_ path: VarPath, _ scope: Scope) -> Bool {
+        switch lookup(path, in: scope) {
+        case nil, .string("")?: true
+        default: false
+        }
+    }
+
+    static func path(forKey key: JSONValue) -> VarPath {
+        key.isNull ? VarPath("") : VarPath(JS.string(key))
     }
 
     /// A number as arithmetic sees it: integers (and null/booleans) stay integral so that
@@ -392,14 +404,19 @@ struct Evaluator {
 
     @inline(__always)
     static func hasPrefix(_ s: String, _ prefix: String) -> Bool {
-        s.utf8.count >= prefix.utf8.count && s.utf8.starts(with: prefix.utf8)
+        let n = prefix.utf8.count
+        guard s.utf8.count >= n else { return false }
+        let result = withBytes(s) { x in withBytes(prefix) { p in UnsafeBufferPointer(rebasing: x[..<n]).elementsEqual(p) } }
+        return (result ?? nil) ?? s.utf8.starts(with: prefix.utf8)
     }
 
     @inline(__always)
     static func hasSuffix(_ s: String, _ suffix: String) -> Bool {
         let n = suffix.utf8.count
-        guard s.utf8.count >= n else { return false }
-        return s.utf8[s.utf8.index(s.utf8.endIndex, offsetBy: -n)...].elementsEqual(suffix.utf8)
+        let count = s.utf8.count
+        guard count >= n else { return false }
+        let result = withBytes(s) { x in withBytes(suffix) { p in UnsafeBufferPointer(rebasing: x[(count - n)...]).elementsEqual(p) } }
+        return (result ?? nil) ?? s.utf8.reversed().starts(with: suffix.utf8.reversed())
     }
 
     /// json-logic-js `substr` (JavaScript's `String.prototype.substr`, counted in code points;

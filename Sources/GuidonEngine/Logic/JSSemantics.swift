@@ -145,7 +145,9 @@ enum JS {
     /// Byte-wise (code point) string equality.
     @inline(__always)
     static func same(_ a: String, _ b: String) -> Bool {
-        a.utf8.count == b.utf8.count && a.utf8.elementsEqual(b.utf8)
+        guard a.utf8.count == b.utf8.count else { return false }
+        let result = withBytes(a) { x in withBytes(b) { y in x.elementsEqual(y) } }
+        return (result ?? nil) ?? a.utf8.elementsEqual(b.utf8)
     }
 
     /// `===`: same type and value (numbers by value; arrays and objects by contents).

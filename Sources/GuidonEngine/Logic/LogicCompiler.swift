@@ -124,7 +124,17 @@ final class LogicCompiler {
             }
             return .computedVariable(pathNode, fallback: fallback)
         case "missing":
-            return .missing(compileOperands(raw))
+            let args = compileOperands(raw)
+            var keys: [JSONValue] = []
+            for (i, a) in args.enumerated() {
+                guard let v = a.constantValue else { return .missing(args) }
+                if i == 0, case .array(let list) = v {
+                    keys = list
+                    break
+                }
+                keys.append(v)
+            }
+            return .missingKeys(keys, keys.map(Evaluator.path(forKey:)))
         case "missing_some":
             let args = compileOperands(raw)
             checkCount(op, args.count, 2...2, "2 arguments (how many are needed, and a list of keys)")
@@ -246,7 +256,7 @@ final class LogicCompiler {
         }
         for (i, a) in args.enumerated() {
             if let v = a.constantValue, v.string == nil {
-                at(.index(i)) { report(.targeting, "\"\(op)\" compares strings, but this argument is a \(v.typeName); the result would always be null") }
+                at(.index(i)) { report(.targeting, "\"\(op)\" compares strings, but this argument is \(article(v.typeName)); the result would always be null") }
                 return .constant(.null)
             }
         }
@@ -354,7 +364,7 @@ final class LogicCompiler {
 
     private func compileReference(_ raw: JSONValue) -> Node {
         guard case .string(let name) = raw else {
-            report(.targeting, "\"$ref\" must name an evaluator (a string), not a \(raw.typeName)")
+            report(.targeting, "\"$ref\" must name an evaluator (a string), not \(article(raw.typeName))")
             return .failure("invalid $ref at \(renderPath(path))")
         }
         guard evaluatorDefinitions.contains(name) else {

@@ -11,6 +11,8 @@ indirect enum Node: Sendable {
     /// `var` whose path is computed.
     case computedVariable(Node, fallback: Node?)
     case missing([Node])
+    /// `missing` with literal keys, their paths split in advance.
+    case missingKeys([JSONValue], [VarPath])
     case missingSome(Node, Node)
     /// `if` / `?:`: condition, value, condition, value, …, [else].
     case choose([Node])

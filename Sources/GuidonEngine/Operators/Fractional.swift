@@ -18,7 +18,8 @@ struct Fractional: Sendable {
     /// the bucketing value unless it turns out to be an array (then it is a bucket).
     let first: Node?
     let buckets: [Bucket]
-    /// The weights when all are literal integers and `first` cannot add a bucket.
+    /// The weights when all are literal integers (used unless a computed first argument
+    /// turns out to be an extra bucket).
     let literalWeights: [UInt64]?
     let literalTotal: UInt64
 
@@ -29,18 +30,18 @@ struct Fractional: Sendable {
         self.buckets = buckets
         var weights: [UInt64] = []
         var total: UInt64 = 0
-        var literal = true
-        for bucket in buckets {
-            guard case .literal(_, let weightNode) = bucket else { literal = false; break }
-            guard let weightNode else { weights.append(1); total += 1; continue }
-            guard case .constant(.int(let w)) = weightNode else { literal = false; break }
-            let clamped = UInt64(max(0, min(w, Int64(Self.maxTotalWeight) + 1)))
-            weights.append(clamped)
-            total = min(total + clamped, Self.maxTotalWeight + 1)
+        scan: for bucket in buckets {
+            guard case .literal(_, let weightNode) = bucket else { break scan }
+            let weight: UInt64
+            switch weightNode {
+            case nil: weight = 1
+            case .constant(.int(let w))?: weight = Self.weight(.int(w))!
+            default: break scan
+            }
+            weights.append(weight)
+            total = min(total + weight, Self.maxTotalWeight + 1)
         }
-        if literal, case .constant(let v)? = first, case .array = v { literal = false }
-        if literal, let first, first.constantValue == nil { literal = false }
-        literalWeights = literal ? weights : nil
+        literalWeights = weights.count == buckets.count ? weights : nil
         literalTotal = total
     }
 

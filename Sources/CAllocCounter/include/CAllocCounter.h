@@ -1,0 +1,10 @@
+#ifndef GUIDON_ALLOC_COUNTER_H
+#define GUIDON_ALLOC_COUNTER_H
+
+#include <stdint.h>
+
+/// Number of heap allocations (malloc, calloc, realloc, posix_memalign, aligned_alloc,
+/// memalign) made by the process since it started. Linked only into guidon-bench.
+uint64_t guidon_alloc_count(void);
+
+#endif

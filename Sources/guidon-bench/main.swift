@@ -1,1 +1,0 @@
-print("guidon-bench: not yet")

@@ -1,0 +1,161 @@
+import Foundation
+import GuidonJSON
+import Synchronization
+import Testing
+
+@testable import GuidonEngine
+
+@Suite struct SnapshotTests {
+    static let document = #"""
+        {
+          "$evaluators": {
+            "is-staff": {"ends_with": [{"var": "email"}, "@staff.example"]},
+            "is-eu": {"in": [{"var": "country"}, ["DE", "FR"]]}
+          },
+          "metadata": {"flagSetId": "shop", "version": 7},
+          "flags": {
+            "static-on": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "on"},
+            "limit": {"state": "ENABLED", "variants": {"low": 5, "high": 50}, "defaultVariant": "low",
+                      "targeting": {"if": [{"$ref": "is-staff"}, "high", null]}, "metadata": {"version": 8, "owner": "core"}},
+            "off": {"state": "DISABLED", "variants": {"a": "A"}, "defaultVariant": "a", "targeting": {"nope": []}},
+            "eu-banner": {"state": "ENABLED", "variants": {"eu": "EU", "row": "World"}, "defaultVariant": "row",
+                          "targeting": {"if": [{"$ref": "is-eu"}, "eu", "row"]}},
+            "window": {"state": "ENABLED", "variants": {"open": true, "closed": false}, "defaultVariant": "closed",
+                       "targeting": {"if": [{">=": [{"var": "$flagd.timestamp"}, 1000]}, "open", "closed"]}},
+            "echo-key": {"state": "ENABLED", "variants": {"me": "yes", "other": "no"}, "defaultVariant": "other",
+                         "targeting": {"if": [{"==": [{"var": "$flagd.flagKey"}, "echo-key"]}, "me", "other"]}},
+            "tk": {"state": "ENABLED", "variants": {"u1": 1, "none": 0}, "defaultVariant": "none",
+                   "targeting": {"if": [{"==": [{"var": "targetingKey"}, "u1"]}, "u1", null]}},
+            "numbers": {"state": "ENABLED", "variants": {"2": "two", "2.5": "two and a half", "true": "yes"},
+                        "targeting": {"var": "pick"}}
+          }
+        }
+        """#
+
+    let snapshot: Snapshot
+
+    init() throws {
+        snapshot = try compiled(Self.document, mode: .lenient, now: 2000)
+    }
+
+    @Test func staticFlag() {
+        let r = snapshot.evaluate("static-on", context: EvaluationContext(), type: .boolean)
+        #expect(r == EvaluationResult(flagKey: "static-on", value: true, variant: "on", reason: .static,
+            metadata: ["flagSetId": "shop", "version": 7]))
+    }
+
+    @Test func flagNotFound() {
+        let r = snapshot.evaluate("Static-on", context: EvaluationContext())
+        #expect(r.reason == .error && r.errorCode == .flagNotFound && r.value == nil && r.metadata.isEmpty)
+        #expect(r.errorMessage == "flag 'Static-on' is not defined")
+    }
+
+    @Test func disabledFlagNeverEvaluatesItsTargeting() {
+        let r = snapshot.evaluate("off", context: EvaluationContext(), type: .integer)
+        #expect(r.reason == .disabled && r.value == nil && r.variant == nil && r.errorCode == nil)
+        #expect(r.metadata["flagSetId"] == "shop")
+    }
+
+    @Test func targetingWithReferenceAndMetadataOverride() {
+        let staff = snapshot.evaluate("limit", context: EvaluationContext(json: ["email": "kim@staff.example"]), type: .integer)
+        #expect(staff.reason == .targetingMatch && staff.value == 50 && staff.variant == "high")
+        #expect(staff.metadata == ["flagSetId": "shop", "version": 8, "owner": "core"])
+        let other = snapshot.evaluate("limit", context: EvaluationContext(json: ["email": "kim@example.com"]), type: .integer)
+        #expect(other.reason == .default && other.value == 5 && other.variant == "low")
+    }
+
+    @Test func floatsAcceptIntegersAndIntegersRefuseFloats() {
+        let asFloat = snapshot.evaluate("limit", context: EvaluationContext(), type: .float)
+        #expect(asFloat.value == .double(5))
+        let mismatch = snapshot.evaluate("limit", context: EvaluationContext(), type: .string)
+        #expect(mismatch.reason == .error && mismatch.errorCode == .typeMismatch && mismatch.value == nil)
+        #expect(mismatch.errorMessage == "flag 'limit': variant \"low\" is an integer, not a string")
+    }
+
+    @Test func timestampComesFromNowOrTheClock() throws {
+        #expect(snapshot.evaluate("window", context: EvaluationContext()).variant == "open")  // clock: 2000
+        #expect(snapshot.evaluate("window", context: EvaluationContext(), now: 999).variant == "closed")
+        let early = try compiled(Self.document, mode: .lenient, now: 5)
+        #expect(early.evaluate("window", context: EvaluationContext()).variant == "closed")
+    }
+
+    @Test func callersCannotOverrideFlagdOrTheTargetingKey() {
+        let spoof = EvaluationContext(targetingKey: "u2", attributes: [
+            "$flagd": ["flagKey": "other", "timestamp": 0], "targetingKey": "u1",
+        ])
+        #expect(snapshot.evaluate("echo-key", context: spoof).variant == "me")
+        #expect(snapshot.evaluate("window", context: spoof).variant == "open")
+        #expect(snapshot.evaluate("tk", context: spoof).variant == "none")
+        #expect(snapshot.evaluate("tk", context: EvaluationContext(targetingKey: "u1")).variant == "u1")
+    }
+
+    @Test func numbersAndBooleansNameVariantsByTheirText() {
+        func pick(_ v: JSONValue) -> EvaluationResult {
+            snapshot.evaluate("numbers", context: EvaluationContext(attributes: ["pick": v]))
+        }
+        #expect(pick(2).variant == "2")
+        #expect(pick(2.0).variant == "2")
+        #expect(pick(2.5).variant == "2.5")
+        #expect(pick(true).variant == "true")
+        let bad = pick(3)
+        #expect(bad.reason == .error && bad.errorCode == .general)
+        #expect(bad.errorMessage == "flag 'numbers': targeting returned 3, which is not one of the variants (\"2\", \"2.5\", \"true\")")
+        let none = pick(.null)
+        #expect(none.reason == .default && none.value == nil && none.variant == nil)
+    }
+
+    @Test func bulkEvaluationUsesOneClockReading() throws {
+        let readings = Atomic<Int>(0)
+        let clock: @Sendable () -> Int64 = {
+            readings.add(1, ordering: .relaxed)
+            return 2000
+        }
+        let counted = try Snapshot.compile(json: Array(Self.document.utf8), options: CompileOptions(mode: .lenient, clock: clock))
+        let all = counted.evaluateAll(context: EvaluationContext())
+        #expect(readings.load(ordering: .relaxed) == 1)
+        #expect(all.map(\.flagKey) == counted.flags.map(\.key))
+        let some = counted.evaluate(["window", "missing", "static-on"], context: EvaluationContext(), type: .boolean)
+        #expect(readings.load(ordering: .relaxed) == 2)
+        #expect(some.map(\.reason) == [.targetingMatch, .error, .static])
+        #expect(some[1].errorCode == .flagNotFound)
+    }
+
+    @Test func flagInfo() throws {
+        let info = try #require(snapshot.info("limit"))
+        #expect(info.state == .enabled && info.variants == ["low", "high"] && info.defaultVariant == "low")
+        #expect(info.hasTargeting)
+        #expect(snapshot.info("static-on")?.hasTargeting == false)
+        #expect(snapshot.info("off")?.state == .disabled)
+        #expect(snapshot.metadata == ["flagSetId": "shop", "version": 7])
+        #expect(snapshot.flags.map(\.key).first == "static-on")
+    }
+
+    @Test func fingerprintsAreStableAndDiffFindsChanges() throws {
+        let again = try compiled(Self.document, mode: .lenient)
+        #expect(snapshot.flags.map(\.fingerprint) == again.flags.map(\.fingerprint))
+        #expect(again.diff(from: snapshot).isEmpty)
+
+        // Member order inside a flag does not matter.
+        let reordered = Self.document.replacingOccurrences(
+            #""static-on": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "on"}"#,
+            #""static-on": {"defaultVariant": "on", "variants": {"on": true, "off": false}, "state": "ENABLED"}"#)
+        #expect(try compiled(reordered, mode: .lenient).diff(from: snapshot).isEmpty)
+
+        // An evaluator change changes exactly the flags that use it.
+        let newEvaluator = Self.document.replacingOccurrences(#"["DE", "FR"]"#, #"["DE", "FR", "IT"]"#)
+        #expect(try compiled(newEvaluator, mode: .lenient).diff(from: snapshot) == SnapshotDiff(added: [], changed: ["eu-banner"], removed: []))
+
+        // Set metadata reaches every flag.
+        let newMetadata = Self.document.replacingOccurrences(#""version": 7"#, #""version": 9"#)
+        #expect(try compiled(newMetadata, mode: .lenient).diff(from: snapshot).changed.count == snapshot.count - 1)  // "limit" overrides version
+
+        let renamed = Self.document.replacingOccurrences(#""tk": {"#, #""tk2": {"#)
+        #expect(try compiled(renamed, mode: .lenient).diff(from: snapshot) == SnapshotDiff(added: ["tk2"], changed: [], removed: ["tk"]))
+    }
+}
+
+extension String {
+    fileprivate func replacingOccurrences(_ target: String, _ replacement: String) -> String {
+        replacingOccurrences(of: target, with: replacement)
+    }
+}

@@ -1,0 +1,57 @@
+import Atomics
+import Dispatch
+@testable import GuidonServer
+import NIOCore
+import NIOPosix
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite("Watchdog")
+struct WatchdogTests {
+    /// Polls until `condition` holds (generous timeout: only a broken watchdog waits it out).
+    func eventually(_ condition: () -> Bool) -> Bool {
+        for _ in 0..<1000 {
+            if condition() { return true }
+            usleep(10_000)
+        }
+        return false
+    }
+
+    @Test func petsOnlyWhileEveryEventLoopIsAlive() throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 3)
+        defer { try? group.syncShutdownGracefully() }
+        let pets = ManagedAtomic(0)
+        let watchdog = try #require(Watchdog(group: group, interval: .milliseconds(20)) {
+            pets.wrappingIncrement(ordering: .relaxed)
+        })
+        watchdog.start()
+        defer { watchdog.stop() }
+        #expect(eventually { pets.load(ordering: .relaxed) >= 3 }, "pets while all loops are idle")
+
+        // Wedge one loop: the round in flight cannot complete, so pets stop.
+        let loops = Array(group.makeIterator())
+        let release = DispatchSemaphore(value: 0)
+        let wedged = DispatchSemaphore(value: 0)
+        loops[2].execute {
+            wedged.signal()
+            release.wait()
+        }
+        wedged.wait()
+        let atWedge = pets.load(ordering: .relaxed)
+        usleep(300_000)  // 15 intervals
+        #expect(pets.load(ordering: .relaxed) <= atWedge + 1, "at most the round already past loop 2 completes")
+
+        release.signal()
+        let atRelease = pets.load(ordering: .relaxed)
+        #expect(eventually { pets.load(ordering: .relaxed) >= atRelease + 3 }, "pets resume once the loop is free")
+    }
+
+    @Test func noIntervalNoWatchdog() {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        defer { try? group.syncShutdownGracefully() }
+        #expect(Watchdog(group: group, interval: nil) == nil)
+    }
+}
