@@ -18,7 +18,7 @@
 #   units/          copied into the namespace's /etc/systemd/system (units, drop-in directories)
 #   etc/guidon/, etc/passwd, etc/group
 #                   optional; copied into the namespace's /etc, an overlay whose upper layer is
-#                   in STATE/.overlay, so nothing the namespace writes to /etc reaches the machine
+#                   a tmpfs, so nothing the namespace writes to /etc reaches the machine
 # and receives console.log (PID 1's console) and the pid files.
 set -euo pipefail
 
@@ -110,10 +110,13 @@ inner() {
     chmod 1777 /tmp /var/tmp
     # A persistent journal would be written to the machine's disk.
     if [ -d /var/log/journal ]; then mount -t tmpfs guidon-test /var/log/journal; fi
-    # /etc and /usr/local become overlays whose upper layers live in STATE: whatever the namespace
-    # writes there (/etc/guidon from ConfigurationDirectory=, users, an install.sh run) never reaches
-    # the machine.
+    # /etc and /usr/local become overlays whose upper layers live on a tmpfs of this namespace: whatever
+    # the namespace writes there (/etc/guidon from ConfigurationDirectory=, users, an install.sh run)
+    # never reaches the machine, and vanishes with the namespace. (A tmpfs also works as the upper
+    # layer where the root file system is itself an overlay, as in containers.)
     rm -rf "$state/.overlay"
+    mkdir -p "$state/.overlay"
+    mount -t tmpfs -o mode=0700 guidon-test "$state/.overlay"
     for dir in /etc /usr/local; do
         mkdir -p "$state/.overlay$dir/upper" "$state/.overlay$dir/work"
         mount -t overlay guidon-test \

@@ -51,19 +51,24 @@ enum TestEnvironment {
         let probe = try? Command.run(
             "/usr/bin/unshare",
             ["--pid", "--fork", "--mount", "--mount-proc", "--uts", "--ipc", "--cgroup", "--propagation", "private",
-             "/bin/sh", "-c", "mount -t tmpfs probe /run && mount -t cgroup2 cgroup2 /sys/fs/cgroup"],
+             "/bin/sh", "-c", """
+                mount -t tmpfs probe /run && mkdir /run/upper /run/work \
+                && mount -t overlay probe -o lowerdir=/etc,upperdir=/run/upper,workdir=/run/work /etc \
+                && mount -t cgroup2 cgroup2 /sys/fs/cgroup
+                """],
             scratch: scratch)
         guard let probe, probe.succeeded else {
-            return "unshare(1) cannot create private PID/mount/cgroup namespaces here: \(probe?.error ?? "failed to run")"
+            return "cannot create private PID/mount/cgroup namespaces with tmpfs, overlay and cgroup2 mounts here: \(probe?.error ?? "unshare(1) failed to run")"
         }
         return nil
     }()
 
-    static var canBootSystemd: Bool {
+    /// Whether systemd can be booted in private namespaces; says once, loudly, why not.
+    static let canBootSystemd: Bool = {
         if let reason = namespaceUnavailableReason {
             print("GuidonSystemdTests: SKIPPING the tests under a namespaced systemd: \(reason)")
             return false
         }
         return true
-    }
+    }()
 }
