@@ -28,6 +28,7 @@ notify_reload=auto
 enable=yes
 action=install
 purge_config=no
+created_config=no
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -122,6 +123,7 @@ install_config() {
 JSON
         )
     fi
+    created_config=yes
     say "installed $target"
 }
 
@@ -152,7 +154,8 @@ do_install() {
         return
     fi
     systemd-sysusers "$sysusersdir/guidon.conf"
-    chgrp guidon "$confdir/flags.json"
+    # The daemon reads its config as the guidon group; an existing file is the operator's business.
+    if [ "$created_config" = yes ]; then chgrp guidon "$confdir/flags.json"; fi
     systemd-tmpfiles --create "$tmpfilesdir/guidon.conf"
     systemctl daemon-reload
     if [ "$enable" = yes ]; then
