@@ -31,7 +31,7 @@ check_state_dir() {
     [ -d "$state" ] || die "no state directory $state"
     case "$(absolute "$state")/" in
         /run/* | /tmp/* | /var/tmp/* | /var/lib/systemd/* | /etc/* | /usr/local/*)
-            die "state directory $state would be hidden by the namespace's tmpfs mounts" ;;
+            die "state directory $state would be hidden by the namespace's own mounts" ;;
     esac
 }
 
@@ -70,12 +70,13 @@ start() {
         shift
         exec unshare --pid --fork --mount --mount-proc --uts --ipc --cgroup --propagation private -- "$@"
     ' - "$cgroup" "$0" inner "$state" "$target" </dev/null >>"$state/console.log" 2>&1 &
-    local unshare_pid=$! pid="" child
+    local unshare_pid=$! pid="" child unshare_exe
     echo "$unshare_pid" >"$state/unshare.pid"
+    unshare_exe=$(readlink -f "$(command -v unshare)")
     # PID 1 is unshare's child in a PID namespace other than ours.
     for _ in $(seq 200); do
         kill -0 "$unshare_pid" 2>/dev/null || die "unshare exited early: $(cat "$state/console.log")"
-        if [ "$(readlink "/proc/$unshare_pid/exe" 2>/dev/null)" = "$(command -v unshare)" ]; then
+        if [ "$(readlink "/proc/$unshare_pid/exe" 2>/dev/null)" = "$unshare_exe" ]; then
             for child in $(cat "/proc/$unshare_pid/task/$unshare_pid/children" 2>/dev/null || true); do
                 if [ "$(readlink "/proc/$child/ns/pid" 2>/dev/null)" != "$host_pidns" ]; then pid=$child; fi
             done
@@ -83,7 +84,10 @@ start() {
         [ -n "$pid" ] && break
         sleep 0.05
     done
-    [ -n "$pid" ] || die "namespace PID 1 did not appear"
+    if [ -z "$pid" ]; then
+        kill -KILL "$unshare_pid" 2>/dev/null || true
+        die "namespace PID 1 did not appear; console: $(cat "$state/console.log")"
+    fi
     echo "$pid" >"$state/pid"
     if [ -n "$owner" ]; then
         # Should the test process die without stopping it, do not leave systemd running.
