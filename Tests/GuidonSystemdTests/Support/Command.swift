@@ -127,7 +127,9 @@ enum Command {
 }
 
 /// Polls `condition` until it returns a value, or throws once `timeout` has passed.
-/// The timeout only bounds a hang; it is never what a test asserts.
+/// The timeout only bounds a hang; it is never what a test asserts. On a loaded machine the
+/// test may not get to run for a while (other tests can hold the few threads of the concurrency
+/// pool), so it also keeps polling until the condition has been tried a fair number of times.
 @discardableResult
 func eventually<T>(
     _ what: String,
@@ -137,14 +139,18 @@ func eventually<T>(
 ) async throws -> T {
     let clock = ContinuousClock()
     let deadline = clock.now + timeout
+    let minimumAttempts = max(10, Int(timeout / interval) / 3)
+    var attempts = 0
     var lastError: (any Error)?
-    while clock.now < deadline {
+    while true {
+        attempts += 1
         do {
             if let value = try condition() { return value }
         } catch {
             lastError = error
         }
+        if clock.now >= deadline && attempts >= minimumAttempts { break }
         try await Task.sleep(for: interval)
     }
-    throw HarnessError("timed out after \(timeout) waiting for \(what)\(lastError.map { "; last error: \($0)" } ?? "")")
+    throw HarnessError("timed out after \(timeout) (\(attempts) attempts) waiting for \(what)\(lastError.map { "; last error: \($0)" } ?? "")")
 }
