@@ -116,8 +116,8 @@ struct LifecycleIntegrationTests {
         }
         #expect(answered, "\(process.log)")
         #expect(access(dir.file("not-used.sock"), F_OK) != 0, "it must not bind its own socket")
-        #expect(process.log.contains("passed by systemd"))
         #expect(try process.stop() == 0)
+        #expect(process.log.contains("passed by systemd"), "\(process.log)")
         #expect(access(dir.file("activated.sock"), F_OK) == 0, "a socket it did not create is not unlinked")
     }
 

@@ -133,7 +133,10 @@ struct ProtocolIntegrationTests {
     @Test func connectionsOverTheLimitAreTurnedAway() throws {
         let daemon = try RunningDaemon(flags: exampleFlags, extraArguments: ["--max-connections", "3"])
         defer { try? daemon.finish() }
-        let held = try (0..<3).map { _ in try daemon.client() }
+        // Wait until the start-up probe's connection is gone: then `first` is the only one.
+        let first = try daemon.client()
+        try daemon.waitFor("the probe connection to close") { try first.request(#"{"op":"status"}"#)["connections"] == 1 }
+        let held = try [first] + (0..<2).map { _ in try daemon.client() }
         for client in held { #expect(try client.request(#"{"op":"ping"}"#)["ok"] == true) }
         let extra = try daemon.client()
         #expect(try extra.readReply()["error"]?.object?["code"] == "OVERLOADED")

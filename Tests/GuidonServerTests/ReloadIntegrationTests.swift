@@ -55,8 +55,10 @@ struct ReloadIntegrationTests {
         try writeInPlace(daemon.configPath, buttonFlags("two"))
         try daemon.waitForButton("two", c)
         #expect(try daemon.lastReload(c)?["trigger"] == "inotify")
-        #expect(daemon.process.log.contains("flag button changed"))
-        #expect(daemon.process.log.contains("updatedBy=two-author"), "the audit log carries the flag's metadata")
+        // The audit trail, with the flag's metadata (logged right after the new version is published).
+        try daemon.waitFor("the audit log entry") {
+            daemon.process.log.contains("flag button changed") && daemon.process.log.contains("updatedBy=two-author")
+        }
     }
 
     @Test func renameOverTheFile() throws {
@@ -104,7 +106,7 @@ struct ReloadIntegrationTests {
         #expect(failed["configVersion"] == goodVersion)
         #expect(try daemon.button(c) == "good")
         #expect(try c.request(#"{"op":"ping"}"#)["configVersion"] == goodVersion)
-        #expect(daemon.process.log.contains("reload failed"))
+        try daemon.waitFor("the failure in the log") { daemon.process.log.contains("reload failed") }
 
         try renameOver(daemon.configPath, buttonFlags("fixed"))
         try daemon.waitForButton("fixed", c)

@@ -1,8 +1,8 @@
-import Atomics
 import Dispatch
 @testable import GuidonServer
 import NIOCore
 import NIOPosix
+import Synchronization
 import Testing
 
 #if canImport(Glibc)
@@ -23,13 +23,11 @@ struct WatchdogTests {
     @Test func petsOnlyWhileEveryEventLoopIsAlive() throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 3)
         defer { try? group.syncShutdownGracefully() }
-        let pets = ManagedAtomic(0)
-        let watchdog = try #require(Watchdog(group: group, interval: .milliseconds(20)) {
-            pets.wrappingIncrement(ordering: .relaxed)
-        })
+        let pets = Counter()
+        let watchdog = try #require(Watchdog(group: group, interval: .milliseconds(20)) { pets.increment() })
         watchdog.start()
         defer { watchdog.stop() }
-        #expect(eventually { pets.load(ordering: .relaxed) >= 3 }, "pets while all loops are idle")
+        #expect(eventually { pets.value >= 3 }, "pets while all loops are idle")
 
         // Wedge one loop: the round in flight cannot complete, so pets stop.
         let loops = Array(group.makeIterator())
@@ -40,13 +38,13 @@ struct WatchdogTests {
             release.wait()
         }
         wedged.wait()
-        let atWedge = pets.load(ordering: .relaxed)
+        let atWedge = pets.value
         usleep(300_000)  // 15 intervals
-        #expect(pets.load(ordering: .relaxed) <= atWedge + 1, "at most the round already past loop 2 completes")
+        #expect(pets.value <= atWedge + 1, "at most the round already past loop 2 completes")
 
         release.signal()
-        let atRelease = pets.load(ordering: .relaxed)
-        #expect(eventually { pets.load(ordering: .relaxed) >= atRelease + 3 }, "pets resume once the loop is free")
+        let atRelease = pets.value
+        #expect(eventually { pets.value >= atRelease + 3 }, "pets resume once the loop is free")
     }
 
     @Test func noIntervalNoWatchdog() {
@@ -54,4 +52,10 @@ struct WatchdogTests {
         defer { try? group.syncShutdownGracefully() }
         #expect(Watchdog(group: group, interval: nil) == nil)
     }
+}
+
+final class Counter: Sendable {
+    private let count = Mutex(0)
+    var value: Int { count.withLock { $0 } }
+    func increment() { count.withLock { $0 += 1 } }
 }

@@ -134,11 +134,24 @@ final class RunningDaemon {
     init(flags: String?, extraArguments: [String] = [], environment: [String: String] = [:], dir: ScratchDirectory? = nil) throws {
         let dir = try dir ?? ScratchDirectory()
         self.dir = dir
-        if let flags { try dir.write("flags.json", flags) }
-        process = try DaemonProcess(
-            arguments: ["--config", dir.file("flags.json"), "--socket", dir.file("guidon.sock")] + extraArguments,
-            logPath: dir.file("guidond.log"), environment: environment)
-        try waitUntilAnswering()
+        do {
+            if let flags { try dir.write("flags.json", flags) }
+            process = try DaemonProcess(
+                arguments: ["--config", dir.file("flags.json"), "--socket", dir.file("guidon.sock")] + extraArguments,
+                logPath: dir.file("guidond.log"), environment: environment)
+        } catch {
+            dir.remove()
+            throw error
+        }
+        do {
+            try waitUntilAnswering()
+        } catch {
+            // Nobody will call finish(): stop the process (its deinit) and clean up here.
+            process.signal(SIGKILL)
+            _ = try? process.waitForExit()
+            dir.remove()
+            throw error
+        }
     }
 
     func waitUntilAnswering(timeout: Duration = .seconds(30)) throws {
