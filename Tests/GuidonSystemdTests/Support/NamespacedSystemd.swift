@@ -24,8 +24,8 @@ final class NamespacedSystemd {
     enum Installation {
         /// `install.sh --destdir` on the host, users from `systemd-sysusers --root`, `config` as
         /// /etc/guidon/flags.json; the units are booted with the test target, the daemon started with
-        /// `daemonArguments` appended.
-        case staged(config: String, daemonArguments: [String] = [])
+        /// `daemonArguments` appended and `serviceSettings` added to the test drop-in's [Service].
+        case staged(config: String, daemonArguments: [String] = [], serviceSettings: [String] = [])
         /// Nothing installed: the test runs `install.sh` itself inside the booted namespace (whose
         /// /etc and /usr/local are overlays), exactly as an operator would.
         case none
@@ -50,8 +50,8 @@ final class NamespacedSystemd {
                 throw HarnessError("no guidond in \(TestEnvironment.binaries.path): build it first (swift build)")
             }
             switch installation {
-            case .staged(let config, let daemonArguments):
-                try systemd.stage(config: config, daemonArguments: daemonArguments)
+            case .staged(let config, let daemonArguments, let serviceSettings):
+                try systemd.stage(config: config, daemonArguments: daemonArguments, serviceSettings: serviceSettings)
             case .none:
                 try systemd.prepareForLiveInstall()
             }
@@ -74,7 +74,7 @@ final class NamespacedSystemd {
 
     private static let unitsDirectory = "units"
 
-    private func stage(config: String, daemonArguments: [String]) throws {
+    private func stage(config: String, daemonArguments: [String], serviceSettings: [String]) throws {
         // The machine's users, plus what sysusers.d/guidon.conf adds (into the staging root only).
         try FileManager.default.createDirectory(at: root.appendingPathComponent("etc"), withIntermediateDirectories: true)
         for file in ["passwd", "group"] {
@@ -109,12 +109,13 @@ final class NamespacedSystemd {
             """, to: "\(units)/guidon-tmpfiles.service")
         // The staged binary: install.sh --destdir put it under the staging root.
         let execStart = [root.path + "/usr/local/bin/guidond", "--config", Self.configPath] + daemonArguments
-        try writeDropIns(socketAfter: "guidon-tmpfiles.service", execStart: execStart.joined(separator: " "))
+        try writeDropIns(
+            socketAfter: "guidon-tmpfiles.service", execStart: execStart.joined(separator: " "), extra: serviceSettings)
     }
 
     private func prepareForLiveInstall() throws {
         try writeTarget(wants: [])
-        try writeDropIns(socketAfter: nil, execStart: nil)
+        try writeDropIns(socketAfter: nil, execStart: nil, extra: [])
     }
 
     /// The target the namespace boots: journald, and `wants`.
@@ -129,7 +130,7 @@ final class NamespacedSystemd {
     }
 
     /// Test drop-ins for the real units. They relax no sandboxing.
-    private func writeDropIns(socketAfter: String?, execStart: String?) throws {
+    private func writeDropIns(socketAfter: String?, execStart: String?, extra: [String]) throws {
         try write("""
             # Boot only what is under test: default dependencies would pull in sysinit.target and
             # basic.target, and with them systemd-tmpfiles-setup and friends.
@@ -151,6 +152,7 @@ final class NamespacedSystemd {
             RestartSec=100ms
             # The watchdog test aborts the daemon: no core files.
             LimitCORE=0
+            \(extra.joined(separator: "\n"))
             """, to: "\(Self.unitsDirectory)/guidon.service.d/test.conf")
     }
 
