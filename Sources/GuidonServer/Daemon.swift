@@ -89,7 +89,7 @@ public final class Daemon: Sendable {
             stopSources.append(source)
         }
         defer { for source in stopSources { source.cancel() } }
-        let startedAt = Int64(time(nil))
+        let startedAt = ContinuousClock.now  // uptime from a clock that does not jump
 
         let initial: ServedConfig
         do throws(ConfigLoadError) {
@@ -109,7 +109,7 @@ public final class Daemon: Sendable {
             let served = store.current
             return DaemonStatus(
                 daemonVersion: Daemon.version, configPath: config.configPath, configVersion: served.version,
-                flagCount: served.snapshot.count, loadedAt: served.loadedAt, uptimeSeconds: Int64(time(nil)) - startedAt,
+                flagCount: served.snapshot.count, loadedAt: served.loadedAt, uptimeSeconds: (ContinuousClock.now - startedAt).components.seconds,
                 lenient: config.isLenient, warnings: served.snapshot.warnings.count, connections: connections.count,
                 lastReload: store.lastReload)
         }

@@ -9,13 +9,20 @@ public struct ServiceContext: Sendable {
     public var connections: Connections
     /// Longest accepted request line, in bytes, without its newline.
     public var maxLineBytes: Int
+    /// How many reply bytes a connection may produce before its handler lets them drain
+    /// (bounds the memory a burst of small requests with large replies can take).
+    public var replyBudget: Int
     /// Builds the `status` reply body.
     public var status: @Sendable () -> DaemonStatus
 
-    public init(store: ConfigStore, connections: Connections, maxLineBytes: Int, status: @escaping @Sendable () -> DaemonStatus) {
+    public init(
+        store: ConfigStore, connections: Connections, maxLineBytes: Int, replyBudget: Int = 256 * 1024,
+        status: @escaping @Sendable () -> DaemonStatus
+    ) {
         self.store = store
         self.connections = connections
         self.maxLineBytes = maxLineBytes
+        self.replyBudget = replyBudget
         self.status = status
     }
 }
@@ -25,14 +32,26 @@ public struct ServiceContext: Sendable {
 /// Frames lines itself, straight out of the received buffers (a line split across reads is
 /// carried over), decodes each in place, encodes every reply of one read into one reusable
 /// byte array, writes it as one buffer, and flushes once per read burst.
+///
+/// Flow control: when the replies of a burst exceed the reply budget, the remaining lines wait
+/// (reading from the socket stops) until the replies have been written; and while the channel
+/// is not writable (the client is not reading its replies) nothing more is read or answered.
 public final class RequestHandler: ChannelInboundHandler {
     public typealias InboundIn = ByteBuffer
     public typealias OutboundOut = ByteBuffer
 
     private let service: ServiceContext
     private let parser = RequestParser()
-    /// The start of a line whose newline has not arrived yet.
+    /// Received bytes not yet answered: lines held back by flow control, then the start of a
+    /// line whose newline has not arrived yet.
     private var partial: ByteBuffer?
+    /// Whether reading is stopped (autoRead off) until the held-back lines are answered.
+    private var paused = false
+    private var resumeScheduled = false
+    /// The client will send nothing more (or the daemon is stopping): answer what is held, then close.
+    private var finishWhenDone = false
+    /// Whether a last line without a newline counts as a request (the client half-closed).
+    private var answerUnterminatedLine = false
     /// Replies not yet written (reused: keeps its capacity).
     private var replies: [UInt8] = []
     /// The outbound buffer, reused once the channel has written it out (then we hold the only reference).
@@ -66,12 +85,49 @@ public final class RequestHandler: ChannelInboundHandler {
         guard !closing else { return }
         var input = unwrapInboundIn(data)
         if var carried = partial {
-            partial = nil
             carried.writeBuffer(&input)
-            input = carried
+            partial = carried
+        } else {
+            partial = input
         }
+        if !paused { process(context: context) }
+    }
+
+    public func channelReadComplete(context: ChannelHandlerContext) {
+        context.flush()
+        context.fireChannelReadComplete()
+    }
+
+    public func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable && paused { process(context: context, flush: true) }
+        context.fireChannelWritabilityChanged()
+    }
+
+    public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is DrainEvent || (event as? ChannelEvent) == .inputClosed {
+            // Stopping, or the client is done sending: answer what has arrived, then hang up.
+            finishWhenDone = true
+            if !(event is DrainEvent) { answerUnterminatedLine = true }
+            if !paused { process(context: context, flush: true) }
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    /// Answers the complete lines in `partial` until they run out, the reply budget is spent,
+    /// or the channel stops being writable; pauses or resumes reading accordingly.
+    private func process(context: ChannelHandlerContext, flush: Bool = false) {
+        guard !closing, var input = partial else {
+            if finishWhenDone { finish(context: context) }
+            return
+        }
+        partial = nil
         let newline = UInt8(ascii: "\n")
+        var answered = 0
         while !closing, let end = input.readableBytesView.firstIndex(of: newline) {
+            if replies.count >= service.replyBudget || (answered > 0 && !context.channel.isWritable) {
+                break
+            }
             let length = end - input.readerIndex
             if length > service.maxLineBytes {
                 tooLarge()
@@ -81,9 +137,11 @@ public final class RequestHandler: ChannelInboundHandler {
                 handle(line: UnsafeRawBufferPointer(rebasing: bytes[0..<length]), channel: context.channel)
             }
             input.moveReaderIndex(forwardBy: length + 1)
+            answered += 1
         }
+        let heldBack = !closing && input.readableBytesView.contains(newline)
         if !closing && input.readableBytes > 0 {
-            if input.readableBytes > service.maxLineBytes {
+            if !heldBack && input.readableBytes > service.maxLineBytes {
                 tooLarge()
             } else {
                 partial = input
@@ -91,31 +149,45 @@ public final class RequestHandler: ChannelInboundHandler {
         }
         if closing {
             finish(context: context)
-        } else {
-            writeReplies(context: context)
+            return
         }
-    }
-
-    public func channelReadComplete(context: ChannelHandlerContext) {
-        context.flush()
-        context.fireChannelReadComplete()
-    }
-
-    public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is DrainEvent {
-            closing = true
-            finish(context: context)
-        } else if let event = event as? ChannelEvent, event == .inputClosed {
-            // The client is done sending: answer a last unterminated line, then hang up.
-            if let last = partial {
+        writeReplies(context: context)
+        if heldBack {
+            setReading(false, context: context)
+            context.flush()
+            if context.channel.isWritable { scheduleResume(context: context) }
+            return
+        }
+        setReading(true, context: context)
+        if finishWhenDone {
+            // After a half-close, a last line without a newline is a request too.
+            if answerUnterminatedLine, let last = partial {
                 partial = nil
                 last.withUnsafeReadableBytes { handle(line: $0, channel: context.channel) }
             }
-            closing = true
             finish(context: context)
-        } else {
-            context.fireUserInboundEventTriggered(event)
+        } else if flush {
+            context.flush()
         }
+    }
+
+    /// Continues with held-back lines on a later event-loop tick, once the replies so far are out.
+    private func scheduleResume(context: ChannelHandlerContext) {
+        guard !resumeScheduled else { return }
+        resumeScheduled = true
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        context.eventLoop.execute {
+            let (handler, context) = bound.value
+            handler.resumeScheduled = false
+            if context.channel.isWritable { handler.process(context: context, flush: true) }
+        }
+    }
+
+    private func setReading(_ on: Bool, context: ChannelHandlerContext) {
+        guard paused == on else { return }
+        paused = !on
+        context.channel.setOption(ChannelOptions.autoRead, value: on).whenFailure { _ in }
+        if on { context.read() }
     }
 
     public func errorCaught(context: ChannelHandlerContext, error: any Error) {

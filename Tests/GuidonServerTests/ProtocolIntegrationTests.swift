@@ -1,3 +1,5 @@
+import Dispatch
+import Foundation
 import GuidonJSON
 import Testing
 
@@ -148,5 +150,53 @@ struct ProtocolIntegrationTests {
             guard let c = try? daemon.client() else { return false }
             return (try? c.request(#"{"op":"ping"}"#))?["ok"] == true
         }
+    }
+}
+
+@Suite("guidond: flow control", .serialized)
+struct FlowControlIntegrationTests {
+    func residentMegabytes(_ pid: pid_t) throws -> Int {
+        let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
+        guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+            let kb = Int(line.split(separator: " ", omittingEmptySubsequences: true)[1])
+        else { throw TestFailure("no VmRSS") }
+        return kb / 1024
+    }
+
+    @Test func aClientThatDoesNotReadItsRepliesDoesNotMakeTheDaemonBuffer() throws {
+        let daemon = try RunningDaemon(flags: bundledExampleFlags)
+        defer { try? daemon.finish() }
+        let before = try residentMegabytes(daemon.process.pid)
+        // 20,000 evalAll requests (~340 KB) ask for ~50 MB of replies.
+        let greedy = try daemon.client()
+        let count = 20_000
+        let batch = String(repeating: #"{"op":"evalAll","context":{"targetingKey":"u"}}"# + "\n", count: count)
+        let socketPath = daemon.socketPath
+        let sender = DispatchQueue(label: "sender")
+        let sent = DispatchSemaphore(value: 0)
+        let fd = greedy.fd
+        sender.async {
+            let bytes = Array(batch.utf8)
+            var offset = 0
+            while offset < bytes.count {
+                let n = bytes[offset...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                if n <= 0 { break }
+                offset += n
+            }
+            sent.signal()
+        }
+        usleep(500_000)
+        // Others are served meanwhile, and the daemon has not buffered the replies nobody reads.
+        #expect(try LineClient(path: socketPath).request(#"{"op":"ping"}"#)["ok"] == true)
+        let during = try residentMegabytes(daemon.process.pid)
+        #expect(during - before < 25, "RSS grew from \(before) MB to \(during) MB")
+        // Reading them now gets every reply.
+        var received = 0
+        while received < count, let line = try greedy.readLine() {
+            #expect(line.starts(with: Array(#"{"results":{"new-checkout""#.utf8)))
+            received += 1
+        }
+        #expect(received == count)
+        sent.wait()
     }
 }

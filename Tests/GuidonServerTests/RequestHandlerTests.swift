@@ -20,12 +20,12 @@ struct HandlerHarness {
         }}
         """#
 
-    init(flags: String = HandlerHarness.flags, maxLineBytes: Int = 1024, connections: Connections? = nil) throws {
+    init(flags: String = HandlerHarness.flags, maxLineBytes: Int = 1024, replyBudget: Int = 256 * 1024, connections: Connections? = nil) throws {
         let snapshot = try Snapshot.compile(json: Array(flags.utf8))
         store = ConfigStore(ServedConfig(snapshot: snapshot, version: "v1", loadedAt: 0))
         self.connections = connections ?? Connections(limit: 10)
         let store = store
-        let service = ServiceContext(store: store, connections: self.connections, maxLineBytes: maxLineBytes) {
+        let service = ServiceContext(store: store, connections: self.connections, maxLineBytes: maxLineBytes, replyBudget: replyBudget) {
             DaemonStatus(
                 daemonVersion: "test", configPath: "/flags.json", configVersion: store.current.version,
                 flagCount: store.current.snapshot.count, loadedAt: 0, uptimeSeconds: 1, lenient: false, warnings: 0,
@@ -206,5 +206,48 @@ extension Sequence {
         }
         if !current.isEmpty { result.append(current) }
         return result
+    }
+}
+
+@Suite("RequestHandler flow control")
+struct RequestHandlerFlowControlTests {
+    @Test func aBurstOverTheReplyBudgetIsAnsweredInRoundsAndInOrder() throws {
+        let h = try HandlerHarness(replyBudget: 2048)
+        var batch = ""
+        for i in 0..<300 { batch += #"{"op":"evalAll","id":\#(i)}"# + "\n" }
+        try h.send(batch)
+        let firstRound = try h.replies()
+        #expect(firstRound.count > 0 && firstRound.count < 300, "the budget stops the first round early (\(firstRound.count))")
+        h.channel.embeddedEventLoop.run()  // the scheduled continuations
+        let rest = try h.replies()
+        #expect((firstRound + rest).map { $0["id"] } == (0..<300).map { .int(Int64($0)) })
+    }
+
+    @Test func nothingMoreIsAnsweredWhileTheClientIsNotReading() throws {
+        let h = try HandlerHarness()
+        h.channel.isWritable = false
+        var batch = ""
+        for i in 0..<50 { batch += #"{"op":"ping","id":\#(i)}"# + "\n" }
+        try h.send(batch)
+        h.channel.embeddedEventLoop.run()
+        #expect(try h.replies().count == 1, "one reply, then it waits")
+        try h.send(#"{"op":"ping","id":"later"}"# + "\n")
+        #expect(try h.replies().isEmpty)
+        h.channel.isWritable = true
+        h.channel.pipeline.fireChannelWritabilityChanged()
+        h.channel.embeddedEventLoop.run()
+        let rest = try h.replies()
+        #expect(rest.map { $0["id"] } == (1..<50).map { .int(Int64($0)) } + ["later"])
+    }
+
+    @Test func halfCloseAnswersHeldBackLinesAndTheUnterminatedLast() throws {
+        let h = try HandlerHarness(replyBudget: 512)
+        var batch = ""
+        for i in 0..<40 { batch += #"{"op":"ping","id":\#(i)}"# + "\n" }
+        try h.send(batch + #"{"op":"ping","id":"last"}"#)
+        h.channel.pipeline.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
+        h.channel.embeddedEventLoop.run()
+        #expect(try h.replies().map { $0["id"] } == (0..<40).map { .int(Int64($0)) } + ["last"])
+        #expect(!h.channel.isActive)
     }
 }
