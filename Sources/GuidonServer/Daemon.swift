@@ -69,6 +69,13 @@ public final class Daemon: Sendable {
         // Signals are handled by dispatch sources, not by the default actions. SIGTERM and SIGINT
         // are caught from the start, so that a stop requested during startup is not lost.
         for sig in [SIGHUP, SIGTERM, SIGINT, SIGPIPE] { signal(sig, SIG_IGN) }
+        // On Linux a dispatch signal source is registered later, on libdispatch's manager thread;
+        // until then an ignored signal is discarded. Blocked signals are kept pending instead (and
+        // every thread started from here on inherits the mask), so the sources' signalfd gets them.
+        var handled = sigset_t()
+        sigemptyset(&handled)
+        for sig in [SIGHUP, SIGTERM, SIGINT] { sigaddset(&handled, sig) }
+        pthread_sigmask(SIG_BLOCK, &handled, nil)
         let signalQueue = DispatchQueue(label: "guidon.signals")
         let stop = DispatchSemaphore(value: 0)
         let stopSignal = ManagedAtomic<Int32>(0)

@@ -50,8 +50,13 @@ public final class FileWatcher: Sendable {
         public var description: String { reason }
     }
 
+    /// Starts watching. The watches exist when this returns: a change made right after (say, once
+    /// the daemon has reported ready) is never missed.
     public func start() {
-        queue.async { self.run() }
+        var targets = Targets()
+        refreshWatches(&targets)
+        let initial = targets
+        queue.async { self.run(initial) }
     }
 
     /// Stops watching; returns once the watcher thread has finished.
@@ -66,14 +71,13 @@ public final class FileWatcher: Sendable {
 
     // MARK: - The watcher thread
 
-    private struct Targets {
+    private struct Targets: Sendable {
         var names: Set<String> = []
         var watched: [Int32: String] = [:]
     }
 
-    private func run() {
-        var targets = Targets()
-        refreshWatches(&targets)
+    private func run(_ initial: Targets) {
+        var targets = initial
         var firstEvent: ContinuousClock.Instant?
         var lastEvent: ContinuousClock.Instant?
         let clock = ContinuousClock()

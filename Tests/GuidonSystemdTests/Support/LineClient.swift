@@ -1,0 +1,95 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A client of guidond's newline-delimited JSON protocol over a Unix stream socket.
+final class LineClient {
+    private let fd: Int32
+    private var buffer: [UInt8] = []
+
+    /// Connects to `path`. A socket-activated listener accepts the connection into its backlog even
+    /// while no daemon runs, so this succeeds before the daemon exists.
+    init(path: String) throws {
+        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw HarnessError("socket(): \(String(cString: strerror(errno)))") }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+            close(fd)
+            throw HarnessError("socket path too long: \(path)")
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        guard result == 0 else {
+            let reason = String(cString: strerror(errno))
+            close(fd)
+            throw HarnessError("connect(\(path)): \(reason)")
+        }
+    }
+
+    deinit { close(fd) }
+
+    func send(_ line: String) throws {
+        var bytes = Array((line + "\n").utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes.withUnsafeMutableBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
+            guard written > 0 else { throw HarnessError("write(): \(String(cString: strerror(errno)))") }
+            offset += written
+        }
+    }
+
+    /// The next reply line, waiting at most `timeout`.
+    func receive(timeout: Duration = .seconds(20)) throws -> String {
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeout
+        while true {
+            if let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
+                let line = String(decoding: buffer[..<newline], as: UTF8.self)
+                buffer.removeSubrange(...newline)
+                return line
+            }
+            let left = deadline - clock.now
+            guard left > .zero else { throw HarnessError("no reply within \(timeout)") }
+            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let millis = Int32(clamping: left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000 + 1)
+            let ready = poll(&pfd, 1, millis)
+            if ready < 0 && errno == EINTR { continue }
+            guard ready >= 0 else { throw HarnessError("poll(): \(String(cString: strerror(errno)))") }
+            if ready == 0 { continue }
+            var chunk = [UInt8](repeating: 0, count: 4096)
+            let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            guard count > 0 else {
+                throw HarnessError(count == 0 ? "connection closed before a reply" : "read(): \(String(cString: strerror(errno)))")
+            }
+            buffer += chunk[..<count]
+        }
+    }
+
+    /// Sends one request and decodes its reply as a JSON object.
+    func request(_ json: String, timeout: Duration = .seconds(20)) throws -> [String: Any] {
+        try send(json)
+        let line = try receive(timeout: timeout)
+        guard let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
+            throw HarnessError("reply is not a JSON object: \(line)")
+        }
+        return object
+    }
+}
+
+extension LineClient {
+    /// One-shot request on a fresh connection.
+    static func request(_ json: String, path: String, timeout: Duration = .seconds(20)) throws -> [String: Any] {
+        try LineClient(path: path).request(json, timeout: timeout)
+    }
+}
