@@ -1,4 +1,7 @@
 import Atomics
+#if canImport(Glibc)
+import Glibc
+#endif
 import Dispatch
 import GuidonSystemd
 import NIOCore
@@ -10,6 +13,7 @@ import NIOCore
 /// calls from its main thread; afterwards only its own queue touches it.
 final class Watchdog: @unchecked Sendable {
     private let group: any EventLoopGroup
+    private let queue = DispatchQueue(label: "guidon.watchdog")
     private let timer: any DispatchSourceTimer
     private let roundInFlight = ManagedAtomic(false)
     private let pet: @Sendable () -> Void
@@ -19,7 +23,7 @@ final class Watchdog: @unchecked Sendable {
         guard let interval else { return nil }
         self.group = group
         self.pet = pet
-        timer = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "guidon.watchdog"))
+        timer = DispatchSource.makeTimerSource(queue: queue)
         let half = interval / 2
         let microseconds = Int(half.components.seconds * 1_000_000 + half.components.attoseconds / 1_000_000_000_000)
         timer.schedule(deadline: .now(), repeating: .microseconds(max(microseconds, 1000)))
@@ -30,8 +34,16 @@ final class Watchdog: @unchecked Sendable {
         timer.resume()
     }
 
-    func stop() {
+    /// Stops the pings. Call it before shutting the event loops down: it waits (up to `grace`)
+    /// for a round still travelling through the loops, whose tasks would otherwise be dropped
+    /// by loops that have shut down.
+    func stop(grace: Duration = .seconds(2)) {
         timer.cancel()
+        queue.sync {}  // a round being started has finished submitting
+        let deadline = ContinuousClock.now + grace
+        while roundInFlight.load(ordering: .acquiring) && ContinuousClock.now < deadline {
+            usleep(1_000)
+        }
     }
 
     private func round() {
