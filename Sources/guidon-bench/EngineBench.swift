@@ -100,7 +100,7 @@ struct EngineBench: ParsableCommand {
         guard wanted(name) else { return }
         let m = m()
         var line = pad(name, 36) + pad(format(m.nanoseconds, decimals: 1), 10, right: true)
-            + pad(format(m.allocations, decimals: 2), 11, right: true)
+            + pad(guidon_alloc_counting() != 0 ? format(m.allocations, decimals: 2) : "n/a", 11, right: true)
         if let result { line += "  \(result.reason.rawValue) \(result.variant ?? "-")" }
         print(line)
     }

@@ -7,4 +7,7 @@
 /// memalign) made by the process since it started. Linked only into guidon-bench.
 uint64_t guidon_alloc_count(void);
 
+/// 1 when allocations are counted; 0 in sanitizer builds, which keep their own allocator.
+int guidon_alloc_counting(void);
+
 #endif
