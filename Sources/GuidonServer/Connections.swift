@@ -1,6 +1,6 @@
 import Atomics
+import NIOConcurrencyHelpers
 import NIOCore
-import Synchronization
 
 /// The open connections: enforces the connection limit, keeps the `watch` subscribers,
 /// and drains everything on shutdown.
@@ -15,7 +15,9 @@ public final class Connections: Sendable {
     }
 
     public let limit: Int
-    private let state = Mutex(State())
+    // A pthread-based lock rather than the standard library's futex-based `Mutex`: ThreadSanitizer
+    // understands the former, and the TSan run of the tests must see only real races.
+    private let state = NIOLockedValueBox(State())
     private let openCount = ManagedAtomic(0)
 
     public init(limit: Int) {
@@ -27,7 +29,7 @@ public final class Connections: Sendable {
 
     /// Admits a new connection, or refuses it when the limit is reached or the daemon is stopping.
     func admit(_ channel: any Channel) -> Bool {
-        state.withLock { state in
+        state.withLockedValue { state in
             guard !state.draining, state.open.count < limit else { return false }
             state.open[ObjectIdentifier(channel)] = channel
             openCount.store(state.open.count, ordering: .relaxed)
@@ -36,7 +38,7 @@ public final class Connections: Sendable {
     }
 
     func remove(_ channel: any Channel) {
-        state.withLock { state in
+        state.withLockedValue { state in
             state.open[ObjectIdentifier(channel)] = nil
             state.subscribers[ObjectIdentifier(channel)] = nil
             openCount.store(state.open.count, ordering: .relaxed)
@@ -44,7 +46,7 @@ public final class Connections: Sendable {
     }
 
     func subscribe(_ channel: any Channel) {
-        state.withLock { state in
+        state.withLockedValue { state in
             if state.open[ObjectIdentifier(channel)] != nil {
                 state.subscribers[ObjectIdentifier(channel)] = channel
             }
@@ -53,7 +55,7 @@ public final class Connections: Sendable {
 
     /// Writes one line to every subscriber.
     func broadcast(_ line: [UInt8]) {
-        let subscribers = state.withLock { Array($0.subscribers.values) }
+        let subscribers = state.withLockedValue { Array($0.subscribers.values) }
         for channel in subscribers {
             var buffer = channel.allocator.buffer(capacity: line.count)
             buffer.writeBytes(line)
@@ -64,7 +66,7 @@ public final class Connections: Sendable {
     /// Stops admitting connections, then asks every open one to finish: what has been
     /// received is answered, written out, and the connection closed. Succeeds once all are closed.
     func drain(on eventLoop: any EventLoop) -> EventLoopFuture<Void> {
-        let channels = state.withLock { state in
+        let channels = state.withLockedValue { state in
             state.draining = true
             return Array(state.open.values)
         }
