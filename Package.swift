@@ -102,6 +102,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "GuidonSystemdTests", dependencies: ["GuidonSystemd"]),
+        .testTarget(name: "GuidonBenchTests", dependencies: ["guidon-bench", "GuidonJSON"]),
     ]
 )
 

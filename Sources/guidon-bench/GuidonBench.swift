@@ -5,6 +5,7 @@ struct GuidonBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "guidon-bench",
         abstract: "Guidon benchmarks.",
-        subcommands: [EngineBench.self]
+        subcommands: [DaemonBench.self, EngineBench.self, EchoServer.self, WriteFlags.self],
+        defaultSubcommand: DaemonBench.self
     )
 }

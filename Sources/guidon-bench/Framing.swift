@@ -1,0 +1,88 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// How replies are delimited on the wire and which ones count as failures.
+enum ReplyFraming: Sendable {
+    /// One reply per line (guidond's NDJSON and the echo floor). A reply that contains any
+    /// of the markers is a failure (an error reply).
+    case lines(failureMarkers: [[UInt8]])
+    /// Redis RESP2 replies to `GET`: a bulk string (`$5\r\nhello\r\n`) is a success; a nil
+    /// bulk (`$-1`) or an error (`-ERR …`) is a failure.
+    case resp
+}
+
+/// An incremental reply parser for one connection. It consumes complete lines from a
+/// buffer and reports replies and failures; the caller keeps the unconsumed tail.
+struct ReplyScanner {
+    private let framing: ReplyFraming
+    private var awaitingBulkBody = false
+
+    init(_ framing: ReplyFraming) { self.framing = framing }
+
+    /// Scans `bytes` and calls `reply(failed)` once per complete reply. Returns how many
+    /// bytes were consumed (everything up to and including the last complete line).
+    @inline(__always)
+    mutating func scan(_ bytes: UnsafeRawBufferPointer, reply: (Bool) -> Void) -> Int {
+        guard let base = bytes.baseAddress else { return 0 }
+        var start = 0
+        while start < bytes.count {
+            guard let newline = memchr(base + start, 0x0A, bytes.count - start) else { break }
+            let end = UnsafeRawPointer(newline) - base + 1
+            let line = UnsafeRawBufferPointer(rebasing: bytes[start..<end])
+            switch framing {
+            case .lines(let markers):
+                reply(Self.contains(line, anyOf: markers))
+            case .resp:
+                if awaitingBulkBody {
+                    awaitingBulkBody = false
+                    reply(false)
+                } else if line[0] == UInt8(ascii: "$") {
+                    if line.count > 1 && line[1] == UInt8(ascii: "-") {
+                        reply(true)
+                    } else {
+                        awaitingBulkBody = true
+                    }
+                } else {
+                    reply(line[0] == UInt8(ascii: "-"))
+                }
+            }
+            start = end
+        }
+        return start
+    }
+
+    @inline(__always)
+    private static func contains(_ line: UnsafeRawBufferPointer, anyOf markers: [[UInt8]]) -> Bool {
+        for marker in markers {
+            if marker.withUnsafeBytes({ find($0, in: line) }) { return true }
+        }
+        return false
+    }
+}
+
+/// Whether `needle` occurs in `haystack` (`memmem` is a GNU extension Swift does not import).
+@inline(__always)
+private func find(_ needle: UnsafeRawBufferPointer, in haystack: UnsafeRawBufferPointer) -> Bool {
+    guard let first = needle.first, needle.count <= haystack.count, let base = haystack.baseAddress else {
+        return needle.isEmpty
+    }
+    let last = base + (haystack.count - needle.count)
+    var p = base
+    while p <= last, let hit = memchr(p, Int32(first), last - p + 1) {
+        if memcmp(hit, needle.baseAddress!, needle.count) == 0 { return true }
+        p = UnsafeRawPointer(hit) + 1
+    }
+    return false
+}
+
+/// One kind of request sent over and over: its bytes and how its replies are framed.
+struct RequestSpec: Sendable {
+    var name: String
+    var line: [UInt8]
+    var framing: ReplyFraming
+    /// Flag evaluations one reply stands for (16 for a 16-flag batch).
+    var evaluationsPerReply: Int = 1
+}
