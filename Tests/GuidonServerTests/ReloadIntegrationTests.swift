@@ -125,6 +125,45 @@ struct ReloadIntegrationTests {
         try daemon.waitForButton("after", c)
     }
 
+    @Test func aBusyDirectoryNeitherHidesReloadsNorBlocksShutdown() throws {
+        let daemon = try RunningDaemon(flags: buttonFlags("one"))
+        defer { daemon.dir.remove() }
+        let c = try daemon.client()
+        // Another program writes into the flag file's directory as fast as it can, alternating
+        // between two files so that inotify cannot merge the events.
+        let stopWriting = ManagedFlag()
+        let writerDone = DispatchSemaphore(value: 0)
+        let noise = [daemon.dir.file("noise-a.log"), daemon.dir.file("noise-b.log")].map { open($0, O_WRONLY | O_APPEND | O_CREAT, 0o644) }
+        defer {
+            stopWriting.set()
+            writerDone.wait()
+            for fd in noise { close(fd) }
+        }
+        DispatchQueue.global().async {
+            var byte: UInt8 = 0x2E
+            var writes = 0
+            while !stopWriting.isSet {
+                _ = write(noise[writes & 1], &byte, 1)
+                writes += 1
+                if writes % 100_000 == 0 { for fd in noise { _ = ftruncate(fd, 0) } }
+            }
+            writerDone.signal()
+        }
+
+        try renameOver(daemon.configPath, buttonFlags("two"))
+        try daemon.waitForButton("two", c)
+        daemon.process.signal(SIGTERM)
+        let code: Int32
+        do {
+            code = try daemon.process.waitForExit(timeout: .seconds(10))
+        } catch {
+            daemon.process.signal(SIGKILL)
+            _ = try? daemon.process.waitForExit()
+            throw error
+        }
+        #expect(code == 0, "guidond exited with \(code):\n\(daemon.process.log)")
+    }
+
     @Test func sighupReloads() throws {
         let daemon = try RunningDaemon(flags: buttonFlags("one"), extraArguments: ["--no-watch"])
         defer { try? daemon.finish() }
