@@ -52,8 +52,11 @@ public final class FileWatcher: Sendable {
         public var description: String { reason }
     }
 
+    /// Starts watching: changes made after it returns are reported.
     public func start() {
-        queue.async { self.run() }
+        var targets = Targets()
+        refreshWatches(&targets)
+        queue.async { [targets] in self.run(targets) }
     }
 
     /// Stops watching; returns once the watcher thread has finished.
@@ -82,9 +85,8 @@ public final class FileWatcher: Sendable {
         case complete
     }
 
-    private func run() {
-        var targets = Targets()
-        refreshWatches(&targets)
+    private func run(_ targets: Targets) {
+        var targets = targets
         // The first and the latest in-progress event not yet followed by a reload.
         var pending: (first: ContinuousClock.Instant, last: ContinuousClock.Instant)?
         let clock = ContinuousClock()

@@ -91,7 +91,7 @@ struct FileWatcherTests {
 
         let stopWriting = ManagedFlag()
         let writerDone = DispatchSemaphore(value: 0)
-        let noise = [dir.file("noise-a.log"), dir.file("noise-b.log")].map { open($0, O_WRONLY | O_APPEND | O_CREAT, 0o644) }
+        let noise = [dir.file("noise-a.log"), dir.file("noise-b.log")].map { (path: String) -> Int32 in open(path, O_WRONLY | O_APPEND | O_CREAT, 0o644) }
         defer {
             stopWriting.set()
             writerDone.wait()
