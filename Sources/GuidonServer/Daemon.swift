@@ -121,6 +121,7 @@ public final class Daemon: Sendable {
         do {
             listener = try ListeningSocket.open(bootstrap, path: config.socketPath, logger: logger)
         } catch {
+            reloader.shutdown()
             try? group.syncShutdownGracefully()
             throw error
         }
@@ -171,6 +172,7 @@ public final class Daemon: Sendable {
             logger.warning("some connections did not finish within 10 s; closing them")
         }
         watcher?.stop()
+        reloader.shutdown()
         listener.removeSocketFile()
         try? group.syncShutdownGracefully()
         logger.info("stopped")
