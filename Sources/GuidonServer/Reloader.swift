@@ -56,7 +56,12 @@ public final class Reloader: Sendable {
                 done?(ReloadAttempt(trigger: trigger, at: Int64(time(nil)), ok: false, configVersion: version, error: "not reloaded: shutting down"))
                 return
             }
+            let before = self.store.current.version
             let attempt = self.reloadOnThread(trigger: trigger)
+            if attempt.configVersion != before {
+                // The old snapshot is released (unless a request in flight still holds it).
+                Memory.returnFreedMemory()
+            }
             done?(attempt)
         }
     }
