@@ -77,7 +77,7 @@ public final class FileWatcher: Sendable {
     }
 
     /// What a batch of events says about the flag file.
-    enum Change: Comparable {
+    enum Change {
         case none
         /// Written in place, created, deleted, …: more may follow, so wait for a quiet period.
         case inProgress
