@@ -125,6 +125,20 @@ struct ReloadIntegrationTests {
         try daemon.waitForButton("after", c)
     }
 
+    @Test func rewritingIdenticalContentChangesNothing() throws {
+        let daemon = try RunningDaemon(flags: buttonFlags("same"))
+        defer { try? daemon.finish() }
+        let c = try daemon.client()
+        let version = try c.request(#"{"op":"ping"}"#)["configVersion"]
+        #expect(try daemon.lastReload(c) == nil)
+        try renameOver(daemon.configPath, buttonFlags("same"))
+        try daemon.waitFor("the reload attempt in status") { try daemon.lastReload(c) != nil }
+        let attempt = try #require(try daemon.lastReload(c))
+        #expect(attempt["ok"] == true)
+        #expect(attempt["configVersion"] == version)
+        #expect(!daemon.process.log.contains("configuration reloaded"))
+    }
+
     @Test func aBusyDirectoryNeitherHidesReloadsNorBlocksShutdown() throws {
         let daemon = try RunningDaemon(flags: buttonFlags("one"))
         defer { daemon.dir.remove() }
