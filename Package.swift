@@ -37,6 +37,8 @@ let package = Package(
             pkgConfig: "libsystemd",
             providers: [.apt(["libsystemd-dev"])]
         ),
+        // glibc's malloc tuning (mallopt, malloc_trim), not exported by the Glibc module.
+        .systemLibrary(name: "CMalloc"),
         // sd_notify, socket activation, watchdog and a journald LogHandler.
         .target(
             name: "GuidonSystemd",
@@ -49,7 +51,7 @@ let package = Package(
         .target(
             name: "GuidonServer",
             dependencies: [
-                "GuidonJSON", "GuidonEngine", "GuidonProtocol", "GuidonSystemd",
+                "GuidonJSON", "GuidonEngine", "GuidonProtocol", "GuidonSystemd", "CMalloc",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

@@ -265,11 +265,11 @@ private struct Cursor {
             let b = bytes[position]
             if b == UInt8(ascii: "\"") {
                 let raw = UnsafeRawBufferPointer(rebasing: bytes[start..<position])
-                position += 1
-                guard let s = String(validating: raw, as: UTF8.self) else {
-                    throw error("invalid UTF-8 in string", at: firstInvalidUTF8(from: start, to: position - 1))
+                if let bad = firstInvalidUTF8Offset(in: raw) {
+                    throw error("invalid UTF-8 in string", at: start + bad)
                 }
-                return s
+                position += 1
+                return String(decoding: raw, as: UTF8.self)
             }
             if b == UInt8(ascii: "\\") { break }
             if b < 0x20 { throw error("unescaped control character 0x\(String(b, radix: 16)) in string") }
@@ -282,12 +282,13 @@ private struct Cursor {
             let b = bytes[position]
             switch b {
             case UInt8(ascii: "\""):
-                position += 1
-                guard let s = String(validating: utf8, as: UTF8.self) else {
-                    // Escapes are ASCII, so the raw text holds the offending byte.
-                    throw error("invalid UTF-8 in string", at: firstInvalidUTF8(from: start, to: position - 1))
+                // Escapes are ASCII and decode to whole scalars, so the raw text is valid exactly
+                // when the decoded text is, and it holds the offending byte.
+                if let bad = firstInvalidUTF8Offset(in: UnsafeRawBufferPointer(rebasing: bytes[start..<position])) {
+                    throw error("invalid UTF-8 in string", at: start + bad)
                 }
-                return s
+                position += 1
+                return String(decoding: utf8, as: UTF8.self)
             case UInt8(ascii: "\\"):
                 position += 1
                 guard position < bytes.count else { throw error("unterminated string", at: open) }
@@ -355,25 +356,5 @@ private struct Cursor {
             position += 1
         }
         return value
-    }
-
-    func firstInvalidUTF8(from start: Int, to end: Int) -> Int {
-        var i = start
-        while i < end {
-            let b = bytes[i]
-            let length: Int
-            switch b {
-            case 0x00...0x7F: length = 1
-            case 0xC2...0xDF: length = 2
-            case 0xE0...0xEF: length = 3
-            case 0xF0...0xF4: length = 4
-            default: return i
-            }
-            guard i + length <= end,
-                String(validating: UnsafeRawBufferPointer(rebasing: bytes[i..<(i + length)]), as: UTF8.self) != nil
-            else { return i }
-            i += length
-        }
-        return start
     }
 }

@@ -234,7 +234,7 @@ struct JSONScanner {
             if b == UInt8(ascii: "\"") {
                 let raw = UnsafeRawBufferPointer(rebasing: bytes[start..<position])
                 position += 1
-                guard highBits < 0x80 || isValidUTF8(raw) else { throw fail("invalid UTF-8 in string", at: open) }
+                guard highBits < 0x80 || firstInvalidUTF8Offset(in: raw) == nil else { throw fail("invalid UTF-8 in string", at: open) }
                 return String(decoding: raw, as: UTF8.self)
             }
             if b == UInt8(ascii: "\\") { break }
@@ -249,7 +249,7 @@ struct JSONScanner {
             switch b {
             case UInt8(ascii: "\""):
                 position += 1
-                guard utf8.withUnsafeBytes(isValidUTF8) else { throw fail("invalid UTF-8 in string", at: open) }
+                guard utf8.withUnsafeBytes({ firstInvalidUTF8Offset(in: $0) }) == nil else { throw fail("invalid UTF-8 in string", at: open) }
                 return String(decoding: utf8, as: UTF8.self)
             case UInt8(ascii: "\\"):
                 position += 1
@@ -332,40 +332,4 @@ struct JSONScanner {
         }
         return value
     }
-}
-
-/// Whether `bytes` is well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing
-/// above U+10FFFF). Checked here so that strings can be built with the fast, non-validating
-/// `String(decoding:as:)`.
-func isValidUTF8(_ bytes: UnsafeRawBufferPointer) -> Bool {
-    var i = 0
-    let n = bytes.count
-    while i < n {
-        let b0 = bytes[i]
-        if b0 < 0x80 {
-            i += 1
-            continue
-        }
-        func continuation(_ k: Int) -> Bool { i + k < n && bytes[i + k] & 0xC0 == 0x80 }
-        switch b0 {
-        case 0xC2...0xDF:
-            guard continuation(1) else { return false }
-            i += 2
-        case 0xE0...0xEF:
-            guard continuation(1), continuation(2) else { return false }
-            let b1 = bytes[i + 1]
-            if b0 == 0xE0 && b1 < 0xA0 { return false }  // overlong
-            if b0 == 0xED && b1 > 0x9F { return false }  // surrogates
-            i += 3
-        case 0xF0...0xF4:
-            guard continuation(1), continuation(2), continuation(3) else { return false }
-            let b1 = bytes[i + 1]
-            if b0 == 0xF0 && b1 < 0x90 { return false }  // overlong
-            if b0 == 0xF4 && b1 > 0x8F { return false }  // above U+10FFFF
-            i += 4
-        default:
-            return false
-        }
-    }
-    return true
 }

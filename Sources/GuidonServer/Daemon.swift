@@ -53,6 +53,8 @@ public struct StartupError: Error, CustomStringConvertible {
 /// and shuts down cleanly on SIGTERM or SIGINT.
 public final class Daemon: Sendable {
     public static let version = "0.1.0"
+    /// glibc malloc arenas (`MALLOC_ARENA_MAX` in the environment overrides it).
+    static let mallocArenas: Int32 = 2
 
     let configuration: DaemonConfiguration
     let logger: Logger
@@ -66,6 +68,10 @@ public final class Daemon: Sendable {
     /// invalid, the socket cannot be bound); the error says why in full.
     public func run() throws {
         let config = configuration
+        // Before any thread starts: few malloc arenas keep peak RSS down (what a reload frees is
+        // reused by the next instead of staying in the reload thread's own arena). Measured with
+        // 10,000 flags: VmHWM 61 MiB with 1 or 2 arenas, 72 MiB with glibc's default; 2 contend less.
+        Memory.limitArenas(to: Self.mallocArenas)
         // Signals are handled by dispatch sources, not by the default actions. SIGTERM and SIGINT
         // are caught from the start, so that a stop requested during startup is not lost.
         for sig in [SIGHUP, SIGTERM, SIGINT, SIGPIPE] { signal(sig, SIG_IGN) }
@@ -128,6 +134,7 @@ public final class Daemon: Sendable {
         do {
             listener = try ListeningSocket.open(bootstrap, path: config.socketPath, logger: logger)
         } catch {
+            reloader.shutdown()
             try? group.syncShutdownGracefully()
             throw error
         }
@@ -178,6 +185,7 @@ public final class Daemon: Sendable {
             logger.warning("some connections did not finish within 10 s; closing them")
         }
         watcher?.stop()
+        reloader.shutdown()
         listener.removeSocketFile()
         try? group.syncShutdownGracefully()
         logger.info("stopped")

@@ -10,8 +10,10 @@ import Glibc
 /// file is seen: in-place writes, editors that save by renaming a temporary file, `mv` of
 /// a new file over the old one, and Kubernetes ConfigMap volumes, which swap a `..data`
 /// symlink. When the path is a symlink into another directory, that directory is watched
-/// too (and re-resolved after every change). Events are debounced: `onChange` runs once
-/// the directory has been quiet for `quietPeriod` (or `maxDelay` after the first event).
+/// too (and re-resolved after every change). `onChange` runs at once when an event says the
+/// file is complete (closed after writing, renamed into place, a `..data` symlink swapped); other
+/// changes (in-place writes still open, deletions, …) are debounced: `onChange` runs once the file
+/// has been quiet for `quietPeriod` (or `maxDelay` after the first such event).
 public final class FileWatcher: Sendable {
     public let path: String
     let quietPeriod: Duration
@@ -50,13 +52,11 @@ public final class FileWatcher: Sendable {
         public var description: String { reason }
     }
 
-    /// Starts watching. The watches exist when this returns: a change made right after (say, once
-    /// the daemon has reported ready) is never missed.
+    /// Starts watching: changes made after it returns are reported.
     public func start() {
         var targets = Targets()
         refreshWatches(&targets)
-        let initial = targets
-        queue.async { self.run(initial) }
+        queue.async { [targets] in self.run(targets) }
     }
 
     /// Stops watching; returns once the watcher thread has finished.
@@ -71,43 +71,56 @@ public final class FileWatcher: Sendable {
 
     // MARK: - The watcher thread
 
-    private struct Targets: Sendable {
+    private struct Targets {
         var names: Set<String> = []
         var watched: [Int32: String] = [:]
     }
 
-    private func run(_ initial: Targets) {
-        var targets = initial
-        var firstEvent: ContinuousClock.Instant?
-        var lastEvent: ContinuousClock.Instant?
+    /// What a batch of events says about the flag file.
+    enum Change {
+        case none
+        /// Written in place, created, deleted, …: more may follow, so wait for a quiet period.
+        case inProgress
+        /// Complete: closed after writing, renamed into place, or a `..data`-style symlink swapped.
+        case complete
+    }
+
+    private func run(_ targets: Targets) {
+        var targets = targets
+        // The first and the latest in-progress event not yet followed by a reload.
+        var pending: (first: ContinuousClock.Instant, last: ContinuousClock.Instant)?
         let clock = ContinuousClock()
         var buffer = [UInt8](repeating: 0, count: 64 * 1024)
 
         while true {
             var timeout: Int32 = 1000
-            if let first = firstEvent, let last = lastEvent {
-                let due = min(last + quietPeriod, first + maxDelay)
-                timeout = max(0, Int32(clamping: (due - clock.now).milliseconds))
+            if let pending {
+                let due = min(pending.last + quietPeriod, pending.first + maxDelay)
+                timeout = max(0, Int32(clamping: (due - clock.now).milliseconds + 1))
             }
             var fds = [pollfd(fd: inotifyFD, events: Int16(POLLIN), revents: 0), pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0)]
             let ready = poll(&fds, 2, timeout)
             if ready < 0 && errno != EINTR { return }
+            // Stopping wins over everything, however busy the directory is.
             if fds[1].revents != 0 { return }
+            var reloadNow = false
             if fds[0].revents != 0 {
-                if drainEvents(&buffer, targets: &targets) {
+                switch readEvents(&buffer, targets: &targets) {
+                case .none: break
+                case .complete: reloadNow = true
+                case .inProgress:
                     let now = clock.now
-                    if firstEvent == nil { firstEvent = now }
-                    lastEvent = now
+                    pending = (pending?.first ?? now, now)
                 }
             }
-            if let first = firstEvent, let last = lastEvent {
+            if !reloadNow, let pending {
                 let now = clock.now
-                if now >= last + quietPeriod || now >= first + maxDelay {
-                    firstEvent = nil
-                    lastEvent = nil
-                    onChange()
-                    refreshWatches(&targets)
-                }
+                reloadNow = now >= pending.last + quietPeriod || now >= pending.first + maxDelay
+            }
+            if reloadNow {
+                pending = nil
+                onChange()
+                refreshWatches(&targets)
             } else if ready == 0 && targets.watched.isEmpty {
                 // The directory was gone; try again.
                 refreshWatches(&targets)
@@ -115,31 +128,42 @@ public final class FileWatcher: Sendable {
         }
     }
 
-    /// Reads all queued events; returns whether any concerned the flag file.
-    private func drainEvents(_ buffer: inout [UInt8], targets: inout Targets) -> Bool {
-        var relevant = false
-        while true {
-            let n = buffer.withUnsafeMutableBytes { read(inotifyFD, $0.baseAddress, $0.count) }
-            guard n > 0 else { return relevant }
-            buffer.withUnsafeBytes { raw in
-                var offset = 0
-                while offset + MemoryLayout<inotify_event>.size <= n {
-                    let wd = raw.loadUnaligned(fromByteOffset: offset, as: Int32.self)
-                    let mask = raw.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self)
-                    let length = Int(raw.loadUnaligned(fromByteOffset: offset + 12, as: UInt32.self))
-                    let nameStart = offset + MemoryLayout<inotify_event>.size
-                    let nameBytes = UnsafeRawBufferPointer(rebasing: raw[nameStart..<(nameStart + length)])
-                    let name = String(decoding: nameBytes.prefix { $0 != 0 }, as: UTF8.self)
-                    offset = nameStart + length
-                    if mask & UInt32(IN_IGNORED) != 0 {
-                        targets.watched[wd] = nil
-                        relevant = true
-                    } else if mask & UInt32(IN_Q_OVERFLOW) != 0 || targets.names.contains(name) || name.hasPrefix("..") {
-                        relevant = true
-                    }
+    /// Reads the events queued now, with one `read` (a directory that never stops changing must
+    /// not keep the watcher from its wake-up pipe), and returns what the last event that concerns
+    /// the flag file says about it.
+    private func readEvents(_ buffer: inout [UInt8], targets: inout Targets) -> Change {
+        let n = buffer.withUnsafeMutableBytes { read(inotifyFD, $0.baseAddress, $0.count) }
+        guard n > 0 else { return .none }
+        var change = Change.none
+        buffer.withUnsafeBytes { raw in
+            var offset = 0
+            while offset + MemoryLayout<inotify_event>.size <= n {
+                let wd = raw.loadUnaligned(fromByteOffset: offset, as: Int32.self)
+                let mask = raw.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self)
+                let length = Int(raw.loadUnaligned(fromByteOffset: offset + 12, as: UInt32.self))
+                let nameStart = offset + MemoryLayout<inotify_event>.size
+                let nameBytes = UnsafeRawBufferPointer(rebasing: raw[nameStart..<(nameStart + length)])
+                let name = String(decoding: nameBytes.prefix { $0 != 0 }, as: UTF8.self)
+                offset = nameStart + length
+                if mask & UInt32(IN_IGNORED) != 0 {
+                    targets.watched[wd] = nil
                 }
+                let kind = Self.classify(mask: mask, name: name, targets: targets.names)
+                if kind != .none { change = kind }
             }
         }
+        return change
+    }
+
+    static func classify(mask: UInt32, name: String, targets: Set<String>) -> Change {
+        if mask & UInt32(IN_IGNORED | IN_Q_OVERFLOW) != 0 { return .inProgress }
+        if targets.contains(name) {
+            return mask & UInt32(IN_CLOSE_WRITE | IN_MOVED_TO) != 0 ? .complete : .inProgress
+        }
+        // A ConfigMap-style update renames a fresh `..data` symlink into place; the rest of its
+        // work (creating and deleting `..<timestamp>` directories) changes nothing served.
+        if name.hasPrefix(".."), mask & UInt32(IN_MOVED_TO) != 0 { return .complete }
+        return .none
     }
 
     /// Watches the directory of the path and, when the path is a symlink, that of its target.

@@ -125,6 +125,93 @@ struct ReloadIntegrationTests {
         try daemon.waitForButton("after", c)
     }
 
+    @Test func rewritingIdenticalContentChangesNothing() throws {
+        let daemon = try RunningDaemon(flags: buttonFlags("same"))
+        defer { try? daemon.finish() }
+        let c = try daemon.client()
+        let version = try c.request(#"{"op":"ping"}"#)["configVersion"]
+        #expect(try daemon.lastReload(c) == nil)
+        try renameOver(daemon.configPath, buttonFlags("same"))
+        try daemon.waitFor("the reload attempt in status") { try daemon.lastReload(c) != nil }
+        let attempt = try #require(try daemon.lastReload(c))
+        #expect(attempt["ok"] == true)
+        #expect(attempt["configVersion"] == version)
+        #expect(!daemon.process.log.contains("configuration reloaded"))
+    }
+
+    @Test func aBusyDirectoryNeitherHidesReloadsNorBlocksShutdown() throws {
+        let daemon = try RunningDaemon(flags: buttonFlags("one"))
+        defer { daemon.dir.remove() }
+        let c = try daemon.client()
+        // Other programs write into the flag file's directory as fast as they can, each
+        // alternating between two files so that inotify cannot merge the events.
+        let writers = 4
+        let stopWriting = ManagedFlag()
+        let writersDone = DispatchGroup()
+        for writer in 0..<writers {
+            let noise = ["a", "b"].map { (name: String) -> Int32 in
+                open(daemon.dir.file("noise-\(writer)-\(name).log"), O_WRONLY | O_APPEND | O_CREAT, 0o644)
+            }
+            DispatchQueue.global().async(group: writersDone) {
+                var byte: UInt8 = 0x2E
+                var writes = 0
+                while !stopWriting.isSet {
+                    _ = write(noise[writes & 1], &byte, 1)
+                    writes += 1
+                    if writes % 100_000 == 0 { for fd in noise { _ = ftruncate(fd, 0) } }
+                }
+                for fd in noise { close(fd) }
+            }
+        }
+        defer {
+            stopWriting.set()
+            writersDone.wait()
+        }
+
+        try renameOver(daemon.configPath, buttonFlags("two"))
+        try daemon.waitForButton("two", c)
+        daemon.process.signal(SIGTERM)
+        let code: Int32
+        do {
+            code = try daemon.process.waitForExit(timeout: .seconds(10))
+        } catch {
+            daemon.process.signal(SIGKILL)
+            _ = try? daemon.process.waitForExit()
+            throw error
+        }
+        #expect(code == 0, "guidond exited with \(code):\n\(daemon.process.log)")
+    }
+
+    @Test func reloadsRunOnALowPriorityThreadOfTheirOwn() throws {
+        let daemon = try RunningDaemon(flags: buttonFlags("one"))
+        defer { try? daemon.finish() }
+        let c = try daemon.client()
+        try renameOver(daemon.configPath, buttonFlags("two"))
+        try daemon.waitForButton("two", c)
+
+        // Every thread's name and nice value, from /proc/PID/task/TID/{comm,stat}.
+        let tasks = "/proc/\(daemon.process.pid)/task"
+        var niceByThread: [(name: String, nice: Int)] = []
+        var mainNice: Int?
+        for tid in try FileManager.default.contentsOfDirectory(atPath: tasks) {
+            guard let comm = try? String(contentsOfFile: "\(tasks)/\(tid)/comm", encoding: .utf8),
+                let stat = try? String(contentsOfFile: "\(tasks)/\(tid)/stat", encoding: .utf8),
+                let close = stat.lastIndex(of: ")")
+            else { continue }  // the thread has just ended
+            // Fields after the name: state (3), ppid (4), …, nice (19).
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            let nice = Int(fields[16]) ?? -100
+            if tid == "\(daemon.process.pid)" { mainNice = nice }
+            niceByThread.append((comm.trimmingCharacters(in: .whitespacesAndNewlines), nice))
+        }
+        let base = try #require(mainNice)
+        let reloadThreads = niceByThread.filter { $0.name.hasPrefix("TP-") }
+        #expect(reloadThreads.count == 1 && reloadThreads.allSatisfy { $0.nice == min(base + 10, 19) }, "\(niceByThread)")
+        // The event loops keep the process's priority (dispatch sets its own threads' by QoS).
+        let eventLoops = niceByThread.filter { $0.name.hasPrefix("NIO-ELT-") }
+        #expect(!eventLoops.isEmpty && eventLoops.allSatisfy { $0.nice == base }, "\(niceByThread)")
+    }
+
     @Test func sighupReloads() throws {
         let daemon = try RunningDaemon(flags: buttonFlags("one"), extraArguments: ["--no-watch"])
         defer { try? daemon.finish() }

@@ -1,0 +1,120 @@
+import Foundation
+import GuidonServer
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Counts `onChange` calls.
+final class ChangeCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = 0
+    var count: Int { lock.withLock { value } }
+    func increment() { lock.withLock { value += 1 } }
+
+    /// Polls until at least `n` changes were reported.
+    func waitFor(_ n: Int, _ what: String) throws {
+        let deadline = ContinuousClock.now + .seconds(15)
+        while count < n {
+            guard ContinuousClock.now < deadline else { throw TestFailure("no change reported for \(what)") }
+            usleep(5_000)
+        }
+    }
+}
+
+@Suite("FileWatcher", .serialized)
+struct FileWatcherTests {
+    /// A watcher whose debounce would take an hour: it only reports at once what it sees complete.
+    func watch(_ dir: ScratchDirectory, _ counter: ChangeCounter) throws -> FileWatcher {
+        let watcher = try FileWatcher(path: dir.file("flags.json"), quietPeriod: .seconds(3600), maxDelay: .seconds(3600)) {
+            counter.increment()
+        }
+        watcher.start()
+        return watcher
+    }
+
+    @Test func completedWritesAreReportedWithoutWaitingForTheQuietPeriod() throws {
+        let dir = try ScratchDirectory()
+        defer { dir.remove() }
+        try dir.write("flags.json", "{}")
+        let counter = ChangeCounter()
+        let watcher = try watch(dir, counter)
+        defer { watcher.stop() }
+
+        try renameOver(dir.file("flags.json"), #"{"flags": {}}"#)
+        try counter.waitFor(1, "a rename over the file (IN_MOVED_TO)")
+        try writeInPlace(dir.file("flags.json"), #"{"flags": {} }"#)
+        try counter.waitFor(2, "an in-place write, closed (IN_CLOSE_WRITE)")
+    }
+
+    @Test func aSwappedDataSymlinkIsReportedAtOnce() throws {
+        let dir = try ScratchDirectory()
+        defer { dir.remove() }
+        for version in ["..v1", "..v2"] {
+            try FileManager.default.createDirectory(atPath: dir.file(version), withIntermediateDirectories: false)
+            try dir.write("\(version)/flags.json", "{}")
+        }
+        try FileManager.default.createSymbolicLink(atPath: dir.file("..data"), withDestinationPath: "..v1")
+        try FileManager.default.createSymbolicLink(atPath: dir.file("flags.json"), withDestinationPath: "..data/flags.json")
+        let counter = ChangeCounter()
+        let watcher = try watch(dir, counter)
+        defer { watcher.stop() }
+
+        try FileManager.default.createSymbolicLink(atPath: dir.file("..data_tmp"), withDestinationPath: "..v2")
+        guard rename(dir.file("..data_tmp"), dir.file("..data")) == 0 else { throw TestFailure("rename ..data") }
+        try counter.waitFor(1, "the ..data symlink swap")
+    }
+
+    @Test func writesStillOpenAreDebounced() throws {
+        let dir = try ScratchDirectory()
+        defer { dir.remove() }
+        try dir.write("flags.json", "{}")
+        let counter = ChangeCounter()
+        let watcher = try FileWatcher(path: dir.file("flags.json"), quietPeriod: .milliseconds(50)) { counter.increment() }
+        watcher.start()
+        defer { watcher.stop() }
+
+        let fd = open(dir.file("flags.json"), O_WRONLY | O_APPEND)
+        defer { close(fd) }
+        let bytes = Array(" ".utf8)
+        #expect(write(fd, bytes, bytes.count) == bytes.count)
+        try counter.waitFor(1, "a write that has not closed (IN_MODIFY, after the quiet period)")
+    }
+
+    @Test func stopReturnsWhileTheDirectoryNeverStopsChanging() throws {
+        let dir = try ScratchDirectory()
+        defer { dir.remove() }
+        try dir.write("flags.json", "{}")
+        let counter = ChangeCounter()
+        let watcher = try watch(dir, counter)
+
+        let stopWriting = ManagedFlag()
+        let writerDone = DispatchSemaphore(value: 0)
+        let noise = [dir.file("noise-a.log"), dir.file("noise-b.log")].map { (path: String) -> Int32 in open(path, O_WRONLY | O_APPEND | O_CREAT, 0o644) }
+        defer {
+            stopWriting.set()
+            writerDone.wait()
+            for fd in noise { close(fd) }
+        }
+        DispatchQueue.global().async {
+            var byte: UInt8 = 0x2E
+            var writes = 0
+            while !stopWriting.isSet {
+                _ = write(noise[writes & 1], &byte, 1)
+                writes += 1
+                if writes % 100_000 == 0 { for fd in noise { _ = ftruncate(fd, 0) } }
+            }
+            writerDone.signal()
+        }
+
+        try renameOver(dir.file("flags.json"), #"{"flags": {}}"#)
+        try counter.waitFor(1, "a rename over the file in a busy directory")
+        let stopped = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            watcher.stop()
+            stopped.signal()
+        }
+        #expect(stopped.wait(timeout: .now() + .seconds(10)) == .success, "stop() did not return")
+    }
+}
