@@ -290,24 +290,10 @@ private struct Cursor {
                 position += 1
                 return String(decoding: utf8, as: UTF8.self)
             case UInt8(ascii: "\\"):
-                position += 1
-                guard position < bytes.count else { throw error("unterminated string", at: open) }
-                let e = bytes[position]
-                position += 1
-                switch e {
-                case UInt8(ascii: "\""): utf8.append(0x22)
-                case UInt8(ascii: "\\"): utf8.append(0x5C)
-                case UInt8(ascii: "/"): utf8.append(0x2F)
-                case UInt8(ascii: "b"): utf8.append(0x08)
-                case UInt8(ascii: "f"): utf8.append(0x0C)
-                case UInt8(ascii: "n"): utf8.append(0x0A)
-                case UInt8(ascii: "r"): utf8.append(0x0D)
-                case UInt8(ascii: "t"): utf8.append(0x09)
-                case UInt8(ascii: "u"):
-                    let scalar = try parseUnicodeEscape()
-                    utf8.append(contentsOf: Array(String(Character(scalar)).utf8))
-                default:
-                    throw error("invalid escape '\\\(Character(Unicode.Scalar(e)))' in string", at: position - 2)
+                do {
+                    position = try JSONEscape.decode(bytes, backslash: position, into: &utf8)
+                } catch {
+                    throw self.error(error.reason, at: error.offset)
                 }
             default:
                 if b < 0x20 { throw error("unescaped control character 0x\(String(b, radix: 16)) in string") }
@@ -316,45 +302,5 @@ private struct Cursor {
             }
         }
         throw error("unterminated string", at: open)
-    }
-
-    /// Reads the 4 hex digits after `\u` (and a low surrogate's escape when needed).
-    mutating func parseUnicodeEscape() throws(JSONSyntaxError) -> Unicode.Scalar {
-        let escapeStart = position - 2
-        let first = try hex4()
-        if (0xD800...0xDBFF).contains(first) {
-            guard position + 1 < bytes.count, bytes[position] == UInt8(ascii: "\\"),
-                bytes[position + 1] == UInt8(ascii: "u")
-            else { throw error("lone high surrogate \\u\(String(first, radix: 16, uppercase: true)) in string", at: escapeStart) }
-            position += 2
-            let second = try hex4()
-            guard (0xDC00...0xDFFF).contains(second) else {
-                throw error("high surrogate not followed by a low surrogate in string", at: escapeStart)
-            }
-            let combined = 0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00)
-            return Unicode.Scalar(combined)!
-        }
-        if (0xDC00...0xDFFF).contains(first) {
-            throw error("lone low surrogate \\u\(String(first, radix: 16, uppercase: true)) in string", at: escapeStart)
-        }
-        return Unicode.Scalar(first)!
-    }
-
-    mutating func hex4() throws(JSONSyntaxError) -> UInt32 {
-        guard bytes.count - position >= 4 else { throw error("incomplete \\u escape in string") }
-        var value: UInt32 = 0
-        for _ in 0..<4 {
-            let b = bytes[position]
-            let digit: UInt32
-            switch b {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = UInt32(b - UInt8(ascii: "0"))
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = UInt32(b - UInt8(ascii: "a") + 10)
-            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = UInt32(b - UInt8(ascii: "A") + 10)
-            default: throw error("invalid hex digit in \\u escape")
-            }
-            value = value << 4 | digit
-            position += 1
-        }
-        return value
     }
 }

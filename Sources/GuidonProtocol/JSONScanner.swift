@@ -252,19 +252,10 @@ struct JSONScanner {
                 guard utf8.withUnsafeBytes({ firstInvalidUTF8Offset(in: $0) }) == nil else { throw fail("invalid UTF-8 in string", at: open) }
                 return String(decoding: utf8, as: UTF8.self)
             case UInt8(ascii: "\\"):
-                position += 1
-                guard position < bytes.count else { throw fail("unterminated string", at: open) }
-                let e = bytes[position]
-                position += 1
-                switch e {
-                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): utf8.append(e)
-                case UInt8(ascii: "b"): utf8.append(0x08)
-                case UInt8(ascii: "f"): utf8.append(0x0C)
-                case UInt8(ascii: "n"): utf8.append(0x0A)
-                case UInt8(ascii: "r"): utf8.append(0x0D)
-                case UInt8(ascii: "t"): utf8.append(0x09)
-                case UInt8(ascii: "u"): appendUTF8(try unicodeEscape(), to: &utf8)
-                default: throw fail("invalid escape in string", at: position - 2)
+                do {
+                    position = try JSONEscape.decode(bytes, backslash: position, into: &utf8)
+                } catch {
+                    throw fail(error.reason, at: error.offset)
                 }
             default:
                 if b < 0x20 { throw fail("unescaped control character 0x\(String(b, radix: 16)) in string") }
@@ -273,63 +264,5 @@ struct JSONScanner {
             }
         }
         throw fail("unterminated string", at: open)
-    }
-
-    func appendUTF8(_ scalar: Unicode.Scalar, to out: inout [UInt8]) {
-        let v = scalar.value
-        switch v {
-        case 0..<0x80: out.append(UInt8(v))
-        case 0x80..<0x800:
-            out.append(0xC0 | UInt8(v >> 6))
-            out.append(0x80 | UInt8(v & 0x3F))
-        case 0x800..<0x10000:
-            out.append(0xE0 | UInt8(v >> 12))
-            out.append(0x80 | UInt8((v >> 6) & 0x3F))
-            out.append(0x80 | UInt8(v & 0x3F))
-        default:
-            out.append(0xF0 | UInt8(v >> 18))
-            out.append(0x80 | UInt8((v >> 12) & 0x3F))
-            out.append(0x80 | UInt8((v >> 6) & 0x3F))
-            out.append(0x80 | UInt8(v & 0x3F))
-        }
-    }
-
-    /// The code point of a `\u` escape; a high surrogate must be followed by an escaped low one.
-    mutating func unicodeEscape() throws(Failure) -> Unicode.Scalar {
-        let escapeStart = position - 2
-        let first = try hex4()
-        if (0xD800...0xDBFF).contains(first) {
-            guard position + 1 < bytes.count, bytes[position] == UInt8(ascii: "\\"), bytes[position + 1] == UInt8(ascii: "u") else {
-                throw fail("lone high surrogate in \\u escape", at: escapeStart)
-            }
-            position += 2
-            let second = try hex4()
-            guard (0xDC00...0xDFFF).contains(second) else {
-                throw fail("high surrogate not followed by a low surrogate", at: escapeStart)
-            }
-            return Unicode.Scalar(0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00))!
-        }
-        guard let scalar = Unicode.Scalar(first) else {
-            throw fail("lone low surrogate in \\u escape", at: escapeStart)
-        }
-        return scalar
-    }
-
-    mutating func hex4() throws(Failure) -> UInt32 {
-        guard bytes.count - position >= 4 else { throw fail("incomplete \\u escape") }
-        var value: UInt32 = 0
-        for _ in 0..<4 {
-            let b = bytes[position]
-            let digit: UInt32
-            switch b {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = UInt32(b - UInt8(ascii: "0"))
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = UInt32(b - UInt8(ascii: "a") + 10)
-            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = UInt32(b - UInt8(ascii: "A") + 10)
-            default: throw fail("invalid hex digit in \\u escape")
-            }
-            value = value << 4 | digit
-            position += 1
-        }
-        return value
     }
 }
