@@ -27,6 +27,8 @@ let package = Package(
     targets: [
         // JSON values, a position-reporting parser and a compact writer. No Foundation.
         .target(name: "GuidonJSON"),
+        // Unix-domain socket addressing (sockaddr_un), shared by the daemon, the CLI, the bench.
+        .target(name: "GuidonUnixSocket"),
         // The pure evaluation engine: flagd documents → validated, compiled, immutable snapshots.
         .target(name: "GuidonEngine", dependencies: ["GuidonJSON"]),
         // The NDJSON wire protocol: zero-copy request decoding and reply encoding. No I/O.
@@ -51,7 +53,7 @@ let package = Package(
         .target(
             name: "GuidonServer",
             dependencies: [
-                "GuidonJSON", "GuidonEngine", "GuidonProtocol", "GuidonSystemd", "CMalloc",
+                "GuidonJSON", "GuidonEngine", "GuidonProtocol", "GuidonSystemd", "GuidonUnixSocket", "CMalloc",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -70,7 +72,7 @@ let package = Package(
         .executableTarget(
             name: "guidon",
             dependencies: [
-                "GuidonJSON", "GuidonEngine", "GuidonProtocol",
+                "GuidonJSON", "GuidonEngine", "GuidonProtocol", "GuidonUnixSocket",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -79,7 +81,7 @@ let package = Package(
         .executableTarget(
             name: "guidon-bench",
             dependencies: [
-                "GuidonJSON", "GuidonEngine", "GuidonProtocol", "CAllocCounter",
+                "GuidonJSON", "GuidonEngine", "GuidonProtocol", "GuidonUnixSocket", "CAllocCounter",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -99,12 +101,12 @@ let package = Package(
         .testTarget(
             name: "GuidonServerTests",
             dependencies: [
-                "GuidonJSON", "GuidonEngine", "GuidonProtocol", "GuidonServer",
+                "GuidonJSON", "GuidonEngine", "GuidonProtocol", "GuidonServer", "GuidonUnixSocket",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ]
         ),
-        .testTarget(name: "GuidonSystemdTests", dependencies: ["GuidonSystemd"]),
+        .testTarget(name: "GuidonSystemdTests", dependencies: ["GuidonSystemd", "GuidonUnixSocket"]),
         .testTarget(name: "GuidonBenchTests", dependencies: ["guidon-bench", "GuidonJSON"]),
     ]
 )

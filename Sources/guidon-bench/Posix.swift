@@ -1,5 +1,7 @@
 // The few POSIX pieces the bench needs: a monotonic clock, Unix sockets, threads and
 // child processes. Kept raw on purpose: the load client must cost as little as possible.
+import GuidonUnixSocket
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -39,20 +41,10 @@ private func withUnixAddress<R>(
     _ path: String,
     _ body: (UnsafePointer<sockaddr>, socklen_t) -> R
 ) throws -> R {
-    var address = sockaddr_un()
-    address.sun_family = sa_family_t(AF_UNIX)
-    let bytes = Array(path.utf8)
-    let capacity = MemoryLayout.size(ofValue: address.sun_path)
-    guard bytes.count < capacity else { throw SystemError("socket path too long (\(path))", errno: ENAMETOOLONG) }
-    withUnsafeMutableBytes(of: &address.sun_path) { raw in
-        raw.copyBytes(from: bytes)
-        raw[bytes.count] = 0
+    guard let result = UnixSocket.withAddress(path, body) else {
+        throw SystemError("socket path too long (\(path))", errno: ENAMETOOLONG)
     }
-    return withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-            body($0, socklen_t(MemoryLayout<sockaddr_un>.size))
-        }
-    }
+    return result
 }
 
 /// Opens a blocking stream socket connected to `path`.
@@ -136,14 +128,7 @@ struct PosixThread {
 
     /// Starts a detached thread (the echo server's per-connection threads).
     static func detach(_ body: @escaping @Sendable () -> Void) {
-        let box = Unmanaged.passRetained(ThreadBody(body)).toOpaque()
-        var handle = pthread_t()
-        let rc = pthread_create(&handle, nil, { argument in
-            Unmanaged<ThreadBody>.fromOpaque(argument!).takeRetainedValue().run()
-            return nil
-        }, box)
-        precondition(rc == 0, "pthread_create failed: \(rc)")
-        pthread_detach(handle)
+        pthread_detach(PosixThread(body).handle)
     }
 }
 

@@ -1,4 +1,5 @@
 import GuidonJSON
+import GuidonUnixSocket
 
 #if canImport(Glibc)
 import Glibc
@@ -15,25 +16,9 @@ struct LineClient: ~Copyable {
 
     /// Connects; `timeout` bounds every later read (nil: wait forever).
     init(path: String, timeout: Double?) throws(Failure) {
-        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        fd = UnixSocket.stream()
         guard fd >= 0 else { throw Failure(description: "socket: \(String(cString: strerror(errno)))") }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
-            close(fd)
-            throw Failure(description: "socket path too long: \(path)")
-        }
-        withUnsafeMutableBytes(of: &address.sun_path) { sunPath in
-            sunPath.copyBytes(from: bytes)
-            sunPath[bytes.count] = 0
-        }
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
-        guard result == 0 else {
+        guard UnixSocket.connect(fd, to: path) == 0 else {
             let reason = String(cString: strerror(errno))
             close(fd)
             throw Failure(description: "cannot connect to guidond at \(path): \(reason)")

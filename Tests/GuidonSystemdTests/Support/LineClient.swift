@@ -1,4 +1,5 @@
 import Foundation
+import GuidonUnixSocket
 
 #if canImport(Glibc)
 import Glibc
@@ -12,25 +13,9 @@ final class LineClient {
     /// Connects to `path`. A socket-activated listener accepts the connection into its backlog even
     /// while no daemon runs, so this succeeds before the daemon exists.
     init(path: String) throws {
-        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        fd = UnixSocket.stream()
         guard fd >= 0 else { throw HarnessError("socket(): \(String(cString: strerror(errno)))") }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
-            close(fd)
-            throw HarnessError("socket path too long: \(path)")
-        }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            raw.copyBytes(from: bytes)
-            raw[bytes.count] = 0
-        }
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
-        guard result == 0 else {
+        guard UnixSocket.connect(fd, to: path) == 0 else {
             let reason = String(cString: strerror(errno))
             close(fd)
             throw HarnessError("connect(\(path)): \(reason)")
