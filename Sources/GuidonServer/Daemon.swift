@@ -179,6 +179,10 @@ public final class Daemon: Sendable {
         watchdog?.stop()
         hangup.cancel()
         try? listener.channel.close().wait()
+        // Nothing accepts on the path any more. NIO unlinks the file of a listener it bound as it
+        // closes it; this catches the rest, now rather than after the drain, so that a successor
+        // started meanwhile binds a fresh file which this instance then never touches.
+        listener.removeSocketFile()
         let drained = DispatchSemaphore(value: 0)
         connections.drain(on: group.next()).whenComplete { _ in drained.signal() }
         if drained.wait(timeout: .now() + .seconds(10)) == .timedOut {
@@ -186,7 +190,6 @@ public final class Daemon: Sendable {
         }
         watcher?.stop()
         reloader.shutdown()
-        listener.removeSocketFile()
         try? group.syncShutdownGracefully()
         logger.info("stopped")
     }

@@ -7,7 +7,7 @@ import NIOPosix
 struct ListeningSocket {
     let channel: any Channel
     /// Set when guidond bound the socket itself: the path and the identity of the file it created.
-    private let created: (path: UnixSocketPath, identity: (UInt64, UInt64)?)?
+    private let created: (path: UnixSocketPath, identity: UnixSocketPath.Identity?)?
 
     static func open(_ bootstrap: ServerBootstrap, path: String, logger: Logger) throws -> ListeningSocket {
         let inherited = SocketActivation.inheritedSockets()

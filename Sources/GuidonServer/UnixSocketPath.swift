@@ -31,15 +31,29 @@ struct UnixSocketPath {
         }
     }
 
+    /// Which socket file is at the path. The inode number alone is not enough: once another
+    /// instance has unlinked our file, the filesystem may hand the same number to the file that
+    /// instance binds next; the change time (to the nanosecond) tells the two apart.
+    struct Identity: Equatable {
+        var device: UInt64
+        var inode: UInt64
+        var changed: timespec
+
+        static func == (a: Identity, b: Identity) -> Bool {
+            a.device == b.device && a.inode == b.inode
+                && a.changed.tv_sec == b.changed.tv_sec && a.changed.tv_nsec == b.changed.tv_nsec
+        }
+    }
+
     /// The identity of the socket file now at the path, to recognise it at exit.
-    func identity() -> (UInt64, UInt64)? {
+    func identity() -> Identity? {
         var st = stat()
         guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFSOCK else { return nil }
-        return (UInt64(st.st_dev), UInt64(st.st_ino))
+        return Identity(device: UInt64(st.st_dev), inode: UInt64(st.st_ino), changed: st.st_ctim)
     }
 
     /// Removes the socket file if it is still the one we created.
-    func remove(ifStill identity: (UInt64, UInt64)?) {
+    func remove(ifStill identity: Identity?) {
         guard let identity, let now = self.identity(), now == identity else { return }
         unlink(path)
     }

@@ -168,6 +168,39 @@ struct LifecycleIntegrationTests {
         #expect(access(dir.file("guidon.sock"), F_OK) != 0)
     }
 
+    /// A restart where the old instance is still draining a slow client: the old one gives up
+    /// the path as soon as it stops accepting, and never removes the successor's socket.
+    @Test func successorStartedDuringADrainKeepsItsSocket() throws {
+        var extra: [String: String] = [:]
+        for i in 0..<400 { extra["filler-\(i)"] = String(repeating: "x", count: 40) }
+        let old = try RunningDaemon(flags: buttonFlags("one", extra: extra))
+        defer { old.dir.remove() }
+        // A client that asks for much more than the socket buffers hold and reads nothing yet:
+        // the drain has to wait for it.
+        let slow = try old.client()
+        let requests = 60
+        try slow.send(String(repeating: #"{"op":"list"}"# + "\n", count: requests))
+        #expect(try slow.readReply()["flags"]?.array?.count == 401)
+        old.process.signal(SIGTERM)
+        try old.waitFor("the old instance to give up its socket path") { access(old.socketPath, F_OK) != 0 }
+        #expect((try? old.process.waitForExit(timeout: .milliseconds(100))) == nil, "still draining the slow client")
+
+        let successor = try DaemonProcess(
+            arguments: ["--config", old.configPath, "--socket", old.socketPath], logPath: old.dir.file("successor.log"))
+        defer { _ = try? successor.stop() }
+        try old.waitFor("the successor to answer") {
+            (try? LineClient(path: old.socketPath).request(#"{"op":"ping"}"#))?["ok"] == true
+        }
+        // The slow client reads now: the old instance finishes its drain and exits.
+        var answered = 1
+        while let _ = try slow.readLine() { answered += 1 }
+        #expect(answered == requests, "every request received before SIGTERM is answered")
+        #expect(try old.process.waitForExit() == 0)
+        #expect(try LineClient(path: old.socketPath).request(#"{"op":"ping"}"#)["ok"] == true, "\(successor.log)")
+        #expect(try successor.stop() == 0)
+        #expect(access(old.socketPath, F_OK) != 0)
+    }
+
     @Test(arguments: [SIGTERM, SIGINT])
     func stopsCleanlyAnsweringWhatItReceived(signal: Int32) throws {
         let daemon = try RunningDaemon(flags: buttonFlags("one"))
