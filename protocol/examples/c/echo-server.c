@@ -1,9 +1,14 @@
-/* The baseline for rtt.c: a minimal single-threaded Unix-socket server that answers every
- * received chunk with a fixed reply line per request line (no parsing, no JSON). What guidond's
- * round trip is compared against. By default it blocks in read(2); with --epoll it waits in
- * epoll_wait(2) on a non-blocking socket first, as an event loop (and guidond) does.
+/* A baseline for rtt.c and guidon-bench --socket: a minimal Unix-socket server that answers
+ * every request line with one fixed reply line (no parsing, no JSON). What guidond's round trip
+ * and throughput are compared against.
+ *
+ * Default: one connection at a time, the server blocked in read(2).
+ * --epoll: one thread, one epoll_wait(2) over the listener and every connection (as Redis does):
+ * the cheapest way one thread can serve many connections. Its reply also carries "ok" and
+ * "configVersion", so guidon-bench accepts it as a daemon to attach to.
  *
  *   cc -O2 -o echo-server echo-server.c && ./echo-server SOCKET [--epoll] */
+#define _GNU_SOURCE
 #include <stdio.h>
 #include <string.h>
 #include <fcntl.h>
@@ -12,40 +17,57 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+static const char reply[] =
+    "{\"ok\":true,\"configVersion\":\"echo\",\"flag\":\"new-checkout\",\"value\":true,\"variant\":\"on\",\"reason\":\"TARGETING_MATCH\"}\n";
+static char in[1 << 20], out[1 << 22];
+
+/* Answers the complete lines in one read; returns 0 when the connection is done. */
+static int answer(int fd) {
+    ssize_t got = read(fd, in, sizeof in);
+    if (got <= 0) return 0;
+    size_t n = 0;
+    for (ssize_t i = 0; i < got; i++)
+        if (in[i] == '\n' && n + sizeof reply < sizeof out) { memcpy(out + n, reply, sizeof reply - 1); n += sizeof reply - 1; }
+    for (size_t done = 0; done < n;) {  /* a full socket buffer: wait for room (tiny replies, rare) */
+        ssize_t w = write(fd, out + done, n - done);
+        if (w < 0) return 0;
+        done += (size_t)w;
+    }
+    return 1;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) { fprintf(stderr, "usage: %s SOCKET [--epoll]\n", argv[0]); return 2; }
     int use_epoll = argc > 2 && strcmp(argv[2], "--epoll") == 0;
-    static const char reply[] =
-        "{\"flag\":\"new-checkout\",\"value\":true,\"variant\":\"on\",\"reason\":\"TARGETING_MATCH\",\"metadata\":{}}\n";
     int lfd = socket(AF_UNIX, SOCK_STREAM, 0);
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
     strncpy(addr.sun_path, argv[1], sizeof addr.sun_path - 1);
     unlink(argv[1]);
-    if (bind(lfd, (struct sockaddr *)&addr, sizeof addr) != 0 || listen(lfd, 16) != 0) { perror("bind"); return 1; }
-    static char in[1 << 20], out[1 << 22];
-    for (;;) {
-        int fd = accept(lfd, NULL, NULL);
-        if (fd < 0) continue;
-        int ep = -1;
-        if (use_epoll) {
-            fcntl(fd, F_SETFL, O_NONBLOCK);
-            ep = epoll_create1(0);
-            struct epoll_event ev = {.events = EPOLLIN, .data.fd = fd};
-            epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
-        }
-        ssize_t got;
+    if (bind(lfd, (struct sockaddr *)&addr, sizeof addr) != 0 || listen(lfd, 128) != 0) { perror("bind"); return 1; }
+    if (!use_epoll) {
         for (;;) {
-            if (use_epoll) {
-                struct epoll_event ev;
-                if (epoll_wait(ep, &ev, 1, -1) < 1) continue;
-            }
-            if ((got = read(fd, in, sizeof in)) <= 0) break;
-            size_t n = 0;
-            for (ssize_t i = 0; i < got; i++)
-                if (in[i] == '\n' && n + sizeof reply < sizeof out) { memcpy(out + n, reply, sizeof reply - 1); n += sizeof reply - 1; }
-            if (n && write(fd, out, n) < 0) break;
+            int fd = accept(lfd, NULL, NULL);
+            if (fd < 0) continue;
+            while (answer(fd)) {}
+            close(fd);
         }
-        if (ep >= 0) close(ep);
-        close(fd);
+    }
+    int ep = epoll_create1(0);
+    struct epoll_event ev = {.events = EPOLLIN, .data.fd = lfd};
+    epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev);
+    struct epoll_event ready[256];
+    for (;;) {
+        int count = epoll_wait(ep, ready, 256, -1);
+        for (int i = 0; i < count; i++) {
+            int fd = ready[i].data.fd;
+            if (fd == lfd) {
+                int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+                if (c < 0) continue;
+                struct epoll_event cev = {.events = EPOLLIN, .data.fd = c};
+                epoll_ctl(ep, EPOLL_CTL_ADD, c, &cev);
+            } else if (!answer(fd)) {
+                close(fd);  /* also leaves the epoll set */
+            }
+        }
     }
 }
