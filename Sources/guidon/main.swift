@@ -59,4 +59,31 @@ func text(_ value: JSONValue?) -> String {
     return value.string ?? value.description
 }
 
-Guidon.main()
+/// `guidon --socket PATH ping` reads as naturally as `guidon ping --socket PATH`, but the
+/// argument parser only gives a subcommand the options that follow it: move the client options
+/// written before the subcommand to just after it.
+func clientOptionsAfterSubcommand(_ arguments: [String]) -> [String] {
+    let withValue: Set<String> = ["--socket", "--timeout"]
+    let bare: Set<String> = ["--json"]
+    var moved: [String] = []
+    var index = 0
+    while index < arguments.count {
+        let argument = arguments[index]
+        let name = String(argument.prefix { $0 != "=" })
+        if withValue.contains(name) {
+            let takesNext = name == argument
+            guard !takesNext || index + 1 < arguments.count else { break }
+            moved += takesNext ? [argument, arguments[index + 1]] : [argument]
+            index += takesNext ? 2 : 1
+        } else if bare.contains(argument) {
+            moved.append(argument)
+            index += 1
+        } else {
+            break
+        }
+    }
+    guard !moved.isEmpty, index < arguments.count, !arguments[index].hasPrefix("-") else { return arguments }
+    return [arguments[index]] + moved + arguments[(index + 1)...]
+}
+
+Guidon.main(clientOptionsAfterSubcommand(Array(CommandLine.arguments.dropFirst())))

@@ -63,6 +63,19 @@ struct CLIIntegrationTests {
         #expect(refused.output.contains("--context is not valid JSON"))
     }
 
+    @Test func clientOptionsMayComeBeforeTheSubcommand() throws {
+        let daemon = try RunningDaemon(flags: bundledExampleFlags)
+        defer { try? daemon.finish() }
+        let before = try runGuidon(["--socket", daemon.socketPath, "--json", "eval", "new-checkout", "--context", #"{"tier":"gold"}"#])
+        #expect(before.status == 0, "\(before.output)")
+        #expect(before.output.hasPrefix(#"{"flag":"new-checkout","value":true"#), "\(before.output)")
+        let joined = try runGuidon(["--socket=\(daemon.socketPath)", "ping"])
+        #expect(joined.status == 0 && joined.output.hasPrefix("ok: 10 flags"), "\(joined.output)")
+        // Without a subcommand it is still a usage error, not a silent default.
+        let alone = try runGuidon(["--socket", daemon.socketPath])
+        #expect(alone.status != 0)
+    }
+
     @Test func pingFailsWhenNothingAnswers() throws {
         let dir = try ScratchDirectory()
         defer { dir.remove() }
