@@ -1,4 +1,5 @@
 import Atomics
+public import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 
@@ -15,13 +16,18 @@ public final class Connections: Sendable {
     }
 
     public let limit: Int
+    /// How many unsent bytes a `watch` subscriber may have waiting before it is disconnected.
+    public let watchBacklogLimit: Int
+    private let logger: Logger
     // A pthread-based lock rather than the standard library's futex-based `Mutex`: ThreadSanitizer
     // understands the former, and the TSan run of the tests must see only real races.
     private let state = NIOLockedValueBox(State())
     private let openCount = ManagedAtomic(0)
 
-    public init(limit: Int) {
+    public init(limit: Int, watchBacklogLimit: Int = 1 << 20, logger: Logger = Logger(label: "guidon.connections")) {
         self.limit = limit
+        self.watchBacklogLimit = watchBacklogLimit
+        self.logger = logger
     }
 
     /// Open connections (read without locking, for `status`).
@@ -54,12 +60,29 @@ public final class Connections: Sendable {
     }
 
     /// Writes one line to every subscriber.
+    ///
+    /// A subscriber that is not taking its events — more than `watchBacklogLimit` bytes would be
+    /// waiting for it — is disconnected instead: the daemon's memory stays bounded however many
+    /// reloads happen, and the client learns that it missed events (it reconnects, subscribes
+    /// again and lists). With nothing waiting, one event is always accepted, however large.
     func broadcast(_ line: [UInt8]) {
         let subscribers = state.withLockedValue { Array($0.subscribers.values) }
+        let limit = watchBacklogLimit
+        let logger = logger
         for channel in subscribers {
-            var buffer = channel.allocator.buffer(capacity: line.count)
-            buffer.writeBytes(line)
-            channel.writeAndFlush(buffer, promise: nil)
+            channel.eventLoop.execute {
+                let waiting = (try? channel.syncOptions?.getOption(ChannelOptions.bufferedWritableBytes)) ?? 0
+                if waiting > 0 && waiting + line.count > limit {
+                    logger.warning(
+                        "disconnecting a watch subscriber that is not reading its events",
+                        metadata: ["waitingBytes": "\(waiting)", "eventBytes": "\(line.count)"])
+                    channel.close(promise: nil)
+                    return
+                }
+                var buffer = channel.allocator.buffer(capacity: line.count)
+                buffer.writeBytes(line)
+                channel.writeAndFlush(buffer, promise: nil)
+            }
         }
     }
 

@@ -108,7 +108,7 @@ public final class Daemon: Sendable {
         Reloader.logWarnings(initial.snapshot, logger: logger)
 
         let store = ConfigStore(initial)
-        let connections = Connections(limit: config.maxConnections)
+        let connections = Connections(limit: config.maxConnections, logger: logger)
         let reloader = Reloader(
             path: config.configPath, options: config.compileOptions, store: store, connections: connections, logger: logger)
         let service = ServiceContext(store: store, connections: connections, maxLineBytes: config.maxLineBytes) {

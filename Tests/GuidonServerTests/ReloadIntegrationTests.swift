@@ -252,6 +252,40 @@ struct ReloadIntegrationTests {
         #expect(next["changed"] == ["keep"])
         #expect(next["added"] == [] && next["removed"] == [])
     }
+
+    /// A subscriber that never reads must not make the daemon hold every event for it.
+    @Test func watchSubscriberThatDoesNotReadIsDisconnected() throws {
+        // Every reload changes all 3,000 flags: each event names them all (~170 KB).
+        func flags(_ generation: Int) -> String {
+            var extra: [String: String] = [:]
+            for i in 0..<3000 { extra["a-flag-with-a-rather-long-key-for-a-large-event-\(i)"] = "g\(generation)" }
+            return buttonFlags("one", extra: extra)
+        }
+        let daemon = try RunningDaemon(flags: flags(0))
+        defer { try? daemon.finish() }
+        let stuck = try daemon.client()
+        #expect(try stuck.request(#"{"op":"watch"}"#)["watching"] == true)
+        let reader = try daemon.client()
+        #expect(try reader.request(#"{"op":"watch"}"#)["watching"] == true)
+
+        var generation = 0
+        let warning = "disconnecting a watch subscriber that is not reading its events"
+        while !daemon.process.log.contains(warning) && generation < 40 {
+            generation += 1
+            try renameOver(daemon.configPath, flags(generation))
+            let event = try reader.readReply()  // the reading subscriber gets every event
+            #expect((event["changed"]?.array?.count ?? 0) >= 3000)
+        }
+        #expect(daemon.process.log.contains(warning), "after \(generation) reloads")
+        // The stuck subscriber finds some events, then the end of the connection.
+        var received = 0
+        while let _ = try stuck.readLine() { received += 1 }
+        #expect(received > 0 && received < generation, "\(received) of \(generation) events")
+        // The daemon and the other subscriber carry on.
+        try renameOver(daemon.configPath, flags(generation + 1))
+        #expect(try reader.readReply()["event"] == "configurationChanged")
+        #expect(try daemon.client().request(#"{"op":"status"}"#)["connections"] == 2)  // the reader and this one
+    }
 }
 
 @Suite("guidond: stress", .serialized)
