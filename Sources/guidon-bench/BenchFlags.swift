@@ -21,6 +21,19 @@ enum BenchFlags {
         "tenant": "acme",
     ]
 
+    /// How many users the load requests rotate through.
+    static let users = 256
+
+    /// `request` with its context's `targetingKey` set to user number `user` (always 9 characters,
+    /// so that every user's request line has the same length).
+    static func onBehalf(of user: Int, _ request: JSONValue) -> JSONValue {
+        guard case .object(var object) = request, case .object(var context)? = object["context"] else { return request }
+        let digits = String(user % 10_000)
+        context["targetingKey"] = .string("user-" + String(repeating: "0", count: 4 - digits.count) + digits)
+        object["context"] = .object(context)
+        return .object(object)
+    }
+
     /// The 16 keys of a batch request: the three named flags and 13 fillers.
     static var batchKeys: [String] {
         [staticKey, targetedKey, fractionalKey] + (0..<13).map(fillerKey)

@@ -131,9 +131,12 @@ final class BenchSession {
 
     static func text(_ request: JSONValue) -> String { JSONWriter.string(request) }
 
+    /// `request` on behalf of each of the bench's users in turn (only `targetingKey` differs).
     func guidondSpec(_ name: String, _ request: JSONValue, evaluations: Int = 1) -> RequestSpec {
-        RequestSpec(name: name, line: Array((Self.text(request) + "\n").utf8), framing: Self.guidondFraming,
-                    evaluationsPerReply: evaluations)
+        let lines = (0..<BenchFlags.users).map { user in
+            Array((Self.text(BenchFlags.onBehalf(of: user, request)) + "\n").utf8)
+        }
+        return RequestSpec(name: name, lines: lines, framing: Self.guidondFraming, evaluationsPerReply: evaluations)
     }
 
     /// The floor gets guidond's static request and answers guidond's static reply.

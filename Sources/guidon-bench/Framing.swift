@@ -81,8 +81,34 @@ private func find(_ needle: UnsafeRawBufferPointer, in haystack: UnsafeRawBuffer
 /// One kind of request sent over and over: its bytes and how its replies are framed.
 struct RequestSpec: Sendable {
     var name: String
-    var line: [UInt8]
+    /// The lines sent in turn, all of one length: the same request on behalf of different
+    /// users, so that nothing on the server side can get away with remembering the last one.
+    var lines: [[UInt8]]
     var framing: ReplyFraming
     /// Flag evaluations one reply stands for (16 for a 16-flag batch).
     var evaluationsPerReply: Int = 1
+
+    init(name: String, lines: [[UInt8]], framing: ReplyFraming, evaluationsPerReply: Int = 1) {
+        precondition(!lines.isEmpty && lines.allSatisfy { $0.count == lines[0].count }, "request lines of one length")
+        self.name = name
+        self.lines = lines
+        self.framing = framing
+        self.evaluationsPerReply = evaluationsPerReply
+    }
+
+    init(name: String, line: [UInt8], framing: ReplyFraming, evaluationsPerReply: Int = 1) {
+        self.init(name: name, lines: [line], framing: framing, evaluationsPerReply: evaluationsPerReply)
+    }
+
+    var line: [UInt8] { lines[0] }
+    var lineLength: Int { lines[0].count }
+
+    /// Every line once, then the first `extra` again: any run of up to `extra` lines that
+    /// starts at a line boundary before the end of the first pass is contiguous here.
+    func ring(extra: Int) -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity((lines.count + extra) * lineLength)
+        for i in 0..<(lines.count + extra) { bytes += lines[i % lines.count] }
+        return bytes
+    }
 }

@@ -103,6 +103,8 @@ private final class PipelinedConnection {
     var head = 0
     var outstanding = 0
     var open = true
+    /// The request line the next send starts with.
+    var nextLine = 0
 
     init(fd: Int32, framing: ReplyFraming, inFlight: Int) {
         self.fd = fd
@@ -169,10 +171,10 @@ private struct LoadWorker {
     }
 
     mutating func run() -> LoadResult {
-        // All requests a connection can have outstanding, back to back, for one `send`.
-        var burst: [UInt8] = []
-        for _ in 0..<inFlight { burst += request.line }
-        let lineLength = request.line.count
+        // Every request line, then enough again that any `inFlight` lines in turn are one `send`.
+        let ring = request.ring(extra: inFlight)
+        let lineLength = request.lineLength
+        let lineCount = request.lines.count
 
         var connections: [PipelinedConnection] = []
         for _ in 0..<connectionCount {
@@ -180,13 +182,15 @@ private struct LoadWorker {
                 result.connectFailures += 1
                 continue
             }
-            connections.append(PipelinedConnection(fd: fd, framing: request.framing, inFlight: inFlight))
+            let connection = PipelinedConnection(fd: fd, framing: request.framing, inFlight: inFlight)
+            connection.nextLine = (connections.count * 37) % lineCount  // connections start at different users
+            connections.append(connection)
         }
 
-        burst.withUnsafeBytes { burst in
+        ring.withUnsafeBytes { ring in
             let now = monotonicNanos()
             for connection in connections {
-                send(connection, count: inFlight, of: burst, lineLength: lineLength, at: now)
+                send(connection, count: inFlight, of: ring, lineLength: lineLength, lineCount: lineCount, at: now)
             }
             var polled = connections.map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
             var draining = false
@@ -214,7 +218,7 @@ private struct LoadWorker {
                     }
                     let answered = receive(connection)
                     if answered > 0 && !draining && connection.open {
-                        send(connection, count: answered, of: burst, lineLength: lineLength, at: monotonicNanos())
+                        send(connection, count: answered, of: ring, lineLength: lineLength, lineCount: lineCount, at: monotonicNanos())
                     }
                 }
             }
@@ -228,10 +232,13 @@ private struct LoadWorker {
 
     @inline(__always)
     private mutating func send(
-        _ connection: PipelinedConnection, count: Int, of burst: UnsafeRawBufferPointer, lineLength: Int, at time: UInt64
+        _ connection: PipelinedConnection, count: Int, of ring: UnsafeRawBufferPointer, lineLength: Int, lineCount: Int,
+        at time: UInt64
     ) {
+        let start = connection.nextLine * lineLength
         do {
-            try sendAll(connection.fd, UnsafeRawBufferPointer(rebasing: burst[0..<(count * lineLength)]))
+            try sendAll(connection.fd, UnsafeRawBufferPointer(rebasing: ring[start..<(start + count * lineLength)]))
+            connection.nextLine = (connection.nextLine + count) % lineCount
             connection.pushSends(count, at: time)
         } catch {
             fail(connection)
@@ -293,6 +300,7 @@ final class RoundTripClient {
     private let buffer: UnsafeMutableRawPointer
     private(set) var result = LoadResult()
     private var broken = false
+    private var nextLine = 0
 
     init(socket path: String, request: RequestSpec, timeout: Double) throws {
         fd = try connectUnix(path)
@@ -330,7 +338,8 @@ final class RoundTripClient {
 
     /// One request and its reply: whether the reply was a failure, `nil` if the connection broke.
     private func roundTrip() -> Bool? {
-        let sentOK = request.line.withUnsafeBytes { (try? sendAll(fd, $0)) != nil }
+        let sentOK = request.lines[nextLine].withUnsafeBytes { (try? sendAll(fd, $0)) != nil }
+        nextLine = (nextLine + 1) % request.lines.count
         guard sentOK else {
             result.disconnected += 1
             return nil

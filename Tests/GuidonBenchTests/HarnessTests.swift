@@ -132,3 +132,25 @@ import Glibc
         #expect(nowhere.connectFailures == 3)
     }
 }
+
+@Suite struct RequestRotationTests {
+    @Test func everyUserGetsALineOfTheSameLength() throws {
+        let request: JSONValue = ["op": "eval", "flag": "f", "context": ["targetingKey": "someone", "tier": "gold"]]
+        let lines = (0..<BenchFlags.users).map { JSONWriter.string(BenchFlags.onBehalf(of: $0, request)) }
+        #expect(Set(lines).count == BenchFlags.users)
+        #expect(Set(lines.map(\.utf8.count)).count == 1)
+        let parsed = try JSONParser().parse(Array(lines[7].utf8))
+        #expect(parsed.object?["context"]?.object?["targetingKey"] == "user-0007")
+        #expect(parsed.object?["context"]?.object?["tier"] == "gold")
+    }
+
+    @Test func theRingHoldsEveryRunOfLinesContiguously() {
+        let lines = (0..<5).map { Array("line-\($0)\n".utf8) }
+        let spec = RequestSpec(name: "r", lines: lines, framing: .lines(failureMarkers: []))
+        let ring = spec.ring(extra: 3)
+        #expect(ring.count == 8 * spec.lineLength)
+        // Three lines from the last one: wraps to the first two.
+        let start = 4 * spec.lineLength
+        #expect(Array(ring[start..<(start + 3 * spec.lineLength)]) == lines[4] + lines[0] + lines[1])
+    }
+}
