@@ -10,7 +10,8 @@ struct Compiler {
     static let knownFlagMembers: Set<String> = ["state", "variants", "defaultVariant", "targeting", "metadata"]
     static let knownTopLevelMembers: Set<String> = ["flags", "$schema", "$evaluators", "metadata"]
 
-    func compile(_ bytes: [UInt8]) throws(ValidationReport) -> Snapshot {
+    /// Compiles `bytes`, taking the flags that did not change from `previous` (see `CompileMemo`).
+    func compile(_ bytes: [UInt8], reusing previous: Snapshot?) throws(ValidationReport) -> Snapshot {
         let root: JSONValue
         do {
             root = try JSONParser(duplicateKeys: .reject).parse(bytes)
@@ -20,6 +21,11 @@ struct Compiler {
             ])
         }
         var session = Session(root: root)
+        // No layout means no "flags" object: the document is rejected below.
+        let layout = DocumentLayout(bytes)
+        if let layout, let previous, let memo = previous.memo, memo.sharesContext(with: layout, in: bytes) {
+            session.reuse = Reuse(snapshot: previous, memo: memo, bytes: bytes, layout: layout)
+        }
         let snapshotParts = session.run()
         let strict = options.mode == .strict
         var errors: [Problem] = []
@@ -43,8 +49,33 @@ struct Compiler {
             throw ValidationReport(errors: diagnostics(errors, .error), warnings: diagnostics(warnings, .warning))
         }
         let (flags, infos, metadata) = snapshotParts!
+        let memo = layout.flatMap { layout in
+            layout.flags.count == flags.count
+                ? CompileMemo(source: bytes, definitions: layout.flags, evaluators: layout.evaluators,
+                    metadata: layout.metadata, problems: session.flagProblems)
+                : nil
+        }
         return Snapshot(flags: flags, infos: infos, metadata: metadata, warnings: diagnostics(warnings, .warning),
-            clock: options.clock)
+            clock: options.clock, memo: memo, compiledCount: session.compiledCount)
+    }
+}
+
+/// A previous snapshot whose flags may be reused, when its `$evaluators` and set metadata are
+/// those of the document being compiled.
+private struct Reuse {
+    let snapshot: Snapshot
+    let memo: CompileMemo
+    /// The document being compiled, and where its flags are in it.
+    let bytes: [UInt8]
+    let layout: DocumentLayout
+
+    /// The previous snapshot's flag `key`, if its definition is byte-for-byte the one at `position`.
+    func flag(_ key: String, at position: Int) -> Int? {
+        guard position < layout.flags.count, let old = snapshot.lookup[key],
+            snapshot.flags[old].key.utf8.elementsEqual(key.utf8),  // the lookup equates canonically equal keys
+            memo.hasDefinition(old, equalTo: layout.flags[position], in: bytes)
+        else { return nil }
+        return old
     }
 }
 
@@ -54,6 +85,11 @@ private struct Session {
     var problems: [Problem] = []
     var logic = LogicCompiler(evaluators: JSONObject())
     var evaluatorDefinitions = JSONObject()
+    var reuse: Reuse?
+    /// What compiling each flag reported, by position (flags without problems are left out).
+    var flagProblems: [Int: FlagProblems] = [:]
+    /// How many flags were compiled rather than reused.
+    var compiledCount = 0
 
     init(root: JSONValue) {
         self.root = root
@@ -100,8 +136,27 @@ private struct Session {
         flags.reserveCapacity(flagDefinitions.count)
         infos.reserveCapacity(flagDefinitions.count)
         var failed = false
-        for (key, definition) in flagDefinitions {
-            if let (flag, info) = compileFlag(key, definition, setMetadata: setMetadata) {
+        for (position, (key, definition)) in flagDefinitions.enumerated() {
+            if let old = reuse?.flag(key, at: position) {
+                flags.append(reuse!.snapshot.compiled[old])
+                infos.append(reuse!.snapshot.flags[old])
+                if let earlier = reuse!.memo.problems[old] {
+                    // Reported where a fresh compile would report them.
+                    problems += earlier.document
+                    logic.replay(earlier.logic)
+                    flagProblems[position] = earlier
+                }
+                continue
+            }
+            let problemsBefore = problems.count
+            let logicProblemsBefore = logic.problems.count
+            let compiled = compileFlag(key, definition, setMetadata: setMetadata)
+            compiledCount += 1
+            if problems.count > problemsBefore || logic.problems.count > logicProblemsBefore {
+                flagProblems[position] = FlagProblems(
+                    document: Array(problems[problemsBefore...]), logic: Array(logic.problems[logicProblemsBefore...]))
+            }
+            if let (flag, info) = compiled {
                 flags.append(flag)
                 infos.append(info)
             } else {
@@ -303,9 +358,19 @@ struct FNV1a {
             combine(UInt8(ascii: "]"))
         case .object(let o):
             combine(UInt8(ascii: "{"))
-            for i in o.keys.indices.sorted(by: { o.keys[$0].utf8.lexicographicallyPrecedes(o.keys[$1].utf8) }) {
-                combine(text: o.keys[i])
-                combine(o.values[i])
+            let keys = o.keys
+            func precedes(_ a: Int, _ b: Int) -> Bool { keys[a].utf8.lexicographicallyPrecedes(keys[b].utf8) }
+            // Most objects are small or already in order: sort only when they are not.
+            if keys.indices.dropFirst().allSatisfy({ precedes($0 - 1, $0) }) {
+                for i in keys.indices {
+                    combine(text: keys[i])
+                    combine(o.values[i])
+                }
+            } else {
+                for i in keys.indices.sorted(by: precedes) {
+                    combine(text: keys[i])
+                    combine(o.values[i])
+                }
             }
             combine(UInt8(ascii: "}"))
         }

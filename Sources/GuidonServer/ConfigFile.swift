@@ -59,9 +59,12 @@ public enum ConfigFile {
         return (try compile(bytes, path: path, options: options), bytes)
     }
 
-    static func compile(_ bytes: [UInt8], path: String, options: CompileOptions) throws(ConfigLoadError) -> ServedConfig {
+    /// Compiles `bytes`, reusing the flags of `previous` that did not change.
+    static func compile(
+        _ bytes: [UInt8], path: String, options: CompileOptions, reusing previous: Snapshot? = nil
+    ) throws(ConfigLoadError) -> ServedConfig {
         do {
-            let snapshot = try Snapshot.compile(json: bytes, options: options)
+            let snapshot = try Snapshot.compile(json: bytes, options: options, reusing: previous)
             return ServedConfig(snapshot: snapshot, version: contentVersion(of: bytes), loadedAt: Int64(time(nil)))
         } catch {
             throw .invalid(path: path, report: error)
