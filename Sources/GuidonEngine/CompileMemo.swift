@@ -1,5 +1,11 @@
 import GuidonJSON
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// What a snapshot remembers of its compile so that the next compile of a new version of the
 /// same document can reuse the flags that did not change.
 ///
@@ -38,11 +44,10 @@ struct CompileMemo: Sendable {
 
     private static func same(_ a: [UInt8], _ ra: Range<Int>?, _ b: [UInt8], _ rb: Range<Int>?) -> Bool {
         guard let ra, let rb else { return ra == nil && rb == nil }
-        guard ra.count == rb.count else { return false }
+        guard ra.count == rb.count, ra.upperBound <= a.count, rb.upperBound <= b.count else { return false }
+        guard !ra.isEmpty else { return true }
         return a.withUnsafeBytes { a in
-            b.withUnsafeBytes { b in
-                UnsafeRawBufferPointer(rebasing: a[ra]).elementsEqual(UnsafeRawBufferPointer(rebasing: b[rb]))
-            }
+            b.withUnsafeBytes { b in memcmp(a.baseAddress! + ra.lowerBound, b.baseAddress! + rb.lowerBound, ra.count) == 0 }
         }
     }
 }
@@ -109,7 +114,7 @@ private struct SpanScanner {
         skipSpace()
         while position < bytes.count, bytes[position] == UInt8(ascii: "\"") {
             let keyStart = position
-            skipString()
+            skipValue()
             let key = keyStart..<position
             skipSpace()
             position += 1  // ':'
@@ -142,49 +147,8 @@ private struct SpanScanner {
         }
     }
 
-    mutating func skipString() {
-        position += 1
-        while position < bytes.count {
-            switch bytes[position] {
-            case UInt8(ascii: "\\"): position += 2
-            case UInt8(ascii: "\""): position += 1; return
-            default: position += 1
-            }
-        }
-    }
-
+    /// Skips a value or a key.
     mutating func skipValue() {
-        guard position < bytes.count else { return }
-        switch bytes[position] {
-        case UInt8(ascii: "\""):
-            skipString()
-        case UInt8(ascii: "{"), UInt8(ascii: "["):
-            var depth = 0
-            while position < bytes.count {
-                switch bytes[position] {
-                case UInt8(ascii: "\""):
-                    skipString()
-                    continue
-                case UInt8(ascii: "{"), UInt8(ascii: "["):
-                    depth += 1
-                case UInt8(ascii: "}"), UInt8(ascii: "]"):
-                    depth -= 1
-                    if depth == 0 {
-                        position += 1
-                        return
-                    }
-                default:
-                    break
-                }
-                position += 1
-            }
-        default:
-            while position < bytes.count {
-                switch bytes[position] {
-                case UInt8(ascii: ","), UInt8(ascii: "}"), UInt8(ascii: "]"), 0x20, 0x0A, 0x0D, 0x09: return
-                default: position += 1
-                }
-            }
-        }
+        position = jsonValueEnd(from: position, in: bytes)
     }
 }

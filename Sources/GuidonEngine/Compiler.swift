@@ -12,19 +12,31 @@ struct Compiler {
 
     /// Compiles `bytes`, taking the flags that did not change from `previous` (see `CompileMemo`).
     func compile(_ bytes: [UInt8], reusing previous: Snapshot?) throws(ValidationReport) -> Snapshot {
-        let root: JSONValue
+        // No layout means no "flags" object: the document is rejected below.
+        let layout = DocumentLayout(bytes)
+        var session = Session()
+        if let layout, let previous, let memo = previous.memo, memo.sharesContext(with: layout, in: bytes) {
+            session.reuse = Reuse(snapshot: previous, memo: memo, bytes: bytes)
+        }
         do {
-            root = try JSONParser(duplicateKeys: .reject).parse(bytes)
+            let parser = JSONParser(duplicateKeys: .reject)
+            if let reuse = session.reuse {
+                // Flags that are taken from `previous` need not be parsed: their text is the
+                // text that parsed there.
+                var reused: [Int: Int] = [:]
+                session.root = try parser.parse(bytes, skippingIn: "flags") { position, key, text in
+                    guard let old = reuse.flag(key, spanning: text) else { return false }
+                    reused[position] = old
+                    return true
+                }
+                session.reused = reused
+            } else {
+                session.root = try parser.parse(bytes)
+            }
         } catch {
             throw ValidationReport(errors: [
                 Diagnostic(severity: .error, path: "$", line: error.line, column: error.column, message: error.reason)
             ])
-        }
-        var session = Session(root: root)
-        // No layout means no "flags" object: the document is rejected below.
-        let layout = DocumentLayout(bytes)
-        if let layout, let previous, let memo = previous.memo, memo.sharesContext(with: layout, in: bytes) {
-            session.reuse = Reuse(snapshot: previous, memo: memo, bytes: bytes, layout: layout)
         }
         let snapshotParts = session.run()
         let strict = options.mode == .strict
@@ -65,15 +77,14 @@ struct Compiler {
 private struct Reuse {
     let snapshot: Snapshot
     let memo: CompileMemo
-    /// The document being compiled, and where its flags are in it.
+    /// The document being compiled.
     let bytes: [UInt8]
-    let layout: DocumentLayout
 
-    /// The previous snapshot's flag `key`, if its definition is byte-for-byte the one at `position`.
-    func flag(_ key: String, at position: Int) -> Int? {
-        guard position < layout.flags.count, let old = snapshot.lookup[key],
+    /// The previous snapshot's flag `key`, if its definition is byte-for-byte `text`.
+    func flag(_ key: String, spanning text: Range<Int>) -> Int? {
+        guard let old = snapshot.lookup[key],
             snapshot.flags[old].key.utf8.elementsEqual(key.utf8),  // the lookup equates canonically equal keys
-            memo.hasDefinition(old, equalTo: layout.flags[position], in: bytes)
+            memo.hasDefinition(old, equalTo: text, in: bytes)
         else { return nil }
         return old
     }
@@ -81,19 +92,18 @@ private struct Reuse {
 
 /// One compilation: the document, the problems found so far, the logic compiler.
 private struct Session {
-    let root: JSONValue
+    var root: JSONValue = .null
     var problems: [Problem] = []
     var logic = LogicCompiler(evaluators: JSONObject())
     var evaluatorDefinitions = JSONObject()
     var reuse: Reuse?
+    /// Flags taken from `reuse`: position in this document → position in the previous one.
+    /// Their definitions were not parsed (they are `null` in `root`).
+    var reused: [Int: Int] = [:]
     /// What compiling each flag reported, by position (flags without problems are left out).
     var flagProblems: [Int: FlagProblems] = [:]
     /// How many flags were compiled rather than reused.
     var compiledCount = 0
-
-    init(root: JSONValue) {
-        self.root = root
-    }
 
     mutating func report(_ kind: Problem.Kind, _ path: [PathSegment], _ message: String) {
         problems.append(Problem(kind: kind, path: path, message: message))
@@ -137,10 +147,10 @@ private struct Session {
         infos.reserveCapacity(flagDefinitions.count)
         var failed = false
         for (position, (key, definition)) in flagDefinitions.enumerated() {
-            if let old = reuse?.flag(key, at: position) {
-                flags.append(reuse!.snapshot.compiled[old])
-                infos.append(reuse!.snapshot.flags[old])
-                if let earlier = reuse!.memo.problems[old] {
+            if let old = reused[position], let reuse {
+                flags.append(reuse.snapshot.compiled[old])
+                infos.append(reuse.snapshot.flags[old])
+                if let earlier = reuse.memo.problems[old] {
                     // Reported where a fresh compile would report them.
                     problems += earlier.document
                     logic.replay(earlier.logic)

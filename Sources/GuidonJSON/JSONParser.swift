@@ -36,13 +36,7 @@ public struct JSONParser: Sendable {
     /// Parses exactly one JSON value, surrounded by optional white space.
     public func parse(_ bytes: UnsafeRawBufferPointer) throws(JSONSyntaxError) -> JSONValue {
         var cursor = Cursor(bytes: bytes, options: self)
-        cursor.skipWhitespace()
-        let value = try cursor.parseValue(depth: 0)
-        cursor.skipWhitespace()
-        if cursor.position < bytes.count {
-            throw cursor.error("unexpected \(cursor.describeCurrent()) after the JSON value")
-        }
-        return value
+        return try cursor.parseDocument()
     }
 
     public func parse(_ bytes: [UInt8]) throws(JSONSyntaxError) -> JSONValue {
@@ -56,6 +50,66 @@ public struct JSONParser: Sendable {
     public func parse(_ text: String) throws(JSONSyntaxError) -> JSONValue {
         try parse(Array(text.utf8))
     }
+
+    /// Decides whether one member's value is skipped: its position in its object, its key and
+    /// the bytes its value spans (found by `jsonValueEnd`, so not checked).
+    public typealias SkipFilter = (_ index: Int, _ key: String, _ value: Range<Int>) -> Bool
+
+    /// Parses like `parse(_:)`, except inside the object that is the root object's member
+    /// `member`: for each of its members, `skip` decides whether the value is parsed or only
+    /// delimited, in which case it stands as `.null` in the result.
+    ///
+    /// A skipped value is not checked, so `skip` must skip only text it knows to be one
+    /// well-formed JSON value at that depth (text identical to a value that parsed there before,
+    /// say). Everything else, keys included, is parsed and checked as usual.
+    public func parse(
+        _ bytes: [UInt8], skippingIn member: String, where skip: SkipFilter
+    ) throws(JSONSyntaxError) -> JSONValue {
+        let result: Result<JSONValue, JSONSyntaxError> = withoutActuallyEscaping(skip) { skip in
+            bytes.withUnsafeBytes { buffer in
+                var cursor = Cursor(bytes: buffer, options: self)
+                cursor.skimmed = (member, skip)
+                do throws(JSONSyntaxError) { return .success(try cursor.parseDocument()) } catch { return .failure(error) }
+            }
+        }
+        return try result.get()
+    }
+}
+
+/// Where the JSON value that starts at `start` ends, found by matching quotes and brackets
+/// only: right for well-formed text, and some offset up to `bytes.count` for anything else.
+public func jsonValueEnd(from start: Int, in bytes: UnsafeRawBufferPointer) -> Int {
+    var i = start
+    var depth = 0
+    while i < bytes.count {
+        switch bytes[i] {
+        case UInt8(ascii: "\""):
+            i += 1
+            while i < bytes.count {
+                let b = bytes[i]
+                if b == UInt8(ascii: "\\") {
+                    i += 2
+                } else {
+                    i += 1
+                    if b == UInt8(ascii: "\"") { break }
+                }
+            }
+            if depth == 0 { return min(i, bytes.count) }
+            continue
+        case UInt8(ascii: "{"), UInt8(ascii: "["):
+            depth += 1
+        case UInt8(ascii: "}"), UInt8(ascii: "]"):
+            if depth == 0 { return i }  // a scalar ended by its container
+            depth -= 1
+            if depth == 0 { return i + 1 }
+        case UInt8(ascii: ","), 0x20, 0x0A, 0x0D, 0x09:
+            if depth == 0 { return i }
+        default:
+            break
+        }
+        i += 1
+    }
+    return bytes.count
 }
 
 /// Line and column (both 1-based, column in bytes) of a byte offset.
@@ -78,10 +132,22 @@ private struct Cursor {
     let bytes: UnsafeRawBufferPointer
     let options: JSONParser
     var position = 0
+    /// The root member whose object's members may be skipped, and who decides.
+    var skimmed: (member: String, skip: JSONParser.SkipFilter)?
 
     init(bytes: UnsafeRawBufferPointer, options: JSONParser) {
         self.bytes = bytes
         self.options = options
+    }
+
+    mutating func parseDocument() throws(JSONSyntaxError) -> JSONValue {
+        skipWhitespace()
+        let value = try parseValue(depth: 0)
+        skipWhitespace()
+        if position < bytes.count {
+            throw error("unexpected \(describeCurrent()) after the JSON value")
+        }
+        return value
     }
 
     func error(_ reason: String, at offset: Int? = nil) -> JSONSyntaxError {
@@ -134,7 +200,8 @@ private struct Cursor {
         position += count
     }
 
-    mutating func parseObject(depth: Int) throws(JSONSyntaxError) -> JSONValue {
+    /// `skip`, when given, decides which of the members' values are only delimited.
+    mutating func parseObject(depth: Int, skip: JSONParser.SkipFilter? = nil) throws(JSONSyntaxError) -> JSONValue {
         if depth > options.maxDepth { throw error("nesting deeper than \(options.maxDepth) levels") }
         position += 1  // {
         var object = JSONObject()
@@ -143,6 +210,7 @@ private struct Cursor {
             position += 1
             return .object(object)
         }
+        var index = 0
         while true {
             skipWhitespace()
             guard position < bytes.count, bytes[position] == UInt8(ascii: "\"") else {
@@ -156,7 +224,18 @@ private struct Cursor {
             }
             position += 1
             skipWhitespace()
-            let value = try parseValue(depth: depth)
+            let value: JSONValue
+            if let skip, case let end = jsonValueEnd(from: position, in: bytes), skip(index, key, position..<end) {
+                position = end
+                value = .null
+            } else if depth == 1, let skimmed, position < bytes.count, bytes[position] == UInt8(ascii: "{"),
+                key == skimmed.member
+            {
+                value = try parseObject(depth: depth + 1, skip: skimmed.skip)
+            } else {
+                value = try parseValue(depth: depth)
+            }
+            index += 1
             if object.contains(key) && options.duplicateKeys == .reject {
                 throw error("duplicate key \"\(key)\" in object", at: keyStart)
             }
