@@ -63,12 +63,20 @@ struct Compiler {
         let (flags, infos, metadata) = snapshotParts!
         let memo = layout.flatMap { layout in
             layout.flags.count == flags.count
-                ? CompileMemo(source: bytes, definitions: layout.flags, evaluators: layout.evaluators,
+                ? CompileMemo(source: Self.compact(bytes), definitions: layout.flags, evaluators: layout.evaluators,
                     metadata: layout.metadata, problems: session.flagProblems)
                 : nil
         }
         return Snapshot(flags: flags, infos: infos, metadata: metadata, warnings: diagnostics(warnings, .warning),
             clock: options.clock, memo: memo, compiledCount: session.compiledCount)
+    }
+}
+
+extension Compiler {
+    /// `bytes`, without spare capacity worth copying to drop (a snapshot keeps them).
+    static func compact(_ bytes: [UInt8]) -> [UInt8] {
+        guard bytes.capacity - bytes.count > 4096 + bytes.count / 16 else { return bytes }
+        return bytes.withUnsafeBufferPointer { Array($0) }
     }
 }
 
@@ -110,10 +118,13 @@ private struct Session {
     }
 
     mutating func run() -> (flags: [CompiledFlag], infos: [FlagInfo], metadata: JSONObject)? {
-        guard case .object(let document) = root else {
+        guard case .object(var document) = root else {
             report(.structural, [], "a flag document must be a JSON object with a \"flags\" member, not \(article(root.typeName))")
             return nil
         }
+        // From here on `document` holds the only reference to the parsed tree, so that each
+        // flag's definition can be freed once it is compiled (see below).
+        root = .null
         for key in document.keys where !Compiler.knownTopLevelMembers.contains(key) {
             report(.warning, [.key(key)], "unknown member \"\(key)\" is ignored (known: \"flags\", \"$evaluators\", \"metadata\", \"$schema\")")
         }
@@ -132,21 +143,30 @@ private struct Session {
         logic = LogicCompiler(evaluators: evaluatorDefinitions)
         logic.compileEvaluators()
 
-        guard let flagsValue = document["flags"] else {
+        var flagDefinitions: JSONObject
+        switch document["flags"] {
+        case nil:
             report(.structural, [], "missing \"flags\": a flag document needs a \"flags\" object (flag key → flag definition)")
             return nil
-        }
-        guard case .object(let flagDefinitions) = flagsValue else {
-            report(.structural, [.key("flags")], "must be an object mapping flag keys to flag definitions, not \(article(flagsValue.typeName))")
+        case .object(let definitions)?:
+            flagDefinitions = definitions
+        case let other?:
+            report(.structural, [.key("flags")], "must be an object mapping flag keys to flag definitions, not \(article(other.typeName))")
             return nil
         }
+        document = JSONObject()  // `flagDefinitions` is now the only reference to the flags
 
         var flags: [CompiledFlag] = []
         var infos: [FlagInfo] = []
         flags.reserveCapacity(flagDefinitions.count)
         infos.reserveCapacity(flagDefinitions.count)
         var failed = false
-        for (position, (key, definition)) in flagDefinitions.enumerated() {
+        for position in 0..<flagDefinitions.count {
+            // Taken out of the tree, the definition is freed when it has been compiled: the
+            // tree of a large file never lives next to all of its compiled flags.
+            let key = flagDefinitions.keys[position]
+            let definition = flagDefinitions.values[position]
+            flagDefinitions[key] = .null
             if let old = reused[position], let reuse {
                 flags.append(reuse.snapshot.compiled[old])
                 infos.append(reuse.snapshot.flags[old])

@@ -37,6 +37,9 @@ public enum ConfigFile {
             throw .unreadable(path: path, reason: "file is larger than \(maxBytes >> 20) MiB")
         }
         var bytes: [UInt8] = []
+        // The size as of now; the file may still grow. The snapshot keeps these bytes (to reuse
+        // unchanged flags on the next reload), so they should not carry spare capacity.
+        bytes.reserveCapacity(Int(st.st_size) + 1)
         var chunk = [UInt8](repeating: 0, count: 64 * 1024)
         while true {
             let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
