@@ -37,9 +37,16 @@ struct CompileMemo: Sendable {
         Self.same(source, evaluators, bytes, layout.evaluators) && Self.same(source, metadata, bytes, layout.metadata)
     }
 
-    /// Whether flag `old` of this memo has exactly the definition at `range` of `bytes`.
-    func hasDefinition(_ old: Int, equalTo range: Range<Int>, in bytes: [UInt8]) -> Bool {
-        Self.same(source, definitions[old], bytes, range)
+    /// Where flag `old`'s definition ends if the text of `bytes` at `start` begins with it.
+    /// A definition is an object (anything else does not compile), and an object's text ends
+    /// with its closing brace: a text that begins with it holds exactly that object.
+    func definitionEnd(of old: Int, at start: Int, in bytes: [UInt8]) -> Int? {
+        let definition = definitions[old]
+        let range = start..<(start + definition.count)
+        guard source[definition.lowerBound] == UInt8(ascii: "{"), Self.same(source, definition, bytes, range) else {
+            return nil
+        }
+        return range.upperBound
     }
 
     private static func same(_ a: [UInt8], _ ra: Range<Int>?, _ b: [UInt8], _ rb: Range<Int>?) -> Bool {

@@ -23,11 +23,11 @@ struct Compiler {
             if let reuse = session.reuse {
                 // Flags that are taken from `previous` need not be parsed: their text is the
                 // text that parsed there.
-                var reused: [Int: Int] = [:]
-                session.root = try parser.parse(bytes, skippingIn: "flags") { position, key, text in
-                    guard let old = reuse.flag(key, spanning: text) else { return false }
-                    reused[position] = old
-                    return true
+                var reused: [Int?] = []
+                session.root = try parser.parse(bytes, skippingIn: "flags") { position, key, start in
+                    let match = reuse.flag(key, at: start)
+                    reused.append(match?.old)  // members come in order: `position` is `reused.count`
+                    return match?.end
                 }
                 session.reused = reused
             } else {
@@ -67,12 +67,18 @@ struct Compiler {
                     metadata: layout.metadata, problems: session.flagProblems)
                 : nil
         }
+        // With the same keys in the same order, the previous key → position table is this one.
+        let lookup = session.reuse.flatMap { reuse in Self.sameKeys(flags, reuse.snapshot.compiled) ? reuse.snapshot.lookup : nil }
         return Snapshot(flags: flags, infos: infos, metadata: metadata, warnings: diagnostics(warnings, .warning),
-            clock: options.clock, memo: memo, compiledCount: session.compiledCount)
+            clock: options.clock, memo: memo, compiledCount: session.compiledCount, lookup: lookup)
     }
 }
 
 extension Compiler {
+    static func sameKeys(_ a: [CompiledFlag], _ b: [CompiledFlag]) -> Bool {
+        a.count == b.count && zip(a, b).allSatisfy { $0 === $1 || $0.key.utf8.elementsEqual($1.key.utf8) }
+    }
+
     /// `bytes`, without spare capacity worth copying to drop (a snapshot keeps them).
     static func compact(_ bytes: [UInt8]) -> [UInt8] {
         guard bytes.capacity - bytes.count > 4096 + bytes.count / 16 else { return bytes }
@@ -88,13 +94,14 @@ private struct Reuse {
     /// The document being compiled.
     let bytes: [UInt8]
 
-    /// The previous snapshot's flag `key`, if its definition is byte-for-byte `text`.
-    func flag(_ key: String, spanning text: Range<Int>) -> Int? {
+    /// The previous snapshot's flag `key` and where its definition ends, if the text at `start`
+    /// begins with that definition, byte for byte.
+    func flag(_ key: String, at start: Int) -> (old: Int, end: Int)? {
         guard let old = snapshot.lookup[key],
-            snapshot.flags[old].key.utf8.elementsEqual(key.utf8),  // the lookup equates canonically equal keys
-            memo.hasDefinition(old, equalTo: text, in: bytes)
+            snapshot.compiled[old].key.utf8.elementsEqual(key.utf8),  // the lookup equates canonically equal keys
+            let end = memo.definitionEnd(of: old, at: start, in: bytes)
         else { return nil }
-        return old
+        return (old, end)
     }
 }
 
@@ -105,9 +112,9 @@ private struct Session {
     var logic = LogicCompiler(evaluators: JSONObject())
     var evaluatorDefinitions = JSONObject()
     var reuse: Reuse?
-    /// Flags taken from `reuse`: position in this document → position in the previous one.
+    /// Flags taken from `reuse`: by position in this document, the position in the previous one.
     /// Their definitions were not parsed (they are `null` in `root`).
-    var reused: [Int: Int] = [:]
+    var reused: [Int?] = []
     /// What compiling each flag reported, by position (flags without problems are left out).
     var flagProblems: [Int: FlagProblems] = [:]
     /// How many flags were compiled rather than reused.
@@ -165,9 +172,7 @@ private struct Session {
             // Taken out of the tree, the definition is freed when it has been compiled: the
             // tree of a large file never lives next to all of its compiled flags.
             let key = flagDefinitions.keys[position]
-            let definition = flagDefinitions.values[position]
-            flagDefinitions[key] = .null
-            if let old = reused[position], let reuse {
+            if position < reused.count, let old = reused[position], let reuse {
                 flags.append(reuse.snapshot.compiled[old])
                 infos.append(reuse.snapshot.flags[old])
                 if let earlier = reuse.memo.problems[old] {
@@ -178,6 +183,8 @@ private struct Session {
                 }
                 continue
             }
+            let definition = flagDefinitions.values[position]
+            flagDefinitions[key] = .null
             let problemsBefore = problems.count
             let logicProblemsBefore = logic.problems.count
             let compiled = compileFlag(key, definition, setMetadata: setMetadata)

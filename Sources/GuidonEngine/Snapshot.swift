@@ -44,7 +44,7 @@ public final class Snapshot: Sendable {
 
     init(
         flags: [CompiledFlag], infos: [FlagInfo], metadata: JSONObject, warnings: [Diagnostic],
-        clock: @escaping @Sendable () -> Int64, memo: CompileMemo?, compiledCount: Int
+        clock: @escaping @Sendable () -> Int64, memo: CompileMemo?, compiledCount: Int, lookup: [String: Int]? = nil
     ) {
         self.compiled = flags
         self.memo = memo
@@ -53,9 +53,13 @@ public final class Snapshot: Sendable {
         self.metadata = metadata
         self.warnings = warnings
         self.clock = clock
-        var lookup = [String: Int](minimumCapacity: flags.count)
-        for (i, info) in infos.enumerated() { lookup[info.key] = i }
-        self.lookup = lookup
+        if let lookup {
+            self.lookup = lookup
+        } else {
+            var lookup = [String: Int](minimumCapacity: flags.count)
+            for (i, info) in infos.enumerated() { lookup[info.key] = i }
+            self.lookup = lookup
+        }
     }
 
     /// Parses, validates and compiles a flagd flag-definition document.

@@ -51,17 +51,19 @@ public struct JSONParser: Sendable {
         try parse(Array(text.utf8))
     }
 
-    /// Decides whether one member's value is skipped: its position in its object, its key and
-    /// the bytes its value spans (found by `jsonValueEnd`, so not checked).
-    public typealias SkipFilter = (_ index: Int, _ key: String, _ value: Range<Int>) -> Bool
+    /// Decides whether one member's value is skipped: given the member's position in its
+    /// object, its key and the offset where its value starts, returns where the value ends to
+    /// skip it, or `nil` to parse it.
+    public typealias SkipFilter = (_ index: Int, _ key: String, _ valueStart: Int) -> Int?
 
     /// Parses like `parse(_:)`, except inside the object that is the root object's member
-    /// `member`: for each of its members, `skip` decides whether the value is parsed or only
-    /// delimited, in which case it stands as `.null` in the result.
+    /// `member`: for each of its members, `skip` may take the value as known, in which case
+    /// it is not parsed and stands as `.null` in the result.
     ///
-    /// A skipped value is not checked, so `skip` must skip only text it knows to be one
+    /// A skipped value is not looked at, so `skip` must skip only text it knows to be one
     /// well-formed JSON value at that depth (text identical to a value that parsed there before,
-    /// say). Everything else, keys included, is parsed and checked as usual.
+    /// say), and return exactly where it ends. Everything else, keys included, is parsed and
+    /// checked as usual.
     public func parse(
         _ bytes: [UInt8], skippingIn member: String, where skip: SkipFilter
     ) throws(JSONSyntaxError) -> JSONValue {
@@ -225,7 +227,8 @@ private struct Cursor {
             position += 1
             skipWhitespace()
             let value: JSONValue
-            if let skip, case let end = jsonValueEnd(from: position, in: bytes), skip(index, key, position..<end) {
+            if let skip, let end = skip(index, key, position) {
+                guard end > position, end <= bytes.count else { throw error("skipped a value of no length") }
                 position = end
                 value = .null
             } else if depth == 1, let skimmed, position < bytes.count, bytes[position] == UInt8(ascii: "{"),

@@ -132,7 +132,9 @@ private func render(_ snapshot: Snapshot) -> [String] {
                 + "\(JSONWriter.string(.object(info.metadata))) \(info.hasTargeting) \(info.fingerprint)")
     }
     for context in contexts {
-        for r in snapshot.evaluateAll(context: context, now: 1_750_000_000) {
+        // By key (through the key table) as well as all at once.
+        let byKey = snapshot.evaluate(snapshot.flags.map(\.key) + ["missing"], context: context, now: 1_750_000_000)
+        for r in snapshot.evaluateAll(context: context, now: 1_750_000_000) + byKey {
             lines.append(
                 "\(Array(r.flagKey.utf8)) \(r.value.map { JSONWriter.string($0) } ?? "-") \(r.variant ?? "-") "
                     + "\(r.reason) \(String(describing: r.errorCode)) \(r.errorMessage ?? "-") \(JSONWriter.string(.object(r.metadata)))")

@@ -22,9 +22,10 @@ import Testing
         let text = #"{"flags": {"a": {"x": 1}, "b": [2, "]"], "c": 3}, "other": {"a": 4}}"#
         let bytes = Array(text.utf8)
         var seen: [String] = []
-        let value = try JSONParser().parse(bytes, skippingIn: "flags") { index, key, range in
-            seen.append("\(index) \(key) \(String(decoding: bytes[range], as: UTF8.self))")
-            return key != "c"
+        let value = try JSONParser().parse(bytes, skippingIn: "flags") { index, key, start in
+            let end = bytes.withUnsafeBytes { jsonValueEnd(from: start, in: $0) }
+            seen.append("\(index) \(key) \(String(decoding: bytes[start..<end], as: UTF8.self))")
+            return key == "c" ? nil : end
         }
         #expect(seen == [#"0 a {"x": 1}"#, #"1 b [2, "]"]"#, "2 c 3"])
         #expect(value == ["flags": ["a": nil, "b": nil, "c": 3], "other": ["a": 4]])
@@ -32,9 +33,9 @@ import Testing
 
     @Test func onlyTheRootMemberIsSkimmed() throws {
         var calls = 0
-        let value = try JSONParser().parse(Array(#"{"x": {"flags": {"a": 1}}, "flags": 5}"#.utf8), skippingIn: "flags") { _, _, _ in
+        let value = try JSONParser().parse(Array(#"{"x": {"flags": {"a": 1}}, "flags": 5}"#.utf8), skippingIn: "flags") { _, _, start in
             calls += 1
-            return true
+            return start + 1
         }
         #expect(calls == 0)
         #expect(value == ["x": ["flags": ["a": 1]], "flags": 5])
@@ -43,8 +44,11 @@ import Testing
     @Test func errorsOutsideSkippedValuesAreStillReported() {
         let parser = JSONParser(duplicateKeys: .reject)
         func error(_ text: String) -> JSONSyntaxError? {
-            do {
-                _ = try parser.parse(Array(text.utf8), skippingIn: "flags") { _, key, _ in key == "a" }
+            let bytes = Array(text.utf8)
+            do throws(JSONSyntaxError) {
+                _ = try parser.parse(bytes, skippingIn: "flags") { _, key, start in
+                    key == "a" ? bytes.withUnsafeBytes { jsonValueEnd(from: start, in: $0) } : nil
+                }
                 return nil
             } catch {
                 return error
