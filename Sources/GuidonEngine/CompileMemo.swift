@@ -19,22 +19,30 @@ import Darwin
 /// Nothing else reaches it: the compile options only decide whether a problem rejects the
 /// document, and problems are remembered by kind and classified again. So a flag is reused when
 /// its key and definition bytes are equal and the `$evaluators` and `metadata` members are
-/// byte-for-byte equal too (both absent counts as equal). The problems its compile reported are
-/// replayed where a fresh compile would report them, and located in the new text.
+/// identical too (same members in the same order, same strings byte for byte, same numbers bit
+/// for bit; both absent counts as identical). The problems its compile reported are replayed
+/// where a fresh compile would report them, and located in the new text.
 struct CompileMemo: Sendable {
     /// The document's text. Kept rather than digests of it so that reuse rests on equal bytes,
     /// not on the absence of hash collisions.
     let source: [UInt8]
     /// Per flag, in document order: where its definition is in `source`.
     let definitions: [Range<Int>]
-    let evaluators: Range<Int>?
-    let metadata: Range<Int>?
+    /// The document's `$evaluators` and `metadata` members, as parsed.
+    let evaluators: JSONValue?
+    let metadata: JSONValue?
     /// What compiling a flag reported, by flag position (only flags with problems).
     let problems: [Int: FlagProblems]
 
-    /// Whether a flag compiled in this memo's document may be reused in `layout`'s document.
-    func sharesContext(with layout: DocumentLayout, in bytes: [UInt8]) -> Bool {
-        Self.same(source, evaluators, bytes, layout.evaluators) && Self.same(source, metadata, bytes, layout.metadata)
+    /// What of a document, besides a flag's own definition, goes into compiling the flag.
+    static func context(of root: JSONValue) -> (evaluators: JSONValue?, metadata: JSONValue?) {
+        (root.object?["$evaluators"], root.object?["metadata"])
+    }
+
+    /// Whether flags compiled in this memo's document may be reused in the document `root`.
+    func sharesContext(with root: JSONValue) -> Bool {
+        let context = Self.context(of: root)
+        return Self.identical(evaluators, context.evaluators) && Self.identical(metadata, context.metadata)
     }
 
     /// Where flag `old`'s definition ends if the text of `bytes` at `start` begins with it.
@@ -42,19 +50,30 @@ struct CompileMemo: Sendable {
     /// with its closing brace: a text that begins with it holds exactly that object.
     func definitionEnd(of old: Int, at start: Int, in bytes: [UInt8]) -> Int? {
         let definition = definitions[old]
-        let range = start..<(start + definition.count)
-        guard source[definition.lowerBound] == UInt8(ascii: "{"), Self.same(source, definition, bytes, range) else {
-            return nil
+        let end = start + definition.count
+        guard source[definition.lowerBound] == UInt8(ascii: "{"), end <= bytes.count else { return nil }
+        let same = source.withUnsafeBytes { a in
+            bytes.withUnsafeBytes { b in memcmp(a.baseAddress! + definition.lowerBound, b.baseAddress! + start, definition.count) == 0 }
         }
-        return range.upperBound
+        return same ? end : nil
     }
 
-    private static func same(_ a: [UInt8], _ ra: Range<Int>?, _ b: [UInt8], _ rb: Range<Int>?) -> Bool {
-        guard let ra, let rb else { return ra == nil && rb == nil }
-        guard ra.count == rb.count, ra.upperBound <= a.count, rb.upperBound <= b.count else { return false }
-        guard !ra.isEmpty else { return true }
-        return a.withUnsafeBytes { a in
-            b.withUnsafeBytes { b in memcmp(a.baseAddress! + ra.lowerBound, b.baseAddress! + rb.lowerBound, ra.count) == 0 }
+    /// Stricter than `==`: member order counts, strings compare byte for byte (not by
+    /// canonical equivalence) and numbers bit for bit (`-0.0` is not `0.0`).
+    static func identical(_ a: JSONValue?, _ b: JSONValue?) -> Bool {
+        switch (a, b) {
+        case (nil, nil): return true
+        case (.null?, .null?): return true
+        case (.bool(let x)?, .bool(let y)?): return x == y
+        case (.int(let x)?, .int(let y)?): return x == y
+        case (.double(let x)?, .double(let y)?): return x.bitPattern == y.bitPattern
+        case (.string(let x)?, .string(let y)?): return x.utf8.elementsEqual(y.utf8)
+        case (.array(let x)?, .array(let y)?):
+            return x.count == y.count && zip(x, y).allSatisfy { identical($0, $1) }
+        case (.object(let x)?, .object(let y)?):
+            return x.count == y.count
+                && zip(x, y).allSatisfy { $0.key.utf8.elementsEqual($1.key.utf8) && identical($0.value, $1.value) }
+        default: return false
         }
     }
 }
@@ -65,97 +84,4 @@ struct FlagProblems: Sendable {
     var document: [Problem] = []
     /// Found compiling its targeting.
     var logic: [Problem] = []
-}
-
-/// Where the members that compiling a flag depends on are in a document's text.
-struct DocumentLayout {
-    var flags: [Range<Int>] = []
-    var evaluators: Range<Int>?
-    var metadata: Range<Int>?
-
-    /// Scans text that is known to parse into an object (it does not validate). Returns `nil`
-    /// when the root has no `flags` object.
-    init?(_ bytes: [UInt8]) {
-        var flags: [Range<Int>]?
-        var evaluators: Range<Int>?
-        var metadata: Range<Int>?
-        bytes.withUnsafeBytes { buffer in
-            var scanner = SpanScanner(bytes: buffer)
-            var flagsStart: Int?
-            scanner.forEachMember { key, value in
-                switch SpanScanner.decodeKey(key, in: buffer) {
-                case "flags": flagsStart = value.lowerBound
-                case "$evaluators": evaluators = value
-                case "metadata": metadata = value
-                default: break
-                }
-            }
-            guard let flagsStart, buffer[flagsStart] == UInt8(ascii: "{") else { return }
-            scanner.position = flagsStart
-            var members: [Range<Int>] = []
-            scanner.forEachMember { _, value in members.append(value) }
-            flags = members
-        }
-        guard let flags else { return nil }
-        self.flags = flags
-        self.evaluators = evaluators
-        self.metadata = metadata
-    }
-}
-
-/// Finds byte ranges in JSON text that is known to parse.
-private struct SpanScanner {
-    let bytes: UnsafeRawBufferPointer
-    var position = 0
-
-    init(bytes: UnsafeRawBufferPointer) {
-        self.bytes = bytes
-        skipSpace()
-    }
-
-    /// Calls `body` with the key (quotes included) and value range of each member of the object
-    /// at `position`.
-    mutating func forEachMember(_ body: (Range<Int>, Range<Int>) -> Void) {
-        guard position < bytes.count, bytes[position] == UInt8(ascii: "{") else { return }
-        position += 1
-        skipSpace()
-        while position < bytes.count, bytes[position] == UInt8(ascii: "\"") {
-            let keyStart = position
-            skipValue()
-            let key = keyStart..<position
-            skipSpace()
-            position += 1  // ':'
-            skipSpace()
-            let valueStart = position
-            skipValue()
-            body(key, valueStart..<position)
-            skipSpace()
-            guard position < bytes.count, bytes[position] == UInt8(ascii: ",") else { return }
-            position += 1
-            skipSpace()
-        }
-    }
-
-    static func decodeKey(_ range: Range<Int>, in bytes: UnsafeRawBufferPointer) -> String? {
-        let raw = UnsafeRawBufferPointer(rebasing: bytes[range])
-        if !raw.contains(UInt8(ascii: "\\")) {
-            return String(decoding: raw.dropFirst().dropLast(), as: UTF8.self)
-        }
-        return (try? JSONParser().parse(raw))?.string
-    }
-
-    @inline(__always)
-    mutating func skipSpace() {
-        while position < bytes.count {
-            switch bytes[position] {
-            case 0x20, 0x0A, 0x0D, 0x09: position += 1
-            default: return
-            }
-        }
-    }
-
-    /// Skips a value or a key.
-    mutating func skipValue() {
-        position = jsonValueEnd(from: position, in: bytes)
-    }
 }

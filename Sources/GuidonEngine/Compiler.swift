@@ -12,32 +12,36 @@ struct Compiler {
 
     /// Compiles `bytes`, taking the flags that did not change from `previous` (see `CompileMemo`).
     func compile(_ bytes: [UInt8], reusing previous: Snapshot?) throws(ValidationReport) -> Snapshot {
-        // No layout means no "flags" object: the document is rejected below.
-        let layout = DocumentLayout(bytes)
         var session = Session()
-        if let layout, let previous, let memo = previous.memo, memo.sharesContext(with: layout, in: bytes) {
-            session.reuse = Reuse(snapshot: previous, memo: memo, bytes: bytes)
-        }
+        var spans: [Range<Int>] = []
         do {
             let parser = JSONParser(duplicateKeys: .reject)
-            if let reuse = session.reuse {
-                // Flags that are taken from `previous` need not be parsed: their text is the
+            if let previous, let memo = previous.memo {
+                // Flags that can be taken from `previous` need not be parsed: their text is the
                 // text that parsed there.
+                let reuse = Reuse(snapshot: previous, memo: memo, bytes: bytes)
                 var reused: [Int?] = []
-                session.root = try parser.parse(bytes, skippingIn: "flags") { position, key, start in
+                (session.root, spans) = try parser.parse(bytes, skippingIn: "flags") { position, key, start in
                     let match = reuse.flag(key, at: start)
                     reused.append(match?.old)  // members come in order: `position` is `reused.count`
                     return match?.end
                 }
-                session.reused = reused
+                if memo.sharesContext(with: session.root) {
+                    session.reuse = reuse
+                    session.reused = reused
+                } else if reused.contains(where: { $0 != nil }) {
+                    // New evaluators or set metadata: every flag is compiled, so every flag is parsed.
+                    session.root = try parser.parse(bytes)
+                }
             } else {
-                session.root = try parser.parse(bytes)
+                (session.root, spans) = try parser.parse(bytes, skippingIn: "flags") { _, _, _ in nil }
             }
         } catch {
             throw ValidationReport(errors: [
                 Diagnostic(severity: .error, path: "$", line: error.line, column: error.column, message: error.reason)
             ])
         }
+        let context = CompileMemo.context(of: session.root)
         let snapshotParts = session.run()
         let strict = options.mode == .strict
         var errors: [Problem] = []
@@ -61,12 +65,10 @@ struct Compiler {
             throw ValidationReport(errors: diagnostics(errors, .error), warnings: diagnostics(warnings, .warning))
         }
         let (flags, infos, metadata) = snapshotParts!
-        let memo = layout.flatMap { layout in
-            layout.flags.count == flags.count
-                ? CompileMemo(source: Self.compact(bytes), definitions: layout.flags, evaluators: layout.evaluators,
-                    metadata: layout.metadata, problems: session.flagProblems)
-                : nil
-        }
+        let memo = spans.count == flags.count
+            ? CompileMemo(source: Self.compact(bytes), definitions: spans, evaluators: context.evaluators,
+                metadata: context.metadata, problems: session.flagProblems)
+            : nil
         // With the same keys in the same order, the previous key → position table is this one.
         let lookup = session.reuse.flatMap { reuse in Self.sameKeys(flags, reuse.snapshot.compiled) ? reuse.snapshot.lookup : nil }
         return Snapshot(flags: flags, infos: infos, metadata: metadata, warnings: diagnostics(warnings, .warning),

@@ -58,7 +58,9 @@ public struct JSONParser: Sendable {
 
     /// Parses like `parse(_:)`, except inside the object that is the root object's member
     /// `member`: for each of its members, `skip` may take the value as known, in which case
-    /// it is not parsed and stands as `.null` in the result.
+    /// it is not parsed and stands as `.null` in the result. Returns, with the value, where
+    /// each of that object's member values is in `bytes`, in order (none when there is no such
+    /// object).
     ///
     /// A skipped value is not looked at, so `skip` must skip only text it knows to be one
     /// well-formed JSON value at that depth (text identical to a value that parsed there before,
@@ -66,52 +68,21 @@ public struct JSONParser: Sendable {
     /// checked as usual.
     public func parse(
         _ bytes: [UInt8], skippingIn member: String, where skip: SkipFilter
-    ) throws(JSONSyntaxError) -> JSONValue {
-        let result: Result<JSONValue, JSONSyntaxError> = withoutActuallyEscaping(skip) { skip in
+    ) throws(JSONSyntaxError) -> (value: JSONValue, spans: [Range<Int>]) {
+        let result: Result<(JSONValue, [Range<Int>]), JSONSyntaxError> = withoutActuallyEscaping(skip) { skip in
             bytes.withUnsafeBytes { buffer in
                 var cursor = Cursor(bytes: buffer, options: self)
                 cursor.skimmed = (member, skip)
-                do throws(JSONSyntaxError) { return .success(try cursor.parseDocument()) } catch { return .failure(error) }
+                do throws(JSONSyntaxError) {
+                    let value = try cursor.parseDocument()
+                    return .success((value, cursor.spans))
+                } catch {
+                    return .failure(error)
+                }
             }
         }
         return try result.get()
     }
-}
-
-/// Where the JSON value that starts at `start` ends, found by matching quotes and brackets
-/// only: right for well-formed text, and some offset up to `bytes.count` for anything else.
-public func jsonValueEnd(from start: Int, in bytes: UnsafeRawBufferPointer) -> Int {
-    var i = start
-    var depth = 0
-    while i < bytes.count {
-        switch bytes[i] {
-        case UInt8(ascii: "\""):
-            i += 1
-            while i < bytes.count {
-                let b = bytes[i]
-                if b == UInt8(ascii: "\\") {
-                    i += 2
-                } else {
-                    i += 1
-                    if b == UInt8(ascii: "\"") { break }
-                }
-            }
-            if depth == 0 { return min(i, bytes.count) }
-            continue
-        case UInt8(ascii: "{"), UInt8(ascii: "["):
-            depth += 1
-        case UInt8(ascii: "}"), UInt8(ascii: "]"):
-            if depth == 0 { return i }  // a scalar ended by its container
-            depth -= 1
-            if depth == 0 { return i + 1 }
-        case UInt8(ascii: ","), 0x20, 0x0A, 0x0D, 0x09:
-            if depth == 0 { return i }
-        default:
-            break
-        }
-        i += 1
-    }
-    return bytes.count
 }
 
 /// Line and column (both 1-based, column in bytes) of a byte offset.
@@ -136,6 +107,8 @@ private struct Cursor {
     var position = 0
     /// The root member whose object's members may be skipped, and who decides.
     var skimmed: (member: String, skip: JSONParser.SkipFilter)?
+    /// Where the skimmed object's member values are.
+    var spans: [Range<Int>] = []
 
     init(bytes: UnsafeRawBufferPointer, options: JSONParser) {
         self.bytes = bytes
@@ -227,10 +200,16 @@ private struct Cursor {
             position += 1
             skipWhitespace()
             let value: JSONValue
-            if let skip, let end = skip(index, key, position) {
-                guard end > position, end <= bytes.count else { throw error("skipped a value of no length") }
-                position = end
-                value = .null
+            if let skip {
+                let start = position
+                if let end = skip(index, key, start) {
+                    guard end > start, end <= bytes.count else { throw error("skipped a value of no length") }
+                    position = end
+                    value = .null
+                } else {
+                    value = try parseValue(depth: depth)
+                }
+                spans.append(start..<position)
             } else if depth == 1, let skimmed, position < bytes.count, bytes[position] == UInt8(ascii: "{"),
                 key == skimmed.member
             {

@@ -36,10 +36,11 @@ private struct Edits {
     }
 
     mutating func evaluators() -> String? {
-        switch pick(5) {
+        switch pick(6) {
         case 0: return nil
         case 1: return #"{"is-staff": {"ends_with": [{"var": "email"}, "@staff.example"]}}"#
-        case 2: return #"{"is-eu": {"in": [{"var": "country"}, ["DE", "FR"]]}, "broken": {"nope": [1]}}"#
+        case 2: return #"{"is-admin": {"ends_with": [{"var": "email"}, "@staff.example"]}}"#
+        case 3: return #"{"is-eu": {"in": [{"var": "country"}, ["DE", "FR"]]}, "broken": {"nope": [1]}}"#
         default:
             let countries = ["\"DE\"", "\"FR\"", "\"IT\"", "\"ES\""].prefix(1 + pick(4)).joined(separator: ", ")
             return #"{"is-staff": {"ends_with": [{"var": "email"}, "@staff.example"]}, "is-eu": {"in": [{"var": "country"}, [\#(countries)]]}}"#
@@ -47,11 +48,12 @@ private struct Edits {
     }
 
     mutating func metadata() -> String? {
-        switch pick(4) {
+        switch pick(5) {
         case 0: return nil
         case 1: return #"{"flagSetId": "shop", "version": \#(pick(3))}"#
         case 2: return #"{"version": \#(pick(3)), "flagSetId": "shop"}"#
-        default: return #"{"flagSetId": "shop", "owner": "core", "version": -0.0}"#
+        case 3: return #"{"flagSetId": "shop", "owner": "core", "version": -0.0}"#
+        default: return #"{"flagSetId": "shop", "owner": "core", "version": 0.0}"#
         }
     }
 
