@@ -45,6 +45,14 @@ struct CompileMemo: Sendable {
         return Self.identical(evaluators, context.evaluators) && Self.identical(metadata, context.metadata)
     }
 
+    /// Whether the root members parsed so far already show `$evaluators` or `metadata` other
+    /// than this memo's (when they come before the flags, nothing need be skipped).
+    func contextDiffers(from members: JSONObject) -> Bool {
+        if let value = members["$evaluators"], !Self.identical(evaluators, value) { return true }
+        if let value = members["metadata"], !Self.identical(metadata, value) { return true }
+        return false
+    }
+
     /// Where flag `old`'s definition ends if the text of `bytes` at `start` begins with it.
     /// A definition is an object (anything else does not compile), and an object's text ends
     /// with its closing brace: a text that begins with it holds exactly that object.

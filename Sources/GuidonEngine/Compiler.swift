@@ -21,7 +21,8 @@ struct Compiler {
                 // text that parsed there.
                 let reuse = Reuse(snapshot: previous, memo: memo, bytes: bytes)
                 var reused: [Int?] = []
-                (session.root, spans) = try parser.parse(bytes, skippingIn: "flags") { position, key, start in
+                let shouldSkip = { (before: JSONObject) in !memo.contextDiffers(from: before) }
+                (session.root, spans) = try parser.parse(bytes, skippingIn: "flags", when: shouldSkip) { position, key, start in
                     let match = reuse.flag(key, at: start)
                     reused.append(match?.old)  // members come in order: `position` is `reused.count`
                     return match?.end
@@ -171,8 +172,6 @@ private struct Session {
         infos.reserveCapacity(flagDefinitions.count)
         var failed = false
         for position in 0..<flagDefinitions.count {
-            // Taken out of the tree, the definition is freed when it has been compiled: the
-            // tree of a large file never lives next to all of its compiled flags.
             let key = flagDefinitions.keys[position]
             if position < reused.count, let old = reused[position], let reuse {
                 flags.append(reuse.snapshot.compiled[old])
@@ -185,6 +184,8 @@ private struct Session {
                 }
                 continue
             }
+            // Taken out of the tree, the definition is freed once compiled: the tree of a large
+            // file never lives next to all of its compiled flags.
             let definition = flagDefinitions.values[position]
             flagDefinitions[key] = .null
             let problemsBefore = problems.count

@@ -66,13 +66,17 @@ public struct JSONParser: Sendable {
     /// well-formed JSON value at that depth (text identical to a value that parsed there before,
     /// say), and return exactly where it ends. Everything else, keys included, is parsed and
     /// checked as usual.
+    ///
+    /// `shouldSkip`, when given, is asked once, on reaching `member`, with the root members
+    /// parsed before it; if it says no, nothing is skipped.
     public func parse(
-        _ bytes: [UInt8], skippingIn member: String, where skip: SkipFilter
+        _ bytes: [UInt8], skippingIn member: String, when shouldSkip: ((JSONObject) -> Bool)? = nil,
+        where skip: SkipFilter
     ) throws(JSONSyntaxError) -> (value: JSONValue, spans: [Range<Int>]) {
         let result: Result<(JSONValue, [Range<Int>]), JSONSyntaxError> = withoutActuallyEscaping(skip) { skip in
             bytes.withUnsafeBytes { buffer in
                 var cursor = Cursor(bytes: buffer, options: self)
-                cursor.skimmed = (member, skip)
+                cursor.skimmed = (member, { before in shouldSkip?(before) ?? true }, skip)
                 do throws(JSONSyntaxError) {
                     let value = try cursor.parseDocument()
                     return .success((value, cursor.spans))
@@ -106,7 +110,7 @@ private struct Cursor {
     let options: JSONParser
     var position = 0
     /// The root member whose object's members may be skipped, and who decides.
-    var skimmed: (member: String, skip: JSONParser.SkipFilter)?
+    var skimmed: (member: String, shouldSkip: (JSONObject) -> Bool, skip: JSONParser.SkipFilter)?
     /// Where the skimmed object's member values are.
     var spans: [Range<Int>] = []
 
@@ -213,7 +217,7 @@ private struct Cursor {
             } else if depth == 1, let skimmed, position < bytes.count, bytes[position] == UInt8(ascii: "{"),
                 key == skimmed.member
             {
-                value = try parseObject(depth: depth + 1, skip: skimmed.skip)
+                value = try parseObject(depth: depth + 1, skip: skimmed.shouldSkip(object) ? skimmed.skip : { _, _, _ in nil })
             } else {
                 value = try parseValue(depth: depth)
             }

@@ -10,13 +10,17 @@ private struct Document {
     var evaluators: String?
     var metadata: String?
     var flags: [(key: String, text: String)] = []
+    /// Whether `$evaluators` and `metadata` come after the flags (the compiler then learns
+    /// whether they changed only after it has skimmed the flags).
+    var contextLast = false
 
     var json: String {
-        var members: [String] = []
-        if let evaluators { members.append("\"$evaluators\": \(evaluators)") }
-        if let metadata { members.append("\"metadata\": \(metadata)") }
+        var context: [String] = []
+        if let evaluators { context.append("\"$evaluators\": \(evaluators)") }
+        if let metadata { context.append("\"metadata\": \(metadata)") }
         let flagMembers = flags.map { "    \(JSONWriter.string(.string($0.key))): \($0.text)" }
-        members.append("\"flags\": {\n" + flagMembers.joined(separator: ",\n") + "\n  }")
+        let flagsMember = "\"flags\": {\n" + flagMembers.joined(separator: ",\n") + "\n  }"
+        let members = contextLast ? [flagsMember] + context : context + [flagsMember]
         return "{\n  " + members.joined(separator: ",\n  ") + "\n}\n"
     }
 
@@ -74,7 +78,7 @@ private struct Edits {
     }
 
     mutating func document() -> Document {
-        var document = Document(evaluators: evaluators(), metadata: metadata())
+        var document = Document(evaluators: evaluators(), metadata: metadata(), contextLast: chance(50))
         for _ in 0..<(3 + pick(8)) { add(to: &document) }
         return document
     }
@@ -107,6 +111,7 @@ private struct Edits {
             document.evaluators = evaluators()
         case 8:
             document.metadata = metadata()
+            if chance(20) { document.contextLast.toggle() }
         case 9:
             if count > 0, chance(50) { document.flags.append(document.flags[pick(count)]) }  // duplicate key
         case 10:

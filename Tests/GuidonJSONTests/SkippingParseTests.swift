@@ -27,6 +27,19 @@ import Testing
         #expect(spans == [#"{"x": 1}"#, #"[2, "]"]"#, "3", #"{"y": 2}"#])
     }
 
+    @Test func shouldSkipSeesTheMembersBeforeAndCanSayNo() throws {
+        let bytes = Array(#"{"v": 1, "flags": {"a": {}}, "w": 2}"#.utf8)
+        for answer in [true, false] {
+            var before: [JSONObject] = []
+            let (value, spans) = try JSONParser().parse(bytes, skippingIn: "flags", when: { before.append($0); return answer }) { _, _, start in
+                start + 2
+            }
+            #expect(before == [["v": 1]])
+            #expect(value == ["v": 1, "flags": ["a": answer ? nil : [:]], "w": 2])
+            #expect(spans.count == 1)
+        }
+    }
+
     @Test func onlyTheRootMemberIsSkimmed() throws {
         var seen: [String] = []
         let (value, spans) = try Self.parse(#"{"x": {"flags": {"a": 1}}, "flags": 5}"#, known: ["a": "1"], seen: &seen)
