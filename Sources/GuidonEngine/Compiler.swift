@@ -7,7 +7,13 @@ import GuidonJSON
 struct Compiler {
     let options: CompileOptions
 
-    static let knownFlagMembers: Set<String> = ["state", "variants", "defaultVariant", "targeting", "metadata"]
+    /// The members of a flag (checked for every flag: a switch, not a hashed set).
+    static func isKnownFlagMember(_ name: String) -> Bool {
+        switch name {
+        case "state", "variants", "defaultVariant", "targeting", "metadata": true
+        default: false
+        }
+    }
     static let knownTopLevelMembers: Set<String> = ["flags", "$schema", "$evaluators", "metadata"]
 
     /// Compiles `bytes`, taking the flags that did not change from `previous` (see `CompileMemo`).
@@ -231,7 +237,7 @@ private struct Session {
             report(.structural, path, "a flag must be an object with \"state\" and \"variants\", not \(article(definition.typeName))")
             return nil
         }
-        for member in flag.keys where !Compiler.knownFlagMembers.contains(member) {
+        for member in flag.keys where !Compiler.isKnownFlagMember(member) {
             report(.warning, path + [.key(member)],
                 "unknown member \"\(member)\" is ignored (a flag has \"state\", \"variants\", \"defaultVariant\", \"targeting\", \"metadata\")")
         }
@@ -399,15 +405,26 @@ struct FNV1a {
         case .object(let o):
             combine(UInt8(ascii: "{"))
             let keys = o.keys
-            func precedes(_ a: Int, _ b: Int) -> Bool { keys[a].utf8.lexicographicallyPrecedes(keys[b].utf8) }
-            // Most objects are small or already in order: sort only when they are not.
-            if keys.indices.dropFirst().allSatisfy({ precedes($0 - 1, $0) }) {
-                for i in keys.indices {
+            guard keys.count <= 16 else {
+                for i in keys.indices.sorted(by: { keys[$0].utf8.lexicographicallyPrecedes(keys[$1].utf8) }) {
                     combine(text: keys[i])
                     combine(o.values[i])
                 }
-            } else {
-                for i in keys.indices.sorted(by: precedes) {
+                combine(UInt8(ascii: "}"))
+                return
+            }
+            // Members in key order. Most objects are small: an insertion sort of their indexes
+            // in scratch space beats allocating a sorted array.
+            withUnsafeTemporaryAllocation(of: Int.self, capacity: keys.count) { order in
+                for i in keys.indices {
+                    var j = i
+                    while j > 0, keys[i].utf8.lexicographicallyPrecedes(keys[order[j - 1]].utf8) {
+                        order[j] = order[j - 1]
+                        j -= 1
+                    }
+                    order[j] = i
+                }
+                for i in order {
                     combine(text: keys[i])
                     combine(o.values[i])
                 }
