@@ -21,19 +21,24 @@ indirect enum Outcome: Sendable {
 struct VariantTable: Sendable {
     let names: [String]
     let values: [JSONValue]
+    /// Only for more than `scanLimit` names: fewer are scanned.
     private let index: [String: Int]
+    private static let scanLimit = 8
 
     init(names: [String], values: [JSONValue]) {
         self.names = names
         self.values = values
-        var index = [String: Int](minimumCapacity: names.count)
-        for (i, n) in names.enumerated() where index[n] == nil { index[n] = i }
+        var index: [String: Int] = [:]
+        if names.count > Self.scanLimit {
+            index.reserveCapacity(names.count)
+            for (i, n) in names.enumerated() where index[n] == nil { index[n] = i }
+        }
         self.index = index
     }
 
     @inline(__always)
     func index(of name: String) -> Int? {
-        if names.count <= 8 {
+        if names.count <= Self.scanLimit {
             for i in names.indices where JS.same(names[i], name) { return i }
             return nil
         }

@@ -7,19 +7,48 @@ import GuidonJSON
 struct Compiler {
     let options: CompileOptions
 
-    static let knownFlagMembers: Set<String> = ["state", "variants", "defaultVariant", "targeting", "metadata"]
+    /// The members of a flag (checked for every flag: a switch, not a hashed set).
+    static func isKnownFlagMember(_ name: String) -> Bool {
+        switch name {
+        case "state", "variants", "defaultVariant", "targeting", "metadata": true
+        default: false
+        }
+    }
     static let knownTopLevelMembers: Set<String> = ["flags", "$schema", "$evaluators", "metadata"]
 
-    func compile(_ bytes: [UInt8]) throws(ValidationReport) -> Snapshot {
-        let root: JSONValue
+    /// Compiles `bytes`, taking the flags that did not change from `previous` (see `CompileMemo`).
+    func compile(_ bytes: [UInt8], reusing previous: Snapshot?) throws(ValidationReport) -> Snapshot {
+        var session = Session()
+        var spans: [Range<Int>] = []
         do {
-            root = try JSONParser(duplicateKeys: .reject).parse(bytes)
+            let parser = JSONParser(duplicateKeys: .reject)
+            if let previous, let memo = previous.memo {
+                // Flags that can be taken from `previous` need not be parsed: their text is the
+                // text that parsed there.
+                let reuse = Reuse(snapshot: previous, memo: memo, bytes: bytes)
+                var reused: [Int?] = []
+                let shouldSkip = { (before: JSONObject) in !memo.contextDiffers(from: before) }
+                (session.root, spans) = try parser.parse(bytes, skippingIn: "flags", when: shouldSkip) { position, key, start in
+                    let match = reuse.flag(key, at: start)
+                    reused.append(match?.old)  // members come in order: `position` is `reused.count`
+                    return match?.end
+                }
+                if memo.sharesContext(with: session.root) {
+                    session.reuse = reuse
+                    session.reused = reused
+                } else if reused.contains(where: { $0 != nil }) {
+                    // New evaluators or set metadata: every flag is compiled, so every flag is parsed.
+                    session.root = try parser.parse(bytes)
+                }
+            } else {
+                (session.root, spans) = try parser.parse(bytes, skippingIn: "flags") { _, _, _ in nil }
+            }
         } catch {
             throw ValidationReport(errors: [
                 Diagnostic(severity: .error, path: "$", line: error.line, column: error.column, message: error.reason)
             ])
         }
-        var session = Session(root: root)
+        let context = CompileMemo.context(of: session.root)
         let snapshotParts = session.run()
         let strict = options.mode == .strict
         var errors: [Problem] = []
@@ -43,31 +72,75 @@ struct Compiler {
             throw ValidationReport(errors: diagnostics(errors, .error), warnings: diagnostics(warnings, .warning))
         }
         let (flags, infos, metadata) = snapshotParts!
+        let memo = spans.count == flags.count
+            ? CompileMemo(source: Self.compact(bytes), definitions: spans, evaluators: context.evaluators,
+                metadata: context.metadata, problems: session.flagProblems)
+            : nil
+        // With the same keys in the same order, the previous key → position table is this one.
+        let lookup = session.reuse.flatMap { reuse in Self.sameKeys(flags, reuse.snapshot.compiled) ? reuse.snapshot.lookup : nil }
         return Snapshot(flags: flags, infos: infos, metadata: metadata, warnings: diagnostics(warnings, .warning),
-            clock: options.clock)
+            clock: options.clock, memo: memo, compiledCount: session.compiledCount, lookup: lookup)
+    }
+}
+
+extension Compiler {
+    static func sameKeys(_ a: [CompiledFlag], _ b: [CompiledFlag]) -> Bool {
+        a.count == b.count && zip(a, b).allSatisfy { $0 === $1 || $0.key.utf8.elementsEqual($1.key.utf8) }
+    }
+
+    /// `bytes`, without spare capacity worth copying to drop (a snapshot keeps them).
+    static func compact(_ bytes: [UInt8]) -> [UInt8] {
+        guard bytes.capacity - bytes.count > 4096 + bytes.count / 16 else { return bytes }
+        return bytes.withUnsafeBufferPointer { Array($0) }
+    }
+}
+
+/// A previous snapshot whose flags may be reused, when its `$evaluators` and set metadata are
+/// those of the document being compiled.
+private struct Reuse {
+    let snapshot: Snapshot
+    let memo: CompileMemo
+    /// The document being compiled.
+    let bytes: [UInt8]
+
+    /// The previous snapshot's flag `key` and where its definition ends, if the text at `start`
+    /// begins with that definition, byte for byte.
+    func flag(_ key: String, at start: Int) -> (old: Int, end: Int)? {
+        guard let old = snapshot.lookup[key],
+            snapshot.compiled[old].key.utf8.elementsEqual(key.utf8),  // the lookup equates canonically equal keys
+            let end = memo.definitionEnd(of: old, at: start, in: bytes)
+        else { return nil }
+        return (old, end)
     }
 }
 
 /// One compilation: the document, the problems found so far, the logic compiler.
 private struct Session {
-    let root: JSONValue
+    var root: JSONValue = .null
     var problems: [Problem] = []
     var logic = LogicCompiler(evaluators: JSONObject())
     var evaluatorDefinitions = JSONObject()
-
-    init(root: JSONValue) {
-        self.root = root
-    }
+    var reuse: Reuse?
+    /// Flags taken from `reuse`: by position in this document, the position in the previous one.
+    /// Their definitions were not parsed (they are `null` in `root`).
+    var reused: [Int?] = []
+    /// What compiling each flag reported, by position (flags without problems are left out).
+    var flagProblems: [Int: FlagProblems] = [:]
+    /// How many flags were compiled rather than reused.
+    var compiledCount = 0
 
     mutating func report(_ kind: Problem.Kind, _ path: [PathSegment], _ message: String) {
         problems.append(Problem(kind: kind, path: path, message: message))
     }
 
     mutating func run() -> (flags: [CompiledFlag], infos: [FlagInfo], metadata: JSONObject)? {
-        guard case .object(let document) = root else {
+        guard case .object(var document) = root else {
             report(.structural, [], "a flag document must be a JSON object with a \"flags\" member, not \(article(root.typeName))")
             return nil
         }
+        // From here on `document` holds the only reference to the parsed tree, so that each
+        // flag's definition can be freed once it is compiled (see below).
+        root = .null
         for key in document.keys where !Compiler.knownTopLevelMembers.contains(key) {
             report(.warning, [.key(key)], "unknown member \"\(key)\" is ignored (known: \"flags\", \"$evaluators\", \"metadata\", \"$schema\")")
         }
@@ -86,22 +159,50 @@ private struct Session {
         logic = LogicCompiler(evaluators: evaluatorDefinitions)
         logic.compileEvaluators()
 
-        guard let flagsValue = document["flags"] else {
+        var flagDefinitions: JSONObject
+        switch document["flags"] {
+        case nil:
             report(.structural, [], "missing \"flags\": a flag document needs a \"flags\" object (flag key → flag definition)")
             return nil
-        }
-        guard case .object(let flagDefinitions) = flagsValue else {
-            report(.structural, [.key("flags")], "must be an object mapping flag keys to flag definitions, not \(article(flagsValue.typeName))")
+        case .object(let definitions)?:
+            flagDefinitions = definitions
+        case let other?:
+            report(.structural, [.key("flags")], "must be an object mapping flag keys to flag definitions, not \(article(other.typeName))")
             return nil
         }
+        document = JSONObject()  // `flagDefinitions` is now the only reference to the flags
 
         var flags: [CompiledFlag] = []
         var infos: [FlagInfo] = []
         flags.reserveCapacity(flagDefinitions.count)
         infos.reserveCapacity(flagDefinitions.count)
         var failed = false
-        for (key, definition) in flagDefinitions {
-            if let (flag, info) = compileFlag(key, definition, setMetadata: setMetadata) {
+        for position in 0..<flagDefinitions.count {
+            let key = flagDefinitions.keys[position]
+            if position < reused.count, let old = reused[position], let reuse {
+                flags.append(reuse.snapshot.compiled[old])
+                infos.append(reuse.snapshot.flags[old])
+                if let earlier = reuse.memo.problems[old] {
+                    // Reported where a fresh compile would report them.
+                    problems += earlier.document
+                    logic.replay(earlier.logic)
+                    flagProblems[position] = earlier
+                }
+                continue
+            }
+            // Taken out of the tree, the definition is freed once compiled: the tree of a large
+            // file never lives next to all of its compiled flags.
+            let definition = flagDefinitions.values[position]
+            flagDefinitions[key] = .null
+            let problemsBefore = problems.count
+            let logicProblemsBefore = logic.problems.count
+            let compiled = compileFlag(key, definition, setMetadata: setMetadata)
+            compiledCount += 1
+            if problems.count > problemsBefore || logic.problems.count > logicProblemsBefore {
+                flagProblems[position] = FlagProblems(
+                    document: Array(problems[problemsBefore...]), logic: Array(logic.problems[logicProblemsBefore...]))
+            }
+            if let (flag, info) = compiled {
                 flags.append(flag)
                 infos.append(info)
             } else {
@@ -136,7 +237,7 @@ private struct Session {
             report(.structural, path, "a flag must be an object with \"state\" and \"variants\", not \(article(definition.typeName))")
             return nil
         }
-        for member in flag.keys where !Compiler.knownFlagMembers.contains(member) {
+        for member in flag.keys where !Compiler.isKnownFlagMember(member) {
             report(.warning, path + [.key(member)],
                 "unknown member \"\(member)\" is ignored (a flag has \"state\", \"variants\", \"defaultVariant\", \"targeting\", \"metadata\")")
         }
@@ -303,9 +404,30 @@ struct FNV1a {
             combine(UInt8(ascii: "]"))
         case .object(let o):
             combine(UInt8(ascii: "{"))
-            for i in o.keys.indices.sorted(by: { o.keys[$0].utf8.lexicographicallyPrecedes(o.keys[$1].utf8) }) {
-                combine(text: o.keys[i])
-                combine(o.values[i])
+            let keys = o.keys
+            guard keys.count <= 16 else {
+                for i in keys.indices.sorted(by: { keys[$0].utf8.lexicographicallyPrecedes(keys[$1].utf8) }) {
+                    combine(text: keys[i])
+                    combine(o.values[i])
+                }
+                combine(UInt8(ascii: "}"))
+                return
+            }
+            // Members in key order. Most objects are small: an insertion sort of their indexes
+            // in scratch space beats allocating a sorted array.
+            withUnsafeTemporaryAllocation(of: Int.self, capacity: keys.count) { order in
+                for i in keys.indices {
+                    var j = i
+                    while j > 0, keys[i].utf8.lexicographicallyPrecedes(keys[order[j - 1]].utf8) {
+                        order[j] = order[j - 1]
+                        j -= 1
+                    }
+                    order[j] = i
+                }
+                for i in order {
+                    combine(text: keys[i])
+                    combine(o.values[i])
+                }
             }
             combine(UInt8(ascii: "}"))
         }

@@ -37,22 +37,42 @@ public final class Snapshot: Sendable {
     let compiled: [CompiledFlag]
     let lookup: [String: Int]
     let clock: @Sendable () -> Int64
+    /// What the next compile needs to reuse this snapshot's flags.
+    let memo: CompileMemo?
+    /// How many flags were compiled rather than taken from a previous snapshot.
+    let compiledCount: Int
 
-    init(flags: [CompiledFlag], infos: [FlagInfo], metadata: JSONObject, warnings: [Diagnostic], clock: @escaping @Sendable () -> Int64) {
+    init(
+        flags: [CompiledFlag], infos: [FlagInfo], metadata: JSONObject, warnings: [Diagnostic],
+        clock: @escaping @Sendable () -> Int64, memo: CompileMemo?, compiledCount: Int, lookup: [String: Int]? = nil
+    ) {
         self.compiled = flags
+        self.memo = memo
+        self.compiledCount = compiledCount
         self.flags = infos
         self.metadata = metadata
         self.warnings = warnings
         self.clock = clock
-        var lookup = [String: Int](minimumCapacity: flags.count)
-        for (i, info) in infos.enumerated() { lookup[info.key] = i }
-        self.lookup = lookup
+        if let lookup {
+            self.lookup = lookup
+        } else {
+            var lookup = [String: Int](minimumCapacity: flags.count)
+            for (i, info) in infos.enumerated() { lookup[info.key] = i }
+            self.lookup = lookup
+        }
     }
 
     /// Parses, validates and compiles a flagd flag-definition document.
     /// Throws a report holding every problem when the document is rejected.
-    public static func compile(json bytes: [UInt8], options: CompileOptions = CompileOptions()) throws(ValidationReport) -> Snapshot {
-        try Compiler(options: options).compile(bytes)
+    ///
+    /// With `previous` (typically the snapshot being served, when its file changed), a flag whose
+    /// definition is byte-for-byte the same as in `previous`'s document is taken from `previous`
+    /// instead of being compiled again, provided the `$evaluators` and `metadata` members are
+    /// unchanged too. The result is the same as a compile without `previous`.
+    public static func compile(
+        json bytes: [UInt8], options: CompileOptions = CompileOptions(), reusing previous: Snapshot? = nil
+    ) throws(ValidationReport) -> Snapshot {
+        try Compiler(options: options).compile(bytes, reusing: previous)
     }
 
     public var count: Int { compiled.count }
@@ -87,8 +107,11 @@ public final class Snapshot: Sendable {
     public func diff(from old: Snapshot) -> SnapshotDiff {
         var added: [String] = []
         var changed: [String] = []
-        for info in flags {
-            if let before = old.info(info.key) {
+        for (i, info) in flags.enumerated() {
+            if let j = old.lookup[info.key] {
+                // A flag reused from `old` is unchanged; otherwise compare what `list` shows.
+                guard compiled[i] !== old.compiled[j] else { continue }
+                let before = old.flags[j]
                 if before.fingerprint != info.fingerprint || before != info { changed.append(info.key) }
             } else {
                 added.append(info.key)

@@ -36,13 +36,7 @@ public struct JSONParser: Sendable {
     /// Parses exactly one JSON value, surrounded by optional white space.
     public func parse(_ bytes: UnsafeRawBufferPointer) throws(JSONSyntaxError) -> JSONValue {
         var cursor = Cursor(bytes: bytes, options: self)
-        cursor.skipWhitespace()
-        let value = try cursor.parseValue(depth: 0)
-        cursor.skipWhitespace()
-        if cursor.position < bytes.count {
-            throw cursor.error("unexpected \(cursor.describeCurrent()) after the JSON value")
-        }
-        return value
+        return try cursor.parseDocument()
     }
 
     public func parse(_ bytes: [UInt8]) throws(JSONSyntaxError) -> JSONValue {
@@ -55,6 +49,43 @@ public struct JSONParser: Sendable {
 
     public func parse(_ text: String) throws(JSONSyntaxError) -> JSONValue {
         try parse(Array(text.utf8))
+    }
+
+    /// Decides whether one member's value is skipped: given the member's position in its
+    /// object, its key and the offset where its value starts, returns where the value ends to
+    /// skip it, or `nil` to parse it.
+    public typealias SkipFilter = (_ index: Int, _ key: String, _ valueStart: Int) -> Int?
+
+    /// Parses like `parse(_:)`, except inside the object that is the root object's member
+    /// `member`: for each of its members, `skip` may take the value as known, in which case
+    /// it is not parsed and stands as `.null` in the result. Returns, with the value, where
+    /// each of that object's member values is in `bytes`, in order (none when there is no such
+    /// object).
+    ///
+    /// A skipped value is not looked at, so `skip` must skip only text it knows to be one
+    /// well-formed JSON value at that depth (text identical to a value that parsed there before,
+    /// say), and return exactly where it ends. Everything else, keys included, is parsed and
+    /// checked as usual.
+    ///
+    /// `shouldSkip`, when given, is asked once, on reaching `member`, with the root members
+    /// parsed before it; if it says no, nothing is skipped.
+    public func parse(
+        _ bytes: [UInt8], skippingIn member: String, when shouldSkip: ((JSONObject) -> Bool)? = nil,
+        where skip: SkipFilter
+    ) throws(JSONSyntaxError) -> (value: JSONValue, spans: [Range<Int>]) {
+        let result: Result<(JSONValue, [Range<Int>]), JSONSyntaxError> = withoutActuallyEscaping(skip) { skip in
+            bytes.withUnsafeBytes { buffer in
+                var cursor = Cursor(bytes: buffer, options: self)
+                cursor.skimmed = (member, { before in shouldSkip?(before) ?? true }, skip)
+                do throws(JSONSyntaxError) {
+                    let value = try cursor.parseDocument()
+                    return .success((value, cursor.spans))
+                } catch {
+                    return .failure(error)
+                }
+            }
+        }
+        return try result.get()
     }
 }
 
@@ -78,10 +109,24 @@ private struct Cursor {
     let bytes: UnsafeRawBufferPointer
     let options: JSONParser
     var position = 0
+    /// The root member whose object's members may be skipped, and who decides.
+    var skimmed: (member: String, shouldSkip: (JSONObject) -> Bool, skip: JSONParser.SkipFilter)?
+    /// Where the skimmed object's member values are.
+    var spans: [Range<Int>] = []
 
     init(bytes: UnsafeRawBufferPointer, options: JSONParser) {
         self.bytes = bytes
         self.options = options
+    }
+
+    mutating func parseDocument() throws(JSONSyntaxError) -> JSONValue {
+        skipWhitespace()
+        let value = try parseValue(depth: 0)
+        skipWhitespace()
+        if position < bytes.count {
+            throw error("unexpected \(describeCurrent()) after the JSON value")
+        }
+        return value
     }
 
     func error(_ reason: String, at offset: Int? = nil) -> JSONSyntaxError {
@@ -134,7 +179,8 @@ private struct Cursor {
         position += count
     }
 
-    mutating func parseObject(depth: Int) throws(JSONSyntaxError) -> JSONValue {
+    /// `skip`, when given, decides which of the members' values are only delimited.
+    mutating func parseObject(depth: Int, skip: JSONParser.SkipFilter? = nil) throws(JSONSyntaxError) -> JSONValue {
         if depth > options.maxDepth { throw error("nesting deeper than \(options.maxDepth) levels") }
         position += 1  // {
         var object = JSONObject()
@@ -143,6 +189,7 @@ private struct Cursor {
             position += 1
             return .object(object)
         }
+        var index = 0
         while true {
             skipWhitespace()
             guard position < bytes.count, bytes[position] == UInt8(ascii: "\"") else {
@@ -156,7 +203,25 @@ private struct Cursor {
             }
             position += 1
             skipWhitespace()
-            let value = try parseValue(depth: depth)
+            let value: JSONValue
+            if let skip {
+                let start = position
+                if let end = skip(index, key, start) {
+                    guard end > start, end <= bytes.count else { throw error("skipped a value of no length") }
+                    position = end
+                    value = .null
+                } else {
+                    value = try parseValue(depth: depth)
+                }
+                spans.append(start..<position)
+            } else if depth == 1, let skimmed, position < bytes.count, bytes[position] == UInt8(ascii: "{"),
+                key == skimmed.member
+            {
+                value = try parseObject(depth: depth + 1, skip: skimmed.shouldSkip(object) ? skimmed.skip : { _, _, _ in nil })
+            } else {
+                value = try parseValue(depth: depth)
+            }
+            index += 1
             if object.contains(key) && options.duplicateKeys == .reject {
                 throw error("duplicate key \"\(key)\" in object", at: keyStart)
             }

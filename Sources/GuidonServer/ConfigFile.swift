@@ -37,6 +37,9 @@ public enum ConfigFile {
             throw .unreadable(path: path, reason: "file is larger than \(maxBytes >> 20) MiB")
         }
         var bytes: [UInt8] = []
+        // The size as of now; the file may still grow. The snapshot keeps these bytes (to reuse
+        // unchanged flags on the next reload), so they should not carry spare capacity.
+        bytes.reserveCapacity(Int(st.st_size) + 1)
         var chunk = [UInt8](repeating: 0, count: 64 * 1024)
         while true {
             let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
@@ -59,9 +62,12 @@ public enum ConfigFile {
         return (try compile(bytes, path: path, options: options), bytes)
     }
 
-    static func compile(_ bytes: [UInt8], path: String, options: CompileOptions) throws(ConfigLoadError) -> ServedConfig {
+    /// Compiles `bytes`, reusing the flags of `previous` that did not change.
+    static func compile(
+        _ bytes: [UInt8], path: String, options: CompileOptions, reusing previous: Snapshot? = nil
+    ) throws(ConfigLoadError) -> ServedConfig {
         do {
-            let snapshot = try Snapshot.compile(json: bytes, options: options)
+            let snapshot = try Snapshot.compile(json: bytes, options: options, reusing: previous)
             return ServedConfig(snapshot: snapshot, version: contentVersion(of: bytes), loadedAt: Int64(time(nil)))
         } catch {
             throw .invalid(path: path, report: error)

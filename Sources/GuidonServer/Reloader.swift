@@ -112,7 +112,7 @@ public final class Reloader: Sendable {
                 SystemdNotifier.status(Self.servingStatus(old))
                 return attempt
             }
-            new = try ConfigFile.compile(bytes, path: path, options: options)
+            new = try ConfigFile.compile(bytes, path: path, options: options, reusing: old.snapshot)
         } catch {
             let attempt = ReloadAttempt(trigger: trigger, at: now, ok: false, configVersion: old.version, error: error.description)
             store.record(attempt)

@@ -83,8 +83,13 @@ enum BenchFlags {
             prefix = out
         }
 
-        func bytes(generation: Int) -> [UInt8] {
+        /// With `everyFlag`, the file also gets set-level metadata naming the generation, which
+        /// is merged into every flag: a reload then has to compile, and reports, every flag.
+        func bytes(generation: Int, everyFlag: Bool = false) -> [UInt8] {
             var out = prefix
+            if everyFlag {
+                out.replaceSubrange(0..<1, with: Array(#"{"metadata":{"generation":\#(generation)},"#.utf8))
+            }
             out += Array(#","\#(generationKey)":{"state":"ENABLED","variants":{"g":\#(generation)},"defaultVariant":"g"}}}"#.utf8)
             out.append(UInt8(ascii: "\n"))
             return out

@@ -66,6 +66,41 @@ struct EngineBench: ParsableCommand {
         compileTimes.sort()
         let ms = compileTimes[compileTimes.count / 2] / 1e6
         print(pad("compile \(compileFlags) flags (\(big.count / 1024) KiB)", 36) + pad(format(ms, decimals: 1) + " ms", 10, right: true))
+
+        // What a reload of the same file with one flag edited costs: the other flags are reused.
+        let edited = [
+            Array(Self.document(flags: compileFlags).replacing(#""defaultVariant": "on""#, with: #""defaultVariant": "off""#, maxReplacements: 1).utf8),
+            big,
+        ]
+        var previous = try Snapshot.compile(json: big)
+        var recompileTimes: [Double] = []
+        for run in 0..<max(3, runs) * 2 {
+            let start = ContinuousClock.now
+            let compiled = try Snapshot.compile(json: edited[run % 2], reusing: previous)
+            recompileTimes.append(Self.nanoseconds(ContinuousClock.now - start))
+            precondition(compiled.count == compileFlags)
+            previous = compiled
+        }
+        recompileTimes.sort()
+        let recompileMs = recompileTimes[recompileTimes.count / 2] / 1e6
+        print(pad("recompile \(compileFlags) flags, 1 changed", 36) + pad(format(recompileMs, decimals: 1) + " ms", 10, right: true))
+
+        // The worst case for a reload: new set metadata, merged into every flag.
+        let newMetadata = [
+            Array(Self.document(flags: compileFlags).replacing(#""version": 3"#, with: #""version": 4"#, maxReplacements: 1).utf8),
+            big,
+        ]
+        var everyTimes: [Double] = []
+        for run in 0..<max(3, runs) * 2 {
+            let start = ContinuousClock.now
+            let compiled = try Snapshot.compile(json: newMetadata[run % 2], reusing: previous)
+            everyTimes.append(Self.nanoseconds(ContinuousClock.now - start))
+            precondition(compiled.count == compileFlags)
+            previous = compiled
+        }
+        everyTimes.sort()
+        let everyMs = everyTimes[everyTimes.count / 2] / 1e6
+        print(pad("recompile \(compileFlags) flags, all changed", 36) + pad(format(everyMs, decimals: 1) + " ms", 10, right: true))
     }
 
     struct Measurement {

@@ -130,6 +130,22 @@ import Testing
         #expect(snapshot.flags.map(\.key).first == "static-on")
     }
 
+    @Test func fingerprintsIgnoreMemberOrder() {
+        var rng = SplitMix(state: 7)
+        for count in 0...20 {
+            let members = (0..<count).map { ("k\(count - $0)", JSONValue.int(Int64($0))) }
+            var digests: Set<UInt64> = []
+            for _ in 0..<5 {
+                var shuffled = members
+                shuffled.shuffle(using: &rng)
+                var hasher = FNV1a()
+                hasher.combine(.object(JSONObject(shuffled)))
+                digests.insert(hasher.value)
+            }
+            #expect(digests.count == 1, "\(count) members")
+        }
+    }
+
     @Test func fingerprintsAreStableAndDiffFindsChanges() throws {
         let again = try compiled(Self.document, mode: .lenient)
         #expect(snapshot.flags.map(\.fingerprint) == again.flags.map(\.fingerprint))
@@ -159,3 +175,5 @@ extension String {
         replacingOccurrences(of: target, with: replacement)
     }
 }
+
+extension SplitMix: RandomNumberGenerator {}

@@ -251,6 +251,13 @@ struct ReloadIntegrationTests {
         let next = try watcher.readReply()
         #expect(next["changed"] == ["keep"])
         #expect(next["added"] == [] && next["removed"] == [])
+
+        // Unchanged flags are carried over from the previous snapshot; every flag answers from the new file.
+        let client = try daemon.client()
+        #expect(try client.request(#"{"op":"eval","flag":"keep"}"#)["value"] == "changed")
+        #expect(try client.request(#"{"op":"eval","flag":"new"}"#)["value"] == "n")
+        #expect(try daemon.button(client) == "two")
+        #expect(try client.request(#"{"op":"eval","flag":"old"}"#)["errorCode"] == "FLAG_NOT_FOUND")
     }
 
     /// A subscriber that never reads must not make the daemon hold every event for it.

@@ -1,8 +1,8 @@
 import GuidonJSON
 
 /// A problem found while compiling a document.
-struct Problem {
-    enum Kind {
+struct Problem: Sendable {
+    enum Kind: Sendable {
         /// Rejects the document in every mode (structure).
         case structural
         /// Rejects the document in strict mode; a warning in lenient mode (targeting that
@@ -51,6 +51,11 @@ final class LogicCompiler {
     }
 
     // MARK: Problems
+
+    /// Adds problems that an earlier compile of the same rule reported (see `CompileMemo`).
+    func replay(_ earlier: [Problem]) {
+        problems += earlier
+    }
 
     private func report(_ kind: Problem.Kind, _ message: String) {
         problems.append(Problem(kind: kind, path: path, message: message))
