@@ -62,11 +62,26 @@ public struct EvaluationResult: Sendable, Hashable {
     public var errorCode: ErrorCode?
     public var errorMessage: String?
     /// Set-level metadata overlaid with the flag's own (empty for FLAG_NOT_FOUND).
-    public var metadata: JSONObject
+    public var metadata: JSONObject {
+        didSet { encodedMetadata = nil }
+    }
+    /// `metadata` as compact JSON text, when the engine has it ready: a flag's metadata is
+    /// written once, when the flag is compiled, so that a reply copies bytes instead of encoding
+    /// the same strings on every evaluation. Dropped when `metadata` is changed.
+    public private(set) var encodedMetadata: [UInt8]?
 
     public init(
         flagKey: String, value: JSONValue?, variant: String?, reason: Reason,
         errorCode: ErrorCode? = nil, errorMessage: String? = nil, metadata: JSONObject = JSONObject()
+    ) {
+        self.init(
+            flagKey: flagKey, value: value, variant: variant, reason: reason, errorCode: errorCode,
+            errorMessage: errorMessage, metadata: metadata, encodedMetadata: nil)
+    }
+
+    init(
+        flagKey: String, value: JSONValue?, variant: String?, reason: Reason,
+        errorCode: ErrorCode? = nil, errorMessage: String? = nil, metadata: JSONObject, encodedMetadata: [UInt8]?
     ) {
         self.flagKey = flagKey
         self.value = value
@@ -75,5 +90,22 @@ public struct EvaluationResult: Sendable, Hashable {
         self.errorCode = errorCode
         self.errorMessage = errorMessage
         self.metadata = metadata
+        self.encodedMetadata = encodedMetadata
+    }
+
+    // Equality is about what the result says; whether its metadata comes pre-encoded is not part of it.
+    public static func == (a: EvaluationResult, b: EvaluationResult) -> Bool {
+        a.flagKey == b.flagKey && a.value == b.value && a.variant == b.variant && a.reason == b.reason
+            && a.errorCode == b.errorCode && a.errorMessage == b.errorMessage && a.metadata == b.metadata
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(flagKey)
+        hasher.combine(value)
+        hasher.combine(variant)
+        hasher.combine(reason)
+        hasher.combine(errorCode)
+        hasher.combine(errorMessage)
+        hasher.combine(metadata)
     }
 }

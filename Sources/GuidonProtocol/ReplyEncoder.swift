@@ -71,7 +71,11 @@ public enum ReplyEncoder {
             JSONWriter.writeString(message, into: &out)
         }
         append(",\"metadata\":", to: &out)
-        JSONWriter.write(.object(r.metadata), into: &out)
+        if let encoded = r.encodedMetadata {
+            out.append(contentsOf: encoded)
+        } else {
+            JSONWriter.write(.object(r.metadata), into: &out)
+        }
     }
 
     // MARK: errors and ping

@@ -42,6 +42,34 @@ struct ReplyEncoderTests {
         #expect(without["metadata"] == [:])
     }
 
+    /// A compiled flag hands out its metadata already encoded; the reply is the same bytes as
+    /// encoding the values, and changing a result's metadata drops the stale text.
+    @Test func preEncodedMetadataGivesTheSameReply() throws {
+        let json = #"""
+            {"metadata": {"flagSetId": "shop"}, "flags": {"f": {"state": "ENABLED", "variants": {"on": true},
+              "defaultVariant": "on", "metadata": {"notes": "Quote \" and \u00e9 and \n", "n": 1.5, "owner": "team"}}}}
+            """#
+        let snapshot = try Snapshot.compile(json: Array(json.utf8))
+        let compiled = snapshot.evaluate("f", context: EvaluationContext())
+        #expect(compiled.encodedMetadata != nil)
+        let plain = EvaluationResult(
+            flagKey: compiled.flagKey, value: compiled.value, variant: compiled.variant, reason: compiled.reason,
+            metadata: compiled.metadata)
+        #expect(plain.encodedMetadata == nil)
+        #expect(plain == compiled)
+        var fromText: [UInt8] = []
+        var fromValues: [UInt8] = []
+        ReplyEncoder.eval(id: 1, result: compiled, default: nil, into: &fromText)
+        ReplyEncoder.eval(id: 1, result: plain, default: nil, into: &fromValues)
+        #expect(fromText == fromValues)
+        #expect(try line { $0 = fromText }["metadata"] == ["flagSetId": "shop", "notes": "Quote \" and \u{e9} and \n", "n": 1.5, "owner": "team"])
+
+        var changed = compiled
+        changed.metadata["owner"] = "someone else"
+        #expect(changed.encodedMetadata == nil)
+        #expect(try line { ReplyEncoder.eval(id: nil, result: changed, default: nil, into: &$0) }["metadata"]?.object?["owner"] == "someone else")
+    }
+
     @Test func stringsAreEscaped() throws {
         let odd = EvaluationResult(flagKey: "q\"\\\n\u{1}é", value: "line\nbreak", variant: "v", reason: .static)
         let reply = try line { ReplyEncoder.eval(id: "\u{0}", result: odd, default: nil, into: &$0) }
