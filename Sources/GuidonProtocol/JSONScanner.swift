@@ -221,7 +221,31 @@ struct JSONScanner {
         return .double(value)
     }
 
+    /// A string without escapes, as the bytes between its quotes (valid UTF-8, no control
+    /// characters), so that it can be matched or reused without building a `String`.
+    /// `nil`, with the position unchanged, when the string has an escape or a problem:
+    /// `string()` then decodes it or reports what is wrong.
+    mutating func plainString() -> UnsafeRawBufferPointer? {
+        guard position < bytes.count, bytes[position] == UInt8(ascii: "\"") else { return nil }
+        let start = position + 1
+        var end = start
+        var highBits: UInt8 = 0
+        while end < bytes.count {
+            let b = bytes[end]
+            if b == UInt8(ascii: "\"") { break }
+            if b == UInt8(ascii: "\\") || b < 0x20 { return nil }
+            highBits |= b
+            end += 1
+        }
+        guard end < bytes.count else { return nil }
+        let raw = UnsafeRawBufferPointer(rebasing: bytes[start..<end])
+        guard highBits < 0x80 || firstInvalidUTF8Offset(in: raw) == nil else { return nil }
+        position = end + 1
+        return raw
+    }
+
     mutating func string() throws(Failure) -> String {
+        if let raw = plainString() { return String(decoding: raw, as: UTF8.self) }
         let open = position
         guard position < bytes.count, bytes[position] == UInt8(ascii: "\"") else {
             throw fail("expected a string, found \(describeCurrent())")
