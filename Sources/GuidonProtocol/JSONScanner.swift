@@ -230,6 +230,12 @@ struct JSONScanner {
         let start = position + 1
         var end = start
         var highBits: UInt8 = 0
+        // Eight bytes at a time while none is a quote, a backslash, a control character or non-ASCII.
+        while end + 8 <= bytes.count {
+            let word = bytes.loadUnaligned(fromByteOffset: end, as: UInt64.self)
+            guard !Self.needsAttention(word) else { break }
+            end += 8
+        }
         while end < bytes.count {
             let b = bytes[end]
             if b == UInt8(ascii: "\"") { break }
@@ -242,6 +248,18 @@ struct JSONScanner {
         guard highBits < 0x80 || firstInvalidUTF8Offset(in: raw) == nil else { return nil }
         position = end + 1
         return raw
+    }
+
+    /// Whether any byte of `word` is `"`, `\\`, below 0x20 or above 0x7F (exact: no false negatives).
+    @inline(__always)
+    static func needsAttention(_ word: UInt64) -> Bool {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highs: UInt64 = 0x8080_8080_8080_8080
+        func hasZeroByte(_ v: UInt64) -> Bool { (v &- ones) & ~v & highs != 0 }
+        let control = (word &- ones &* 0x20) & ~word & highs
+        return word & highs != 0 || control != 0
+            || hasZeroByte(word ^ (ones &* UInt64(UInt8(ascii: "\""))))
+            || hasZeroByte(word ^ (ones &* UInt64(UInt8(ascii: "\\"))))
     }
 
     mutating func string() throws(Failure) -> String {
