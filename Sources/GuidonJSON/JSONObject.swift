@@ -66,8 +66,14 @@ public struct JSONObject: Sendable {
     /// Removes every member; with `keepingCapacity`, the storage stays for the members to come
     /// (a decoder that fills one object per request then allocates nothing once it has grown).
     public mutating func removeAll(keepingCapacity: Bool = false) {
-        keys.removeAll(keepingCapacity: keepingCapacity)
-        values.removeAll(keepingCapacity: keepingCapacity)
+        if keepingCapacity {
+            // A few members, usually: popping is cheaper than the general range removal.
+            while keys.popLast() != nil {}
+            while values.popLast() != nil {}
+        } else {
+            keys = []
+            values = []
+        }
         index = nil
     }
 

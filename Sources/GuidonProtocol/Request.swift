@@ -21,6 +21,10 @@ public struct Request: Sendable {
     public var defaultValue: JSONValue?
     /// `context`: who is asking (`targetingKey` plus attributes).
     public var context: EvaluationContext
+    /// The attributes of the request before, kept by `RequestParser.parse(_:into:)` as the
+    /// storage for the next one (the attributes are filled into one object while the other
+    /// still holds the last request's, whose unchanged strings are reused).
+    var spareAttributes = JSONObject()
 
     public init(
         op: Operation, id: JSONValue? = nil, flag: String? = nil, flags: [String]? = nil,

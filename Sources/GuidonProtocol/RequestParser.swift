@@ -21,12 +21,12 @@ public struct RequestParser: Sendable {
         return request
     }
 
-    /// Decodes `line` into `request`, reusing what it holds from a previous request: the
-    /// storage of its context and of its `flags`, and the flag keys that are unchanged. A
-    /// connection that keeps one `Request` for all its lines thus decodes the usual request
-    /// without allocating (strings longer than 15 bytes in the context still take one
-    /// allocation each). When this throws, `request` holds nothing meaningful (but keeps its
-    /// storage).
+    /// Decodes `line` into `request`, reusing what it holds from previous requests: the
+    /// storage of its context and of its `flags`, and every flag key, context key and context
+    /// string that is unchanged. A connection that keeps one `Request` for all its lines thus
+    /// decodes the usual request without allocating (a string longer than 15 bytes that did
+    /// change takes one allocation). When this throws, `request` holds nothing meaningful (but
+    /// keeps its storage).
     public func parse(_ line: UnsafeRawBufferPointer, into request: inout Request) throws(RequestError) {
         var decoder = Decoder(scanner: JSONScanner(line, maxDepth: maxDepth))
         try decoder.decode(into: &request)
@@ -124,10 +124,18 @@ private struct Decoder {
         // The previous request's storage, taken out so that it is uniquely referenced.
         let previousFlag = request.flag
         var flagStorage = request.flags.take() ?? []
+        // The context is filled into the spare attributes while the last request's stay intact
+        // to be compared with; afterwards they become the spare.
+        var previous = EvaluationContext()
+        swap(&previous, &request.context)
         var context = EvaluationContext()
-        swap(&context, &request.context)
-        context.targetingKey = nil
+        swap(&context.attributes, &request.spareAttributes)
         context.attributes.removeAll(keepingCapacity: true)
+        defer {
+            // Also when refused: the request then holds a partial context, but keeps the storage.
+            swap(&context, &request.context)
+            swap(&previous.attributes, &request.spareAttributes)
+        }
 
         if try s.openObject(depth: 1) {
             repeat {
@@ -210,7 +218,7 @@ private struct Decoder {
                     guard !s.atEnd, s.current == UInt8(ascii: "{") else {
                         throw s.fail("\"context\" must be an object", at: valueOffset)
                     }
-                    try decodeContext(&s, into: &context)
+                    try decodeContext(&s, into: &context, previous: previous)
                 }
             } while try s.nextMember()
         }
@@ -236,10 +244,11 @@ private struct Decoder {
         request.flags = flags
         request.type = type
         request.defaultValue = defaultValue
-        swap(&context, &request.context)
     }
 
-    /// `old` when it holds exactly these bytes (no new string), else a new string.
+    /// `old` when it holds exactly these bytes, else a new string. (Comparing costs less than
+    /// building even a string short enough to be stored inline, and saves an allocation for
+    /// a longer one.)
     private func reusing(_ old: String?, for raw: UnsafeRawBufferPointer) -> String {
         if let old, equals(old, raw) { return old }
         return String(decoding: raw, as: UTF8.self)
@@ -285,8 +294,11 @@ private struct Decoder {
     }
 
     /// The context object: a string `targetingKey` becomes the targeting key, every other
-    /// member an attribute (as `EvaluationContext(json:)` reads it).
-    private func decodeContext(_ s: inout JSONScanner, into context: inout EvaluationContext) throws(JSONScanner.Failure) {
+    /// member an attribute (as `EvaluationContext(json:)` reads it). Plain strings equal to the
+    /// ones at the same place in `previous` are reused rather than built again.
+    private func decodeContext(
+        _ s: inout JSONScanner, into context: inout EvaluationContext, previous: EvaluationContext
+    ) throws(JSONScanner.Failure) {
         var sawTargetingKey = false
         guard try s.openObject(depth: 2) else { return }
         repeat {
@@ -294,15 +306,30 @@ private struct Decoder {
             let keyOffset = s.position
             let key: String
             let isTargetingKey: Bool
+            let i = context.attributes.count
             if let raw = s.plainString() {
                 isTargetingKey = equals(raw, "targetingKey")
-                key = isTargetingKey ? "targetingKey" : String(decoding: raw, as: UTF8.self)
+                key = isTargetingKey ? "targetingKey" : reusing(i < previous.attributes.count ? previous.attributes.keys[i] : nil, for: raw)
             } else {
                 key = try s.string()
                 isTargetingKey = key == "targetingKey"
             }
             try s.expect(UInt8(ascii: ":"), "':' after the member name")
-            let value = try s.value(depth: 2)
+            s.skipWhitespace()
+            let value: JSONValue
+            if let raw = s.plainString() {
+                let before: String?
+                if isTargetingKey {
+                    before = previous.targetingKey
+                } else if i < previous.attributes.count, case .string(let text) = previous.attributes.values[i] {
+                    before = text
+                } else {
+                    before = nil
+                }
+                value = .string(reusing(before, for: raw))
+            } else {
+                value = try s.value(depth: 2)
+            }
             if isTargetingKey {
                 if sawTargetingKey { throw s.fail("duplicate member \"targetingKey\"", at: keyOffset) }
                 sawTargetingKey = true

@@ -79,18 +79,28 @@ struct RequestReuseTests {
         }
     }
 
-    @Test func anUnchangedFlagKeyIsKept() throws {
+    /// Strings longer than 15 bytes live on the heap: an unchanged one is kept, not built again.
+    @Test func unchangedStringsAreKept() throws {
         let parser = RequestParser()
         var request = Request(op: .ping)
-        func storage(_ key: String?) -> UnsafeRawPointer? {
-            key?.utf8.withContiguousStorageIfAvailable { UnsafeRawPointer($0.baseAddress) } ?? nil
+        func storage(_ text: String?) -> UnsafeRawPointer? {
+            text?.utf8.withContiguousStorageIfAvailable { UnsafeRawPointer($0.baseAddress) } ?? nil
         }
-        bytes(#"{"op":"eval","flag":"a-flag-key-longer-than-15-bytes"}"#) { try? parser.parse($0, into: &request) }
-        let first = storage(request.flag)
-        bytes(#"{"op":"eval","flag":"a-flag-key-longer-than-15-bytes"}"#) { try? parser.parse($0, into: &request) }
-        #expect(first != nil && storage(request.flag) == first)
-        bytes(#"{"op":"eval","flag":"another-key-longer-than-15-bytes"}"#) { try? parser.parse($0, into: &request) }
+        func email() -> String? { request.context.attributes["email"]?.string }
+        let line = #"{"op":"eval","flag":"a-flag-key-longer-than-15-bytes","context":{"targetingKey":"0b6f3c52-1c4e-4f0a-9d55-7f1e2a9c4b10","email":"ana.maria@example.com"}}"#
+        bytes(line) { try? parser.parse($0, into: &request) }
+        let first = (storage(request.flag), storage(request.context.targetingKey), storage(email()))
+        bytes(line) { try? parser.parse($0, into: &request) }
+        #expect(first.0 != nil && storage(request.flag) == first.0)
+        #expect(first.1 != nil && storage(request.context.targetingKey) == first.1)
+        #expect(first.2 != nil && storage(email()) == first.2)
+
+        bytes(#"{"op":"eval","flag":"another-key-longer-than-15-bytes","context":{"targetingKey":"0b6f3c52-1c4e-4f0a-9d55-7f1e2a9c4b11","email":"ana.mario@example.com"}}"#) {
+            try? parser.parse($0, into: &request)
+        }
         #expect(request.flag == "another-key-longer-than-15-bytes")
+        #expect(request.context.targetingKey == "0b6f3c52-1c4e-4f0a-9d55-7f1e2a9c4b11")
+        #expect(email() == "ana.mario@example.com")
     }
 
     /// Decoding the usual request into a kept `Request`, evaluating it and encoding the reply
@@ -101,7 +111,7 @@ struct RequestReuseTests {
     func answeringAnEvalRequestAllocatesNothing(flag: String) throws {
         guard guidon_alloc_counting() != 0 else { return }  // sanitizer builds keep their own allocator
         let snapshot = try Snapshot.compile(json: Array(Self.flags.utf8))
-        let line = Array(#"{"op":"eval","flag":"\#(flag)","context":{"targetingKey":"user-4217","tier":"gold","email":"ana@example.com","appVersion":"2.6.1","tenant":"acme"}}"#.utf8)
+        let line = Array(#"{"op":"eval","flag":"\#(flag)","context":{"targetingKey":"0b6f3c52-1c4e-4f0a-9d55-7f1e2a9c4b10","tier":"gold","email":"ana.maria@example.com","appVersion":"2.6.1","tenant":"acme"}}"#.utf8)
         let parser = RequestParser()
         var request = Request(op: .ping)
         var out: [UInt8] = []
