@@ -1,5 +1,11 @@
 import GuidonJSON
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// A strict RFC 8259 reader over borrowed bytes, used to decode request lines without
 /// copying them. It reads one value at a time, so a caller can walk an object's members
 /// and decode only the ones it needs.
@@ -27,6 +33,12 @@ struct JSONScanner {
     }
 
     var atEnd: Bool { position >= bytes.count }
+
+    /// Whether the bytes from the position on begin with `prefix` (never, when it is empty).
+    func remaining(startWith prefix: [UInt8]) -> Bool {
+        guard !prefix.isEmpty, bytes.count - position >= prefix.count else { return false }
+        return prefix.withUnsafeBytes { memcmp(bytes.baseAddress! + position, $0.baseAddress!, prefix.count) == 0 }
+    }
 
     var current: UInt8 { bytes[position] }
 

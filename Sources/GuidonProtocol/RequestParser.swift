@@ -17,18 +17,21 @@ public struct RequestParser: Sendable {
 
     public func parse(_ line: UnsafeRawBufferPointer) throws(RequestError) -> Request {
         var request = Request(op: .ping)
-        try parse(line, into: &request)
+        var decoder = Decoder(scanner: JSONScanner(line, maxDepth: maxDepth), remembersContextText: false)
+        try decoder.decode(into: &request)
         return request
     }
 
     /// Decodes `line` into `request`, reusing what it holds from previous requests: the
     /// storage of its context and of its `flags`, and every flag key, context key and context
-    /// string that is unchanged. A connection that keeps one `Request` for all its lines thus
-    /// decodes the usual request without allocating (a string longer than 15 bytes that did
-    /// change takes one allocation). When this throws, `request` holds nothing meaningful (but
-    /// keeps its storage).
+    /// string that is unchanged. A context whose text is exactly the last request's (a client
+    /// evaluating several flags for one user) is kept without being decoded again. A
+    /// connection that keeps one `Request` for all its lines thus decodes the usual request
+    /// without allocating (a string longer than 15 bytes that did change takes one
+    /// allocation). When this throws, `request` holds nothing meaningful (but keeps its
+    /// storage).
     public func parse(_ line: UnsafeRawBufferPointer, into request: inout Request) throws(RequestError) {
-        var decoder = Decoder(scanner: JSONScanner(line, maxDepth: maxDepth))
+        var decoder = Decoder(scanner: JSONScanner(line, maxDepth: maxDepth), remembersContextText: true)
         try decoder.decode(into: &request)
     }
 
@@ -86,6 +89,8 @@ import Darwin
 
 private struct Decoder {
     var scanner: JSONScanner
+    /// Whether the context's text is kept for the next request (not for a one-off `Request`).
+    let remembersContextText: Bool
     var id: JSONValue?
 
     func invalid(_ message: String) -> RequestError {
@@ -131,10 +136,18 @@ private struct Decoder {
         var context = EvaluationContext()
         swap(&context.attributes, &request.spareAttributes)
         context.attributes.removeAll(keepingCapacity: true)
+        // The text `previous` was decoded from; afterwards, the text `context` was (or nothing).
+        var contextText: [UInt8] = []
+        swap(&contextText, &request.contextText)
+        if request.contextMaxDepth != s.maxDepth { contextText.removeAll(keepingCapacity: true) }
+        var sawContext = false
         defer {
             // Also when refused: the request then holds a partial context, but keeps the storage.
+            if !sawContext { contextText.removeAll(keepingCapacity: true) }
             swap(&context, &request.context)
             swap(&previous.attributes, &request.spareAttributes)
+            swap(&contextText, &request.contextText)
+            request.contextMaxDepth = s.maxDepth
         }
 
         if try s.openObject(depth: 1) {
@@ -218,7 +231,18 @@ private struct Decoder {
                     guard !s.atEnd, s.current == UInt8(ascii: "{") else {
                         throw s.fail("\"context\" must be an object", at: valueOffset)
                     }
-                    try decodeContext(&s, into: &context, previous: previous)
+                    sawContext = true
+                    if s.remaining(startWith: contextText) {
+                        // The same object as the last request's: the same context.
+                        swap(&context, &previous)
+                        s.position += contextText.count
+                    } else {
+                        contextText.removeAll(keepingCapacity: true)
+                        try decodeContext(&s, into: &context, previous: previous)
+                        if remembersContextText {
+                            contextText.append(contentsOf: UnsafeRawBufferPointer(rebasing: s.bytes[valueOffset..<s.position]))
+                        }
+                    }
                 }
             } while try s.nextMember()
         }

@@ -57,7 +57,10 @@ struct EngineBench: ParsableCommand {
         var reply: [UInt8] = []
         reply.reserveCapacity(4096)
         for (label, key) in [("static", "static-banner"), ("targeted", "premium-dashboard")] {
-            let line = Array(#"{"op":"eval","flag":"\#(key)","context":{"targetingKey":"user-4217","tier":"gold","email":"ana@example.com","appVersion":"2.6.1","tenant":"acme"}}"#.utf8)
+            func requestLine(user: String) -> [UInt8] {
+                Array(#"{"op":"eval","flag":"\#(key)","context":{"targetingKey":"\#(user)","tier":"gold","email":"ana@example.com","appVersion":"2.6.1","tenant":"acme"}}"#.utf8)
+            }
+            let line = requestLine(user: "user-4217")
             func answer(_ request: Request) {
                 let result = snapshot.evaluate(request.flag ?? "", context: request.context, type: request.type, now: now)
                 ReplyEncoder.eval(id: request.id, result: result, default: request.defaultValue, into: &reply)
@@ -65,6 +68,17 @@ struct EngineBench: ParsableCommand {
             }
             report("request, \(label), kept Request", measure { sink in
                 line.withUnsafeBytes { raw in
+                    do throws(RequestError) { try parser.parse(raw, into: &request) } catch { return }
+                    answer(request)
+                }
+                sink &+= request.context.attributes.count
+            }, nil)
+            // Every other line for another user: the context is decoded each time.
+            let other = requestLine(user: "user-4218")
+            var flip = false
+            report("request, \(label), user alternates", measure { sink in
+                flip.toggle()
+                (flip ? other : line).withUnsafeBytes { raw in
                     do throws(RequestError) { try parser.parse(raw, into: &request) } catch { return }
                     answer(request)
                 }

@@ -61,6 +61,18 @@ struct RequestReuseTests {
         #"{"op":"evalAll","context":{"targetingKey":"user-1","plan":"pro","seats":12,"tags":["a"],"geo":{"c":"FR"}}}"#,
         #"{"op":"evalAll"}"#,
         #"{"op":"eval","flag":"targeted-checkout","context":{"targetingKey":"user-4217","tier":"gold","email":"ana.maria@example.com","appVersion":"2.6.1"}}"#,
+        // The same context text again: with other members around it, then refused elsewhere.
+        #"{"context":{"targetingKey":"user-4217","tier":"gold","email":"ana.maria@example.com","appVersion":"2.6.1"},"op":"eval","flag":"static-banner","id":3}"#,
+        #"{"op":"eval","flag":"x","context":{"targetingKey":"user-4217","tier":"gold","email":"ana.maria@example.com","appVersion":"2.6.1"},"type":"nope"}"#,
+        #"{"op":"eval","flag":"x","context":{"targetingKey":"user-4217","tier":"gold","email":"ana.maria@example.com","appVersion":"2.6.1"}}"#,
+        #"{"op":"eval","flag":"x","context":{"targetingKey":"user-4217","tier":"gold","email":"ana.maria@example.com","appVersion":"2.6.1"},}"#,
+        #"{"op":"eval","flag":"x","context":{"targetingKey":"user-4217","tier":"gold","email":"ana.maria@example.com","appVersion":"2.6.2"}}"#,
+        #"{"op":"eval","flag":"x","context":{"targetingKey":"user-4217","tier":"gold","email":"ana.maria@example.com","appVersion":"2.6.2","more":1}}"#,
+        #"{"op":"eval","flag":"x","context":{}}"#,
+        #"{"op":"eval","flag":"x","context":{}}"#,
+        #"{"op":"eval","flag":"x"}"#,
+        #"{"op":"eval","flag":"x","context":{"deep":{"er":{"est":[1]}}}}"#,
+        #"{"op":"eval","flag":"x","context":{"deep":{"er":{"est":[1]}}}}"#,
     ]
 
     @Test func decodesExactlyAsAFreshRequest() {
@@ -75,6 +87,22 @@ struct RequestReuseTests {
                     return reused
                 }
                 #expect(again == fresh, "\(line)")
+            }
+        }
+    }
+
+    /// A context whose text repeats is kept only under the same depth limit.
+    @Test func aRepeatedContextIsCheckedAgainstTheDepthLimit() {
+        var reused = Request(op: .ping)
+        let line = #"{"op":"eval","flag":"x","context":{"deep":{"er":{"est":[1]}}}}"#
+        for parser in [RequestParser(maxDepth: 32), RequestParser(maxDepth: 3), RequestParser(maxDepth: 32)] {
+            bytes(line) { raw in
+                let fresh = Outcome { () throws(RequestError) in try parser.parse(raw) }
+                let again = Outcome { () throws(RequestError) in
+                    try parser.parse(raw, into: &reused)
+                    return reused
+                }
+                #expect(again == fresh, "maxDepth \(parser.maxDepth)")
             }
         }
     }
