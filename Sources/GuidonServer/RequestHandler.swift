@@ -1,10 +1,13 @@
 import GuidonEngine
 import GuidonJSON
-#if canImport(Glibc)
-import Glibc
-#endif
 public import GuidonProtocol
 public import NIOCore
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// What every connection's handler shares.
 public struct ServiceContext: Sendable {
