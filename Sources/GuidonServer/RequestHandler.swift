@@ -36,8 +36,10 @@ public struct ServiceContext: Sendable {
 /// Answers newline-delimited JSON requests on one connection.
 ///
 /// Frames lines itself, straight out of the received buffers (a line split across reads is
-/// carried over), decodes each in place, encodes every reply of one read into one reusable
-/// byte array, writes it as one buffer, and flushes once per read burst.
+/// carried over), decodes each in place into one `Request` kept for the connection (so that
+/// the usual request allocates nothing), answers every line of one read from one configuration,
+/// encodes the replies into one reusable byte array, writes it as one buffer, and flushes once
+/// per read burst.
 ///
 /// Flow control: when the replies of a burst exceed the reply budget, the remaining lines wait
 /// (reading from the socket stops) until the replies have been written; and while the channel
