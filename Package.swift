@@ -96,7 +96,7 @@ let package = Package(
         ),
         .testTarget(
             name: "GuidonProtocolTests",
-            dependencies: ["GuidonJSON", "GuidonEngine", "GuidonProtocol"]
+            dependencies: ["GuidonJSON", "GuidonEngine", "GuidonProtocol", "CAllocCounter"]
         ),
         .testTarget(
             name: "GuidonServerTests",

@@ -47,19 +47,46 @@ public struct JSONObject: Sendable {
                     rebuildIndex()
                 }
             } else if let newValue {
-                keys.append(key)
-                values.append(newValue)
-                if index != nil {
-                    index![key] = keys.count - 1
-                } else if keys.count > Self.indexThreshold {
-                    rebuildIndex()
-                }
+                append(key, newValue)
             }
         }
     }
 
     /// Whether `key` is present (possibly with a `null` value).
     public func contains(_ key: String) -> Bool { position(of: key) != nil }
+
+    /// Adds a member after the others, unless `key` is already present: then nothing changes
+    /// and the result is `false`. One lookup where `contains` and then the subscript take two.
+    public mutating func insertNew(_ key: String, _ value: JSONValue) -> Bool {
+        guard position(of: key) == nil else { return false }
+        append(key, value)
+        return true
+    }
+
+    /// Removes every member; with `keepingCapacity`, the storage stays for the members to come
+    /// (a decoder that fills one object per request then allocates nothing once it has grown).
+    public mutating func removeAll(keepingCapacity: Bool = false) {
+        if keepingCapacity {
+            // A few members, usually: popping is cheaper than the general range removal.
+            while keys.popLast() != nil {}
+            while values.popLast() != nil {}
+        } else {
+            keys = []
+            values = []
+        }
+        index = nil
+    }
+
+    /// Appends a member whose key is known to be absent.
+    private mutating func append(_ key: String, _ value: JSONValue) {
+        keys.append(key)
+        values.append(value)
+        if index != nil {
+            index![key] = keys.count - 1
+        } else if keys.count > Self.indexThreshold {
+            rebuildIndex()
+        }
+    }
 
     private mutating func rebuildIndex() {
         guard keys.count > Self.indexThreshold else {

@@ -76,10 +76,40 @@ public enum JSONWriter {
         out.append(contentsOf: value.description.utf8)
     }
 
+    /// Whether any byte is `"`, `\\` or a control character (word-wise test exact: no false negatives).
+    static func needsEscaping(_ utf8: UnsafeBufferPointer<UInt8>) -> Bool {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highs: UInt64 = 0x8080_8080_8080_8080
+        var i = 0
+        if let base = utf8.baseAddress {
+            let raw = UnsafeRawPointer(base)
+            while i + 8 <= utf8.count {
+                let word = raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+                let quote = word ^ (ones &* UInt64(UInt8(ascii: "\"")))
+                let backslash = word ^ (ones &* UInt64(UInt8(ascii: "\\")))
+                // A byte below 0x20, a zero byte in `quote` or in `backslash` (high bytes excluded).
+                let found = ((word &- ones &* 0x20) | (quote &- ones) | (backslash &- ones)) & ~word & highs
+                if found != 0 { return true }
+                i += 8
+            }
+        }
+        while i < utf8.count {
+            let b = utf8[i]
+            if b < 0x20 || b == UInt8(ascii: "\"") || b == UInt8(ascii: "\\") { return true }
+            i += 1
+        }
+        return false
+    }
+
     public static func writeString(_ s: String, into out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
         var s = s
         s.withUTF8 { utf8 in
+            // Most strings need no escape: one scan, eight bytes at a time, and one copy.
+            guard needsEscaping(utf8) else {
+                out.append(contentsOf: utf8)
+                return
+            }
             var runStart = 0
             for i in 0..<utf8.count {
                 let b = utf8[i]

@@ -1,5 +1,11 @@
 import GuidonJSON
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// A strict RFC 8259 reader over borrowed bytes, used to decode request lines without
 /// copying them. It reads one value at a time, so a caller can walk an object's members
 /// and decode only the ones it needs.
@@ -27,6 +33,12 @@ struct JSONScanner {
     }
 
     var atEnd: Bool { position >= bytes.count }
+
+    /// Whether the bytes from the position on begin with `prefix` (never, when it is empty).
+    func remaining(startWith prefix: [UInt8]) -> Bool {
+        guard !prefix.isEmpty, bytes.count - position >= prefix.count else { return false }
+        return prefix.withUnsafeBytes { memcmp(bytes.baseAddress! + position, $0.baseAddress!, prefix.count) == 0 }
+    }
 
     var current: UInt8 { bytes[position] }
 
@@ -221,7 +233,49 @@ struct JSONScanner {
         return .double(value)
     }
 
+    /// A string without escapes, as the bytes between its quotes (valid UTF-8, no control
+    /// characters), so that it can be matched or reused without building a `String`.
+    /// `nil`, with the position unchanged, when the string has an escape or a problem:
+    /// `string()` then decodes it or reports what is wrong.
+    mutating func plainString() -> UnsafeRawBufferPointer? {
+        guard position < bytes.count, bytes[position] == UInt8(ascii: "\"") else { return nil }
+        let start = position + 1
+        var end = start
+        var highBits: UInt8 = 0
+        // Eight bytes at a time while none is a quote, a backslash, a control character or non-ASCII.
+        while end + 8 <= bytes.count {
+            let word = bytes.loadUnaligned(fromByteOffset: end, as: UInt64.self)
+            guard !Self.needsAttention(word) else { break }
+            end += 8
+        }
+        while end < bytes.count {
+            let b = bytes[end]
+            if b == UInt8(ascii: "\"") { break }
+            if b == UInt8(ascii: "\\") || b < 0x20 { return nil }
+            highBits |= b
+            end += 1
+        }
+        guard end < bytes.count else { return nil }
+        let raw = UnsafeRawBufferPointer(rebasing: bytes[start..<end])
+        guard highBits < 0x80 || firstInvalidUTF8Offset(in: raw) == nil else { return nil }
+        position = end + 1
+        return raw
+    }
+
+    /// Whether any byte of `word` is `"`, `\\`, below 0x20 or above 0x7F (exact: no false negatives).
+    @inline(__always)
+    static func needsAttention(_ word: UInt64) -> Bool {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highs: UInt64 = 0x8080_8080_8080_8080
+        func hasZeroByte(_ v: UInt64) -> Bool { (v &- ones) & ~v & highs != 0 }
+        let control = (word &- ones &* 0x20) & ~word & highs
+        return word & highs != 0 || control != 0
+            || hasZeroByte(word ^ (ones &* UInt64(UInt8(ascii: "\""))))
+            || hasZeroByte(word ^ (ones &* UInt64(UInt8(ascii: "\\"))))
+    }
+
     mutating func string() throws(Failure) -> String {
+        if let raw = plainString() { return String(decoding: raw, as: UTF8.self) }
         let open = position
         guard position < bytes.count, bytes[position] == UInt8(ascii: "\"") else {
             throw fail("expected a string, found \(describeCurrent())")

@@ -60,8 +60,7 @@ public enum ReplyEncoder {
             append(",\"variant\":", to: &out)
             JSONWriter.writeString(variant, into: &out)
         }
-        append(",\"reason\":", to: &out)
-        JSONWriter.writeString(r.reason.rawValue, into: &out)
+        append(reasonMember(r.reason), to: &out)
         if let code = r.errorCode {
             append(",\"errorCode\":", to: &out)
             JSONWriter.writeString(code.rawValue, into: &out)
@@ -70,11 +69,25 @@ public enum ReplyEncoder {
             append(",\"errorMessage\":", to: &out)
             JSONWriter.writeString(message, into: &out)
         }
-        append(",\"metadata\":", to: &out)
         if let encoded = r.encodedMetadata {
+            append(",\"metadata\":", to: &out)
             out.append(contentsOf: encoded)
+        } else if r.metadata.isEmpty {
+            append(",\"metadata\":{}", to: &out)
         } else {
+            append(",\"metadata\":", to: &out)
             JSONWriter.write(.object(r.metadata), into: &out)
+        }
+    }
+
+    /// `,"reason":"…"` as one piece of text.
+    static func reasonMember(_ reason: Reason) -> StaticString {
+        switch reason {
+        case .static: ",\"reason\":\"STATIC\""
+        case .targetingMatch: ",\"reason\":\"TARGETING_MATCH\""
+        case .default: ",\"reason\":\"DEFAULT\""
+        case .disabled: ",\"reason\":\"DISABLED\""
+        case .error: ",\"reason\":\"ERROR\""
         }
     }
 

@@ -21,6 +21,15 @@ public struct Request: Sendable {
     public var defaultValue: JSONValue?
     /// `context`: who is asking (`targetingKey` plus attributes).
     public var context: EvaluationContext
+    /// The attributes of the request before, kept by `RequestParser.parse(_:into:)` as the
+    /// storage for the next one (the attributes are filled into one object while the other
+    /// still holds the last request's, whose unchanged strings are reused).
+    var spareAttributes = JSONObject()
+    /// The text of the object `context` was decoded from (empty when unknown), and the depth
+    /// limit it was decoded under: a request whose context has the same text, as when a
+    /// client evaluates several flags for one user, keeps the context without decoding it.
+    var contextText: [UInt8] = []
+    var contextMaxDepth = 0
 
     public init(
         op: Operation, id: JSONValue? = nil, flag: String? = nil, flags: [String]? = nil,

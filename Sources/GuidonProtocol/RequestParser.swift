@@ -16,8 +16,23 @@ public struct RequestParser: Sendable {
     }
 
     public func parse(_ line: UnsafeRawBufferPointer) throws(RequestError) -> Request {
-        var decoder = Decoder(scanner: JSONScanner(line, maxDepth: maxDepth))
-        return try decoder.decode()
+        var request = Request(op: .ping)
+        var decoder = Decoder(scanner: JSONScanner(line, maxDepth: maxDepth), remembersContextText: false)
+        try decoder.decode(into: &request)
+        return request
+    }
+
+    /// Decodes `line` into `request`, reusing what it holds from previous requests: the
+    /// storage of its context and of its `flags`, and every flag key, context key and context
+    /// string that is unchanged. A context whose text is exactly the last request's (a client
+    /// evaluating several flags for one user) is kept without being decoded again. A
+    /// connection that keeps one `Request` for all its lines thus decodes the usual request
+    /// without allocating (a string longer than 15 bytes that did change takes one
+    /// allocation). When this throws, `request` holds nothing meaningful (but keeps its
+    /// storage).
+    public func parse(_ line: UnsafeRawBufferPointer, into request: inout Request) throws(RequestError) {
+        var decoder = Decoder(scanner: JSONScanner(line, maxDepth: maxDepth), remembersContextText: true)
+        try decoder.decode(into: &request)
     }
 
     public func parse(_ line: [UInt8]) throws(RequestError) -> Request {
@@ -37,14 +52,11 @@ private enum Member: UInt8 {
     case op, id, flag, flags, type, `default`, context
 
     init?(raw: UnsafeRawBufferPointer) {
-        func equals(_ s: StaticString) -> Bool {
-            raw.count == s.utf8CodeUnitCount && memcmp(raw.baseAddress!, s.utf8Start, raw.count) == 0
-        }
         switch raw.count {
-        case 2: if equals("op") { self = .op } else if equals("id") { self = .id } else { return nil }
-        case 4: if equals("flag") { self = .flag } else if equals("type") { self = .type } else { return nil }
-        case 5: if equals("flags") { self = .flags } else { return nil }
-        case 7: if equals("default") { self = .default } else if equals("context") { self = .context } else { return nil }
+        case 2: if equals(raw, "op") { self = .op } else if equals(raw, "id") { self = .id } else { return nil }
+        case 4: if equals(raw, "flag") { self = .flag } else if equals(raw, "type") { self = .type } else { return nil }
+        case 5: if equals(raw, "flags") { self = .flags } else { return nil }
+        case 7: if equals(raw, "default") { self = .default } else if equals(raw, "context") { self = .context } else { return nil }
         default: return nil
         }
     }
@@ -77,15 +89,17 @@ import Darwin
 
 private struct Decoder {
     var scanner: JSONScanner
+    /// Whether the context's text is kept for the next request (not for a one-off `Request`).
+    let remembersContextText: Bool
     var id: JSONValue?
 
     func invalid(_ message: String) -> RequestError {
         RequestError(code: .invalidRequest, message: message, id: id)
     }
 
-    mutating func decode() throws(RequestError) -> Request {
+    mutating func decode(into request: inout Request) throws(RequestError) {
         do {
-            return try decodeObject()
+            try decodeObject(into: &request)
         } catch let failure as JSONScanner.Failure {
             throw invalid(failure.message)
         } catch let error as RequestError {
@@ -95,7 +109,9 @@ private struct Decoder {
         }
     }
 
-    private mutating func decodeObject() throws -> Request {
+    /// Plain strings (no escapes) in `op`, `flag`, `flags` and `type` are matched as bytes;
+    /// anything else takes the general path, which decodes it or says what is wrong.
+    private mutating func decodeObject(into request: inout Request) throws {
         var s = scanner
         defer { scanner = s }
         s.skipWhitespace()
@@ -103,14 +119,36 @@ private struct Decoder {
             throw invalid("a request must be a JSON object, found \(s.describeCurrent())")
         }
         var op: Request.Operation?
-        var opName: String?
+        var unknownOp: String?
         var flag: String?
         var flags: [String]?
         var type: ValueType?
         var defaultValue: JSONValue?
-        var context = EvaluationContext()
         var seen: UInt8 = 0
         var unknown: [String] = []
+        // The previous request's storage, taken out so that it is uniquely referenced.
+        let previousFlag = request.flag
+        var flagStorage = request.flags.take() ?? []
+        // The context is filled into the spare attributes while the last request's stay intact
+        // to be compared with; afterwards they become the spare.
+        var previous = EvaluationContext()
+        swap(&previous, &request.context)
+        var context = EvaluationContext()
+        swap(&context.attributes, &request.spareAttributes)
+        context.attributes.removeAll(keepingCapacity: true)
+        // The text `previous` was decoded from; afterwards, the text `context` was (or nothing).
+        var contextText: [UInt8] = []
+        swap(&contextText, &request.contextText)
+        if request.contextMaxDepth != s.maxDepth { contextText.removeAll(keepingCapacity: true) }
+        var sawContext = false
+        defer {
+            // Also when refused: the request then holds a partial context, but keeps the storage.
+            if !sawContext { contextText.removeAll(keepingCapacity: true) }
+            swap(&context, &request.context)
+            swap(&previous.attributes, &request.spareAttributes)
+            swap(&contextText, &request.contextText)
+            request.contextMaxDepth = s.maxDepth
+        }
 
         if try s.openObject(depth: 1) {
             repeat {
@@ -130,11 +168,16 @@ private struct Decoder {
                 let valueOffset = s.position
                 switch member {
                 case .op:
+                    if let raw = s.plainString() {
+                        op = Request.Operation(utf8: raw)
+                        if op == nil { unknownOp = String(decoding: raw, as: UTF8.self) }
+                        continue
+                    }
                     guard case .string(let text) = try s.value(depth: 1) else {
                         throw s.fail("\"op\" must be a string", at: valueOffset)
                     }
-                    opName = text
                     op = Request.Operation(rawValue: text)
+                    if op == nil { unknownOp = text }
                 case .id:
                     let value = try s.value(depth: 1)
                     switch value {
@@ -142,11 +185,19 @@ private struct Decoder {
                     default: id = value
                     }
                 case .flag:
+                    if let raw = s.plainString() {
+                        flag = reusing(previousFlag, for: raw)
+                        continue
+                    }
                     guard case .string(let text) = try s.value(depth: 1) else {
                         throw s.fail("\"flag\" must be a string", at: valueOffset)
                     }
                     flag = text
                 case .flags:
+                    if plainStringList(&s, into: &flagStorage) {
+                        flags = flagStorage
+                        continue
+                    }
                     guard case .array(let elements) = try s.value(depth: 1) else {
                         throw s.fail("\"flags\" must be an array of strings", at: valueOffset)
                     }
@@ -160,6 +211,13 @@ private struct Decoder {
                     }
                     flags = keys
                 case .type:
+                    if let raw = s.plainString() {
+                        if let parsed = ValueType(utf8: raw) {
+                            type = parsed
+                            continue
+                        }
+                        s.position = valueOffset  // let the general path word the refusal
+                    }
                     guard case .string(let text) = try s.value(depth: 1) else {
                         throw s.fail("\"type\" must be a string", at: valueOffset)
                     }
@@ -173,19 +231,30 @@ private struct Decoder {
                     guard !s.atEnd, s.current == UInt8(ascii: "{") else {
                         throw s.fail("\"context\" must be an object", at: valueOffset)
                     }
-                    context = try decodeContext(&s)
+                    sawContext = true
+                    if s.remaining(startWith: contextText) {
+                        // The same object as the last request's: the same context.
+                        swap(&context, &previous)
+                        s.position += contextText.count
+                    } else {
+                        contextText.removeAll(keepingCapacity: true)
+                        try decodeContext(&s, into: &context, previous: previous)
+                        if remembersContextText {
+                            contextText.append(contentsOf: UnsafeRawBufferPointer(rebasing: s.bytes[valueOffset..<s.position]))
+                        }
+                    }
                 }
             } while try s.nextMember()
         }
         s.skipWhitespace()
         if !s.atEnd { throw s.fail("unexpected \(s.describeCurrent()) after the request object") }
 
-        guard let opName else { throw invalid("missing \"op\"") }
-        guard let op else {
+        if let unknownOp {
             throw RequestError(
                 code: .unknownOp,
-                message: "unknown op \"\(opName)\"; expected eval, evalAll, ping, status, list or watch", id: id)
+                message: "unknown op \"\(unknownOp)\"; expected eval, evalAll, ping, status, list or watch", id: id)
         }
+        guard let op else { throw invalid("missing \"op\"") }
         if op == .eval {
             if flag != nil && flags != nil { throw invalid("give either \"flag\" or \"flags\", not both") }
             if flag == nil && flags == nil { throw invalid("eval needs \"flag\" (or \"flags\")") }
@@ -193,34 +262,110 @@ private struct Decoder {
         if let type, let defaultValue, !Self.matches(defaultValue, type) {
             throw invalid("\"default\" is a \(defaultValue.typeName), which is not a \(type.rawValue)")
         }
-        return Request(op: op, id: id, flag: flag, flags: flags, type: type, defaultValue: defaultValue, context: context)
+        request.op = op
+        request.id = id
+        request.flag = flag
+        request.flags = flags
+        request.type = type
+        request.defaultValue = defaultValue
+    }
+
+    /// `old` when it holds exactly these bytes, else a new string. (Comparing costs less than
+    /// building even a string short enough to be stored inline, and saves an allocation for
+    /// a longer one.)
+    private func reusing(_ old: String?, for raw: UnsafeRawBufferPointer) -> String {
+        if let old, equals(old, raw) { return old }
+        return String(decoding: raw, as: UTF8.self)
+    }
+
+    /// An array of plain strings, written over `keys` (keeping the strings that are unchanged);
+    /// `false`, with the position unchanged, for anything else.
+    private func plainStringList(_ s: inout JSONScanner, into keys: inout [String]) -> Bool {
+        let start = s.position
+        guard s.maxDepth >= 2, !s.atEnd, s.current == UInt8(ascii: "[") else { return false }
+        s.position += 1
+        var count = 0
+        s.skipWhitespace()
+        if !s.atEnd && s.current == UInt8(ascii: "]") {
+            s.position += 1
+        } else {
+            while true {
+                s.skipWhitespace()
+                guard let raw = s.plainString() else {
+                    s.position = start
+                    return false
+                }
+                if count < keys.count {
+                    if !equals(keys[count], raw) { keys[count] = String(decoding: raw, as: UTF8.self) }
+                } else {
+                    keys.append(String(decoding: raw, as: UTF8.self))
+                }
+                count += 1
+                s.skipWhitespace()
+                if !s.atEnd && s.current == UInt8(ascii: ",") {
+                    s.position += 1
+                } else if !s.atEnd && s.current == UInt8(ascii: "]") {
+                    s.position += 1
+                    break
+                } else {
+                    s.position = start
+                    return false
+                }
+            }
+        }
+        keys.removeLast(keys.count - count)
+        return true
     }
 
     /// The context object: a string `targetingKey` becomes the targeting key, every other
-    /// member an attribute (as `EvaluationContext(json:)` reads it).
-    private func decodeContext(_ s: inout JSONScanner) throws(JSONScanner.Failure) -> EvaluationContext {
-        var context = EvaluationContext()
+    /// member an attribute (as `EvaluationContext(json:)` reads it). Plain strings equal to the
+    /// ones at the same place in `previous` are reused rather than built again.
+    private func decodeContext(
+        _ s: inout JSONScanner, into context: inout EvaluationContext, previous: EvaluationContext
+    ) throws(JSONScanner.Failure) {
         var sawTargetingKey = false
-        guard try s.openObject(depth: 2) else { return context }
+        guard try s.openObject(depth: 2) else { return }
         repeat {
             s.skipWhitespace()
             let keyOffset = s.position
-            let key = try s.string()
+            let key: String
+            let isTargetingKey: Bool
+            let i = context.attributes.count
+            if let raw = s.plainString() {
+                isTargetingKey = equals(raw, "targetingKey")
+                key = isTargetingKey ? "targetingKey" : reusing(i < previous.attributes.count ? previous.attributes.keys[i] : nil, for: raw)
+            } else {
+                key = try s.string()
+                isTargetingKey = key == "targetingKey"
+            }
             try s.expect(UInt8(ascii: ":"), "':' after the member name")
-            let value = try s.value(depth: 2)
-            if key == "targetingKey" {
+            s.skipWhitespace()
+            let value: JSONValue
+            if let raw = s.plainString() {
+                let before: String?
+                if isTargetingKey {
+                    before = previous.targetingKey
+                } else if i < previous.attributes.count, case .string(let text) = previous.attributes.values[i] {
+                    before = text
+                } else {
+                    before = nil
+                }
+                value = .string(reusing(before, for: raw))
+            } else {
+                value = try s.value(depth: 2)
+            }
+            if isTargetingKey {
                 if sawTargetingKey { throw s.fail("duplicate member \"targetingKey\"", at: keyOffset) }
                 sawTargetingKey = true
                 if case .string(let targetingKey) = value {
                     context.targetingKey = targetingKey
                     continue
                 }
-            } else if context.attributes.contains(key) {
+            }
+            guard context.attributes.insertNew(key, value) else {
                 throw s.fail("duplicate member \"\(key)\"", at: keyOffset)
             }
-            context.attributes[key] = value
         } while try s.nextMember()
-        return context
     }
 
     static func matches(_ value: JSONValue, _ type: ValueType) -> Bool {
@@ -230,6 +375,45 @@ private struct Decoder {
             return true
         default:
             return false
+        }
+    }
+}
+
+// MARK: - Matching bytes
+
+private func equals(_ raw: UnsafeRawBufferPointer, _ text: StaticString) -> Bool {
+    raw.count == text.utf8CodeUnitCount && memcmp(raw.baseAddress!, text.utf8Start, raw.count) == 0
+}
+
+/// Whether `text` is exactly these bytes (compared in place for native strings).
+private func equals(_ text: String, _ raw: UnsafeRawBufferPointer) -> Bool {
+    let utf8 = text.utf8
+    guard utf8.count == raw.count else { return false }
+    if let same = utf8.withContiguousStorageIfAvailable({ raw.count == 0 || memcmp($0.baseAddress!, raw.baseAddress!, raw.count) == 0 }) {
+        return same
+    }
+    return utf8.elementsEqual(raw)
+}
+
+extension Request.Operation {
+    init?(utf8 raw: UnsafeRawBufferPointer) {
+        switch raw.count {
+        case 4: if equals(raw, "eval") { self = .eval } else if equals(raw, "ping") { self = .ping } else if equals(raw, "list") { self = .list } else { return nil }
+        case 5: if equals(raw, "watch") { self = .watch } else { return nil }
+        case 6: if equals(raw, "status") { self = .status } else { return nil }
+        case 7: if equals(raw, "evalAll") { self = .evalAll } else { return nil }
+        default: return nil
+        }
+    }
+}
+
+extension ValueType {
+    init?(utf8 raw: UnsafeRawBufferPointer) {
+        switch raw.count {
+        case 5: if equals(raw, "float") { self = .float } else { return nil }
+        case 6: if equals(raw, "string") { self = .string } else if equals(raw, "object") { self = .object } else { return nil }
+        case 7: if equals(raw, "boolean") { self = .boolean } else if equals(raw, "integer") { self = .integer } else { return nil }
+        default: return nil
         }
     }
 }

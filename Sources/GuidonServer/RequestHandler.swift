@@ -3,6 +3,12 @@ import GuidonJSON
 public import GuidonProtocol
 public import NIOCore
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// What every connection's handler shares.
 public struct ServiceContext: Sendable {
     public var store: ConfigStore
@@ -30,8 +36,10 @@ public struct ServiceContext: Sendable {
 /// Answers newline-delimited JSON requests on one connection.
 ///
 /// Frames lines itself, straight out of the received buffers (a line split across reads is
-/// carried over), decodes each in place, encodes every reply of one read into one reusable
-/// byte array, writes it as one buffer, and flushes once per read burst.
+/// carried over), decodes each in place into one `Request` kept for the connection (so that
+/// the usual request allocates nothing), answers every line of one read from one configuration,
+/// encodes the replies into one reusable byte array, writes it as one buffer, and flushes once
+/// per read burst.
 ///
 /// Flow control: when the replies of a burst exceed the reply budget, the remaining lines wait
 /// (reading from the socket stops) until the replies have been written; and while the channel
@@ -42,6 +50,9 @@ public final class RequestHandler: ChannelInboundHandler {
 
     private let service: ServiceContext
     private let parser = RequestParser()
+    /// The request being answered, kept between lines so that decoding reuses its storage.
+    private var request = Request(op: .ping)
+    private static let newline = Int32(UInt8(ascii: "\n"))
     /// Received bytes not yet answered: lines held back by flow control, then the start of a
     /// line whose newline has not arrived yet.
     private var partial: ByteBuffer?
@@ -116,30 +127,42 @@ public final class RequestHandler: ChannelInboundHandler {
 
     /// Answers the complete lines in `partial` until they run out, the reply budget is spent,
     /// or the channel stops being writable; pauses or resumes reading accordingly.
+    /// Every reply of one call comes from the same configuration.
     private func process(context: ChannelHandlerContext, flush: Bool = false) {
         guard !closing, var input = partial else {
             if finishWhenDone { finish(context: context) }
             return
         }
         partial = nil
-        let newline = UInt8(ascii: "\n")
-        var answered = 0
-        while !closing, let end = input.readableBytesView.firstIndex(of: newline) {
-            if replies.count >= service.replyBudget || (answered > 0 && !context.channel.isWritable) {
-                break
+        // Writability changes only when replies are written or drained, and neither happens
+        // before `writeReplies` below.
+        let writable = context.channel.isWritable
+        let config = service.store.current
+        var request = Request(op: .ping)
+        swap(&request, &self.request)
+        defer { swap(&request, &self.request) }
+        var heldBack = false
+        let consumed = input.withUnsafeReadableBytes { bytes -> Int in
+            guard let base = bytes.baseAddress else { return 0 }
+            var start = 0
+            var answered = 0
+            while !closing, let found = memchr(base + start, Self.newline, bytes.count - start) {
+                if replies.count >= service.replyBudget || (answered > 0 && !writable) {
+                    heldBack = true
+                    break
+                }
+                let end = base.distance(to: UnsafeRawPointer(found))
+                if end - start > service.maxLineBytes {
+                    tooLarge()
+                    break
+                }
+                handle(line: UnsafeRawBufferPointer(rebasing: bytes[start..<end]), request: &request, config: config, context: context)
+                start = end + 1
+                answered += 1
             }
-            let length = end - input.readerIndex
-            if length > service.maxLineBytes {
-                tooLarge()
-                break
-            }
-            input.withUnsafeReadableBytes { bytes in
-                handle(line: UnsafeRawBufferPointer(rebasing: bytes[0..<length]), channel: context.channel)
-            }
-            input.moveReaderIndex(forwardBy: length + 1)
-            answered += 1
+            return start
         }
-        let heldBack = !closing && input.readableBytesView.contains(newline)
+        input.moveReaderIndex(forwardBy: consumed)
         if !closing && input.readableBytes > 0 {
             if !heldBack && input.readableBytes > service.maxLineBytes {
                 tooLarge()
@@ -163,7 +186,7 @@ public final class RequestHandler: ChannelInboundHandler {
             // After a half-close, a last line without a newline is a request too.
             if answerUnterminatedLine, let last = partial {
                 partial = nil
-                last.withUnsafeReadableBytes { handle(line: $0, channel: context.channel) }
+                last.withUnsafeReadableBytes { handle(line: $0, request: &request, config: config, context: context) }
             }
             finish(context: context)
         } else if flush {
@@ -224,19 +247,17 @@ public final class RequestHandler: ChannelInboundHandler {
         }
     }
 
-    /// Answers one line into `replies`.
-    private func handle(line: UnsafeRawBufferPointer, channel: any Channel) {
+    /// Answers one line into `replies`, decoding it into `request` (whose storage it reuses).
+    private func handle(line: UnsafeRawBufferPointer, request: inout Request, config: ServedConfig, context: ChannelHandlerContext) {
         var line = line
         if let last = line.last, last == UInt8(ascii: "\r") { line = UnsafeRawBufferPointer(rebasing: line.dropLast()) }
         if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { return }
-        let request: Request
         do {
-            request = try parser.parse(line)
+            try parser.parse(line, into: &request)
         } catch {
             ReplyEncoder.error(error, into: &replies)
             return
         }
-        let config = service.store.current
         let snapshot = config.snapshot
         switch request.op {
         case .eval:
@@ -256,7 +277,7 @@ public final class RequestHandler: ChannelInboundHandler {
         case .list:
             ReplyEncoder.reply(id: request.id, FlagListing.json(configVersion: config.version, flags: snapshot.flags), into: &replies)
         case .watch:
-            service.connections.subscribe(channel)
+            service.connections.subscribe(context.channel)
             let now = service.store.current
             ReplyEncoder.reply(id: request.id, ["ok": true, "watching": true, "configVersion": .string(now.version)], into: &replies)
         }

@@ -2,6 +2,7 @@ import ArgumentParser
 import CAllocCounter
 import GuidonEngine
 import GuidonJSON
+import GuidonProtocol
 
 /// In-process engine benchmark: nanoseconds and heap allocations per evaluation.
 struct EngineBench: ParsableCommand {
@@ -48,6 +49,49 @@ struct EngineBench: ParsableCommand {
             let r = snapshot.evaluate("checkout-experiment", context: anonymous, type: .string, now: now)
             sink &+= r.variant?.utf8.count ?? 0
         }, snapshot.evaluate("checkout-experiment", context: anonymous, type: .string, now: now))
+
+        // A whole request line as guidond answers it: decode, evaluate, encode the reply (into a
+        // kept buffer). guidond decodes into a kept `Request`; a fresh one shows what that saves.
+        let parser = RequestParser()
+        var request = Request(op: .ping)
+        var reply: [UInt8] = []
+        reply.reserveCapacity(4096)
+        for (label, key) in [("static", "static-banner"), ("targeted", "premium-dashboard")] {
+            func requestLine(user: String) -> [UInt8] {
+                Array(#"{"op":"eval","flag":"\#(key)","context":{"targetingKey":"\#(user)","tier":"gold","email":"ana@example.com","appVersion":"2.6.1","tenant":"acme"}}"#.utf8)
+            }
+            let line = requestLine(user: "user-4217")
+            func answer(_ request: Request) {
+                let result = snapshot.evaluate(request.flag ?? "", context: request.context, type: request.type, now: now)
+                ReplyEncoder.eval(id: request.id, result: result, default: request.defaultValue, into: &reply)
+                reply.removeAll(keepingCapacity: true)
+            }
+            report("request, \(label), kept Request", measure { sink in
+                line.withUnsafeBytes { raw in
+                    do throws(RequestError) { try parser.parse(raw, into: &request) } catch { return }
+                    answer(request)
+                }
+                sink &+= request.context.attributes.count
+            }, nil)
+            // Every other line for another user: the context is decoded each time.
+            let other = requestLine(user: "user-4218")
+            var flip = false
+            report("request, \(label), user alternates", measure { sink in
+                flip.toggle()
+                (flip ? other : line).withUnsafeBytes { raw in
+                    do throws(RequestError) { try parser.parse(raw, into: &request) } catch { return }
+                    answer(request)
+                }
+                sink &+= request.context.attributes.count
+            }, nil)
+            report("request, \(label), fresh Request", measure { sink in
+                line.withUnsafeBytes { raw in
+                    guard let fresh = try? parser.parse(raw) else { return }
+                    answer(fresh)
+                    sink &+= fresh.context.attributes.count
+                }
+            }, nil)
+        }
 
         let all = try Snapshot.compile(json: Array(Self.document(flags: 200).utf8))
         report("evaluateAll, 200 flags (per call)", measure(iterations: max(1, iterations / 200)) { sink in

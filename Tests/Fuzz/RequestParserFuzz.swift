@@ -7,11 +7,17 @@ import GuidonEngine
 import GuidonJSON
 import GuidonProtocol
 
+/// One request kept across inputs, as a connection keeps one across lines: decoding into it
+/// (reusing what the inputs before left) must give what decoding into a fresh one gives.
+nonisolated(unsafe) private var kept = Request(op: .ping)
+
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzRequestLine(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let bytes = UnsafeRawBufferPointer(start: data, count: size)
     let parser = RequestParser()
     let reference = JSONParser(maxDepth: parser.maxDepth, duplicateKeys: .reject)
+    // Twice: the second time the kept request's context text is the input's own.
+    for _ in 0..<2 { checkReuse(bytes, parser) }
 
     let referenceValue: JSONValue?
     do { referenceValue = try reference.parse(bytes) } catch { referenceValue = nil }
@@ -77,4 +83,21 @@ func isValidRequest(_ o: JSONObject) -> Bool {
         }
     }
     return true
+}
+
+func checkReuse(_ bytes: UnsafeRawBufferPointer, _ parser: RequestParser) {
+    let fresh: Result<Request, RequestError> = Result { () throws(RequestError) in try parser.parse(bytes) }
+    let again: Result<Request, RequestError> = Result { () throws(RequestError) in
+        try parser.parse(bytes, into: &kept)
+        return kept
+    }
+    switch (fresh, again) {
+    case (.failure(let a), .failure(let b)):
+        precondition(a == b, "refused differently with a kept request: \(a) / \(b)")
+    case (.success(let a), .success(let b)):
+        precondition(a.op == b.op && a.id == b.id && a.flag == b.flag && a.flags == b.flags && a.type == b.type
+            && a.defaultValue == b.defaultValue && a.context == b.context, "decoded differently with a kept request")
+    default:
+        preconditionFailure("accepted by one decoding and refused by the other")
+    }
 }

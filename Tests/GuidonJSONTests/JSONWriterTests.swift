@@ -14,6 +14,42 @@ import Testing
         #expect(JSONWriter.string("ü 日本 🚀") == "\"ü 日本 🚀\"")
     }
 
+    /// Strings are scanned eight bytes at a time: whatever the length and wherever a character
+    /// to escape falls, the text is what a byte-by-byte escaper writes.
+    @Test func escapesLandAnywhereInAWord() {
+        func reference(_ text: String) -> String {
+            var out: [UInt8] = [UInt8(ascii: "\"")]
+            for b in text.utf8 {
+                switch b {
+                case UInt8(ascii: "\""): out += Array(#"\""#.utf8)
+                case UInt8(ascii: "\\"): out += Array(#"\\"#.utf8)
+                case 0x0A: out += Array(#"\n"#.utf8)
+                case 0x0D: out += Array(#"\r"#.utf8)
+                case 0x09: out += Array(#"\t"#.utf8)
+                case 0x08: out += Array(#"\b"#.utf8)
+                case 0x0C: out += Array(#"\f"#.utf8)
+                case 0..<0x20:
+                    let hex = Array("0123456789abcdef".utf8)
+                    out += Array(#"\u00"#.utf8) + [hex[Int(b >> 4)], hex[Int(b & 0xF)]]
+                default: out.append(b)
+                }
+            }
+            out.append(UInt8(ascii: "\""))
+            return String(decoding: out, as: UTF8.self)
+        }
+        let specials: [Character] = ["\"", "\\", "\n", "\u{1}", "\u{1F}", " ", "\u{7F}", "é"]
+        for length in 0...19 {
+            for position in 0..<max(length, 1) {
+                for special in specials {
+                    var characters = Array(repeating: Character("a"), count: length)
+                    if length > 0 { characters[position] = special }
+                    let text = String(characters)
+                    #expect(JSONWriter.string(.string(text)) == reference(text), "\(Array(text.utf8))")
+                }
+            }
+        }
+    }
+
     @Test func numbers() {
         #expect(JSONWriter.string(.int(Int64.min)) == "-9223372036854775808")
         #expect(JSONWriter.string(.int(0)) == "0")

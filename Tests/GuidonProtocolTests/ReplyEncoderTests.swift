@@ -70,6 +70,14 @@ struct ReplyEncoderTests {
         #expect(try line { ReplyEncoder.eval(id: nil, result: changed, default: nil, into: &$0) }["metadata"]?.object?["owner"] == "someone else")
     }
 
+    @Test(arguments: [Reason.static, .targetingMatch, .default, .disabled, .error])
+    func everyReasonIsWrittenAsItsName(reason: Reason) throws {
+        let result = EvaluationResult(flagKey: "f", value: nil, variant: nil, reason: reason)
+        let reply = try line { ReplyEncoder.eval(id: nil, result: result, default: nil, into: &$0) }
+        #expect(reply["reason"] == .string(reason.rawValue))
+        #expect(reply["metadata"] == .object([:]))
+    }
+
     @Test func stringsAreEscaped() throws {
         let odd = EvaluationResult(flagKey: "q\"\\\n\u{1}é", value: "line\nbreak", variant: "v", reason: .static)
         let reply = try line { ReplyEncoder.eval(id: "\u{0}", result: odd, default: nil, into: &$0) }

@@ -7,6 +7,9 @@
 /// memalign) made by the process since it started. Linked only into guidon-bench.
 uint64_t guidon_alloc_count(void);
 
+/// Number of heap allocations made by the calling thread (for tests that run beside others).
+uint64_t guidon_thread_alloc_count(void);
+
 /// 1 when allocations are counted; 0 in sanitizer builds, which keep their own allocator.
 int guidon_alloc_counting(void);
 

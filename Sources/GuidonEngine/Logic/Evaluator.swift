@@ -406,7 +406,7 @@ struct Evaluator {
     static func hasPrefix(_ s: String, _ prefix: String) -> Bool {
         let n = prefix.utf8.count
         guard s.utf8.count >= n else { return false }
-        let result = withBytes(s) { x in withBytes(prefix) { p in UnsafeBufferPointer(rebasing: x[..<n]).elementsEqual(p) } }
+        let result = withBytes(s) { x in withBytes(prefix) { p in sameBytes(UnsafeBufferPointer(rebasing: x[..<n]), p) } }
         return (result ?? nil) ?? s.utf8.starts(with: prefix.utf8)
     }
 
@@ -415,7 +415,7 @@ struct Evaluator {
         let n = suffix.utf8.count
         let count = s.utf8.count
         guard count >= n else { return false }
-        let result = withBytes(s) { x in withBytes(suffix) { p in UnsafeBufferPointer(rebasing: x[(count - n)...]).elementsEqual(p) } }
+        let result = withBytes(s) { x in withBytes(suffix) { p in sameBytes(UnsafeBufferPointer(rebasing: x[(count - n)...]), p) } }
         return (result ?? nil) ?? s.utf8.reversed().starts(with: suffix.utf8.reversed())
     }
 

@@ -146,7 +146,7 @@ enum JS {
     @inline(__always)
     static func same(_ a: String, _ b: String) -> Bool {
         guard a.utf8.count == b.utf8.count else { return false }
-        let result = withBytes(a) { x in withBytes(b) { y in x.elementsEqual(y) } }
+        let result = withBytes(a) { x in withBytes(b) { y in sameBytes(x, y) } }
         return (result ?? nil) ?? a.utf8.elementsEqual(b.utf8)
     }
 
