@@ -116,17 +116,21 @@ struct EngineBench: ParsableCommand {
             Array(Self.document(flags: compileFlags).replacing(#""defaultVariant": "on""#, with: #""defaultVariant": "off""#, maxReplacements: 1).utf8),
             big,
         ]
+        // Each compile reuses the one before, alternating between two versions of the file.
         var previous = try Snapshot.compile(json: big)
-        var recompileTimes: [Double] = []
-        for run in 0..<max(3, runs) * 2 {
-            let start = ContinuousClock.now
-            let compiled = try Snapshot.compile(json: edited[run % 2], reusing: previous)
-            recompileTimes.append(Self.nanoseconds(ContinuousClock.now - start))
-            precondition(compiled.count == compileFlags)
-            previous = compiled
+        func medianRecompileMs(alternating versions: [[UInt8]]) throws -> Double {
+            var times: [Double] = []
+            for run in 0..<max(3, runs) * 2 {
+                let start = ContinuousClock.now
+                let compiled = try Snapshot.compile(json: versions[run % 2], reusing: previous)
+                times.append(Self.nanoseconds(ContinuousClock.now - start))
+                precondition(compiled.count == compileFlags)
+                previous = compiled
+            }
+            times.sort()
+            return times[times.count / 2] / 1e6
         }
-        recompileTimes.sort()
-        let recompileMs = recompileTimes[recompileTimes.count / 2] / 1e6
+        let recompileMs = try medianRecompileMs(alternating: edited)
         print(pad("recompile \(compileFlags) flags, 1 changed", 36) + pad(format(recompileMs, decimals: 1) + " ms", 10, right: true))
 
         // The worst case for a reload: new set metadata, merged into every flag.
@@ -134,16 +138,7 @@ struct EngineBench: ParsableCommand {
             Array(Self.document(flags: compileFlags).replacing(#""version": 3"#, with: #""version": 4"#, maxReplacements: 1).utf8),
             big,
         ]
-        var everyTimes: [Double] = []
-        for run in 0..<max(3, runs) * 2 {
-            let start = ContinuousClock.now
-            let compiled = try Snapshot.compile(json: newMetadata[run % 2], reusing: previous)
-            everyTimes.append(Self.nanoseconds(ContinuousClock.now - start))
-            precondition(compiled.count == compileFlags)
-            previous = compiled
-        }
-        everyTimes.sort()
-        let everyMs = everyTimes[everyTimes.count / 2] / 1e6
+        let everyMs = try medianRecompileMs(alternating: newMetadata)
         print(pad("recompile \(compileFlags) flags, all changed", 36) + pad(format(everyMs, decimals: 1) + " ms", 10, right: true))
     }
 
