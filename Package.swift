@@ -83,6 +83,8 @@ let package = Package(
             dependencies: [
                 "GuidonJSON", "GuidonEngine", "GuidonProtocol", "GuidonUnixSocket", "CAllocCounter",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
         .testTarget(name: "GuidonJSONTests", dependencies: ["GuidonJSON"]),
@@ -107,7 +109,14 @@ let package = Package(
             ]
         ),
         .testTarget(name: "GuidonSystemdTests", dependencies: ["GuidonSystemd", "GuidonUnixSocket"]),
-        .testTarget(name: "GuidonBenchTests", dependencies: ["guidon-bench", "GuidonJSON"]),
+        .testTarget(
+            name: "GuidonBenchTests",
+            dependencies: [
+                "guidon-bench", "GuidonJSON",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]
+        ),
     ]
 )
 

@@ -5,7 +5,7 @@ struct GuidonBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "guidon-bench",
         abstract: "Guidon benchmarks.",
-        subcommands: [DaemonBench.self, EngineBench.self, EchoServer.self, WriteFlags.self],
+        subcommands: [DaemonBench.self, EngineBench.self, EchoServer.self, NIOEchoServer.self, WriteFlags.self],
         defaultSubcommand: DaemonBench.self
     )
 }

@@ -1,4 +1,6 @@
 import GuidonJSON
+import NIOCore
+import NIOEmbedded
 import Testing
 
 @testable import guidon_bench
@@ -152,5 +154,16 @@ import Glibc
         // Three lines from the last one: wraps to the first two.
         let start = 4 * spec.lineLength
         #expect(Array(ring[start..<(start + 3 * spec.lineLength)]) == lines[4] + lines[0] + lines[1])
+    }
+}
+
+@Suite struct NIOEchoServerTests {
+    @Test func answersEveryLineOfARead() throws {
+        let channel = EmbeddedChannel(handler: LineEcho(reply: Array("ok\n".utf8)))
+        try channel.writeInbound(ByteBuffer(string: "one\ntwo\nthr"))
+        #expect(try channel.readOutbound(as: ByteBuffer.self).map { String(buffer: $0) } == "ok\nok\n")
+        try channel.writeInbound(ByteBuffer(string: "ee"))
+        #expect(try channel.readOutbound(as: ByteBuffer.self) == nil, "no reply before a newline")
+        #expect(try channel.finish().isClean)
     }
 }
