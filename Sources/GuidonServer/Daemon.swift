@@ -72,6 +72,7 @@ public final class Daemon: Sendable {
         // reused by the next instead of staying in the reload thread's own arena). Measured with
         // 10,000 flags: VmHWM 61 MiB with 1 or 2 arenas, 72 MiB with glibc's default; 2 contend less.
         Memory.limitArenas(to: Self.mallocArenas)
+        Memory.disableFastBins()
         // Signals are handled by dispatch sources, not by the default actions. SIGTERM and SIGINT
         // are caught from the start, so that a stop requested during startup is not lost.
         for sig in [SIGHUP, SIGTERM, SIGINT, SIGPIPE] { signal(sig, SIG_IGN) }
