@@ -88,9 +88,9 @@ final class CompiledFlag: Sendable {
     let variants: VariantTable
     let defaultIndex: Int?
     let targeting: Outcome?
-    let metadata: JSONObject
-    /// `metadata` as JSON text, for every result this flag gives.
-    let encodedMetadata: [UInt8]
+    /// The metadata every result of this flag carries (with its JSON text).
+    let resultMetadata: ResultMetadata
+    var metadata: JSONObject { resultMetadata.object }
 
     init(key: String, enabled: Bool, variants: VariantTable, defaultIndex: Int?, targeting: Outcome?, metadata: JSONObject) {
         self.key = key
@@ -98,15 +98,12 @@ final class CompiledFlag: Sendable {
         self.variants = variants
         self.defaultIndex = defaultIndex
         self.targeting = targeting
-        self.metadata = metadata
-        var encoded: [UInt8] = []
-        JSONWriter.write(.object(metadata), into: &encoded)
-        self.encodedMetadata = encoded
+        self.resultMetadata = ResultMetadata.make(metadata)
     }
 
     func evaluate(context: EvaluationContext, type: ValueType?, now: Int64) -> EvaluationResult {
         guard enabled else {
-            return EvaluationResult(flagKey: key, value: nil, variant: nil, reason: .disabled, metadata: metadata, encodedMetadata: encodedMetadata)
+            return EvaluationResult(flagKey: key, value: nil, variant: nil, reason: .disabled, metadata: resultMetadata)
         }
         guard let targeting else { return serveDefault(type, reason: .static) }
         let evaluator = Evaluator(context: context, flagKey: key, now: now)
@@ -143,7 +140,7 @@ final class CompiledFlag: Sendable {
 
     private func serveDefault(_ type: ValueType?, reason: Reason) -> EvaluationResult {
         guard let d = defaultIndex else {
-            return EvaluationResult(flagKey: key, value: nil, variant: nil, reason: .default, metadata: metadata, encodedMetadata: encodedMetadata)
+            return EvaluationResult(flagKey: key, value: nil, variant: nil, reason: .default, metadata: resultMetadata)
         }
         return serve(d, type, reason: reason)
     }
@@ -152,17 +149,17 @@ final class CompiledFlag: Sendable {
     private func serve(_ i: Int, _ type: ValueType?, reason: Reason) -> EvaluationResult {
         let value = variants.values[i]
         guard let type else {
-            return EvaluationResult(flagKey: key, value: value, variant: variants.names[i], reason: reason, metadata: metadata, encodedMetadata: encodedMetadata)
+            return EvaluationResult(flagKey: key, value: value, variant: variants.names[i], reason: reason, metadata: resultMetadata)
         }
         guard let typed = Self.value(value, as: type) else {
             return failure(.typeMismatch,
                 "flag '\(key)': variant \"\(variants.names[i])\" is \(article(value.typeName)), not \(article(type.rawValue))")
         }
-        return EvaluationResult(flagKey: key, value: typed, variant: variants.names[i], reason: reason, metadata: metadata, encodedMetadata: encodedMetadata)
+        return EvaluationResult(flagKey: key, value: typed, variant: variants.names[i], reason: reason, metadata: resultMetadata)
     }
 
     private func failure(_ code: ErrorCode, _ message: String) -> EvaluationResult {
-        EvaluationResult(flagKey: key, value: nil, variant: nil, reason: .error, errorCode: code, errorMessage: message, metadata: metadata, encodedMetadata: encodedMetadata)
+        EvaluationResult(flagKey: key, value: nil, variant: nil, reason: .error, errorCode: code, errorMessage: message, metadata: resultMetadata)
     }
 
     /// The value as the requested type: integers are not floats, floats accept integers.

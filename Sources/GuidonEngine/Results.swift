@@ -63,12 +63,16 @@ public struct EvaluationResult: Sendable, Hashable {
     public var errorMessage: String?
     /// Set-level metadata overlaid with the flag's own (empty for FLAG_NOT_FOUND).
     public var metadata: JSONObject {
-        didSet { encodedMetadata = nil }
+        get { metadataStorage.object }
+        set { metadataStorage = ResultMetadata.make(newValue) }
     }
-    /// `metadata` as compact JSON text, when the engine has it ready: a flag's metadata is
-    /// written once, when the flag is compiled, so that a reply copies bytes instead of encoding
-    /// the same strings on every evaluation. Dropped when `metadata` is changed.
-    public private(set) var encodedMetadata: [UInt8]?
+
+    /// `metadata` as compact JSON text. A compiled flag writes it once and every result of the
+    /// flag shares it, so that a reply copies bytes instead of encoding the same strings on
+    /// every evaluation (and a result counts one reference for its metadata, not three).
+    public var encodedMetadata: [UInt8] { metadataStorage.json }
+
+    private var metadataStorage: ResultMetadata
 
     public init(
         flagKey: String, value: JSONValue?, variant: String?, reason: Reason,
@@ -76,12 +80,12 @@ public struct EvaluationResult: Sendable, Hashable {
     ) {
         self.init(
             flagKey: flagKey, value: value, variant: variant, reason: reason, errorCode: errorCode,
-            errorMessage: errorMessage, metadata: metadata, encodedMetadata: nil)
+            errorMessage: errorMessage, metadata: ResultMetadata.make(metadata))
     }
 
     init(
         flagKey: String, value: JSONValue?, variant: String?, reason: Reason,
-        errorCode: ErrorCode? = nil, errorMessage: String? = nil, metadata: JSONObject, encodedMetadata: [UInt8]?
+        errorCode: ErrorCode? = nil, errorMessage: String? = nil, metadata: ResultMetadata
     ) {
         self.flagKey = flagKey
         self.value = value
@@ -89,8 +93,7 @@ public struct EvaluationResult: Sendable, Hashable {
         self.reason = reason
         self.errorCode = errorCode
         self.errorMessage = errorMessage
-        self.metadata = metadata
-        self.encodedMetadata = encodedMetadata
+        self.metadataStorage = metadata
     }
 
     // Equality is about what the result says; whether its metadata comes pre-encoded is not part of it.
@@ -107,5 +110,26 @@ public struct EvaluationResult: Sendable, Hashable {
         hasher.combine(errorCode)
         hasher.combine(errorMessage)
         hasher.combine(metadata)
+    }
+}
+
+/// Metadata as a value and as JSON text, written once: a compiled flag makes one for all its
+/// results; every result without metadata shares `none`.
+final class ResultMetadata: Sendable {
+    let object: JSONObject
+    let json: [UInt8]
+
+    static let none = ResultMetadata(object: JSONObject(), json: Array("{}".utf8))
+
+    private init(object: JSONObject, json: [UInt8]) {
+        self.object = object
+        self.json = json
+    }
+
+    static func make(_ object: JSONObject) -> ResultMetadata {
+        guard !object.isEmpty else { return none }
+        var json: [UInt8] = []
+        JSONWriter.write(.object(object), into: &json)
+        return ResultMetadata(object: object, json: json)
     }
 }

@@ -69,15 +69,8 @@ public enum ReplyEncoder {
             append(",\"errorMessage\":", to: &out)
             JSONWriter.writeString(message, into: &out)
         }
-        if let encoded = r.encodedMetadata {
-            append(",\"metadata\":", to: &out)
-            out.append(contentsOf: encoded)
-        } else if r.metadata.isEmpty {
-            append(",\"metadata\":{}", to: &out)
-        } else {
-            append(",\"metadata\":", to: &out)
-            JSONWriter.write(.object(r.metadata), into: &out)
-        }
+        append(",\"metadata\":", to: &out)
+        out.append(contentsOf: r.encodedMetadata)
     }
 
     /// `,"reason":"…"` as one piece of text.
