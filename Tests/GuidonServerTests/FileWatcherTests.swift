@@ -90,22 +90,11 @@ struct FileWatcherTests {
         let watcher = try watch(dir, counter)
 
         let stopWriting = ManagedFlag()
-        let writerDone = DispatchSemaphore(value: 0)
-        let noise = [dir.file("noise-a.log"), dir.file("noise-b.log")].map { (path: String) -> Int32 in open(path, O_WRONLY | O_APPEND | O_CREAT, 0o644) }
+        let writerDone = DispatchGroup()
+        startNoiseWriter(in: dir, named: "writer", until: stopWriting, group: writerDone)
         defer {
             stopWriting.set()
             writerDone.wait()
-            for fd in noise { close(fd) }
-        }
-        DispatchQueue.global().async {
-            var byte: UInt8 = 0x2E
-            var writes = 0
-            while !stopWriting.isSet {
-                _ = write(noise[writes & 1], &byte, 1)
-                writes += 1
-                if writes % 100_000 == 0 { for fd in noise { _ = ftruncate(fd, 0) } }
-            }
-            writerDone.signal()
         }
 
         try renameOver(dir.file("flags.json"), #"{"flags": {}}"#)

@@ -149,19 +149,7 @@ struct ReloadIntegrationTests {
         let stopWriting = ManagedFlag()
         let writersDone = DispatchGroup()
         for writer in 0..<writers {
-            let noise = ["a", "b"].map { (name: String) -> Int32 in
-                open(daemon.dir.file("noise-\(writer)-\(name).log"), O_WRONLY | O_APPEND | O_CREAT, 0o644)
-            }
-            DispatchQueue.global().async(group: writersDone) {
-                var byte: UInt8 = 0x2E
-                var writes = 0
-                while !stopWriting.isSet {
-                    _ = write(noise[writes & 1], &byte, 1)
-                    writes += 1
-                    if writes % 100_000 == 0 { for fd in noise { _ = ftruncate(fd, 0) } }
-                }
-                for fd in noise { close(fd) }
-            }
+            startNoiseWriter(in: daemon.dir, named: "\(writer)", until: stopWriting, group: writersDone)
         }
         defer {
             stopWriting.set()
@@ -362,13 +350,6 @@ struct StressIntegrationTests {
         #expect(requests >= 8 * 50)
         print("stress: \(requests) requests from 8 clients during 100 rewrites, \(failures.count) failures")
     }
-}
-
-final class ManagedFlag: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = false
-    var isSet: Bool { lock.withLock { value } }
-    func set() { lock.withLock { value = true } }
 }
 
 final class ResultsBox: @unchecked Sendable {
