@@ -41,6 +41,8 @@ let package = Package(
         ),
         // glibc's malloc tuning (mallopt, malloc_trim), not exported by the Glibc module.
         .systemLibrary(name: "CMalloc"),
+        // epoll, eventfd, accept4 and thread names, not exported by the Glibc module.
+        .systemLibrary(name: "CEpoll"),
         // sd_notify, socket activation, watchdog and a journald LogHandler.
         .target(
             name: "GuidonSystemd",
@@ -49,12 +51,11 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        // The daemon: NIO server, snapshot store, reloads.
+        // The daemon: epoll event loops, snapshot store, reloads.
         .target(
             name: "GuidonServer",
             dependencies: [
-                "GuidonJSON", "GuidonEngine", "GuidonProtocol", "GuidonSystemd", "GuidonUnixSocket", "CMalloc",
-                .product(name: "NIOCore", package: "swift-nio"),
+                "GuidonJSON", "GuidonEngine", "GuidonProtocol", "GuidonSystemd", "GuidonUnixSocket", "CMalloc", "CEpoll",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Atomics", package: "swift-atomics"),
@@ -104,8 +105,6 @@ let package = Package(
             name: "GuidonServerTests",
             dependencies: [
                 "GuidonJSON", "GuidonEngine", "GuidonProtocol", "GuidonServer", "GuidonUnixSocket",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOEmbedded", package: "swift-nio"),
             ]
         ),
         .testTarget(name: "GuidonSystemdTests", dependencies: ["GuidonSystemd", "GuidonUnixSocket"]),

@@ -1,17 +1,16 @@
 import Atomics
 public import Logging
 import NIOConcurrencyHelpers
-import NIOCore
 
-/// The open connections: enforces the connection limit, keeps the `watch` subscribers,
-/// and drains everything on shutdown.
+/// The open connections: enforces the connection limit (and refuses every new one once the
+/// daemon is stopping) and keeps the `watch` subscribers.
 ///
 /// Its lock is taken when a connection opens or closes, when it subscribes with `watch`, and
 /// when an event is broadcast; answering `eval`, `ping`, `status` or `list` never takes it.
 public final class Connections: Sendable {
     private struct State {
-        var open: [ObjectIdentifier: any Channel] = [:]
-        var subscribers: [ObjectIdentifier: any Channel] = [:]
+        var open: [ObjectIdentifier: Connection] = [:]
+        var subscribers: [ObjectIdentifier: Connection] = [:]
         var draining = false
     }
 
@@ -34,27 +33,27 @@ public final class Connections: Sendable {
     public var count: Int { openCount.load(ordering: .relaxed) }
 
     /// Admits a new connection, or refuses it when the limit is reached or the daemon is stopping.
-    func admit(_ channel: any Channel) -> Bool {
+    func admit(_ connection: Connection) -> Bool {
         state.withLockedValue { state in
             guard !state.draining, state.open.count < limit else { return false }
-            state.open[ObjectIdentifier(channel)] = channel
+            state.open[ObjectIdentifier(connection)] = connection
             openCount.store(state.open.count, ordering: .relaxed)
             return true
         }
     }
 
-    func remove(_ channel: any Channel) {
+    func remove(_ connection: Connection) {
         state.withLockedValue { state in
-            state.open[ObjectIdentifier(channel)] = nil
-            state.subscribers[ObjectIdentifier(channel)] = nil
+            state.open[ObjectIdentifier(connection)] = nil
+            state.subscribers[ObjectIdentifier(connection)] = nil
             openCount.store(state.open.count, ordering: .relaxed)
         }
     }
 
-    func subscribe(_ channel: any Channel) {
+    func subscribe(_ connection: Connection) {
         state.withLockedValue { state in
-            if state.open[ObjectIdentifier(channel)] != nil {
-                state.subscribers[ObjectIdentifier(channel)] = channel
+            if state.open[ObjectIdentifier(connection)] != nil {
+                state.subscribers[ObjectIdentifier(connection)] = connection
             }
         }
     }
@@ -69,37 +68,15 @@ public final class Connections: Sendable {
         let subscribers = state.withLockedValue { Array($0.subscribers.values) }
         let limit = watchBacklogLimit
         let logger = logger
-        for channel in subscribers {
-            channel.eventLoop.execute {
-                let waiting = (try? channel.syncOptions?.getOption(ChannelOptions.bufferedWritableBytes)) ?? 0
-                if waiting > 0 && waiting + line.count > limit {
-                    logger.warning(
-                        "disconnecting a watch subscriber that is not reading its events",
-                        metadata: ["waitingBytes": "\(waiting)", "eventBytes": "\(line.count)"])
-                    channel.close(promise: nil)
-                    return
-                }
-                var buffer = channel.allocator.buffer(capacity: line.count)
-                buffer.writeBytes(line)
-                channel.writeAndFlush(buffer, promise: nil)
+        for connection in subscribers {
+            connection.loop.execute {
+                connection.push(line, backlogLimit: limit, logger: logger)
             }
         }
     }
 
-    /// Stops admitting connections, then asks every open one to finish: what has been
-    /// received is answered, written out, and the connection closed. Succeeds once all are closed.
-    func drain(on eventLoop: any EventLoop) -> EventLoopFuture<Void> {
-        let channels = state.withLockedValue { state in
-            state.draining = true
-            return Array(state.open.values)
-        }
-        let closed = channels.map { channel in
-            channel.pipeline.fireUserInboundEventTriggered(DrainEvent())
-            return channel.closeFuture
-        }
-        return EventLoopFuture.andAllComplete(closed, on: eventLoop)
+    /// From now on, every new connection is refused (the daemon is stopping).
+    func stopAdmitting() {
+        state.withLockedValue { $0.draining = true }
     }
 }
-
-/// Tells a connection's handler to finish up and close.
-struct DrainEvent: Sendable {}

@@ -4,8 +4,6 @@ public import GuidonEngine
 import GuidonProtocol
 import GuidonSystemd
 public import Logging
-import NIOCore
-import NIOPosix
 
 #if canImport(Glibc)
 import Glibc
@@ -121,22 +119,15 @@ public final class Daemon: Sendable {
                 lastReload: store.lastReload)
         }
 
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, config.eventLoopThreads ?? System.coreCount))
-        let bootstrap = ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 512)
-            .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 256, initial: 4096, maximum: 256 * 1024))
-            .childChannelOption(.allowRemoteHalfClosure, value: true)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(RequestHandler(service: service))
-                }
-            }
         let listener: ListeningSocket
-        do {
-            listener = try ListeningSocket.open(bootstrap, path: config.socketPath, logger: logger)
+        let server: Server
+        do throws(StartupError) {
+            listener = try ListeningSocket.open(path: config.socketPath, logger: logger)
+            server = try Server(
+                threads: config.eventLoopThreads ?? Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), socket: listener,
+                service: service, logger: logger)
         } catch {
             reloader.shutdown()
-            try? group.syncShutdownGracefully()
             throw error
         }
 
@@ -164,7 +155,7 @@ public final class Daemon: Sendable {
         }
         hangup.resume()
 
-        let watchdog = Watchdog(group: group, interval: SystemdNotifier.watchdogInterval)
+        let watchdog = Watchdog(loops: server.loops, interval: SystemdNotifier.watchdogInterval)
         watchdog?.start()
 
         logger.notice(
@@ -179,19 +170,16 @@ public final class Daemon: Sendable {
         SystemdNotifier.stopping(status: "shutting down: answering requests in flight")
         watchdog?.stop()
         hangup.cancel()
-        try? listener.channel.close().wait()
-        // Nothing accepts on the path any more. NIO unlinks the file of a listener it bound as it
-        // closes it; this catches the rest, now rather than after the drain, so that a successor
-        // started meanwhile binds a fresh file which this instance then never touches.
+        server.closeListener()
+        // Nothing accepts on the path any more: give it up now rather than after the drain, so
+        // that a successor started meanwhile binds a fresh file which this instance never touches.
         listener.removeSocketFile()
-        let drained = DispatchSemaphore(value: 0)
-        connections.drain(on: group.next()).whenComplete { _ in drained.signal() }
-        if drained.wait(timeout: .now() + .seconds(10)) == .timedOut {
+        if !server.drain(connections, timeout: .seconds(10)) {
             logger.warning("some connections did not finish within 10 s; closing them")
         }
         watcher?.stop()
         reloader.shutdown()
-        try? group.syncShutdownGracefully()
+        server.stop()
         logger.info("stopped")
     }
 

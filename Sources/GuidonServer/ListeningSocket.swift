@@ -1,23 +1,32 @@
+import CEpoll
 import GuidonSystemd
+import GuidonUnixSocket
 import Logging
-import NIOCore
-import NIOPosix
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The listening socket: the one systemd passed (socket activation), else one bound at `path`.
 struct ListeningSocket {
-    let channel: any Channel
+    let fd: Int32
     /// Set when guidond bound the socket itself: the path and the identity of the file it created.
     private let created: (path: UnixSocketPath, identity: UnixSocketPath.Identity?)?
+    /// Queued connections the kernel keeps for us (a socket systemd passed has its own).
+    static let backlog: Int32 = 512
 
-    static func open(_ bootstrap: ServerBootstrap, path: String, logger: Logger) throws -> ListeningSocket {
+    static func open(path: String, logger: Logger) throws(StartupError) -> ListeningSocket {
         let inherited = SocketActivation.inheritedSockets()
         if !inherited.isEmpty {
             guard let activated = inherited.first(where: \.isUnixStreamListener) else {
                 throw StartupError(description: "systemd passed \(inherited.count) socket(s), none a listening Unix stream socket")
             }
-            let channel = try bootstrap.withBoundSocket(activated.fileDescriptor).wait()
+            let fd = activated.fileDescriptor
+            guard fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) == 0 else {
+                throw StartupError(description: "cannot use the socket passed by systemd: \(errnoText())")
+            }
             logger.info("listening on the socket passed by systemd", metadata: ["socketName": "\(activated.name)"])
-            return ListeningSocket(channel: channel, created: nil)
+            return ListeningSocket(fd: fd, created: nil)
         }
         let socketPath = UnixSocketPath(path: path)
         do throws(UnixSocketPath.Problem) {
@@ -25,14 +34,15 @@ struct ListeningSocket {
         } catch {
             throw StartupError(description: error.description)
         }
-        let channel: any Channel
-        do {
-            channel = try bootstrap.bind(unixDomainSocketPath: path).wait()
-        } catch {
-            throw StartupError(description: "cannot listen on \(path): \(error)")
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw StartupError(description: "cannot listen on \(path): socket: \(errnoText())") }
+        guard UnixSocket.bind(fd, to: path) == 0, listen(fd, backlog) == 0 else {
+            let reason = errnoText()
+            Glibc.close(fd)
+            throw StartupError(description: "cannot listen on \(path): \(reason)")
         }
         logger.info("listening on \(path)")
-        return ListeningSocket(channel: channel, created: (socketPath, socketPath.identity()))
+        return ListeningSocket(fd: fd, created: (socketPath, socketPath.identity()))
     }
 
     /// Removes the socket file, if guidond created it and it is still the same file.
@@ -40,5 +50,73 @@ struct ListeningSocket {
     func removeSocketFile() {
         guard let created else { return }
         created.path.remove(ifStill: created.identity)
+    }
+}
+
+/// Accepts connections on the listening socket (on the first loop) and hands them to the loops
+/// in turn.
+///
+/// `@unchecked Sendable`: after `start`, touched only on its loop.
+final class Acceptor: EventLoopHandler, @unchecked Sendable {
+    private let socket: ListeningSocket
+    private let loops: [EventLoop]
+    private let service: ServiceContext
+    private let logger: Logger
+    private var token: UInt64 = 0
+    private var next = 0
+    private var isOpen = true
+
+    init(socket: ListeningSocket, loops: [EventLoop], service: ServiceContext, logger: Logger) {
+        self.socket = socket
+        self.loops = loops
+        self.service = service
+        self.logger = logger
+    }
+
+    var loop: EventLoop { loops[0] }
+
+    /// Starts accepting (call from any thread).
+    func start() {
+        loop.execute { [self] in
+            token = loop.register(socket.fd, events: EPOLLIN.rawValue, handler: self)
+        }
+    }
+
+    func ready(_ events: UInt32) {
+        while isOpen {
+            let fd = accept4(socket.fd, nil, nil, Int32(SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue))
+            guard fd >= 0 else {
+                switch errno {
+                case EAGAIN, EWOULDBLOCK:
+                    return
+                case EINTR, ECONNABORTED:
+                    continue
+                default:
+                    // Out of file descriptors or memory: the connection stays queued. Pause this
+                    // loop briefly rather than spin on a listener that stays readable.
+                    logger.warning("cannot accept a connection: \(errnoText())")
+                    usleep(10_000)
+                    return
+                }
+            }
+            let target = loops[next % loops.count]
+            next &+= 1
+            let service = service
+            if target === loop {
+                Connection.open(fd, on: target, service: service)
+            } else {
+                target.execute { Connection.open(fd, on: target, service: service) }
+            }
+        }
+    }
+
+    func drain() {}
+
+    /// Stops accepting and closes the listening socket.
+    func close() {
+        guard isOpen else { return }
+        isOpen = false
+        loop.remove(socket.fd, token: token)
+        Glibc.close(socket.fd)
     }
 }

@@ -4,7 +4,13 @@ import Glibc
 #endif
 import Dispatch
 import GuidonSystemd
-import NIOCore
+
+/// Something that runs tasks on its own thread: an event loop, for the watchdog.
+protocol TaskRunner: Sendable {
+    func execute(_ task: @escaping @Sendable () -> Void)
+}
+
+extension EventLoop: TaskRunner {}
 
 /// Pets systemd's watchdog at half the interval it asked for, but only after a no-op task
 /// has run on every event loop: a wedged loop stops the pings and systemd restarts us.
@@ -12,16 +18,16 @@ import NIOCore
 /// `@unchecked Sendable`: the timer is configured in `init`/`start`/`stop`, which the daemon
 /// calls from its main thread; afterwards only its own queue touches it.
 final class Watchdog: @unchecked Sendable {
-    private let group: any EventLoopGroup
+    private let loops: [any TaskRunner]
     private let queue = DispatchQueue(label: "guidon.watchdog")
     private let timer: any DispatchSourceTimer
     private let roundInFlight = ManagedAtomic(false)
     private let pet: @Sendable () -> Void
 
     /// `nil` when no interval was asked for. `pet` sends `WATCHDOG=1` (replaceable for tests).
-    init?(group: any EventLoopGroup, interval: Duration?, pet: @escaping @Sendable () -> Void = { SystemdNotifier.watchdog() }) {
-        guard let interval else { return nil }
-        self.group = group
+    init?(loops: [any TaskRunner], interval: Duration?, pet: @escaping @Sendable () -> Void = { SystemdNotifier.watchdog() }) {
+        guard let interval, !loops.isEmpty else { return nil }
+        self.loops = loops
         self.pet = pet
         timer = DispatchSource.makeTimerSource(queue: queue)
         let half = interval / 2
@@ -50,11 +56,13 @@ final class Watchdog: @unchecked Sendable {
         guard roundInFlight.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else {
             return  // the last round has not come back: some loop is stuck, so no ping.
         }
-        let loops = Array(group.makeIterator())
-        let trips = loops.map { $0.submit {} }
-        EventLoopFuture.andAllSucceed(trips, on: loops[0]).whenComplete { [roundInFlight, pet] _ in
-            pet()
-            roundInFlight.store(false, ordering: .releasing)
+        let outstanding = ManagedAtomic(loops.count)
+        for loop in loops {
+            loop.execute { [roundInFlight, pet] in
+                guard outstanding.wrappingDecrementThenLoad(ordering: .acquiringAndReleasing) == 0 else { return }
+                pet()
+                roundInFlight.store(false, ordering: .releasing)
+            }
         }
     }
 }

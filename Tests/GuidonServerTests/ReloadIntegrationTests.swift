@@ -196,7 +196,7 @@ struct ReloadIntegrationTests {
         let reloadThreads = niceByThread.filter { $0.name.hasPrefix("TP-") }
         #expect(reloadThreads.count == 1 && reloadThreads.allSatisfy { $0.nice == min(base + 10, 19) }, "\(niceByThread)")
         // The event loops keep the process's priority (dispatch sets its own threads' by QoS).
-        let eventLoops = niceByThread.filter { $0.name.hasPrefix("NIO-ELT-") }
+        let eventLoops = niceByThread.filter { $0.name.hasPrefix("guidon-loop-") }
         #expect(!eventLoops.isEmpty && eventLoops.allSatisfy { $0.nice == base }, "\(niceByThread)")
     }
 

@@ -1,7 +1,5 @@
 import Dispatch
 @testable import GuidonServer
-import NIOCore
-import NIOPosix
 import Synchronization
 import Testing
 
@@ -21,16 +19,16 @@ struct WatchdogTests {
     }
 
     @Test func petsOnlyWhileEveryEventLoopIsAlive() throws {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 3)
-        defer { try? group.syncShutdownGracefully() }
+        let loops = try (0..<3).map { try EventLoop(name: "test-loop-\($0)") }
+        for loop in loops { loop.start() }
+        defer { for loop in loops { loop.stop() } }
         let pets = Counter()
-        let watchdog = try #require(Watchdog(group: group, interval: .milliseconds(20)) { pets.increment() })
+        let watchdog = try #require(Watchdog(loops: loops, interval: .milliseconds(20)) { pets.increment() })
         watchdog.start()
         defer { watchdog.stop() }
         #expect(eventually { pets.value >= 3 }, "pets while all loops are idle")
 
         // Wedge one loop: the round in flight cannot complete, so pets stop.
-        let loops = Array(group.makeIterator())
         let release = DispatchSemaphore(value: 0)
         let wedged = DispatchSemaphore(value: 0)
         loops[2].execute {
@@ -47,10 +45,10 @@ struct WatchdogTests {
         #expect(eventually { pets.value >= atRelease + 3 }, "pets resume once the loop is free")
     }
 
-    @Test func noIntervalNoWatchdog() {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        defer { try? group.syncShutdownGracefully() }
-        #expect(Watchdog(group: group, interval: nil) == nil)
+    @Test func noIntervalNoWatchdog() throws {
+        let loop = try EventLoop(name: "test-loop")
+        #expect(Watchdog(loops: [loop], interval: nil) == nil)
+        #expect(Watchdog(loops: [], interval: .seconds(1)) == nil)
     }
 }
 

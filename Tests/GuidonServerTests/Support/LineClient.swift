@@ -23,7 +23,19 @@ final class LineClient {
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
     }
 
+    /// A client on a socket that is already connected (one end of a `socketpair`).
+    init(connected fd: Int32, timeoutSeconds: Int = 15) {
+        self.fd = fd
+        var tv = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    }
+
     deinit { disconnect() }
+
+    /// Tells the other side that nothing more will be sent (it may still reply).
+    func finishSending() {
+        shutdown(fd, Int32(SHUT_WR))
+    }
 
     func disconnect() {
         if fd >= 0 { close(fd) }

@@ -1,0 +1,62 @@
+import Dispatch
+import Logging
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// guidond's I/O: event-loop threads, each serving its share of the connections, and the
+/// listening socket, accepted on the first loop.
+///
+/// Purpose-built rather than a general networking framework: a request is a line and a reply a
+/// line, so a loop needs one `recv`, one `send` and no allocation per read burst; what a
+/// general pipeline adds per round trip shows up directly in a sidecar's latency.
+final class Server: Sendable {
+    let loops: [EventLoop]
+    private let acceptor: Acceptor
+
+    /// `threads` loops serving `socket` (each loop's thread starts here).
+    init(threads: Int, socket: ListeningSocket, service: ServiceContext, logger: Logger) throws(StartupError) {
+        var loops: [EventLoop] = []
+        for i in 0..<max(1, threads) {
+            do throws(EventLoop.Failure) {
+                loops.append(try EventLoop(name: "guidon-loop-\(i)"))
+            } catch {
+                for loop in loops { loop.stop() }
+                throw StartupError(description: "cannot start the event loops: \(error)")
+            }
+            loops[i].start()
+        }
+        self.loops = loops
+        acceptor = Acceptor(socket: socket, loops: loops, service: service, logger: logger)
+        acceptor.start()
+    }
+
+    /// Stops accepting and closes the listening socket; returns once it is closed.
+    func closeListener() {
+        let closed = DispatchSemaphore(value: 0)
+        acceptor.loop.execute { [acceptor] in
+            acceptor.close()
+            closed.signal()
+        }
+        closed.wait()
+    }
+
+    /// Asks every connection to answer what it has received, write it out and close; waits
+    /// until all have closed or `timeout` has passed. Returns whether all closed.
+    func drain(_ connections: Connections, timeout: Duration) -> Bool {
+        connections.stopAdmitting()
+        for loop in loops { loop.drainAll() }
+        let deadline = ContinuousClock.now + timeout
+        while connections.count > 0 {
+            if ContinuousClock.now >= deadline { return false }
+            usleep(2_000)
+        }
+        return true
+    }
+
+    /// Closes whatever is still open and stops the loops' threads.
+    func stop() {
+        for loop in loops { loop.stop() }
+    }
+}
