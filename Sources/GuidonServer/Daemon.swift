@@ -4,6 +4,7 @@ public import GuidonEngine
 import GuidonProtocol
 import GuidonSystemd
 public import Logging
+import NIOCore  // System.coreCount: the cores this process may use (cgroup quota, affinity)
 
 #if canImport(Glibc)
 import Glibc
@@ -124,7 +125,7 @@ public final class Daemon: Sendable {
         do throws(StartupError) {
             listener = try ListeningSocket.open(path: config.socketPath, logger: logger)
             server = try Server(
-                threads: config.eventLoopThreads ?? Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), socket: listener,
+                threads: config.eventLoopThreads ?? System.coreCount, socket: listener,
                 service: service, logger: logger)
         } catch {
             reloader.shutdown()
