@@ -63,7 +63,12 @@ final class Connection: EventLoopHandler, @unchecked Sendable {
             Glibc.close(fd)
             return
         }
-        connection.token = loop.register(fd, events: connection.interest, handler: connection)
+        guard let token = loop.register(fd, events: connection.interest, handler: connection) else {
+            Glibc.close(fd)
+            service.connections.remove(connection)
+            return
+        }
+        connection.token = token
     }
 
     // MARK: - Events
@@ -142,7 +147,10 @@ final class Connection: EventLoopHandler, @unchecked Sendable {
             // Nothing waits to be written.
             if !refused, held.withUnsafeBytes({ $0.count > 0 && memchr($0.baseAddress!, Self.newline, $0.count) != nil }) {
                 let used = held.withUnsafeBytes { answerLines(in: $0) }
-                if !isClosed { held.removeFirst(min(used, held.count)) }
+                if !isClosed {
+                    held.removeFirst(min(used, held.count))
+                    if held.isEmpty && held.capacity > Self.retainedBytes { held = [] }
+                }
                 continue
             }
             guard finishing else {

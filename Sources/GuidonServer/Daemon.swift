@@ -124,10 +124,16 @@ public final class Daemon: Sendable {
         let server: Server
         do throws(StartupError) {
             listener = try ListeningSocket.open(path: config.socketPath, logger: logger)
+        } catch {
+            reloader.shutdown()
+            throw error
+        }
+        do throws(StartupError) {
             server = try Server(
                 threads: config.eventLoopThreads ?? System.coreCount, socket: listener,
                 service: service, logger: logger)
         } catch {
+            listener.close()
             reloader.shutdown()
             throw error
         }

@@ -122,15 +122,15 @@ final class EventLoop: @unchecked Sendable {
     // MARK: - On the loop's thread
 
     /// Adds `fd` with interest `events`; the returned token names it in `modify`/`remove`.
-    func register(_ fd: Int32, events: UInt32, handler: any EventLoopHandler) -> UInt64 {
+    /// `nil` when epoll refuses it (out of memory, or over `max_user_watches`).
+    func register(_ fd: Int32, events: UInt32, handler: any EventLoopHandler) -> UInt64? {
         let token = nextToken
         nextToken += 1
         var event = epoll_event()
         event.events = events
         event.data.u64 = token
-        if epoll_ctl(epoll, EPOLL_CTL_ADD, fd, &event) == 0 {
-            handlers[token] = handler
-        }
+        guard epoll_ctl(epoll, EPOLL_CTL_ADD, fd, &event) == 0 else { return nil }
+        handlers[token] = handler
         return token
     }
 

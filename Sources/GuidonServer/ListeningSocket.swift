@@ -1,7 +1,9 @@
 import CEpoll
+import Dispatch
 import GuidonSystemd
 import GuidonUnixSocket
 import Logging
+import NIOConcurrencyHelpers
 
 #if canImport(Glibc)
 import Glibc
@@ -45,6 +47,12 @@ struct ListeningSocket {
         return ListeningSocket(fd: fd, created: (socketPath, socketPath.identity()))
     }
 
+    /// Closes the socket (when no loop took it over) and removes the file guidond created.
+    func close() {
+        Glibc.close(fd)
+        removeSocketFile()
+    }
+
     /// Removes the socket file, if guidond created it and it is still the same file.
     /// A socket passed by systemd is never unlinked.
     func removeSocketFile() {
@@ -75,10 +83,21 @@ final class Acceptor: EventLoopHandler, @unchecked Sendable {
 
     var loop: EventLoop { loops[0] }
 
-    /// Starts accepting (call from any thread).
-    func start() {
+    /// Starts accepting (call from any thread; returns once the loop watches the socket).
+    func start() throws(StartupError) {
+        let registered = DispatchSemaphore(value: 0)
+        let failure = NIOLockedValueBox<String?>(nil)
         loop.execute { [self] in
-            token = loop.register(socket.fd, events: EPOLLIN.rawValue, handler: self)
+            if let token = loop.register(socket.fd, events: EPOLLIN.rawValue, handler: self) {
+                self.token = token
+            } else {
+                failure.withLockedValue { $0 = errnoText() }
+            }
+            registered.signal()
+        }
+        registered.wait()
+        if let reason = failure.withLockedValue({ $0 }) {
+            throw StartupError(description: "cannot watch the listening socket: \(reason)")
         }
     }
 

@@ -29,7 +29,12 @@ final class Server: Sendable {
         }
         self.loops = loops
         acceptor = Acceptor(socket: socket, loops: loops, service: service, logger: logger)
-        acceptor.start()
+        do {
+            try acceptor.start()
+        } catch {
+            for loop in loops { loop.stop() }
+            throw error
+        }
     }
 
     /// Stops accepting and closes the listening socket; returns once it is closed.
