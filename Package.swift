@@ -41,8 +41,8 @@ let package = Package(
         ),
         // glibc's malloc tuning (mallopt, malloc_trim), not exported by the Glibc module.
         .systemLibrary(name: "CMalloc"),
-        // epoll, eventfd, accept4 and thread names, not exported by the Glibc module.
-        .systemLibrary(name: "CEpoll"),
+        // epoll, eventfd, accept4, thread names and memmem, not exported by the Glibc module.
+        .systemLibrary(name: "CLinux"),
         // sd_notify, socket activation, watchdog and a journald LogHandler.
         .target(
             name: "GuidonSystemd",
@@ -55,7 +55,7 @@ let package = Package(
         .target(
             name: "GuidonServer",
             dependencies: [
-                "GuidonJSON", "GuidonEngine", "GuidonProtocol", "GuidonSystemd", "GuidonUnixSocket", "CMalloc", "CEpoll",
+                "GuidonJSON", "GuidonEngine", "GuidonProtocol", "GuidonSystemd", "GuidonUnixSocket", "CMalloc", "CLinux",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -83,7 +83,7 @@ let package = Package(
         .executableTarget(
             name: "guidon-bench",
             dependencies: [
-                "GuidonJSON", "GuidonEngine", "GuidonProtocol", "GuidonUnixSocket", "CAllocCounter",
+                "GuidonJSON", "GuidonEngine", "GuidonProtocol", "GuidonUnixSocket", "CAllocCounter", "CLinux",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

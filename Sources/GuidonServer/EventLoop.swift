@@ -1,4 +1,4 @@
-import CEpoll
+import CLinux
 import NIOConcurrencyHelpers
 
 #if canImport(Glibc)

@@ -115,9 +115,10 @@ final class BenchSession {
     // MARK: - Requests
 
     /// An error reply (`{"error":{"code":…}}`), or an evaluation that ended in an error
-    /// (`"errorCode":"…"`), is a failed request.
+    /// (`"errorCode":"…"`), is a failed request. The floor answers guidond's bytes and is read
+    /// the same way: the client does the same work for every reply of this protocol, whoever
+    /// sent it.
     static let guidondFraming = ReplyFraming.lines(failureMarkers: [Array(#""error":{"#.utf8), Array(#""errorCode":""#.utf8)])
-    static let floorFraming = ReplyFraming.lines(failureMarkers: [])
 
     func evalRequest(_ key: String) -> JSONValue {
         ["op": "eval", "flag": .string(key), "context": BenchFlags.context]
@@ -142,7 +143,7 @@ final class BenchSession {
     /// The floor gets guidond's static request and answers guidond's static reply.
     var floorSpec: RequestSpec {
         RequestSpec(name: "floor", line: Array((Self.text(evalRequest(BenchFlags.staticKey)) + "\n").utf8),
-                    framing: Self.floorFraming)
+                    framing: Self.guidondFraming)
     }
 
     var redisSpec: RequestSpec {

@@ -1,3 +1,5 @@
+import CLinux
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -63,19 +65,13 @@ struct ReplyScanner {
     }
 }
 
-/// Whether `needle` occurs in `haystack` (`memmem` is a GNU extension Swift does not import).
+/// Whether `needle` occurs in `haystack` (glibc's `memmem`: a few dozen nanoseconds for a reply,
+/// where looking at every quote in it took ten times that and made the client the bottleneck).
 @inline(__always)
 private func find(_ needle: UnsafeRawBufferPointer, in haystack: UnsafeRawBufferPointer) -> Bool {
-    guard let first = needle.first, needle.count <= haystack.count, let base = haystack.baseAddress else {
-        return needle.isEmpty
-    }
-    let last = base + (haystack.count - needle.count)
-    var p = base
-    while p <= last, let hit = memchr(p, Int32(first), last - p + 1) {
-        if memcmp(hit, needle.baseAddress!, needle.count) == 0 { return true }
-        p = UnsafeRawPointer(hit) + 1
-    }
-    return false
+    guard !needle.isEmpty else { return true }
+    guard let base = haystack.baseAddress, needle.count <= haystack.count else { return false }
+    return memmem(base, haystack.count, needle.baseAddress!, needle.count) != nil
 }
 
 /// One kind of request sent over and over: its bytes and how its replies are framed.
