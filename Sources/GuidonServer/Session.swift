@@ -1,0 +1,210 @@
+import CLinux
+import GuidonProtocol
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The protocol over one connected socket: reads request lines, answers them, writes the
+/// replies, and says what to wait for next. Its `Connection` owns it and registers the socket
+/// with an event loop; this holds everything that changes per request, in one value, so that a
+/// read burst is one access to the connection's state rather than one per field and line.
+///
+/// A read takes what the socket holds into the loop's scratch space and answers every complete
+/// line straight from there (only an unfinished line, or lines held back, are copied); all the
+/// lines of one read are answered from one configuration and their replies written with one
+/// `send`. Replies that the socket does not take wait in `out`, and until they have gone
+/// nothing more is read or answered: a client that stops reading its replies stops being
+/// served, and its memory stays bounded (the reply budget, plus one read).
+struct Session {
+    /// What the connection waits for next.
+    enum Next {
+        /// More requests (`EPOLLIN`).
+        case read
+        /// Room in the socket for the replies that wait (`EPOLLOUT`).
+        case write
+        /// Nothing: close the connection.
+        case close
+    }
+
+    private let fd: Int32
+    private let service: ServiceContext
+    private var responder: Responder
+    /// Received, not yet answered: lines held back until the replies before them are out,
+    /// then the start of a line whose newline has not arrived.
+    private var held: [UInt8] = []
+    /// Replies; `out[sent...]` has not been written yet.
+    private var out: [UInt8] = []
+    private var sent = 0
+    /// Answer what has arrived, write it out, then close (the daemon drains, the client
+    /// half-closed, or a line was refused).
+    private var finishing = false
+    /// Whether a last line without a newline counts as a request (the client half-closed).
+    private var answerUnterminatedLine = false
+    /// A line was too long: nothing more is answered.
+    private var refused = false
+    /// Sending failed (the client is gone): close without further ado.
+    private var broken = false
+
+    /// Read and reply space kept between bursts; a bigger burst's is given back.
+    private static let retainedBytes = 64 * 1024
+    private static let newline = Int32(UInt8(ascii: "\n"))
+
+    init(fd: Int32, service: ServiceContext) {
+        self.fd = fd
+        self.service = service
+        responder = Responder(service: service)
+        out.reserveCapacity(4096)
+    }
+
+    /// Bytes written by the session and not yet taken by the socket.
+    var waiting: Int { out.count - sent }
+
+    /// The socket is readable: reads once into `scratch` and answers what came.
+    /// `subscribe` is called for a `watch` request.
+    mutating func readable(into scratch: UnsafeMutableRawBufferPointer, subscribe: () -> Void) -> Next {
+        let count = recv(fd, scratch.baseAddress, scratch.count, 0)
+        if count > 0 {
+            let received = UnsafeRawBufferPointer(rebasing: scratch[0..<count])
+            if held.isEmpty {
+                let used = answerLines(in: received, subscribe: subscribe)
+                if !broken && !refused && used < count {
+                    held.append(contentsOf: UnsafeRawBufferPointer(rebasing: received[used...]))
+                }
+            } else if !refused {
+                held.append(contentsOf: received)
+            }
+        } else if count == 0 {
+            // The client will send nothing more: answer what came, then hang up.
+            finishing = true
+            answerUnterminatedLine = true
+        } else if errno != EAGAIN && errno != EINTR {
+            return .close
+        }
+        return advance(subscribe: subscribe)
+    }
+
+    /// The daemon is stopping: answer what has arrived, write it out, then close.
+    mutating func drain(subscribe: () -> Void) -> Next {
+        finishing = true
+        return advance(subscribe: subscribe)
+    }
+
+    /// Queues one `watch` event and writes what it can.
+    mutating func push(_ event: [UInt8], subscribe: () -> Void) -> Next {
+        let idle = waiting == 0
+        out.append(contentsOf: event)
+        return idle ? advance(subscribe: subscribe) : .write
+    }
+
+    /// Writes what waits, answers held lines, and decides what to wait for next.
+    mutating func advance(subscribe: () -> Void) -> Next {
+        while !broken {
+            switch flush() {
+            case .done: break
+            case .blocked: return .write
+            case .failed: return .close
+            }
+            // Nothing waits to be written.
+            if !refused && held.withUnsafeBytes({ $0.count > 0 && memchr($0.baseAddress!, Self.newline, $0.count) != nil }) {
+                var pending: [UInt8] = []
+                swap(&pending, &held)
+                let used = pending.withUnsafeBytes { answerLines(in: $0, subscribe: subscribe) }
+                pending.removeFirst(min(used, pending.count))
+                if pending.isEmpty && pending.capacity > Self.retainedBytes { pending = [] }
+                swap(&pending, &held)
+                continue
+            }
+            guard finishing else {
+                if held.count > service.maxLineBytes {
+                    tooLarge()
+                    held = []
+                    continue
+                }
+                return .read
+            }
+            if answerUnterminatedLine && !refused && !held.isEmpty {
+                answerUnterminatedLine = false
+                var last: [UInt8] = []
+                swap(&last, &held)
+                let config = service.store.current
+                last.withUnsafeBytes { answer($0, config: config, subscribe: subscribe) }
+                continue
+            }
+            return .close
+        }
+        return .close
+    }
+
+    // MARK: - Answering
+
+    /// Answers the complete lines in `bytes` in order, all from one configuration, writing the
+    /// replies out whenever they reach the reply budget; stops early when the socket does not
+    /// take them. Returns how many bytes were used.
+    private mutating func answerLines(in bytes: UnsafeRawBufferPointer, subscribe: () -> Void) -> Int {
+        guard let base = bytes.baseAddress else { return 0 }
+        let config = service.store.current
+        var start = 0
+        while let found = memchr(base + start, Self.newline, bytes.count - start) {
+            if waiting >= service.replyBudget {
+                switch flush() {
+                case .done: break
+                case .blocked: return start
+                case .failed:
+                    broken = true
+                    return start
+                }
+            }
+            let end = base.distance(to: UnsafeRawPointer(found))
+            if end - start > service.maxLineBytes {
+                tooLarge()
+                return bytes.count
+            }
+            answer(UnsafeRawBufferPointer(rebasing: bytes[start..<end]), config: config, subscribe: subscribe)
+            start = end + 1
+        }
+        if bytes.count - start > service.maxLineBytes {
+            tooLarge()
+            return bytes.count
+        }
+        return start
+    }
+
+    private mutating func answer(_ line: UnsafeRawBufferPointer, config: ServedConfig, subscribe: () -> Void) {
+        responder.answer(line, config: config, into: &out, subscribe: subscribe)
+    }
+
+    /// A line longer than the limit: say so, and close once that is written. (The caller
+    /// drops the held bytes.)
+    private mutating func tooLarge() {
+        refused = true
+        finishing = true
+        ReplyEncoder.error(
+            RequestError(code: .tooLarge, message: "request line longer than \(service.maxLineBytes) bytes; closing the connection"),
+            into: &out)
+    }
+
+    // MARK: - Writing
+
+    private enum Flush {
+        case done, blocked, failed
+    }
+
+    /// Writes the waiting replies: `.done` once none wait, `.blocked` while the socket is full.
+    private mutating func flush() -> Flush {
+        while sent < out.count {
+            let offset = sent
+            let written = out.withUnsafeBytes { send(fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) }
+            if written >= 0 {
+                sent += written
+            } else if errno == EINTR {
+                continue
+            } else {
+                return errno == EAGAIN ? .blocked : .failed
+            }
+        }
+        out.removeAll(keepingCapacity: out.capacity <= Self.retainedBytes)
+        sent = 0
+        return .done
+    }
+}
