@@ -101,18 +101,24 @@ final class CompiledFlag: Sendable {
         self.resultMetadata = ResultMetadata.make(metadata)
     }
 
-    func evaluate(context: EvaluationContext, type: ValueType?, now: Int64) -> EvaluationResult {
+    /// The result for `context`, which is asked for only when targeting reads it.
+    func evaluate(context: () -> EvaluationContext, type: ValueType?, now: Int64) -> EvaluationResult {
         guard enabled else {
             return EvaluationResult(flagKey: key, value: nil, variant: nil, reason: .disabled, metadata: resultMetadata)
         }
         guard let targeting else { return serveDefault(type, reason: .static) }
-        let evaluator = Evaluator(context: context, flagKey: key, now: now)
+        if case .resolved(let resolution) = targeting { return result(for: resolution, type) }
+        let evaluator = Evaluator(context: context(), flagKey: key, now: now)
         let resolution: Resolution
         do {
             resolution = try resolve(targeting, evaluator)
         } catch {
             return failure(.parseError, "flag '\(key)': \(error.message)")
         }
+        return result(for: resolution, type)
+    }
+
+    private func result(for resolution: Resolution, _ type: ValueType?) -> EvaluationResult {
         switch resolution {
         case .variant(let i):
             return serve(i, type, reason: .targetingMatch)

@@ -82,7 +82,13 @@ public final class Snapshot: Sendable {
     }
 
     /// Evaluates one flag. `now` (Unix seconds) overrides the snapshot's clock.
-    public func evaluate(_ key: String, context: EvaluationContext, type: ValueType? = nil, now: Int64? = nil) -> EvaluationResult {
+    ///
+    /// `context` is evaluated only when the flag's targeting reads it: never for a flag that is
+    /// missing, disabled or without targeting. (A caller holding the context as text, like
+    /// guidond holding a request line, can thus leave decoding it to the flags that need it.)
+    public func evaluate(
+        _ key: String, context: @autoclosure () -> EvaluationContext, type: ValueType? = nil, now: Int64? = nil
+    ) -> EvaluationResult {
         guard let i = lookup[key] else {
             return EvaluationResult(
                 flagKey: key, value: nil, variant: nil, reason: .error, errorCode: .flagNotFound,
@@ -91,16 +97,22 @@ public final class Snapshot: Sendable {
         return compiled[i].evaluate(context: context, type: type, now: now ?? clock())
     }
 
-    /// Evaluates the given flags, in order, against this one snapshot.
-    public func evaluate(_ keys: [String], context: EvaluationContext, type: ValueType? = nil, now: Int64? = nil) -> [EvaluationResult] {
+    /// Evaluates the given flags, in order, against this one snapshot. `context` is evaluated
+    /// at most once, when the first flag that reads it is evaluated.
+    public func evaluate(
+        _ keys: [String], context: @autoclosure () -> EvaluationContext, type: ValueType? = nil, now: Int64? = nil
+    ) -> [EvaluationResult] {
         let now = now ?? clock()
-        return keys.map { evaluate($0, context: context, type: type, now: now) }
+        var once = OnceContext()
+        return keys.map { evaluate($0, context: once.value(context), type: type, now: now) }
     }
 
-    /// Evaluates every flag, in document order.
-    public func evaluateAll(context: EvaluationContext, now: Int64? = nil) -> [EvaluationResult] {
+    /// Evaluates every flag, in document order. `context` is evaluated at most once, when the
+    /// first flag that reads it is evaluated.
+    public func evaluateAll(context: @autoclosure () -> EvaluationContext, now: Int64? = nil) -> [EvaluationResult] {
         let now = now ?? clock()
-        return compiled.map { $0.evaluate(context: context, type: nil, now: now) }
+        var once = OnceContext()
+        return compiled.map { $0.evaluate(context: { once.value(context) }, type: nil, now: now) }
     }
 
     /// What changed between `old` and this snapshot.
@@ -119,5 +131,17 @@ public final class Snapshot: Sendable {
         }
         let removed = old.flags.map(\.key).filter { lookup[$0] == nil }
         return SnapshotDiff(added: added.sorted(), changed: changed.sorted(), removed: removed.sorted())
+    }
+}
+
+/// A context asked for at most once, for evaluations of several flags.
+private struct OnceContext {
+    private var context: EvaluationContext?
+
+    mutating func value(_ make: () -> EvaluationContext) -> EvaluationContext {
+        if let context { return context }
+        let made = make()
+        context = made
+        return made
     }
 }

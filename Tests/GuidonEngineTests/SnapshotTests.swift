@@ -120,6 +120,36 @@ import Testing
         #expect(some[1].errorCode == .flagNotFound)
     }
 
+    /// The context argument is evaluated only for a flag whose targeting reads it, and once
+    /// for a batch or for every flag; the results are the same as with the context at hand.
+    @Test func theContextIsAskedForOnlyWhenTargetingReadsIt() {
+        let context = EvaluationContext(targetingKey: "u1", attributes: ["email": "kim@staff.example", "pick": 2])
+        var asked = 0
+        func ask() -> EvaluationContext {
+            asked += 1
+            return context
+        }
+        for key in ["static-on", "off", "missing"] {
+            #expect(snapshot.evaluate(key, context: ask()) == snapshot.evaluate(key, context: context))
+            #expect(asked == 0, "\(key)")
+        }
+        for key in ["limit", "tk", "numbers"] {
+            asked = 0
+            let result = snapshot.evaluate(key, context: ask())
+            #expect(result == snapshot.evaluate(key, context: context) && result.reason == .targetingMatch)
+            #expect(asked == 1, "\(key)")
+        }
+        asked = 0
+        #expect(snapshot.evaluate(["static-on", "off"], context: ask()).map(\.reason) == [.static, .disabled])
+        #expect(asked == 0)
+        let keys = ["static-on", "limit", "tk", "missing", "numbers"]
+        #expect(snapshot.evaluate(keys, context: ask()) == snapshot.evaluate(keys, context: context))
+        #expect(asked == 1)
+        asked = 0
+        #expect(snapshot.evaluateAll(context: ask()) == snapshot.evaluateAll(context: context))
+        #expect(asked == 1)
+    }
+
     @Test func flagInfo() throws {
         let info = try #require(snapshot.info("limit"))
         #expect(info.state == .enabled && info.variants == ["low", "high"] && info.defaultVariant == "low")
