@@ -173,17 +173,8 @@ struct ContextSlot: Sendable {
             s.position = i + 1
             return true
         }
-        // Where each name starts, and its length, to find a repeated one (on the stack).
-        return withUnsafeTemporaryAllocation(of: (start: Int, count: Int).self, capacity: 16) { names in
-            isFlat(&s, members: i, names: names)
-        }
-    }
-
-    /// `isFlat` from the first member name on, at `i`.
-    private static func isFlat(_ s: inout JSONScanner, members i: Int, names: UnsafeMutableBufferPointer<(start: Int, count: Int)>) -> Bool {
-        let bytes = s.bytes
-        let end = bytes.count
-        var i = i
+        // Where each name starts, and its length, to find a repeated one.
+        var names = InlineArray<16, (start: Int, count: Int)>(repeating: (0, 0))
         for member in names.indices {
             // The name: printable ASCII, no quote or backslash.
             guard i < end, bytes[i] == UInt8(ascii: "\"") else { return false }

@@ -50,15 +50,24 @@ public enum ReplyEncoder {
 
     /// The members of one evaluation result (without braces).
     static func writeResult(_ r: EvaluationResult, default defaultValue: JSONValue?, into out: inout [UInt8]) {
-        append("\"flag\":", to: &out)
-        JSONWriter.writeString(r.flagKey, into: &out)
-        if let value = r.value ?? defaultValue {
-            append(",\"value\":", to: &out)
-            JSONWriter.write(value, into: &out)
+        // A compiled flag's result comes with these members pre-encoded.
+        if let flag = r.encodedFlagMember {
+            out.append(contentsOf: flag)
+        } else {
+            append("\"flag\":", to: &out)
+            JSONWriter.writeString(r.flagKey, into: &out)
         }
-        if let variant = r.variant {
-            append(",\"variant\":", to: &out)
-            JSONWriter.writeString(variant, into: &out)
+        if let served = r.encodedVariantMembers {
+            out.append(contentsOf: served)
+        } else {
+            if let value = r.value ?? defaultValue {
+                append(",\"value\":", to: &out)
+                JSONWriter.write(value, into: &out)
+            }
+            if let variant = r.variant {
+                append(",\"variant\":", to: &out)
+                JSONWriter.writeString(variant, into: &out)
+            }
         }
         append(reasonMember(r.reason), to: &out)
         if let code = r.errorCode {
