@@ -60,7 +60,7 @@ struct ContextSlot: Sendable {
         let start = s.position
         text.removeAll(keepingCapacity: true)
         maxDepth = s.maxDepth
-        if lazily && Self.isFlat(&s) {
+        if lazily && FlatContext.check(&s) {
             pending = true
         } else {
             s.position = start
@@ -70,27 +70,26 @@ struct ContextSlot: Sendable {
     }
 
     private mutating func decodePending() {
-        guard !text.isEmpty else {
-            pending = false
-            decoded.targetingKey = nil
-            decoded.attributes.removeAll(keepingCapacity: true)
-            return
-        }
-        let text = self.text
-        text.withUnsafeBytes { bytes in
-            var s = JSONScanner(bytes, maxDepth: maxDepth)
-            do throws(JSONScanner.Failure) {
-                try decode(&s)
-            } catch {
-                // `isFlat` vouched for the text: a decoder that disagrees is a bug.
-                assertionFailure("a checked context failed to decode: \(error.message)")
-            }
+        let (text, maxDepth) = (self.text, self.maxDepth)
+        refill { context, previous in
+            text.withUnsafeBytes { FlatContext.decode($0, maxDepth: maxDepth, into: &context, previous: previous) }
         }
     }
 
-    /// Decodes the context object at the scanner's position into `decoded`, reusing what the
-    /// one decoded before holds. When this throws, `decoded` holds part of the context.
+    /// Decodes the context object at the scanner's position into `decoded`. When this throws,
+    /// `decoded` holds part of the context.
     private mutating func decode(_ s: inout JSONScanner) throws(JSONScanner.Failure) {
+        try refill { context, previous throws(JSONScanner.Failure) in
+            try Self.decode(&s, into: &context, previous: previous)
+        }
+    }
+
+    /// Fills the spare attributes (emptied) by `fill`, which may reuse what the context decoded
+    /// last holds (given as `previous`); then that is the decoded context, and the attributes
+    /// it replaces are the spare.
+    private mutating func refill<Failure: Error>(
+        _ fill: (inout EvaluationContext, EvaluationContext) throws(Failure) -> Void
+    ) throws(Failure) {
         pending = false
         var context = EvaluationContext()
         swap(&context.attributes, &spareAttributes)
@@ -99,7 +98,7 @@ struct ContextSlot: Sendable {
             swap(&context, &decoded)
             swap(&context.attributes, &spareAttributes)
         }
-        try Self.decode(&s, into: &context, previous: decoded)
+        try fill(&context, decoded)
     }
 
     /// The context object: a string `targetingKey` becomes the targeting key, every other
@@ -152,91 +151,4 @@ struct ContextSlot: Sendable {
             }
         } while try s.nextMember()
     }
-
-    /// Whether the object at the scanner's position is a flat context that `decode` accepts:
-    /// at most 16 members (the check for repeated names is quadratic) with distinct ASCII names without escapes, each a string
-    /// without escapes or a number, `true`, `false` or `null`. When it is, the scanner is left
-    /// after it; when not, somewhere in it.
-    ///
-    /// Within these bounds names are equal exactly when their bytes are (which is how `decode`
-    /// finds repeated ones, `targetingKey` included); strings are held to the rules of
-    /// `JSONScanner.plainString` and numbers and literals are read by the scanner's own
-    /// functions, so the two agree on every such object. One pass, byte by byte.
-    static func isFlat(_ s: inout JSONScanner) -> Bool {
-        let bytes = s.bytes
-        let end = bytes.count
-        var i = s.position
-        guard s.maxDepth >= 2, i < end, bytes[i] == UInt8(ascii: "{") else { return false }
-        i += 1
-        skipWhitespace(bytes, &i)
-        if i < end && bytes[i] == UInt8(ascii: "}") {
-            s.position = i + 1
-            return true
-        }
-        // Where each name starts, and its length, to find a repeated one.
-        var names = InlineArray<16, (start: Int, count: Int)>(repeating: (0, 0))
-        for member in names.indices {
-            // The name: printable ASCII, no quote or backslash.
-            guard i < end, bytes[i] == UInt8(ascii: "\"") else { return false }
-            i += 1
-            let start = i
-            while i < end, bytes[i] != UInt8(ascii: "\""), bytes[i] != UInt8(ascii: "\\"), bytes[i] >= 0x20, bytes[i] < 0x80 { i += 1 }
-            guard i < end, bytes[i] == UInt8(ascii: "\"") else { return false }
-            let count = i - start
-            for j in 0..<member where names[j].count == count {
-                if count == 0 || memcmp(bytes.baseAddress! + names[j].start, bytes.baseAddress! + start, count) == 0 { return false }
-            }
-            names[member] = (start, count)
-            i += 1
-            skipWhitespace(bytes, &i)
-            guard i < end, bytes[i] == UInt8(ascii: ":") else { return false }
-            i += 1
-            skipWhitespace(bytes, &i)
-            guard i < end else { return false }
-            switch bytes[i] {
-            case UInt8(ascii: "\""):
-                // A string: no backslash, no control character, valid UTF-8.
-                i += 1
-                let start = i
-                var highBits: UInt8 = 0
-                while i < end, bytes[i] != UInt8(ascii: "\"") {
-                    guard bytes[i] != UInt8(ascii: "\\"), bytes[i] >= 0x20 else { return false }
-                    highBits |= bytes[i]
-                    i += 1
-                }
-                guard i < end else { return false }
-                if highBits >= 0x80 && firstInvalidUTF8Offset(in: UnsafeRawBufferPointer(rebasing: bytes[start..<i])) != nil {
-                    return false
-                }
-                i += 1
-            case UInt8(ascii: "{"), UInt8(ascii: "["):
-                return false
-            default:
-                s.position = i
-                guard (try? s.value(depth: 2)) != nil else { return false }
-                i = s.position
-            }
-            skipWhitespace(bytes, &i)
-            guard i < end else { return false }
-            if bytes[i] == UInt8(ascii: "}") {
-                s.position = i + 1
-                return true
-            }
-            guard bytes[i] == UInt8(ascii: ",") else { return false }
-            i += 1
-            skipWhitespace(bytes, &i)
-        }
-        return false
-    }
 }
-
-@inline(__always)
-private func skipWhitespace(_ bytes: UnsafeRawBufferPointer, _ i: inout Int) {
-    while i < bytes.count, bytes[i] == 0x20 || bytes[i] == 0x09 || bytes[i] == 0x0D || bytes[i] == 0x0A { i += 1 }
-}
-
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif

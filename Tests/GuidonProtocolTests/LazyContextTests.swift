@@ -79,6 +79,24 @@ struct LazyContextTests {
         #expect(refusals > Self.lines.count && refusals < 2 * Self.lines.count)
     }
 
+    /// The check reads strings eight bytes at a time: every byte value, at every place in a
+    /// name and in a value (and so at every place in a word), is taken as an eager decode takes it.
+    @Test func everyByteAtEveryPlace() {
+        var kept = Request(op: .ping)
+        for byte in UInt8.min...UInt8.max {
+            for place in 0..<17 {
+                var text = Array("abcdefghijklmnopq".utf8)
+                text[place] = byte
+                let name = Array(#"{"op":"eval","flag":"f","context":{"targetingKey":"u","#.utf8) + [0x22] + text + Array(#"":"v"}}"#.utf8)
+                let value = Array(#"{"op":"eval","flag":"f","context":{"targetingKey":"u","k":""#.utf8) + text + Array(#""}}"#.utf8)
+                for line in [name, value] {
+                    let (eager, lazy) = outcomes(line, kept: &kept)
+                    #expect(lazy == eager, "byte \(byte) at \(place)")
+                }
+            }
+        }
+    }
+
     /// A context that is never read stays text through the next lines; reading it later (after
     /// a line with the same context, or after a refused line) gives the same context.
     @Test func aContextReadLaterIsTheSame() throws {

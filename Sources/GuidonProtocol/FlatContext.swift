@@ -1,0 +1,187 @@
+import GuidonEngine
+import GuidonJSON
+
+/// A context object of the usual kind, *flat*: at most 16 members with distinct ASCII names
+/// without escapes, each a string without escapes, a number, `true`, `false` or `null`.
+///
+/// `check` tells such an object in one pass, without building anything; `decode` then builds
+/// its `EvaluationContext` without checking anything again, when (and if) it is read.
+enum FlatContext {
+    /// Whether the object at the scanner's position is a flat context that
+    /// `ContextSlot.decode` accepts:
+    /// at most 16 members (the check for repeated names is quadratic) with distinct ASCII names without escapes, each a string
+    /// without escapes or a number, `true`, `false` or `null`. When it is, the scanner is left
+    /// after it; when not, somewhere in it.
+    ///
+    /// Within these bounds names are equal exactly when their bytes are (which is how the
+    /// decoder finds repeated ones, `targetingKey` included); strings are held to the rules of
+    /// `JSONScanner.plainString` and numbers and literals are read by the scanner's own
+    /// functions, so the two agree on every such object. One pass, byte by byte.
+    static func check(_ s: inout JSONScanner) -> Bool {
+        let bytes = s.bytes
+        let end = bytes.count
+        var i = s.position
+        guard s.maxDepth >= 2, i < end, bytes[i] == UInt8(ascii: "{") else { return false }
+        i += 1
+        skipWhitespace(bytes, &i)
+        if i < end && bytes[i] == UInt8(ascii: "}") {
+            s.position = i + 1
+            return true
+        }
+        // Where each name starts, and its length, to find a repeated one.
+        var names = InlineArray<16, (start: Int, count: Int)>(repeating: (0, 0))
+        for member in names.indices {
+            // The name: printable ASCII, no quote or backslash.
+            guard i < end, bytes[i] == UInt8(ascii: "\"") else { return false }
+            let start = i + 1
+            i = nextSpecialByte(bytes, from: start)
+            guard i < end, bytes[i] == UInt8(ascii: "\"") else { return false }
+            let count = i - start
+            for j in 0..<member where names[j].count == count {
+                if count == 0 || memcmp(bytes.baseAddress! + names[j].start, bytes.baseAddress! + start, count) == 0 { return false }
+            }
+            names[member] = (start, count)
+            i += 1
+            skipWhitespace(bytes, &i)
+            guard i < end, bytes[i] == UInt8(ascii: ":") else { return false }
+            i += 1
+            skipWhitespace(bytes, &i)
+            guard i < end else { return false }
+            switch bytes[i] {
+            case UInt8(ascii: "\""):
+                // A string: no backslash, no control character, valid UTF-8.
+                let start = i + 1
+                var nonASCII = false
+                i = nextSpecialByte(bytes, from: start)
+                while i < end && bytes[i] >= 0x80 {
+                    nonASCII = true
+                    i = nextSpecialByte(bytes, from: i + 1)
+                }
+                guard i < end, bytes[i] == UInt8(ascii: "\"") else { return false }
+                if nonASCII && firstInvalidUTF8Offset(in: UnsafeRawBufferPointer(rebasing: bytes[start..<i])) != nil {
+                    return false
+                }
+                i += 1
+            case UInt8(ascii: "{"), UInt8(ascii: "["):
+                return false
+            default:
+                s.position = i
+                guard (try? s.value(depth: 2)) != nil else { return false }
+                i = s.position
+            }
+            skipWhitespace(bytes, &i)
+            guard i < end else { return false }
+            if bytes[i] == UInt8(ascii: "}") {
+                s.position = i + 1
+                return true
+            }
+            guard bytes[i] == UInt8(ascii: ",") else { return false }
+            i += 1
+            skipWhitespace(bytes, &i)
+        }
+        return false
+    }
+
+    /// The context in `text`, a flat object that `check` accepted: a string `targetingKey`
+    /// becomes the targeting key, every other member an attribute (as `EvaluationContext(json:)`
+    /// reads it). Strings equal to the ones at the same place in `previous` are reused rather
+    /// than built again.
+    static func decode(
+        _ text: UnsafeRawBufferPointer, maxDepth: Int, into context: inout EvaluationContext, previous: EvaluationContext
+    ) {
+        let end = text.count
+        var i = 1  // after the brace
+        skipWhitespace(text, &i)
+        while i < end && text[i] == UInt8(ascii: "\"") {
+            let name = UnsafeRawBufferPointer(rebasing: text[(i + 1)..<closingQuote(text, i + 1)])
+            i += name.count + 2
+            skipWhitespace(text, &i)
+            i += 1  // the colon
+            skipWhitespace(text, &i)
+            let isTargetingKey = equals(name, "targetingKey")
+            if text[i] == UInt8(ascii: "\"") {
+                let raw = UnsafeRawBufferPointer(rebasing: text[(i + 1)..<closingQuote(text, i + 1)])
+                i += raw.count + 2
+                if isTargetingKey {
+                    context.targetingKey = reusing(previous.targetingKey, for: raw)
+                } else {
+                    let index = context.attributes.count
+                    let before = index < previous.attributes.count ? previous.attributes.values[index].string : nil
+                    append(name, .string(reusing(before, for: raw)), to: &context, previous: previous)
+                }
+            } else {
+                // A number or a literal, which `check` has read with this very function.
+                var s = JSONScanner(text, maxDepth: maxDepth)
+                s.position = i
+                let value = (try? s.value(depth: 2)) ?? .null
+                i = s.position
+                append(name, value, to: &context, previous: previous)
+            }
+            skipWhitespace(text, &i)
+            if i < end && text[i] == UInt8(ascii: ",") { i += 1 }
+            skipWhitespace(text, &i)
+        }
+    }
+}
+
+/// The index of the first byte from `start` on that is a quote, a backslash, a control
+/// character or not ASCII (`bytes.count` when there is none), found eight bytes at a time.
+@inline(__always)
+private func nextSpecialByte(_ bytes: UnsafeRawBufferPointer, from start: Int) -> Int {
+    var i = start
+    while i + 8 <= bytes.count {
+        let word = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self))
+        let special = specialBytes(word)
+        if special != 0 { return i + special.trailingZeroBitCount / 8 }
+        i += 8
+    }
+    while i < bytes.count {
+        let b = bytes[i]
+        if b == UInt8(ascii: "\"") || b == UInt8(ascii: "\\") || b < 0x20 || b >= 0x80 { return i }
+        i += 1
+    }
+    return i
+}
+
+/// The high bit of each byte of `word` that is a quote, a backslash, below 0x20 or above 0x7F.
+/// Bits above the lowest one may be false alarms (a borrow carries into the next byte), but
+/// the lowest one marks the first such byte exactly.
+@inline(__always)
+private func specialBytes(_ word: UInt64) -> UInt64 {
+    let ones: UInt64 = 0x0101_0101_0101_0101
+    let highs: UInt64 = 0x8080_8080_8080_8080
+    func zeroBytes(_ v: UInt64) -> UInt64 { (v &- ones) & ~v & highs }
+    let control = (word &- ones &* 0x20) & ~word & highs
+    return (word & highs) | control
+        | zeroBytes(word ^ (ones &* UInt64(UInt8(ascii: "\"")))) | zeroBytes(word ^ (ones &* UInt64(UInt8(ascii: "\\"))))
+}
+
+/// Adds an attribute (whose name `check` found to be the only one so spelled), reusing the
+/// name at the same place in `previous` when it is the same.
+@inline(__always)
+private func append(_ name: UnsafeRawBufferPointer, _ value: JSONValue, to context: inout EvaluationContext, previous: EvaluationContext) {
+    let index = context.attributes.count
+    let key = equals(name, "targetingKey")
+        ? "targetingKey" : reusing(index < previous.attributes.count ? previous.attributes.keys[index] : nil, for: name)
+    context.attributes.appendUnique(key, value)
+}
+
+/// The index of the quote that ends the string whose content starts at `start` (a string
+/// without escapes, so the first quote).
+@inline(__always)
+private func closingQuote(_ bytes: UnsafeRawBufferPointer, _ start: Int) -> Int {
+    var i = start
+    while i < bytes.count && bytes[i] != UInt8(ascii: "\"") { i += 1 }
+    return i
+}
+
+@inline(__always)
+private func skipWhitespace(_ bytes: UnsafeRawBufferPointer, _ i: inout Int) {
+    while i < bytes.count, bytes[i] == 0x20 || bytes[i] == 0x09 || bytes[i] == 0x0D || bytes[i] == 0x0A { i += 1 }
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
