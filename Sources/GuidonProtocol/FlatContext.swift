@@ -34,7 +34,7 @@ enum FlatContext {
             // The name: printable ASCII, no quote or backslash.
             guard i < end, bytes[i] == UInt8(ascii: "\"") else { return false }
             let start = i + 1
-            i = nextSpecialByte(bytes, from: start)
+            i = s.nextSpecialByte(from: start)
             guard i < end, bytes[i] == UInt8(ascii: "\"") else { return false }
             let count = i - start
             for j in 0..<member where names[j].count == count {
@@ -52,10 +52,10 @@ enum FlatContext {
                 // A string: no backslash, no control character, valid UTF-8.
                 let start = i + 1
                 var nonASCII = false
-                i = nextSpecialByte(bytes, from: start)
+                i = s.nextSpecialByte(from: start)
                 while i < end && bytes[i] >= 0x80 {
                     nonASCII = true
-                    i = nextSpecialByte(bytes, from: i + 1)
+                    i = s.nextSpecialByte(from: i + 1)
                 }
                 guard i < end, bytes[i] == UInt8(ascii: "\"") else { return false }
                 if nonASCII && firstInvalidUTF8Offset(in: UnsafeRawBufferPointer(rebasing: bytes[start..<i])) != nil {
@@ -122,38 +122,6 @@ enum FlatContext {
             skipWhitespace(text, &i)
         }
     }
-}
-
-/// The index of the first byte from `start` on that is a quote, a backslash, a control
-/// character or not ASCII (`bytes.count` when there is none), found eight bytes at a time.
-@inline(__always)
-private func nextSpecialByte(_ bytes: UnsafeRawBufferPointer, from start: Int) -> Int {
-    var i = start
-    while i + 8 <= bytes.count {
-        let word = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self))
-        let special = specialBytes(word)
-        if special != 0 { return i + special.trailingZeroBitCount / 8 }
-        i += 8
-    }
-    while i < bytes.count {
-        let b = bytes[i]
-        if b == UInt8(ascii: "\"") || b == UInt8(ascii: "\\") || b < 0x20 || b >= 0x80 { return i }
-        i += 1
-    }
-    return i
-}
-
-/// The high bit of each byte of `word` that is a quote, a backslash, below 0x20 or above 0x7F.
-/// Bits above the lowest one may be false alarms (a borrow carries into the next byte), but
-/// the lowest one marks the first such byte exactly.
-@inline(__always)
-private func specialBytes(_ word: UInt64) -> UInt64 {
-    let ones: UInt64 = 0x0101_0101_0101_0101
-    let highs: UInt64 = 0x8080_8080_8080_8080
-    func zeroBytes(_ v: UInt64) -> UInt64 { (v &- ones) & ~v & highs }
-    let control = (word &- ones &* 0x20) & ~word & highs
-    return (word & highs) | control
-        | zeroBytes(word ^ (ones &* UInt64(UInt8(ascii: "\"")))) | zeroBytes(word ^ (ones &* UInt64(UInt8(ascii: "\\"))))
 }
 
 /// Adds an attribute (whose name `check` found to be the only one so spelled), reusing the
