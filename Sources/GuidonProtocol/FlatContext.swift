@@ -135,10 +135,18 @@ private func append(_ name: UnsafeRawBufferPointer, _ value: JSONValue, to conte
 }
 
 /// The index of the quote that ends the string whose content starts at `start` (a string
-/// without escapes, so the first quote).
+/// without escapes, so the first quote), found eight bytes at a time.
 @inline(__always)
 private func closingQuote(_ bytes: UnsafeRawBufferPointer, _ start: Int) -> Int {
+    let ones: UInt64 = 0x0101_0101_0101_0101
     var i = start
+    while i + 8 <= bytes.count {
+        // The lowest high bit of a zero byte of `word ^ quotes` marks the first quote exactly.
+        let word = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self)) ^ (ones &* 0x22)
+        let quotes = (word &- ones) & ~word & (ones &* 0x80)
+        if quotes != 0 { return i + quotes.trailingZeroBitCount / 8 }
+        i += 8
+    }
     while i < bytes.count && bytes[i] != UInt8(ascii: "\"") { i += 1 }
     return i
 }
