@@ -23,6 +23,10 @@ struct ContextSlot: Sendable {
     private(set) var decoded = EvaluationContext()
     /// Storage for the next decode (the attributes decoded the time before).
     private var spareAttributes = JSONObject()
+    /// Where the members of `decoded` lie in its text, when `FlatContext` decoded it (else
+    /// empty); and the storage for the next such layout.
+    private var decodedLayout = FlatContext.Layout()
+    private var spareLayout = FlatContext.Layout()
     /// The text of the request's context object, when known (else empty): the context is kept
     /// without decoding or checking it again when the next request's context has the same text.
     private(set) var text: [UInt8] = []
@@ -44,6 +48,7 @@ struct ContextSlot: Sendable {
 
     mutating func set(_ context: EvaluationContext) {
         decoded = context
+        decodedLayout.removeAll()
         pending = false
         text.removeAll(keepingCapacity: true)
     }
@@ -71,14 +76,24 @@ struct ContextSlot: Sendable {
 
     private mutating func decodePending() {
         let (text, maxDepth) = (self.text, self.maxDepth)
+        var layout = FlatContext.Layout()
+        swap(&layout, &spareLayout)
+        let previousLayout = decodedLayout
         refill { context, previous in
-            text.withUnsafeBytes { FlatContext.decode($0, maxDepth: maxDepth, into: &context, previous: previous) }
+            text.withUnsafeBytes {
+                FlatContext.decode(
+                    $0, maxDepth: maxDepth, into: &context, layout: &layout, previous: previous, previousLayout: previousLayout)
+            }
         }
+        // `layout` now describes `decoded`.
+        swap(&layout, &decodedLayout)
+        swap(&layout, &spareLayout)
     }
 
     /// Decodes the context object at the scanner's position into `decoded`. When this throws,
     /// `decoded` holds part of the context.
     private mutating func decode(_ s: inout JSONScanner) throws(JSONScanner.Failure) {
+        decodedLayout.removeAll()
         try refill { context, previous throws(JSONScanner.Failure) in
             try Self.decode(&s, into: &context, previous: previous)
         }

@@ -82,44 +82,91 @@ enum FlatContext {
         return false
     }
 
+    /// Where the members of a decoded flat context lie in its text and what each became, so
+    /// that the next decode can take a member whose bytes are unchanged (most are, from one
+    /// request of a client to the next) as it was, without comparing or building strings.
+    struct Layout {
+        var text: [UInt8] = []
+        /// Each member's bytes in `text` (from its name's opening quote to the end of its
+        /// value), and the index of the attribute it became (`nil`: the targeting key).
+        var members: [(bytes: Range<Int>, attribute: Int?)] = []
+
+        mutating func removeAll() {
+            text.removeAll(keepingCapacity: true)
+            members.removeAll(keepingCapacity: true)
+        }
+    }
+
     /// The context in `text`, a flat object that `check` accepted: a string `targetingKey`
     /// becomes the targeting key, every other member an attribute (as `EvaluationContext(json:)`
-    /// reads it). Strings equal to the ones at the same place in `previous` are reused rather
-    /// than built again.
+    /// reads it). `layout` is filled in for `text`.
+    ///
+    /// `previous` is the context decoded before, and `previousLayout` where its members lay
+    /// (empty when it was not decoded here): a member whose bytes are the same as the member at
+    /// the same place then is taken from `previous`; else strings equal to the ones at the
+    /// same place in `previous` are reused rather than built again.
     static func decode(
-        _ text: UnsafeRawBufferPointer, maxDepth: Int, into context: inout EvaluationContext, previous: EvaluationContext
+        _ text: UnsafeRawBufferPointer, maxDepth: Int, into context: inout EvaluationContext, layout: inout Layout,
+        previous: EvaluationContext, previousLayout: Layout
     ) {
-        let end = text.count
-        var i = 1  // after the brace
-        skipWhitespace(text, &i)
-        while i < end && text[i] == UInt8(ascii: "\"") {
-            let name = UnsafeRawBufferPointer(rebasing: text[(i + 1)..<closingQuote(text, i + 1)])
-            i += name.count + 2
+        layout.removeAll()
+        layout.text.append(contentsOf: text)
+        previousLayout.text.withUnsafeBytes { previousText in
+            let end = text.count
+            var i = 1  // after the brace
             skipWhitespace(text, &i)
-            i += 1  // the colon
-            skipWhitespace(text, &i)
-            let isTargetingKey = equals(name, "targetingKey")
-            if text[i] == UInt8(ascii: "\"") {
-                let raw = UnsafeRawBufferPointer(rebasing: text[(i + 1)..<closingQuote(text, i + 1)])
-                i += raw.count + 2
-                if isTargetingKey {
-                    context.targetingKey = reusing(previous.targetingKey, for: raw)
+            while i < end && text[i] == UInt8(ascii: "\"") {
+                let start = i
+                let name = UnsafeRawBufferPointer(rebasing: text[(i + 1)..<closingQuote(text, i + 1)])
+                i += name.count + 2
+                skipWhitespace(text, &i)
+                i += 1  // the colon
+                skipWhitespace(text, &i)
+                var string: UnsafeRawBufferPointer?
+                var scalar = JSONValue.null
+                if text[i] == UInt8(ascii: "\"") {
+                    let raw = UnsafeRawBufferPointer(rebasing: text[(i + 1)..<closingQuote(text, i + 1)])
+                    i += raw.count + 2
+                    string = raw
+                } else {
+                    // A number or a literal, which `check` has read with this very function.
+                    var s = JSONScanner(text, maxDepth: maxDepth)
+                    s.position = i
+                    scalar = (try? s.value(depth: 2)) ?? .null
+                    i = s.position
+                }
+                let bytes = start..<i
+                let member = layout.members.count
+                if member < previousLayout.members.count, case let before = previousLayout.members[member],
+                    before.bytes.count == bytes.count,
+                    memcmp(previousText.baseAddress! + before.bytes.lowerBound, text.baseAddress! + start, bytes.count) == 0
+                {
+                    // The same member as before, which became the same.
+                    if let attribute = before.attribute {
+                        context.attributes.appendUnique(previous.attributes.keys[attribute], previous.attributes.values[attribute])
+                        layout.members.append((bytes, context.attributes.count - 1))
+                    } else {
+                        context.targetingKey = previous.targetingKey
+                        layout.members.append((bytes, nil))
+                    }
+                } else if let string, equals(name, "targetingKey") {
+                    context.targetingKey = reusing(previous.targetingKey, for: string)
+                    layout.members.append((bytes, nil))
                 } else {
                     let index = context.attributes.count
-                    let before = index < previous.attributes.count ? previous.attributes.values[index].string : nil
-                    append(name, .string(reusing(before, for: raw)), to: &context, previous: previous)
+                    let value: JSONValue
+                    if let string {
+                        value = .string(reusing(index < previous.attributes.count ? previous.attributes.values[index].string : nil, for: string))
+                    } else {
+                        value = scalar
+                    }
+                    append(name, value, to: &context, previous: previous)
+                    layout.members.append((bytes, index))
                 }
-            } else {
-                // A number or a literal, which `check` has read with this very function.
-                var s = JSONScanner(text, maxDepth: maxDepth)
-                s.position = i
-                let value = (try? s.value(depth: 2)) ?? .null
-                i = s.position
-                append(name, value, to: &context, previous: previous)
+                skipWhitespace(text, &i)
+                if i < end && text[i] == UInt8(ascii: ",") { i += 1 }
+                skipWhitespace(text, &i)
             }
-            skipWhitespace(text, &i)
-            if i < end && text[i] == UInt8(ascii: ",") { i += 1 }
-            skipWhitespace(text, &i)
         }
     }
 }

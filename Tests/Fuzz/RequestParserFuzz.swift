@@ -93,6 +93,9 @@ func checkReuse(_ bytes: UnsafeRawBufferPointer, _ parser: RequestParser, readsC
     let fresh: Result<Request, RequestError> = Result { () throws(RequestError) in try parser.parse(bytes) }
     let again: Result<Request, RequestError> = Result { () throws(RequestError) in
         try parser.parse(bytes, into: &kept)
+        // Decoded in the kept request itself (as a handler does for a targeted flag), so that
+        // the next input's decode starts from this context.
+        if readsContext { _ = kept.context }
         return kept
     }
     switch (fresh, again) {

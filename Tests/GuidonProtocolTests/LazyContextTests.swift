@@ -60,6 +60,9 @@ struct LazyContextTests {
             let eager = Outcome { () throws(RequestError) in try parser.parse(raw) }
             let lazy = Outcome { () throws(RequestError) in
                 try parser.parse(raw, into: &kept)
+                // Decoded in the kept request itself, as a handler does: the next line's decode
+                // then starts from this one's context.
+                _ = kept.context
                 return kept
             }
             return (eager, lazy)
@@ -94,6 +97,26 @@ struct LazyContextTests {
                     #expect(lazy == eager, "byte \(byte) at \(place)")
                 }
             }
+        }
+    }
+
+    /// A member whose bytes are the ones at the same place in the context decoded before is taken
+    /// from it: contexts whose members move, change role (targeting key or attribute), value or
+    /// type from one line to the next decode as a one-off parse decodes them.
+    @Test func unchangedMembersAreTakenFromTheContextBefore() {
+        let contexts = [
+            #"{"targetingKey":"u","a":1,"b":"x"}"#, #"{"targetingKey":"u","a":1,"b":"x"}"#,
+            #"{"a":1,"targetingKey":"u","b":"x"}"#, #"{"targetingKey":"v","a":1,"b":"x"}"#,
+            #"{"targetingKey":7,"a":1,"b":"x"}"#, #"{"targetingKey":"7","a":1,"b":"x"}"#,
+            #"{"targetingKey":"u","a":"1","b":"x"}"#, #"{"b":"x","a":1}"#, #"{"b":"x","a":1,"c":null}"#,
+            #"{ "b":"x","a":1}"#, #"{"b":"x" ,"a":1}"#, #"{"b":"y","a":1}"#, #"{"a":1}"#, #"{}"#, #"{"a":1}"#,
+            #"{"a":"\u0031"}"#, #"{"a":1}"#, #"{"a":"1"}"#,
+        ]
+        var kept = Request(op: .ping)
+        for context in contexts + contexts.reversed() {
+            let line = Array(#"{"op":"eval","flag":"f","context":\#(context)}"#.utf8)
+            let (eager, lazy) = outcomes(line, kept: &kept)
+            #expect(lazy == eager, "\(context)")
         }
     }
 

@@ -84,6 +84,7 @@ struct RequestReuseTests {
                 let fresh = Outcome { () throws(RequestError) in try parser.parse(raw) }
                 let again = Outcome { () throws(RequestError) in
                     try parser.parse(raw, into: &reused)
+                    _ = reused.context  // decoded in the kept request, for the next line to start from
                     return reused
                 }
                 #expect(again == fresh, "\(line)")
@@ -100,6 +101,7 @@ struct RequestReuseTests {
                 let fresh = Outcome { () throws(RequestError) in try parser.parse(raw) }
                 let again = Outcome { () throws(RequestError) in
                     try parser.parse(raw, into: &reused)
+                    _ = reused.context  // decoded in the kept request, for the next line to start from
                     return reused
                 }
                 #expect(again == fresh, "maxDepth \(parser.maxDepth)")
