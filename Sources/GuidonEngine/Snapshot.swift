@@ -35,6 +35,8 @@ public final class Snapshot: Sendable {
     public let flags: [FlagInfo]
 
     let compiled: [CompiledFlag]
+    /// Key → position: `keyIndex` by bytes, then `lookup` (canonical equivalence) for the rest.
+    let keyIndex: KeyIndex
     let lookup: [String: Int]
     let clock: @Sendable () -> Int64
     /// What the next compile needs to reuse this snapshot's flags.
@@ -53,6 +55,7 @@ public final class Snapshot: Sendable {
         self.metadata = metadata
         self.warnings = warnings
         self.clock = clock
+        self.keyIndex = KeyIndex(flags.map(\.key))
         if let lookup {
             self.lookup = lookup
         } else {
@@ -78,7 +81,13 @@ public final class Snapshot: Sendable {
     public var count: Int { compiled.count }
 
     public func info(_ key: String) -> FlagInfo? {
-        lookup[key].map { flags[$0] }
+        position(of: key).map { flags[$0] }
+    }
+
+    /// Where the flag `key` is, by its bytes or else as `lookup` finds it.
+    @inline(__always)
+    func position(of key: String) -> Int? {
+        keyIndex.position(of: key) { compiled[$0].key } ?? lookup[key]
     }
 
     /// Evaluates one flag. `now` (Unix seconds) overrides the snapshot's clock.
@@ -89,7 +98,7 @@ public final class Snapshot: Sendable {
     public func evaluate(
         _ key: String, context: @autoclosure () -> EvaluationContext, type: ValueType? = nil, now: Int64? = nil
     ) -> EvaluationResult {
-        guard let i = lookup[key] else {
+        guard let i = position(of: key) else {
             return EvaluationResult(
                 flagKey: key, value: nil, variant: nil, reason: .error, errorCode: .flagNotFound,
                 errorMessage: "flag '\(key)' is not defined")
