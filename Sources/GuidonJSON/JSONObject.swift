@@ -71,6 +71,11 @@ public struct JSONObject: Sendable {
         append(key, value)
     }
 
+    /// Replaces the value of the member at `index` (in document order), keeping its key.
+    public mutating func replaceValue(at index: Int, with value: JSONValue) {
+        values[index] = value
+    }
+
     /// Removes every member; with `keepingCapacity`, the storage stays for the members to come
     /// (a decoder that fills one object per request then allocates nothing once it has grown).
     public mutating func removeAll(keepingCapacity: Bool = false) {

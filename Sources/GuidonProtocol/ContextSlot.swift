@@ -75,15 +75,15 @@ struct ContextSlot: Sendable {
     }
 
     private mutating func decodePending() {
+        pending = false
         let (text, maxDepth) = (self.text, self.maxDepth)
+        // Only values changed, usually: then they are changed in place.
+        let updated = text.withUnsafeBytes { FlatContext.update(&decoded, layout: &decodedLayout, to: $0, maxDepth: maxDepth) }
+        guard !updated else { return }
         var layout = FlatContext.Layout()
         swap(&layout, &spareLayout)
-        let previousLayout = decodedLayout
         refill { context, previous in
-            text.withUnsafeBytes {
-                FlatContext.decode(
-                    $0, maxDepth: maxDepth, into: &context, layout: &layout, previous: previous, previousLayout: previousLayout)
-            }
+            text.withUnsafeBytes { FlatContext.decode($0, maxDepth: maxDepth, into: &context, layout: &layout, previous: previous) }
         }
         // `layout` now describes `decoded`.
         swap(&layout, &decodedLayout)

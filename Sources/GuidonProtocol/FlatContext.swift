@@ -83,13 +83,20 @@ enum FlatContext {
     }
 
     /// Where the members of a decoded flat context lie in its text and what each became, so
-    /// that the next decode can take a member whose bytes are unchanged (most are, from one
-    /// request of a client to the next) as it was, without comparing or building strings.
+    /// that the next context can be decoded by changing only the values that changed.
     struct Layout {
+        /// The text; empty when the layout describes no decoded context.
         var text: [UInt8] = []
-        /// Each member's bytes in `text` (from its name's opening quote to the end of its
-        /// value), and the index of the attribute it became (`nil`: the targeting key).
-        var members: [(bytes: Range<Int>, attribute: Int?)] = []
+        var members: [Member] = []
+
+        struct Member {
+            /// From the name's opening quote to the end of the value.
+            var bytes: Range<Int>
+            /// The name, without its quotes.
+            var name: Range<Int>
+            /// The attribute the member became (`nil`: the targeting key).
+            var attribute: Int?
+        }
 
         mutating func removeAll() {
             text.removeAll(keepingCapacity: true)
@@ -99,86 +106,137 @@ enum FlatContext {
 
     /// The context in `text`, a flat object that `check` accepted: a string `targetingKey`
     /// becomes the targeting key, every other member an attribute (as `EvaluationContext(json:)`
-    /// reads it). `layout` is filled in for `text`.
-    ///
-    /// `previous` is the context decoded before, and `previousLayout` where its members lay
-    /// (empty when it was not decoded here): a member whose bytes are the same as the member at
-    /// the same place then is taken from `previous`; else strings equal to the ones at the
-    /// same place in `previous` are reused rather than built again.
+    /// reads it). Strings equal to the ones at the same place in `previous` are reused rather
+    /// than built again. `layout` is filled in for `text`.
     static func decode(
         _ text: UnsafeRawBufferPointer, maxDepth: Int, into context: inout EvaluationContext, layout: inout Layout,
-        previous: EvaluationContext, previousLayout: Layout
+        previous: EvaluationContext
     ) {
         layout.removeAll()
         layout.text.append(contentsOf: text)
-        previousLayout.text.withUnsafeBytes { previousText in
-            let end = text.count
-            var i = 1  // after the brace
-            skipWhitespace(text, &i)
-            while i < end && text[i] == UInt8(ascii: "\"") {
-                let start = i
-                let name = UnsafeRawBufferPointer(rebasing: text[(i + 1)..<closingQuote(text, i + 1)])
-                i += name.count + 2
-                skipWhitespace(text, &i)
-                i += 1  // the colon
-                skipWhitespace(text, &i)
-                var string: UnsafeRawBufferPointer?
-                var scalar = JSONValue.null
-                if text[i] == UInt8(ascii: "\"") {
-                    let raw = UnsafeRawBufferPointer(rebasing: text[(i + 1)..<closingQuote(text, i + 1)])
-                    i += raw.count + 2
-                    string = raw
-                } else {
-                    // A number or a literal, which `check` has read with this very function.
-                    var s = JSONScanner(text, maxDepth: maxDepth)
-                    s.position = i
-                    scalar = (try? s.value(depth: 2)) ?? .null
-                    i = s.position
-                }
-                let bytes = start..<i
-                let member = layout.members.count
-                if member < previousLayout.members.count, case let before = previousLayout.members[member],
-                    before.bytes.count == bytes.count,
-                    memcmp(previousText.baseAddress! + before.bytes.lowerBound, text.baseAddress! + start, bytes.count) == 0
-                {
-                    // The same member as before, which became the same.
-                    if let attribute = before.attribute {
-                        context.attributes.appendUnique(previous.attributes.keys[attribute], previous.attributes.values[attribute])
-                        layout.members.append((bytes, context.attributes.count - 1))
-                    } else {
-                        context.targetingKey = previous.targetingKey
-                        layout.members.append((bytes, nil))
-                    }
-                } else if let string, equals(name, "targetingKey") {
-                    context.targetingKey = reusing(previous.targetingKey, for: string)
-                    layout.members.append((bytes, nil))
-                } else {
-                    let index = context.attributes.count
-                    let value: JSONValue
-                    if let string {
-                        value = .string(reusing(index < previous.attributes.count ? previous.attributes.values[index].string : nil, for: string))
-                    } else {
-                        value = scalar
-                    }
-                    append(name, value, to: &context, previous: previous)
-                    layout.members.append((bytes, index))
-                }
-                skipWhitespace(text, &i)
-                if i < end && text[i] == UInt8(ascii: ",") { i += 1 }
-                skipWhitespace(text, &i)
+        var i = 1  // after the brace
+        skipWhitespace(text, &i)
+        while i < text.count && text[i] == UInt8(ascii: "\"") {
+            let member = scan(text, &i)
+            let name = UnsafeRawBufferPointer(rebasing: text[member.name])
+            if let string = member.string, equals(name, "targetingKey") {
+                context.targetingKey = reusing(previous.targetingKey, for: UnsafeRawBufferPointer(rebasing: text[string]))
+                layout.members.append(Layout.Member(bytes: member.bytes, name: member.name, attribute: nil))
+                continue
             }
+            let index = context.attributes.count
+            let value: JSONValue
+            if let string = member.string {
+                let before = index < previous.attributes.count ? previous.attributes.values[index].string : nil
+                value = .string(reusing(before, for: UnsafeRawBufferPointer(rebasing: text[string])))
+            } else {
+                value = scalar(member, text, maxDepth: maxDepth)
+            }
+            let key = equals(name, "targetingKey")
+                ? "targetingKey" : reusing(index < previous.attributes.count ? previous.attributes.keys[index] : nil, for: name)
+            context.attributes.appendUnique(key, value)
+            layout.members.append(Layout.Member(bytes: member.bytes, name: member.name, attribute: index))
         }
+    }
+
+    /// Changes `context`, decoded from `layout.text`, into the context in `text` (a flat object
+    /// that `check` accepted) in place, when `text` has the same members in the same order,
+    /// each the targeting key or an attribute as before, and only values differ: the usual
+    /// case from one request of a client to the next, where only the values that changed are
+    /// decoded. `false`, with nothing changed, for any other `text`.
+    static func update(_ context: inout EvaluationContext, layout: inout Layout, to text: UnsafeRawBufferPointer, maxDepth: Int) -> Bool {
+        guard !layout.text.isEmpty else { return false }
+        var members = InlineArray<16, Scanned>(repeating: Scanned())
+        var changed: UInt32 = 0
+        var count = 0
+        let same = layout.text.withUnsafeBytes { before -> Bool in
+            var i = 1
+            skipWhitespace(text, &i)
+            while i < text.count && text[i] == UInt8(ascii: "\"") {
+                guard count < layout.members.count else { return false }
+                let member = scan(text, &i)
+                let was = layout.members[count]
+                if !sameBytes(text, member.bytes, before, was.bytes) {
+                    guard sameBytes(text, member.name, before, was.name) else { return false }
+                    let isTargetingKey = member.string != nil && equals(UnsafeRawBufferPointer(rebasing: text[member.name]), "targetingKey")
+                    guard isTargetingKey == (was.attribute == nil) else { return false }
+                    changed |= 1 << count
+                }
+                members[count] = member
+                count += 1
+            }
+            return count == layout.members.count
+        }
+        guard same else { return false }
+        for k in 0..<count {
+            let member = members[k]
+            if changed & (1 << k) != 0 {
+                if let attribute = layout.members[k].attribute {
+                    let value = member.string.map { JSONValue.string(String(decoding: UnsafeRawBufferPointer(rebasing: text[$0]), as: UTF8.self)) }
+                        ?? scalar(member, text, maxDepth: maxDepth)
+                    context.attributes.replaceValue(at: attribute, with: value)
+                } else {
+                    context.targetingKey = String(decoding: UnsafeRawBufferPointer(rebasing: text[member.string!]), as: UTF8.self)
+                }
+            }
+            layout.members[k].bytes = member.bytes
+            layout.members[k].name = member.name
+        }
+        layout.text.removeAll(keepingCapacity: true)
+        layout.text.append(contentsOf: text)
+        return true
+    }
+
+    /// Where the parts of one member of a checked flat object lie.
+    private struct Scanned {
+        var bytes: Range<Int> = 0..<0
+        var name: Range<Int> = 0..<0
+        /// A string value's content.
+        var string: Range<Int>?
+        /// Any other value's text.
+        var scalar: Range<Int> = 0..<0
+    }
+
+    /// The member whose name's opening quote is at `i`; `i` is left at the next member's name
+    /// (or the closing brace).
+    @inline(__always)
+    private static func scan(_ text: UnsafeRawBufferPointer, _ i: inout Int) -> Scanned {
+        var member = Scanned()
+        let start = i
+        let nameEnd = closingQuote(text, i + 1)
+        member.name = (i + 1)..<nameEnd
+        i = nameEnd + 1
+        skipWhitespace(text, &i)
+        i += 1  // the colon
+        skipWhitespace(text, &i)
+        if i < text.count && text[i] == UInt8(ascii: "\"") {
+            let end = closingQuote(text, i + 1)
+            member.string = (i + 1)..<end
+            i = end + 1
+        } else {
+            // A number or a literal: no whitespace, comma or brace inside.
+            let valueStart = i
+            while i < text.count, text[i] != UInt8(ascii: ","), text[i] != UInt8(ascii: "}"), text[i] > 0x20 { i += 1 }
+            member.scalar = valueStart..<i
+        }
+        member.bytes = start..<i
+        skipWhitespace(text, &i)
+        if i < text.count && text[i] == UInt8(ascii: ",") { i += 1 }
+        skipWhitespace(text, &i)
+        return member
+    }
+
+    /// A number or a literal, read by the function `check` read it with.
+    private static func scalar(_ member: Scanned, _ text: UnsafeRawBufferPointer, maxDepth: Int) -> JSONValue {
+        var s = JSONScanner(text, maxDepth: maxDepth)
+        s.position = member.scalar.lowerBound
+        return (try? s.value(depth: 2)) ?? .null
     }
 }
 
-/// Adds an attribute (whose name `check` found to be the only one so spelled), reusing the
-/// name at the same place in `previous` when it is the same.
 @inline(__always)
-private func append(_ name: UnsafeRawBufferPointer, _ value: JSONValue, to context: inout EvaluationContext, previous: EvaluationContext) {
-    let index = context.attributes.count
-    let key = equals(name, "targetingKey")
-        ? "targetingKey" : reusing(index < previous.attributes.count ? previous.attributes.keys[index] : nil, for: name)
-    context.attributes.appendUnique(key, value)
+private func sameBytes(_ a: UnsafeRawBufferPointer, _ ra: Range<Int>, _ b: UnsafeRawBufferPointer, _ rb: Range<Int>) -> Bool {
+    ra.count == rb.count && (ra.isEmpty || memcmp(a.baseAddress! + ra.lowerBound, b.baseAddress! + rb.lowerBound, ra.count) == 0)
 }
 
 /// The index of the quote that ends the string whose content starts at `start` (a string
