@@ -10,14 +10,17 @@ import GuidonJSON
 /// its text; `Request.context` decodes it the first time it is read, which the engine does
 /// only for a flag whose targeting reads it.
 ///
-/// The check is deliberately narrower than the decoder: anything it does not vouch for
-/// (escapes, nesting, a non-ASCII name, a repeated name, a syntax error, more than 16
-/// members) is decoded at once, by the same code as always, so that a refused
+/// The check (`FlatContext.check`) is deliberately narrower than the decoder: anything it
+/// does not vouch for (escapes, nesting, a non-ASCII name, a repeated name, a syntax error,
+/// more than 16 members) is decoded at once, by the same code as always, so that a refused
 /// line is refused with the very same message and column whichever path it took.
 ///
-/// Decoding reuses storage: the attributes are filled into the spare object while the ones
-/// decoded before stay intact to be compared with, and a string equal to the one at the same
-/// place before is kept instead of being built again.
+/// Decoding reuses what the context decoded before holds. When a flat context has the same
+/// members (names, order, roles) as that one, the usual case from one request of a client to
+/// the next, only the values that changed are decoded, in place (`FlatContext.update`).
+/// Otherwise the attributes are filled into the spare object while the ones decoded before
+/// stay intact to be compared with, and a string equal to the one at the same place before
+/// is kept instead of being built again.
 struct ContextSlot: Sendable {
     /// The context decoded last: the request's context, unless `pending`.
     private(set) var decoded = EvaluationContext()

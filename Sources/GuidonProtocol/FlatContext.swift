@@ -4,19 +4,19 @@ import GuidonJSON
 /// A context object of the usual kind, *flat*: at most 16 members with distinct ASCII names
 /// without escapes, each a string without escapes, a number, `true`, `false` or `null`.
 ///
-/// `check` tells such an object in one pass, without building anything; `decode` then builds
-/// its `EvaluationContext` without checking anything again, when (and if) it is read.
+/// `check` tells such an object in one pass, without building anything. When (and if) the
+/// context is read, `update` changes the context decoded before into it in place, or `decode`
+/// builds it afresh; neither checks anything again.
 enum FlatContext {
-    /// Whether the object at the scanner's position is a flat context that
-    /// `ContextSlot.decode` accepts:
-    /// at most 16 members (the check for repeated names is quadratic) with distinct ASCII names without escapes, each a string
-    /// without escapes or a number, `true`, `false` or `null`. When it is, the scanner is left
-    /// after it; when not, somewhere in it.
+    /// Whether the object at the scanner's position is a flat context (which
+    /// `ContextSlot.decode` accepts): the scanner is then left after it; when not, somewhere
+    /// in it. (At most 16 members: the check for repeated names is quadratic.)
     ///
     /// Within these bounds names are equal exactly when their bytes are (which is how the
     /// decoder finds repeated ones, `targetingKey` included); strings are held to the rules of
     /// `JSONScanner.plainString` and numbers and literals are read by the scanner's own
-    /// functions, so the two agree on every such object. One pass, byte by byte.
+    /// functions, so the two agree on every such object. One pass, eight bytes at a time
+    /// through strings.
     static func check(_ s: inout JSONScanner) -> Bool {
         let bytes = s.bytes
         let end = bytes.count
