@@ -82,17 +82,17 @@ public struct EvaluationResult: Sendable, Hashable {
     /// every evaluation (and a result counts one reference for its metadata, not three).
     public var encodedMetadata: [UInt8] { shared.metadataJSON }
 
-    /// `"flag":KEY` as compact JSON text, written once by the compiled flag, while `flagKey` is
-    /// the flag's key; `nil` for a result made or changed otherwise.
-    public var encodedFlagMember: ArraySlice<UInt8>? {
-        encodesFlagKey ? shared.flagMember : nil
-    }
-
-    /// `,"value":VALUE,"variant":NAME` as compact JSON text, written once by the compiled flag,
-    /// while the result serves one of the flag's variants as it is defined (not converted to the
-    /// requested type); `nil` for any other result.
-    public var encodedVariantMembers: ArraySlice<UInt8>? {
-        encodedVariant.map(shared.variantMembers)
+    /// Lends `body` what a reply says of this result as compact JSON text, written once by the
+    /// compiled flag: `flag` is `"flag":KEY` while `flagKey` is the flag's key, `variant` is
+    /// `,"value":VALUE,"variant":NAME` while the result serves one of the flag's variants as it
+    /// is defined (not converted to the requested type), each `nil` for a result made or
+    /// changed otherwise; `metadata` is `encodedMetadata`. The bytes are borrowed, not
+    /// retained: a snapshot's objects are shared by every thread, and counting references to
+    /// them costs contended atomic operations.
+    public func withEncodedMembers<Result>(
+        _ body: (_ flag: UnsafeRawBufferPointer?, _ variant: UnsafeRawBufferPointer?, _ metadata: UnsafeRawBufferPointer) -> Result
+    ) -> Result {
+        shared.withMembers(flag: encodesFlagKey, variant: encodedVariant, body)
     }
 
     private var shared: ResultText
@@ -193,12 +193,20 @@ final class ResultText: Sendable {
     /// Whether the members were written (for a compiled flag).
     var hasMembers: Bool { !ends.isEmpty }
 
-    var flagMember: ArraySlice<UInt8>? {
-        ends.isEmpty ? nil : members[..<ends[0]]
-    }
-
-    func variantMembers(_ i: Int) -> ArraySlice<UInt8> {
-        members[ends[i]..<ends[i + 1]]
+    /// The flag's members and those of `variant` (when asked for and written), and the
+    /// metadata, lent to `body`.
+    @inline(__always)
+    func withMembers<Result>(
+        flag: Bool, variant: Int?, _ body: (UnsafeRawBufferPointer?, UnsafeRawBufferPointer?, UnsafeRawBufferPointer) -> Result
+    ) -> Result {
+        metadataJSON.withUnsafeBytes { metadata in
+            members.withUnsafeBytes { bytes in
+                guard !ends.isEmpty else { return body(nil, nil, metadata) }
+                let flagMember = flag ? UnsafeRawBufferPointer(rebasing: bytes[..<ends[0]]) : nil
+                let variantMembers = variant.map { UnsafeRawBufferPointer(rebasing: bytes[ends[$0]..<ends[$0 + 1]]) }
+                return body(flagMember, variantMembers, metadata)
+            }
+        }
     }
 
     private static func json(_ metadata: JSONObject) -> [UInt8] {

@@ -93,12 +93,15 @@ struct ReplyEncoderTests {
             }
         }
         #expect(Set(results.map(\.reason)) == [.static, .targetingMatch, .default, .disabled, .error])
-        #expect(results.contains { $0.encodedVariantMembers != nil } && results.contains { $0.encodedVariantMembers == nil && $0.value != nil })
+        func encoded(_ r: EvaluationResult) -> (flag: Bool, variant: Bool) {
+            r.withEncodedMembers { flag, variant, _ in (flag != nil, variant != nil) }
+        }
+        #expect(results.contains { encoded($0).variant } && results.contains { !encoded($0).variant && $0.value != nil })
         for compiled in results {
             let byHand = EvaluationResult(
                 flagKey: compiled.flagKey, value: compiled.value, variant: compiled.variant, reason: compiled.reason,
                 errorCode: compiled.errorCode, errorMessage: compiled.errorMessage, metadata: compiled.metadata)
-            #expect(byHand.encodedFlagMember == nil && byHand.encodedVariantMembers == nil)
+            #expect(encoded(byHand) == (false, false))
             for defaultValue: JSONValue? in [nil, 0] {
                 var fromCompiled: [UInt8] = []
                 var fromByHand: [UInt8] = []
@@ -112,7 +115,7 @@ struct ReplyEncoderTests {
         }
 
         let served = snapshot.evaluate("static", context: EvaluationContext())
-        #expect(served.encodedFlagMember != nil && served.encodedVariantMembers != nil)
+        #expect(encoded(served) == (true, true))
         func reply(_ result: EvaluationResult) throws -> JSONObject {
             try line { ReplyEncoder.eval(id: nil, result: result, default: nil, into: &$0) }
         }
