@@ -88,9 +88,9 @@ final class CompiledFlag: Sendable {
     let variants: VariantTable
     let defaultIndex: Int?
     let targeting: Outcome?
-    /// The metadata every result of this flag carries (with its JSON text).
-    let resultMetadata: ResultMetadata
-    var metadata: JSONObject { resultMetadata.object }
+    /// What every result of this flag carries: its metadata and pre-encoded members.
+    let resultText: ResultText
+    var metadata: JSONObject { resultText.metadata }
 
     init(key: String, enabled: Bool, variants: VariantTable, defaultIndex: Int?, targeting: Outcome?, metadata: JSONObject) {
         self.key = key
@@ -98,21 +98,27 @@ final class CompiledFlag: Sendable {
         self.variants = variants
         self.defaultIndex = defaultIndex
         self.targeting = targeting
-        self.resultMetadata = ResultMetadata.make(metadata)
+        self.resultText = ResultText.make(flagKey: key, variants: variants, metadata: metadata)
     }
 
-    func evaluate(context: EvaluationContext, type: ValueType?, now: Int64) -> EvaluationResult {
+    /// The result for `context`, which is asked for only when targeting reads it.
+    func evaluate(context: () -> EvaluationContext, type: ValueType?, now: Int64) -> EvaluationResult {
         guard enabled else {
-            return EvaluationResult(flagKey: key, value: nil, variant: nil, reason: .disabled, metadata: resultMetadata)
+            return EvaluationResult(flagKey: key, value: nil, variant: nil, reason: .disabled, shared: resultText)
         }
         guard let targeting else { return serveDefault(type, reason: .static) }
-        let evaluator = Evaluator(context: context, flagKey: key, now: now)
+        if case .resolved(let resolution) = targeting { return result(for: resolution, type) }
+        let evaluator = Evaluator(context: context(), flagKey: key, now: now)
         let resolution: Resolution
         do {
             resolution = try resolve(targeting, evaluator)
         } catch {
             return failure(.parseError, "flag '\(key)': \(error.message)")
         }
+        return result(for: resolution, type)
+    }
+
+    private func result(for resolution: Resolution, _ type: ValueType?) -> EvaluationResult {
         switch resolution {
         case .variant(let i):
             return serve(i, type, reason: .targetingMatch)
@@ -140,7 +146,7 @@ final class CompiledFlag: Sendable {
 
     private func serveDefault(_ type: ValueType?, reason: Reason) -> EvaluationResult {
         guard let d = defaultIndex else {
-            return EvaluationResult(flagKey: key, value: nil, variant: nil, reason: .default, metadata: resultMetadata)
+            return EvaluationResult(flagKey: key, value: nil, variant: nil, reason: .default, shared: resultText)
         }
         return serve(d, type, reason: reason)
     }
@@ -149,17 +155,22 @@ final class CompiledFlag: Sendable {
     private func serve(_ i: Int, _ type: ValueType?, reason: Reason) -> EvaluationResult {
         let value = variants.values[i]
         guard let type else {
-            return EvaluationResult(flagKey: key, value: value, variant: variants.names[i], reason: reason, metadata: resultMetadata)
+            return EvaluationResult(flagKey: key, value: value, variant: variants.names[i], reason: reason, shared: resultText, servedVariant: i)
         }
         guard let typed = Self.value(value, as: type) else {
             return failure(.typeMismatch,
                 "flag '\(key)': variant \"\(variants.names[i])\" is \(article(value.typeName)), not \(article(type.rawValue))")
         }
-        return EvaluationResult(flagKey: key, value: typed, variant: variants.names[i], reason: reason, metadata: resultMetadata)
+        // An integer served as a float is no longer the variant's value as written.
+        var converted = false
+        if type == .float, case .int = value { converted = true }
+        return EvaluationResult(
+            flagKey: key, value: typed, variant: variants.names[i], reason: reason, shared: resultText,
+            servedVariant: converted ? nil : i)
     }
 
     private func failure(_ code: ErrorCode, _ message: String) -> EvaluationResult {
-        EvaluationResult(flagKey: key, value: nil, variant: nil, reason: .error, errorCode: code, errorMessage: message, metadata: resultMetadata)
+        EvaluationResult(flagKey: key, value: nil, variant: nil, reason: .error, errorCode: code, errorMessage: message, shared: resultText)
     }
 
     /// The value as the requested type: integers are not floats, floats accept integers.

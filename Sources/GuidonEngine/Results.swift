@@ -53,26 +53,53 @@ public struct EvaluationContext: Sendable, Hashable {
 
 /// The outcome of evaluating one flag.
 public struct EvaluationResult: Sendable, Hashable {
-    public var flagKey: String
+    public var flagKey: String {
+        didSet { encodesFlagKey = false }
+    }
     /// The served value; `nil` when the caller's default applies
     /// (DISABLED, DEFAULT without a default variant, and every ERROR).
-    public var value: JSONValue?
-    public var variant: String?
+    public var value: JSONValue? {
+        didSet { encodedVariant = nil }
+    }
+    public var variant: String? {
+        didSet { encodedVariant = nil }
+    }
     public var reason: Reason
     public var errorCode: ErrorCode?
     public var errorMessage: String?
     /// Set-level metadata overlaid with the flag's own (empty for FLAG_NOT_FOUND).
     public var metadata: JSONObject {
-        get { metadataStorage.object }
-        set { metadataStorage = ResultMetadata.make(newValue) }
+        get { shared.metadata }
+        set {
+            shared = ResultText.make(newValue)
+            encodesFlagKey = false
+            encodedVariant = nil
+        }
     }
 
     /// `metadata` as compact JSON text. A compiled flag writes it once and every result of the
     /// flag shares it, so that a reply copies bytes instead of encoding the same strings on
     /// every evaluation (and a result counts one reference for its metadata, not three).
-    public var encodedMetadata: [UInt8] { metadataStorage.json }
+    public var encodedMetadata: [UInt8] { shared.metadataJSON }
 
-    private var metadataStorage: ResultMetadata
+    /// Lends `body` what a reply says of this result as compact JSON text, written once by the
+    /// compiled flag: `flag` is `"flag":KEY` while `flagKey` is the flag's key, `variant` is
+    /// `,"value":VALUE,"variant":NAME` while the result serves one of the flag's variants as it
+    /// is defined (not converted to the requested type), each `nil` for a result made or
+    /// changed otherwise; `metadata` is `encodedMetadata`. The bytes are borrowed, not
+    /// retained: a snapshot's objects are shared by every thread, and counting references to
+    /// them costs contended atomic operations.
+    public func withEncodedMembers<Result>(
+        _ body: (_ flag: UnsafeRawBufferPointer?, _ variant: UnsafeRawBufferPointer?, _ metadata: UnsafeRawBufferPointer) -> Result
+    ) -> Result {
+        shared.withMembers(flag: encodesFlagKey, variant: encodedVariant, body)
+    }
+
+    private var shared: ResultText
+    /// Whether `flagKey` is the key `shared` was written for.
+    private var encodesFlagKey = false
+    /// The variant served, as `shared` knows it, while `value` and `variant` are its own.
+    private var encodedVariant: Int?
 
     public init(
         flagKey: String, value: JSONValue?, variant: String?, reason: Reason,
@@ -80,12 +107,14 @@ public struct EvaluationResult: Sendable, Hashable {
     ) {
         self.init(
             flagKey: flagKey, value: value, variant: variant, reason: reason, errorCode: errorCode,
-            errorMessage: errorMessage, metadata: ResultMetadata.make(metadata))
+            errorMessage: errorMessage, shared: ResultText.make(metadata))
     }
 
+    /// A result of a compiled flag, whose key `shared` was written for; `servedVariant` is the
+    /// variant it serves as defined (`value` and `variant` must be that variant's).
     init(
         flagKey: String, value: JSONValue?, variant: String?, reason: Reason,
-        errorCode: ErrorCode? = nil, errorMessage: String? = nil, metadata: ResultMetadata
+        errorCode: ErrorCode? = nil, errorMessage: String? = nil, shared: ResultText, servedVariant: Int? = nil
     ) {
         self.flagKey = flagKey
         self.value = value
@@ -93,10 +122,12 @@ public struct EvaluationResult: Sendable, Hashable {
         self.reason = reason
         self.errorCode = errorCode
         self.errorMessage = errorMessage
-        self.metadataStorage = metadata
+        self.shared = shared
+        self.encodesFlagKey = shared.hasMembers
+        self.encodedVariant = servedVariant
     }
 
-    // Equality is about what the result says; whether its metadata comes pre-encoded is not part of it.
+    // Equality is about what the result says; whether it comes pre-encoded is not part of it.
     public static func == (a: EvaluationResult, b: EvaluationResult) -> Bool {
         a.flagKey == b.flagKey && a.value == b.value && a.variant == b.variant && a.reason == b.reason
             && a.errorCode == b.errorCode && a.errorMessage == b.errorMessage && a.metadata == b.metadata
@@ -113,23 +144,74 @@ public struct EvaluationResult: Sendable, Hashable {
     }
 }
 
-/// Metadata as a value and as JSON text, written once: a compiled flag makes one for all its
-/// results; every result without metadata shares `none`.
-final class ResultMetadata: Sendable {
-    let object: JSONObject
-    let json: [UInt8]
+/// What the results of one flag share, written once when the flag is compiled: the metadata,
+/// as a value and as JSON text, and the JSON text of the members that name the flag and that
+/// serve each of its variants, so that a reply copies bytes instead of encoding the same
+/// strings on every evaluation. Results without a compiled flag (and without metadata) share
+/// `none`.
+final class ResultText: Sendable {
+    let metadata: JSONObject
+    let metadataJSON: [UInt8]
+    /// `"flag":KEY`, then `,"value":VALUE,"variant":NAME` for each variant (empty for `none`).
+    private let members: [UInt8]
+    /// Where each of these ends in `members`: the flag's, then each variant's.
+    private let ends: [Int]
 
-    static let none = ResultMetadata(object: JSONObject(), json: Array("{}".utf8))
+    static let none = ResultText(metadata: JSONObject(), metadataJSON: Array("{}".utf8), members: [], ends: [])
 
-    private init(object: JSONObject, json: [UInt8]) {
-        self.object = object
-        self.json = json
+    private init(metadata: JSONObject, metadataJSON: [UInt8], members: [UInt8], ends: [Int]) {
+        self.metadata = metadata
+        self.metadataJSON = metadataJSON
+        self.members = members
+        self.ends = ends
     }
 
-    static func make(_ object: JSONObject) -> ResultMetadata {
-        guard !object.isEmpty else { return none }
+    /// Metadata alone, for results without a compiled flag.
+    static func make(_ metadata: JSONObject) -> ResultText {
+        guard !metadata.isEmpty else { return none }
+        return ResultText(metadata: metadata, metadataJSON: json(metadata), members: [], ends: [])
+    }
+
+    /// Everything, for a compiled flag.
+    static func make(flagKey: String, variants: VariantTable, metadata: JSONObject) -> ResultText {
+        var members: [UInt8] = []
+        var ends: [Int] = []
+        ends.reserveCapacity(variants.names.count + 1)
+        members.append(contentsOf: #""flag":"#.utf8)
+        JSONWriter.writeString(flagKey, into: &members)
+        ends.append(members.count)
+        for (name, value) in zip(variants.names, variants.values) {
+            members.append(contentsOf: #","value":"#.utf8)
+            JSONWriter.write(value, into: &members)
+            members.append(contentsOf: #","variant":"#.utf8)
+            JSONWriter.writeString(name, into: &members)
+            ends.append(members.count)
+        }
+        return ResultText(metadata: metadata, metadataJSON: json(metadata), members: members, ends: ends)
+    }
+
+    /// Whether the members were written (for a compiled flag).
+    var hasMembers: Bool { !ends.isEmpty }
+
+    /// The flag's members and those of `variant` (when asked for and written), and the
+    /// metadata, lent to `body`.
+    @inline(__always)
+    func withMembers<Result>(
+        flag: Bool, variant: Int?, _ body: (UnsafeRawBufferPointer?, UnsafeRawBufferPointer?, UnsafeRawBufferPointer) -> Result
+    ) -> Result {
+        metadataJSON.withUnsafeBytes { metadata in
+            members.withUnsafeBytes { bytes in
+                guard !ends.isEmpty else { return body(nil, nil, metadata) }
+                let flagMember = flag ? UnsafeRawBufferPointer(rebasing: bytes[..<ends[0]]) : nil
+                let variantMembers = variant.map { UnsafeRawBufferPointer(rebasing: bytes[ends[$0]..<ends[$0 + 1]]) }
+                return body(flagMember, variantMembers, metadata)
+            }
+        }
+    }
+
+    private static func json(_ metadata: JSONObject) -> [UInt8] {
         var json: [UInt8] = []
-        JSONWriter.write(.object(object), into: &json)
-        return ResultMetadata(object: object, json: json)
+        JSONWriter.write(.object(metadata), into: &json)
+        return json
     }
 }

@@ -35,6 +35,8 @@ public final class Snapshot: Sendable {
     public let flags: [FlagInfo]
 
     let compiled: [CompiledFlag]
+    /// Key → position: `keyIndex` by bytes, then `lookup` (canonical equivalence) for the rest.
+    let keyIndex: KeyIndex
     let lookup: [String: Int]
     let clock: @Sendable () -> Int64
     /// What the next compile needs to reuse this snapshot's flags.
@@ -53,6 +55,7 @@ public final class Snapshot: Sendable {
         self.metadata = metadata
         self.warnings = warnings
         self.clock = clock
+        self.keyIndex = KeyIndex(flags.map(\.key))
         if let lookup {
             self.lookup = lookup
         } else {
@@ -78,12 +81,24 @@ public final class Snapshot: Sendable {
     public var count: Int { compiled.count }
 
     public func info(_ key: String) -> FlagInfo? {
-        lookup[key].map { flags[$0] }
+        position(of: key).map { flags[$0] }
+    }
+
+    /// Where the flag `key` is, by its bytes or else as `lookup` finds it.
+    @inline(__always)
+    func position(of key: String) -> Int? {
+        keyIndex.position(of: key) { compiled[$0].key } ?? lookup[key]
     }
 
     /// Evaluates one flag. `now` (Unix seconds) overrides the snapshot's clock.
-    public func evaluate(_ key: String, context: EvaluationContext, type: ValueType? = nil, now: Int64? = nil) -> EvaluationResult {
-        guard let i = lookup[key] else {
+    ///
+    /// `context` is evaluated only when the flag's targeting reads it: never for a flag that is
+    /// missing, disabled or without targeting. (A caller holding the context as text, like
+    /// guidond holding a request line, can thus leave decoding it to the flags that need it.)
+    public func evaluate(
+        _ key: String, context: @autoclosure () -> EvaluationContext, type: ValueType? = nil, now: Int64? = nil
+    ) -> EvaluationResult {
+        guard let i = position(of: key) else {
             return EvaluationResult(
                 flagKey: key, value: nil, variant: nil, reason: .error, errorCode: .flagNotFound,
                 errorMessage: "flag '\(key)' is not defined")
@@ -91,16 +106,22 @@ public final class Snapshot: Sendable {
         return compiled[i].evaluate(context: context, type: type, now: now ?? clock())
     }
 
-    /// Evaluates the given flags, in order, against this one snapshot.
-    public func evaluate(_ keys: [String], context: EvaluationContext, type: ValueType? = nil, now: Int64? = nil) -> [EvaluationResult] {
+    /// Evaluates the given flags, in order, against this one snapshot. `context` is evaluated
+    /// at most once, when the first flag that reads it is evaluated.
+    public func evaluate(
+        _ keys: [String], context: @autoclosure () -> EvaluationContext, type: ValueType? = nil, now: Int64? = nil
+    ) -> [EvaluationResult] {
         let now = now ?? clock()
-        return keys.map { evaluate($0, context: context, type: type, now: now) }
+        var once = OnceContext()
+        return keys.map { evaluate($0, context: once.value(context), type: type, now: now) }
     }
 
-    /// Evaluates every flag, in document order.
-    public func evaluateAll(context: EvaluationContext, now: Int64? = nil) -> [EvaluationResult] {
+    /// Evaluates every flag, in document order. `context` is evaluated at most once, when the
+    /// first flag that reads it is evaluated.
+    public func evaluateAll(context: @autoclosure () -> EvaluationContext, now: Int64? = nil) -> [EvaluationResult] {
         let now = now ?? clock()
-        return compiled.map { $0.evaluate(context: context, type: nil, now: now) }
+        var once = OnceContext()
+        return compiled.map { $0.evaluate(context: { once.value(context) }, type: nil, now: now) }
     }
 
     /// What changed between `old` and this snapshot.
@@ -119,5 +140,17 @@ public final class Snapshot: Sendable {
         }
         let removed = old.flags.map(\.key).filter { lookup[$0] == nil }
         return SnapshotDiff(added: added.sorted(), changed: changed.sorted(), removed: removed.sorted())
+    }
+}
+
+/// A context asked for at most once, for evaluations of several flags.
+private struct OnceContext {
+    private var context: EvaluationContext?
+
+    mutating func value(_ make: () -> EvaluationContext) -> EvaluationContext {
+        if let context { return context }
+        let made = make()
+        context = made
+        return made
     }
 }

@@ -63,6 +63,19 @@ public struct JSONObject: Sendable {
         return true
     }
 
+    /// Adds a member after the others, without looking for `key`: for a decoder that has already
+    /// made sure that no two keys of the object are equal. (Checked in debug builds only: a
+    /// repeated key would leave the object with two members so named.)
+    public mutating func appendUnique(_ key: String, _ value: JSONValue) {
+        assert(position(of: key) == nil, "duplicate key \(key)")
+        append(key, value)
+    }
+
+    /// Replaces the value of the member at `index` (in document order), keeping its key.
+    public mutating func replaceValue(at index: Int, with value: JSONValue) {
+        values[index] = value
+    }
+
     /// Removes every member; with `keepingCapacity`, the storage stays for the members to come
     /// (a decoder that fills one object per request then allocates nothing once it has grown).
     public mutating func removeAll(keepingCapacity: Bool = false) {

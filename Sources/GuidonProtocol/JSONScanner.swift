@@ -98,10 +98,7 @@ struct JSONScanner {
         guard position < bytes.count, bytes[position] == UInt8(ascii: "\"") else {
             throw fail("expected a member name in double quotes, found \(describeCurrent())")
         }
-        var end = position + 1
-        while end < bytes.count, bytes[end] != UInt8(ascii: "\""), bytes[end] != UInt8(ascii: "\\"), bytes[end] >= 0x20, bytes[end] < 0x80 {
-            end += 1
-        }
+        let end = nextSpecialByte(from: position + 1)
         if end < bytes.count, bytes[end] == UInt8(ascii: "\"") {
             let raw = UnsafeRawBufferPointer(rebasing: bytes[(position + 1)..<end])
             position = end + 1
@@ -240,38 +237,48 @@ struct JSONScanner {
     mutating func plainString() -> UnsafeRawBufferPointer? {
         guard position < bytes.count, bytes[position] == UInt8(ascii: "\"") else { return nil }
         let start = position + 1
-        var end = start
-        var highBits: UInt8 = 0
-        // Eight bytes at a time while none is a quote, a backslash, a control character or non-ASCII.
-        while end + 8 <= bytes.count {
-            let word = bytes.loadUnaligned(fromByteOffset: end, as: UInt64.self)
-            guard !Self.needsAttention(word) else { break }
-            end += 8
+        var end = nextSpecialByte(from: start)
+        var nonASCII = false
+        while end < bytes.count && bytes[end] >= 0x80 {
+            nonASCII = true
+            end = nextSpecialByte(from: end + 1)
         }
-        while end < bytes.count {
-            let b = bytes[end]
-            if b == UInt8(ascii: "\"") { break }
-            if b == UInt8(ascii: "\\") || b < 0x20 { return nil }
-            highBits |= b
-            end += 1
-        }
-        guard end < bytes.count else { return nil }
+        guard end < bytes.count, bytes[end] == UInt8(ascii: "\"") else { return nil }
         let raw = UnsafeRawBufferPointer(rebasing: bytes[start..<end])
-        guard highBits < 0x80 || firstInvalidUTF8Offset(in: raw) == nil else { return nil }
+        guard !nonASCII || firstInvalidUTF8Offset(in: raw) == nil else { return nil }
         position = end + 1
         return raw
     }
 
-    /// Whether any byte of `word` is `"`, `\\`, below 0x20 or above 0x7F (exact: no false negatives).
+    /// The index of the first byte from `start` on that is a quote, a backslash, a control
+    /// character or not ASCII (`bytes.count` when there is none), found eight bytes at a time.
     @inline(__always)
-    static func needsAttention(_ word: UInt64) -> Bool {
+    func nextSpecialByte(from start: Int) -> Int {
+        var i = start
+        while i + 8 <= bytes.count {
+            let special = Self.specialBytes(UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self)))
+            if special != 0 { return i + special.trailingZeroBitCount / 8 }
+            i += 8
+        }
+        while i < bytes.count {
+            let b = bytes[i]
+            if b == UInt8(ascii: "\"") || b == UInt8(ascii: "\\") || b < 0x20 || b >= 0x80 { return i }
+            i += 1
+        }
+        return i
+    }
+
+    /// The high bit of each byte of `word` (little-endian) that is a quote, a backslash, below
+    /// 0x20 or above 0x7F. Bits above the lowest one may be false alarms (a borrow carries into
+    /// the next byte), but the lowest one marks the first such byte exactly.
+    @inline(__always)
+    static func specialBytes(_ word: UInt64) -> UInt64 {
         let ones: UInt64 = 0x0101_0101_0101_0101
         let highs: UInt64 = 0x8080_8080_8080_8080
-        func hasZeroByte(_ v: UInt64) -> Bool { (v &- ones) & ~v & highs != 0 }
+        func zeroBytes(_ v: UInt64) -> UInt64 { (v &- ones) & ~v & highs }
         let control = (word &- ones &* 0x20) & ~word & highs
-        return word & highs != 0 || control != 0
-            || hasZeroByte(word ^ (ones &* UInt64(UInt8(ascii: "\""))))
-            || hasZeroByte(word ^ (ones &* UInt64(UInt8(ascii: "\\"))))
+        return (word & highs) | control
+            | zeroBytes(word ^ (ones &* UInt64(UInt8(ascii: "\"")))) | zeroBytes(word ^ (ones &* UInt64(UInt8(ascii: "\\"))))
     }
 
     mutating func string() throws(Failure) -> String {

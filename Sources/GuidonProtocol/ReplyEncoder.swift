@@ -48,29 +48,40 @@ public enum ReplyEncoder {
         append("}}\n", to: &out)
     }
 
-    /// The members of one evaluation result (without braces).
+    /// The members of one evaluation result (without braces). A compiled flag's result lends
+    /// some of them pre-encoded.
     static func writeResult(_ r: EvaluationResult, default defaultValue: JSONValue?, into out: inout [UInt8]) {
-        append("\"flag\":", to: &out)
-        JSONWriter.writeString(r.flagKey, into: &out)
-        if let value = r.value ?? defaultValue {
-            append(",\"value\":", to: &out)
-            JSONWriter.write(value, into: &out)
+        r.withEncodedMembers { flag, variant, metadata in
+            if let flag {
+                out.append(contentsOf: flag)
+            } else {
+                append("\"flag\":", to: &out)
+                JSONWriter.writeString(r.flagKey, into: &out)
+            }
+            if let variant {
+                out.append(contentsOf: variant)
+            } else {
+                if let value = r.value ?? defaultValue {
+                    append(",\"value\":", to: &out)
+                    JSONWriter.write(value, into: &out)
+                }
+                if let variant = r.variant {
+                    append(",\"variant\":", to: &out)
+                    JSONWriter.writeString(variant, into: &out)
+                }
+            }
+            append(reasonMember(r.reason), to: &out)
+            if let code = r.errorCode {
+                append(",\"errorCode\":", to: &out)
+                JSONWriter.writeString(code.rawValue, into: &out)
+            }
+            if let message = r.errorMessage {
+                append(",\"errorMessage\":", to: &out)
+                JSONWriter.writeString(message, into: &out)
+            }
+            append(",\"metadata\":", to: &out)
+            out.append(contentsOf: metadata)
         }
-        if let variant = r.variant {
-            append(",\"variant\":", to: &out)
-            JSONWriter.writeString(variant, into: &out)
-        }
-        append(reasonMember(r.reason), to: &out)
-        if let code = r.errorCode {
-            append(",\"errorCode\":", to: &out)
-            JSONWriter.writeString(code.rawValue, into: &out)
-        }
-        if let message = r.errorMessage {
-            append(",\"errorMessage\":", to: &out)
-            JSONWriter.writeString(message, into: &out)
-        }
-        append(",\"metadata\":", to: &out)
-        out.append(contentsOf: r.encodedMetadata)
     }
 
     /// `,"reason":"…"` as one piece of text.

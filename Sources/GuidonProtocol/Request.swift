@@ -20,16 +20,18 @@ public struct Request: Sendable {
     /// `default`: the caller's default value, served when the result falls back to it.
     public var defaultValue: JSONValue?
     /// `context`: who is asking (`targetingKey` plus attributes).
-    public var context: EvaluationContext
-    /// The attributes of the request before, kept by `RequestParser.parse(_:into:)` as the
-    /// storage for the next one (the attributes are filled into one object while the other
-    /// still holds the last request's, whose unchanged strings are reused).
-    var spareAttributes = JSONObject()
-    /// The text of the object `context` was decoded from (empty when unknown), and the depth
-    /// limit it was decoded under: a request whose context has the same text, as when a
-    /// client evaluates several flags for one user, keeps the context without decoding it.
-    var contextText: [UInt8] = []
-    var contextMaxDepth = 0
+    ///
+    /// A request decoded into a kept `Request` may hold its context as checked text until it is
+    /// first read (see `RequestParser.parse(_:into:)`): reading decodes it then, hence
+    /// `mutating get`. Pass it on as `snapshot.evaluate(key, context: request.context)`, whose
+    /// argument is only evaluated when the flag's targeting reads it.
+    public var context: EvaluationContext {
+        mutating get { contextSlot.context() }
+        set { contextSlot.set(newValue) }
+    }
+
+    /// The context, decoded or as text, with the storage that decoding reuses.
+    var contextSlot: ContextSlot
 
     public init(
         op: Operation, id: JSONValue? = nil, flag: String? = nil, flags: [String]? = nil,
@@ -41,7 +43,7 @@ public struct Request: Sendable {
         self.flags = flags
         self.type = type
         self.defaultValue = defaultValue
-        self.context = context
+        self.contextSlot = ContextSlot(context)
     }
 }
 

@@ -5,7 +5,8 @@ import GuidonJSON
 ///
 /// Works on the received bytes in place: member names are matched without allocating,
 /// only the members protocol v1 defines are decoded, and the context is built straight
-/// into an `EvaluationContext`. Unknown members are checked for well-formedness and
+/// into an `EvaluationContext` (or, decoding into a kept `Request`, checked and built only
+/// when it is read: see `ContextSlot`). Unknown members are checked for well-formedness and
 /// otherwise ignored, so that clients may send fields a later version understands.
 public struct RequestParser: Sendable {
     /// The deepest nesting accepted inside a request (the request object is level 1).
@@ -17,7 +18,7 @@ public struct RequestParser: Sendable {
 
     public func parse(_ line: UnsafeRawBufferPointer) throws(RequestError) -> Request {
         var request = Request(op: .ping)
-        var decoder = Decoder(scanner: JSONScanner(line, maxDepth: maxDepth), remembersContextText: false)
+        var decoder = Decoder(scanner: JSONScanner(line, maxDepth: maxDepth), keepsRequest: false)
         try decoder.decode(into: &request)
         return request
     }
@@ -25,13 +26,15 @@ public struct RequestParser: Sendable {
     /// Decodes `line` into `request`, reusing what it holds from previous requests: the
     /// storage of its context and of its `flags`, and every flag key, context key and context
     /// string that is unchanged. A context whose text is exactly the last request's (a client
-    /// evaluating several flags for one user) is kept without being decoded again. A
+    /// evaluating several flags for one user) is kept without being decoded again. A flat
+    /// context (the usual kind) is only checked, and decoded when `request.context` is first
+    /// read, so that evaluating a flag that does not read it costs no decoding. A
     /// connection that keeps one `Request` for all its lines thus decodes the usual request
     /// without allocating (a string longer than 15 bytes that did change takes one
-    /// allocation). When this throws, `request` holds nothing meaningful (but keeps its
-    /// storage).
+    /// allocation). Every line is refused exactly as `parse(_:)` refuses it. When this throws,
+    /// `request` holds nothing meaningful (but keeps its storage).
     public func parse(_ line: UnsafeRawBufferPointer, into request: inout Request) throws(RequestError) {
-        var decoder = Decoder(scanner: JSONScanner(line, maxDepth: maxDepth), remembersContextText: true)
+        var decoder = Decoder(scanner: JSONScanner(line, maxDepth: maxDepth), keepsRequest: true)
         try decoder.decode(into: &request)
     }
 
@@ -89,8 +92,9 @@ import Darwin
 
 private struct Decoder {
     var scanner: JSONScanner
-    /// Whether the context's text is kept for the next request (not for a one-off `Request`).
-    let remembersContextText: Bool
+    /// Whether `request` is kept for the next line (not a one-off): then the context's text is
+    /// kept too, and a flat context is decoded only when read.
+    let keepsRequest: Bool
     var id: JSONValue?
 
     func invalid(_ message: String) -> RequestError {
@@ -129,25 +133,12 @@ private struct Decoder {
         // The previous request's storage, taken out so that it is uniquely referenced.
         let previousFlag = request.flag
         var flagStorage = request.flags.take() ?? []
-        // The context is filled into the spare attributes while the last request's stay intact
-        // to be compared with; afterwards they become the spare.
-        var previous = EvaluationContext()
-        swap(&previous, &request.context)
-        var context = EvaluationContext()
-        swap(&context.attributes, &request.spareAttributes)
-        context.attributes.removeAll(keepingCapacity: true)
-        // The text `previous` was decoded from; afterwards, the text `context` was (or nothing).
-        var contextText: [UInt8] = []
-        swap(&contextText, &request.contextText)
-        if request.contextMaxDepth != s.maxDepth { contextText.removeAll(keepingCapacity: true) }
+        // A context whose text is the last request's is the same context.
+        let sameTextSameContext = request.contextSlot.maxDepth == s.maxDepth
         var sawContext = false
         defer {
-            // Also when refused: the request then holds a partial context, but keeps the storage.
-            if !sawContext { contextText.removeAll(keepingCapacity: true) }
-            swap(&context, &request.context)
-            swap(&previous.attributes, &request.spareAttributes)
-            swap(&contextText, &request.contextText)
-            request.contextMaxDepth = s.maxDepth
+            // Also when refused: the request then holds nothing meaningful, but keeps the storage.
+            if !sawContext { request.contextSlot.setEmpty() }
         }
 
         if try s.openObject(depth: 1) {
@@ -232,16 +223,10 @@ private struct Decoder {
                         throw s.fail("\"context\" must be an object", at: valueOffset)
                     }
                     sawContext = true
-                    if s.remaining(startWith: contextText) {
-                        // The same object as the last request's: the same context.
-                        swap(&context, &previous)
-                        s.position += contextText.count
+                    if sameTextSameContext && s.remaining(startWith: request.contextSlot.text) {
+                        s.position += request.contextSlot.text.count
                     } else {
-                        contextText.removeAll(keepingCapacity: true)
-                        try decodeContext(&s, into: &context, previous: previous)
-                        if remembersContextText {
-                            contextText.append(contentsOf: UnsafeRawBufferPointer(rebasing: s.bytes[valueOffset..<s.position]))
-                        }
+                        try request.contextSlot.take(&s, lazily: keepsRequest)
                     }
                 }
             } while try s.nextMember()
@@ -268,14 +253,6 @@ private struct Decoder {
         request.flags = flags
         request.type = type
         request.defaultValue = defaultValue
-    }
-
-    /// `old` when it holds exactly these bytes, else a new string. (Comparing costs less than
-    /// building even a string short enough to be stored inline, and saves an allocation for
-    /// a longer one.)
-    private func reusing(_ old: String?, for raw: UnsafeRawBufferPointer) -> String {
-        if let old, equals(old, raw) { return old }
-        return String(decoding: raw, as: UTF8.self)
     }
 
     /// An array of plain strings, written over `keys` (keeping the strings that are unchanged);
@@ -317,57 +294,6 @@ private struct Decoder {
         return true
     }
 
-    /// The context object: a string `targetingKey` becomes the targeting key, every other
-    /// member an attribute (as `EvaluationContext(json:)` reads it). Plain strings equal to the
-    /// ones at the same place in `previous` are reused rather than built again.
-    private func decodeContext(
-        _ s: inout JSONScanner, into context: inout EvaluationContext, previous: EvaluationContext
-    ) throws(JSONScanner.Failure) {
-        var sawTargetingKey = false
-        guard try s.openObject(depth: 2) else { return }
-        repeat {
-            s.skipWhitespace()
-            let keyOffset = s.position
-            let key: String
-            let isTargetingKey: Bool
-            let i = context.attributes.count
-            if let raw = s.plainString() {
-                isTargetingKey = equals(raw, "targetingKey")
-                key = isTargetingKey ? "targetingKey" : reusing(i < previous.attributes.count ? previous.attributes.keys[i] : nil, for: raw)
-            } else {
-                key = try s.string()
-                isTargetingKey = key == "targetingKey"
-            }
-            try s.expect(UInt8(ascii: ":"), "':' after the member name")
-            s.skipWhitespace()
-            let value: JSONValue
-            if let raw = s.plainString() {
-                let before: String?
-                if isTargetingKey {
-                    before = previous.targetingKey
-                } else if i < previous.attributes.count, case .string(let text) = previous.attributes.values[i] {
-                    before = text
-                } else {
-                    before = nil
-                }
-                value = .string(reusing(before, for: raw))
-            } else {
-                value = try s.value(depth: 2)
-            }
-            if isTargetingKey {
-                if sawTargetingKey { throw s.fail("duplicate member \"targetingKey\"", at: keyOffset) }
-                sawTargetingKey = true
-                if case .string(let targetingKey) = value {
-                    context.targetingKey = targetingKey
-                    continue
-                }
-            }
-            guard context.attributes.insertNew(key, value) else {
-                throw s.fail("duplicate member \"\(key)\"", at: keyOffset)
-            }
-        } while try s.nextMember()
-    }
-
     static func matches(_ value: JSONValue, _ type: ValueType) -> Bool {
         switch (type, value) {
         case (.boolean, .bool), (.string, .string), (.integer, .int),
@@ -381,12 +307,20 @@ private struct Decoder {
 
 // MARK: - Matching bytes
 
-private func equals(_ raw: UnsafeRawBufferPointer, _ text: StaticString) -> Bool {
+/// `old` when it holds exactly these bytes, else a new string. (Comparing costs less than
+/// building even a string short enough to be stored inline, and saves an allocation for
+/// a longer one.)
+func reusing(_ old: String?, for raw: UnsafeRawBufferPointer) -> String {
+    if let old, equals(old, raw) { return old }
+    return String(decoding: raw, as: UTF8.self)
+}
+
+func equals(_ raw: UnsafeRawBufferPointer, _ text: StaticString) -> Bool {
     raw.count == text.utf8CodeUnitCount && memcmp(raw.baseAddress!, text.utf8Start, raw.count) == 0
 }
 
 /// Whether `text` is exactly these bytes (compared in place for native strings).
-private func equals(_ text: String, _ raw: UnsafeRawBufferPointer) -> Bool {
+func equals(_ text: String, _ raw: UnsafeRawBufferPointer) -> Bool {
     let utf8 = text.utf8
     guard utf8.count == raw.count else { return false }
     if let same = utf8.withContiguousStorageIfAvailable({ raw.count == 0 || memcmp($0.baseAddress!, raw.baseAddress!, raw.count) == 0 }) {

@@ -61,34 +61,33 @@ struct EngineBench: ParsableCommand {
                 Array(#"{"op":"eval","flag":"\#(key)","context":{"targetingKey":"\#(user)","tier":"gold","email":"ana@example.com","appVersion":"2.6.1","tenant":"acme"}}"#.utf8)
             }
             let line = requestLine(user: "user-4217")
-            func answer(_ request: Request) {
+            /// The reply's length (reading the request's context would decode it when the flag did not).
+            func answer(_ request: inout Request) -> Int {
                 let result = snapshot.evaluate(request.flag ?? "", context: request.context, type: request.type, now: now)
                 ReplyEncoder.eval(id: request.id, result: result, default: request.defaultValue, into: &reply)
-                reply.removeAll(keepingCapacity: true)
+                defer { reply.removeAll(keepingCapacity: true) }
+                return reply.count
             }
             report("request, \(label), kept Request", measure { sink in
                 line.withUnsafeBytes { raw in
                     do throws(RequestError) { try parser.parse(raw, into: &request) } catch { return }
-                    answer(request)
+                    sink &+= answer(&request)
                 }
-                sink &+= request.context.attributes.count
             }, nil)
-            // Every other line for another user: the context is decoded each time.
+            // Every other line for another user: a new context each time (decoded if the flag reads it).
             let other = requestLine(user: "user-4218")
             var flip = false
             report("request, \(label), user alternates", measure { sink in
                 flip.toggle()
                 (flip ? other : line).withUnsafeBytes { raw in
                     do throws(RequestError) { try parser.parse(raw, into: &request) } catch { return }
-                    answer(request)
+                    sink &+= answer(&request)
                 }
-                sink &+= request.context.attributes.count
             }, nil)
             report("request, \(label), fresh Request", measure { sink in
                 line.withUnsafeBytes { raw in
-                    guard let fresh = try? parser.parse(raw) else { return }
-                    answer(fresh)
-                    sink &+= fresh.context.attributes.count
+                    guard var fresh = try? parser.parse(raw) else { return }
+                    sink &+= answer(&fresh)
                 }
             }, nil)
         }

@@ -120,6 +120,65 @@ import Testing
         #expect(some[1].errorCode == .flagNotFound)
     }
 
+    /// The context argument is evaluated only for a flag whose targeting reads it, and once
+    /// for a batch or for every flag; the results are the same as with the context at hand.
+    @Test func theContextIsAskedForOnlyWhenTargetingReadsIt() {
+        let context = EvaluationContext(targetingKey: "u1", attributes: ["email": "kim@staff.example", "pick": 2])
+        var asked = 0
+        func ask() -> EvaluationContext {
+            asked += 1
+            return context
+        }
+        for key in ["static-on", "off", "missing"] {
+            #expect(snapshot.evaluate(key, context: ask()) == snapshot.evaluate(key, context: context))
+            #expect(asked == 0, "\(key)")
+        }
+        for key in ["limit", "tk", "numbers"] {
+            asked = 0
+            let result = snapshot.evaluate(key, context: ask())
+            #expect(result == snapshot.evaluate(key, context: context) && result.reason == .targetingMatch)
+            #expect(asked == 1, "\(key)")
+        }
+        asked = 0
+        #expect(snapshot.evaluate(["static-on", "off"], context: ask()).map(\.reason) == [.static, .disabled])
+        #expect(asked == 0)
+        let keys = ["static-on", "limit", "tk", "missing", "numbers"]
+        #expect(snapshot.evaluate(keys, context: ask()) == snapshot.evaluate(keys, context: context))
+        #expect(asked == 1)
+        asked = 0
+        #expect(snapshot.evaluateAll(context: ask()) == snapshot.evaluateAll(context: context))
+        #expect(asked == 1)
+    }
+
+    /// Flags are found by their key's bytes first (`KeyIndex`), and otherwise as a `String`
+    /// dictionary finds them: every one of many flags, canonically equivalent spellings, and
+    /// keys that are missing or differ in a byte.
+    @Test func flagsAreFoundByTheirKeys() throws {
+        var flags = (0..<300).map { #""flag-\#($0)": {"state": "ENABLED", "variants": {"v": \#($0)}, "defaultVariant": "v"}"# }
+        flags.append(#""caf\u00e9": {"state": "ENABLED", "variants": {"v": -1}, "defaultVariant": "v"}"#)
+        let many = try Snapshot.compile(json: Array(#"{"flags": {\#(flags.joined(separator: ","))}}"#.utf8))
+        for i in 0..<300 {
+            #expect(many.evaluate("flag-\(i)", context: EvaluationContext()).value == .int(Int64(i)))
+            #expect(many.info("flag-\(i)")?.key == "flag-\(i)")
+        }
+        for spelling in ["caf\u{E9}", "cafe\u{301}"] {
+            #expect(many.evaluate(spelling, context: EvaluationContext()).value == -1, "\(spelling.unicodeScalars.count) scalars")
+        }
+        for missing in ["flag-300", "flag-", "Flag-1", "flag-1 ", "", "caf"] {
+            #expect(many.evaluate(missing, context: EvaluationContext()).errorCode == .flagNotFound)
+            #expect(many.info(missing) == nil)
+        }
+        // The index by bytes alone: every key where it is, byte-identical keys once, nothing else.
+        let keys = many.flags.map(\.key) + ["flag-7"]
+        let index = KeyIndex(keys)
+        for (position, key) in keys.enumerated() {
+            #expect(index.position(of: key) { keys[$0] } == (position == keys.count - 1 ? 7 : position), "\(key)")
+        }
+        for other in ["cafe\u{301}", "flag-300", "", "flag-1 "] {
+            #expect(index.position(of: other) { keys[$0] } == nil)
+        }
+    }
+
     @Test func flagInfo() throws {
         let info = try #require(snapshot.info("limit"))
         #expect(info.state == .enabled && info.variants == ["low", "high"] && info.defaultVariant == "low")

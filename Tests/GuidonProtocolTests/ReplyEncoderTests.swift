@@ -69,6 +69,71 @@ struct ReplyEncoderTests {
         #expect(compiled.metadata["owner"] == "team", "the compiled flag's metadata is untouched")
     }
 
+    /// A compiled flag hands out its key and served variant already encoded: every kind of result
+    /// (each variant, served as defined or converted to the type asked for, every reason, errors)
+    /// gives the same bytes as the same result built by hand, and changing a result changes its text.
+    @Test func preEncodedMembersGiveTheSameReply() throws {
+        let json = #"""
+            {"flags": {
+              "k\u00e9y \"q\"": {"state": "ENABLED", "variants": {"a": "caf\u00e9 \"\\\n", "n\u00e9": "x"},
+                "defaultVariant": "a", "targeting": {"if": [{"var": "pick"}, {"var": "pick"}, null]}},
+              "numbers": {"state": "ENABLED", "variants": {"i": 3, "d": 2.5}, "defaultVariant": "i", "targeting": {"var": "pick"}},
+              "objects": {"state": "ENABLED", "variants": {"o": {"a": [1, null]}, "q": {}}, "targeting": {"var": "pick"}},
+              "static": {"state": "ENABLED", "variants": {"i": 3}, "defaultVariant": "i"},
+              "no-default": {"state": "ENABLED", "variants": {"a": 1}, "targeting": {"var": "pick"}},
+              "off": {"state": "DISABLED", "variants": {"a": 1}, "defaultVariant": "a"}
+            }}
+            """#
+        let snapshot = try Snapshot.compile(json: Array(json.utf8))
+        var results: [EvaluationResult] = []
+        for pick: JSONValue in ["a", "n\u{e9}", "i", "d", "o", "q", "nope", .null, 7] {
+            let context = EvaluationContext(attributes: ["pick": pick])
+            for type in [nil] + ValueType.allCases {
+                results += snapshot.evaluate(snapshot.flags.map(\.key) + ["missing"], context: context, type: type)
+            }
+        }
+        #expect(Set(results.map(\.reason)) == [.static, .targetingMatch, .default, .disabled, .error])
+        func encoded(_ r: EvaluationResult) -> (flag: Bool, variant: Bool) {
+            r.withEncodedMembers { flag, variant, _ in (flag != nil, variant != nil) }
+        }
+        #expect(results.contains { encoded($0).variant } && results.contains { !encoded($0).variant && $0.value != nil })
+        for compiled in results {
+            let byHand = EvaluationResult(
+                flagKey: compiled.flagKey, value: compiled.value, variant: compiled.variant, reason: compiled.reason,
+                errorCode: compiled.errorCode, errorMessage: compiled.errorMessage, metadata: compiled.metadata)
+            #expect(encoded(byHand) == (false, false))
+            for defaultValue: JSONValue? in [nil, 0] {
+                var fromCompiled: [UInt8] = []
+                var fromByHand: [UInt8] = []
+                ReplyEncoder.eval(id: 1, result: compiled, default: defaultValue, into: &fromCompiled)
+                ReplyEncoder.eval(id: 1, result: byHand, default: defaultValue, into: &fromByHand)
+                #expect(fromCompiled == fromByHand, "\(compiled)")
+                ReplyEncoder.evalAll(id: 1, results: [compiled, compiled], into: &fromCompiled)
+                ReplyEncoder.evalAll(id: 1, results: [byHand, byHand], into: &fromByHand)
+                #expect(fromCompiled == fromByHand, "\(compiled)")
+            }
+        }
+
+        let served = snapshot.evaluate("static", context: EvaluationContext())
+        #expect(encoded(served) == (true, true))
+        func reply(_ result: EvaluationResult) throws -> JSONObject {
+            try line { ReplyEncoder.eval(id: nil, result: result, default: nil, into: &$0) }
+        }
+        var changed = served
+        changed.flagKey = "other"
+        #expect(try reply(changed)["flag"] == "other" && reply(changed)["value"] == 3)
+        changed = served
+        changed.value = "three"
+        #expect(try reply(changed)["value"] == "three" && reply(changed)["variant"] == "i")
+        changed = served
+        changed.variant = "j"
+        #expect(try reply(changed)["variant"] == "j" && reply(changed)["flag"] == "static")
+        changed = served
+        changed.metadata = ["m": 1]
+        #expect(try reply(changed)["metadata"] == ["m": 1] && reply(changed)["value"] == 3)
+        #expect(try reply(served) == ["flag": "static", "value": 3, "variant": "i", "reason": "STATIC", "metadata": [:]])
+    }
+
     @Test(arguments: [Reason.static, .targetingMatch, .default, .disabled, .error])
     func everyReasonIsWrittenAsItsName(reason: Reason) throws {
         let result = EvaluationResult(flagKey: "f", value: nil, variant: nil, reason: reason)

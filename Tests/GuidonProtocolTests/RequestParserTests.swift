@@ -29,7 +29,7 @@ private func refusal(_ bytes: [UInt8], sourceLocation: SourceLocation = #_source
 @Suite("Request parser: well-formed requests")
 struct RequestParserAcceptTests {
     @Test func evalWithEverything() throws {
-        let r = try parse(#"{"op":"eval","id":7,"flag":"new-checkout","type":"boolean","default":false,"context":{"targetingKey":"user-42","tier":"gold","age":41,"beta":true,"tags":["a","b"],"geo":{"country":"FR"}}}"#)
+        var r = try parse(#"{"op":"eval","id":7,"flag":"new-checkout","type":"boolean","default":false,"context":{"targetingKey":"user-42","tier":"gold","age":41,"beta":true,"tags":["a","b"],"geo":{"country":"FR"}}}"#)
         #expect(r.op == .eval)
         #expect(r.id == .int(7))
         #expect(r.flag == "new-checkout")
@@ -69,7 +69,7 @@ struct RequestParserAcceptTests {
     }
 
     @Test func nonStringTargetingKeyStaysAnAttribute() throws {
-        let r = try parse(#"{"op":"eval","flag":"f","context":{"targetingKey":42}}"#)
+        var r = try parse(#"{"op":"eval","flag":"f","context":{"targetingKey":42}}"#)
         #expect(r.context.targetingKey == nil)
         #expect(r.context.attributes["targetingKey"] == .int(42))
     }
@@ -162,7 +162,8 @@ struct RequestParserJSONTests {
 
     @Test func numbersAtTheEdges() throws {
         func attribute(_ text: String) throws -> JSONValue? {
-            try parse(#"{"op":"eval","flag":"f","context":{"n":\#(text)}}"#).context.attributes["n"]
+            var r = try parse(#"{"op":"eval","flag":"f","context":{"n":\#(text)}}"#)
+            return r.context.attributes["n"]
         }
         #expect(try attribute("9223372036854775807") == .int(.max))
         #expect(try attribute("-9223372036854775808") == .int(.min))
