@@ -183,6 +183,12 @@ struct Evaluator {
                 if JS.truthy(last) { return last }
             }
             return last
+        case .both(let a, let b):
+            let first = try evaluate(a, scope)
+            return JS.truthy(first) ? try evaluate(b, scope) : first
+        case .either(let a, let b):
+            let first = try evaluate(a, scope)
+            return JS.truthy(first) ? first : try evaluate(b, scope)
         case .arithmetic(let op, let args):
             return try arithmetic(op, args, scope)
         case .minimum(let args):
