@@ -112,16 +112,27 @@ final class CompiledFlag: Sendable {
         guard enabled else {
             return EvaluationResult(flagKey: key, value: nil, variant: nil, reason: .disabled, shared: resultText)
         }
-        guard let targeting else { return serveDefault(type, reason: .static) }
-        if case .resolved(let resolution) = targeting { return result(for: resolution, type) }
-        let evaluator = Evaluator(context: context(), flagKey: key, now: now)
-        let resolution: Resolution
-        do {
-            resolution = try resolve(targeting, evaluator)
-        } catch {
-            return failure(.parseError, "flag '\(key)': \(error.message)")
+        return evaluate(targeting, context: context, type: type, now: now)
+    }
+
+    /// The result by `targeting`, this flag's, which is passed rather than read so that it is
+    /// borrowed: binding the stored property would count a reference to its (shared) outcome.
+    private func evaluate(_ targeting: Outcome?, context: () -> EvaluationContext, type: ValueType?, now: Int64) -> EvaluationResult {
+        switch targeting {
+        case nil:
+            return serveDefault(type, reason: .static)
+        case .resolved(let resolution)?:
+            return result(for: resolution, type)
+        case let outcome?:
+            let evaluator = Evaluator(context: context(), flagKey: key, now: now)
+            let resolution: Resolution
+            do {
+                resolution = try resolve(outcome, evaluator)
+            } catch {
+                return failure(.parseError, "flag '\(key)': \(error.message)")
+            }
+            return result(for: resolution, type)
         }
-        return result(for: resolution, type)
     }
 
     private func result(for resolution: Resolution, _ type: ValueType?) -> EvaluationResult {
