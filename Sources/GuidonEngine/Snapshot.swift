@@ -87,7 +87,7 @@ public final class Snapshot: Sendable {
     /// Where the flag `key` is, by its bytes or else as `lookup` finds it.
     @inline(__always)
     func position(of key: String) -> Int? {
-        keyIndex.position(of: key) { compiled[$0].key } ?? lookup[key]
+        keyIndex.position(of: key) ?? lookup[key]
     }
 
     /// Evaluates one flag. `now` (Unix seconds) overrides the snapshot's clock.
