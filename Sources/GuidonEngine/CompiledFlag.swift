@@ -13,8 +13,17 @@ enum Resolution: Sendable {
 /// variant names are resolved to variant indexes at compile time.
 indirect enum Outcome: Sendable {
     case resolved(Resolution)
-    case choose([(condition: Node, then: Outcome)], otherwise: Outcome)
+    /// One condition of an `if` chain (the rest of the chain is `otherwise`). Held as a
+    /// chain rather than a list, so that resolving it reads each node straight from its
+    /// case: counting references to a list and its elements would cost atomic operations on
+    /// objects that every thread shares.
+    case choose(condition: Node, then: Outcome, otherwise: Outcome)
+    /// An `if` chain longer than `chainLimit` conditions, as a list (resolving a chain
+    /// recurses once per condition).
+    case chooseFirst([(condition: Node, then: Outcome)], otherwise: Outcome)
     case dynamic(Node)
+
+    static let chainLimit = 8
 }
 
 /// Variant name → index, byte-wise.
@@ -66,14 +75,11 @@ struct VariantTable: Sendable {
         case .constant(let v):
             return .resolved(resolve(v))
         case .choose(let args):
-            var pairs: [(condition: Node, then: Outcome)] = []
-            var i = 0
-            while i + 1 < args.count {
-                pairs.append((args[i], outcome(for: args[i + 1])))
-                i += 2
-            }
-            let otherwise = i < args.count ? outcome(for: args[i]) : .resolved(.none)
-            return .choose(pairs, otherwise: otherwise)
+            let pairs = (0..<args.count / 2).map { (condition: args[2 * $0], then: outcome(for: args[2 * $0 + 1])) }
+            let otherwise = args.count % 2 == 1 ? outcome(for: args[args.count - 1]) : .resolved(.none)
+            guard pairs.count <= Outcome.chainLimit else { return .chooseFirst(pairs, otherwise: otherwise) }
+            // From the last condition back: each one's `otherwise` is the rest of the chain.
+            return pairs.reversed().reduce(otherwise) { .choose(condition: $1.condition, then: $1.then, otherwise: $0) }
         default:
             return .dynamic(node)
         }
@@ -106,16 +112,27 @@ final class CompiledFlag: Sendable {
         guard enabled else {
             return EvaluationResult(flagKey: key, value: nil, variant: nil, reason: .disabled, shared: resultText)
         }
-        guard let targeting else { return serveDefault(type, reason: .static) }
-        if case .resolved(let resolution) = targeting { return result(for: resolution, type) }
-        let evaluator = Evaluator(context: context(), flagKey: key, now: now)
-        let resolution: Resolution
-        do {
-            resolution = try resolve(targeting, evaluator)
-        } catch {
-            return failure(.parseError, "flag '\(key)': \(error.message)")
+        return evaluate(targeting, context: context, type: type, now: now)
+    }
+
+    /// The result by `targeting`, this flag's, which is passed rather than read so that it is
+    /// borrowed: binding the stored property would count a reference to its (shared) outcome.
+    private func evaluate(_ targeting: Outcome?, context: () -> EvaluationContext, type: ValueType?, now: Int64) -> EvaluationResult {
+        switch targeting {
+        case nil:
+            return serveDefault(type, reason: .static)
+        case .resolved(let resolution)?:
+            return result(for: resolution, type)
+        case let outcome?:
+            let evaluator = Evaluator(context: context(), flagKey: key, now: now)
+            let resolution: Resolution
+            do {
+                resolution = try resolve(outcome, evaluator)
+            } catch {
+                return failure(.parseError, "flag '\(key)': \(error.message)")
+            }
+            return result(for: resolution, type)
         }
-        return result(for: resolution, type)
     }
 
     private func result(for resolution: Resolution, _ type: ValueType?) -> EvaluationResult {
@@ -134,7 +151,10 @@ final class CompiledFlag: Sendable {
         switch outcome {
         case .resolved(let r):
             return r
-        case .choose(let pairs, let otherwise):
+        case .choose(let condition, let then, let otherwise):
+            if JS.truthy(try evaluator.evaluate(condition, .root)) { return try resolve(then, evaluator) }
+            return try resolve(otherwise, evaluator)
+        case .chooseFirst(let pairs, let otherwise):
             for pair in pairs where JS.truthy(try evaluator.evaluate(pair.condition, .root)) {
                 return try resolve(pair.then, evaluator)
             }

@@ -350,7 +350,10 @@ private struct Session {
         switch outcome {
         case .resolved(.invalid(let value)):
             report(.warning, path, "targeting can return \(value), which is not one of the variants (\(quotedList(table.names))); that evaluation would fail with GENERAL")
-        case .choose(let pairs, let otherwise):
+        case .choose(_, let then, let otherwise):
+            reportUnknownResults(then, table, path)
+            reportUnknownResults(otherwise, table, path)
+        case .chooseFirst(let pairs, let otherwise):
             for pair in pairs { reportUnknownResults(pair.then, table, path) }
             reportUnknownResults(otherwise, table, path)
         default:

@@ -6,49 +6,80 @@
 /// asks its dictionary only when a key is not found byte for byte (a missing flag, or a key
 /// spelled in another canonically equivalent way), which keeps the dictionary's answers.
 /// Keys come from the flag file, so collisions are not an attacker's to choose.
+///
+/// The index holds the keys' bytes itself, so that a lookup reads no flag's key: copying one
+/// (a string too long to be stored inline) would count a reference to storage that every
+/// thread shares, an atomic operation.
 struct KeyIndex: Sendable {
     /// Positions plus one; 0 marks an empty slot.
     private let slots: [Int32]
     private let mask: Int
+    /// Every key's UTF-8, one after the other, and where each (by position) ends.
+    private let bytes: [UInt8]
+    private let ends: [Int]
 
     /// Indexes `keys` by position (the first of byte-identical keys wins).
     init(_ keys: [String]) {
+        var bytes: [UInt8] = []
+        var ends: [Int] = []
+        ends.reserveCapacity(keys.count)
+        for key in keys {
+            bytes.append(contentsOf: key.utf8)
+            ends.append(bytes.count)
+        }
+        self.bytes = bytes
+        self.ends = ends
         var capacity = 8
         while capacity < keys.count * 2 { capacity *= 2 }
         var slots = [Int32](repeating: 0, count: capacity)
-        mask = capacity - 1
-        for (position, key) in keys.enumerated() {
-            var slot = Self.hash(key) & mask
-            while slots[slot] != 0 {
-                if JS.same(keys[Int(slots[slot]) - 1], key) { break }
-                slot = (slot + 1) & mask
+        let mask = capacity - 1
+        self.mask = mask
+        bytes.withUnsafeBufferPointer { all in
+            for (position, key) in keys.enumerated() {
+                let key = Self.bytes(of: position, in: all, ends: ends)
+                var slot = Self.hash(key) & mask
+                while slots[slot] != 0 {
+                    if sameBytes(Self.bytes(of: Int(slots[slot]) - 1, in: all, ends: ends), key) { break }
+                    slot = (slot + 1) & mask
+                }
+                if slots[slot] == 0 { slots[slot] = Int32(position + 1) }
             }
-            if slots[slot] == 0 { slots[slot] = Int32(position + 1) }
         }
         self.slots = slots
     }
 
-    /// The position of the key whose bytes are `key`'s, given the keys by position.
+    /// The position of the key whose bytes are `key`'s.
     @inline(__always)
-    func position(of key: String, keys: (Int) -> String) -> Int? {
-        var slot = Self.hash(key) & mask
-        while slots[slot] != 0 {
-            let position = Int(slots[slot]) - 1
-            if JS.same(keys(position), key) { return position }
-            slot = (slot + 1) & mask
-        }
-        return nil
+    func position(of key: String) -> Int? {
+        if let found = key.utf8.withContiguousStorageIfAvailable({ position(ofBytes: $0) }) { return found }
+        var key = key
+        return key.withUTF8 { position(ofBytes: $0) }
     }
 
     @inline(__always)
-    static func hash(_ key: String) -> Int {
-        var key = key
-        return key.withUTF8 { bytes in
-            var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-            for byte in bytes {
-                hash = (hash ^ UInt64(byte)) &* 0x0100_0000_01b3
+    private func position(ofBytes key: UnsafeBufferPointer<UInt8>) -> Int? {
+        bytes.withUnsafeBufferPointer { all in
+            var slot = Self.hash(key) & mask
+            while slots[slot] != 0 {
+                let position = Int(slots[slot]) - 1
+                if sameBytes(Self.bytes(of: position, in: all, ends: ends), key) { return position }
+                slot = (slot + 1) & mask
             }
-            return Int(truncatingIfNeeded: hash ^ (hash >> 32))
+            return nil
         }
+    }
+
+    @inline(__always)
+    private static func bytes(of position: Int, in all: UnsafeBufferPointer<UInt8>, ends: [Int]) -> UnsafeBufferPointer<UInt8> {
+        UnsafeBufferPointer(rebasing: all[(position == 0 ? 0 : ends[position - 1])..<ends[position]])
+    }
+
+    @inline(__always)
+    static func hash(_ bytes: UnsafeBufferPointer<UInt8>) -> Int {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in bytes {
+            hash = (hash ^ UInt64(byte)) &* 0x0100_0000_01b3
+        }
+        return Int(truncatingIfNeeded: hash ^ (hash >> 32))
     }
 }

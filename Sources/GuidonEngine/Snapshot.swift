@@ -87,7 +87,7 @@ public final class Snapshot: Sendable {
     /// Where the flag `key` is, by its bytes or else as `lookup` finds it.
     @inline(__always)
     func position(of key: String) -> Int? {
-        keyIndex.position(of: key) { compiled[$0].key } ?? lookup[key]
+        keyIndex.position(of: key) ?? lookup[key]
     }
 
     /// Evaluates one flag. `now` (Unix seconds) overrides the snapshot's clock.
@@ -103,7 +103,11 @@ public final class Snapshot: Sendable {
                 flagKey: key, value: nil, variant: nil, reason: .error, errorCode: .flagNotFound,
                 errorMessage: "flag '\(key)' is not defined")
         }
-        return compiled[i].evaluate(context: context, type: type, now: now ?? clock())
+        // The flag is borrowed, not retained: `compiled` holds it while this snapshot lives, and
+        // counting a reference would be an atomic operation on an object every thread shares.
+        return Unmanaged.passUnretained(compiled[i])._withUnsafeGuaranteedRef {
+            $0.evaluate(context: context, type: type, now: now ?? clock())
+        }
     }
 
     /// Evaluates the given flags, in order, against this one snapshot. `context` is evaluated

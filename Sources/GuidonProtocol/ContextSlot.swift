@@ -38,6 +38,8 @@ struct ContextSlot: Sendable {
     /// Whether the request's context is `text`, checked but not decoded yet; empty text then
     /// means that the request has no context.
     private var pending = false
+    /// How a pending `text` differs from the decoded context's, when only in one string value.
+    private var pendingChange: FlatContext.Change?
 
     init(_ context: EvaluationContext = EvaluationContext()) {
         decoded = context
@@ -53,6 +55,7 @@ struct ContextSlot: Sendable {
         decoded = context
         decodedLayout.removeAll()
         pending = false
+        pendingChange = nil
         text.removeAll(keepingCapacity: true)
     }
 
@@ -60,15 +63,24 @@ struct ContextSlot: Sendable {
     mutating func setEmpty() {
         text.removeAll(keepingCapacity: true)
         pending = true
+        pendingChange = nil
     }
 
     /// Takes the context object at the scanner's position: checks it and keeps its text when
     /// it is flat and `lazily`, else decodes it at once (keeping its text when `lazily`).
+    ///
+    /// A flat context that differs from the decoded one in one string value only is not
+    /// checked: comparing it with the decoded text shows that it is flat, and which value
+    /// to decode when it is read (`FlatContext.change`).
     mutating func take(_ s: inout JSONScanner, lazily: Bool) throws(JSONScanner.Failure) {
         let start = s.position
         text.removeAll(keepingCapacity: true)
         maxDepth = s.maxDepth
-        if lazily && FlatContext.check(&s) {
+        pendingChange = nil
+        if lazily, let change = FlatContext.change(&s, from: decodedLayout) {
+            pending = true
+            pendingChange = change
+        } else if lazily && FlatContext.check(&s) {
             pending = true
         } else {
             s.position = start
@@ -80,6 +92,11 @@ struct ContextSlot: Sendable {
     private mutating func decodePending() {
         pending = false
         let (text, maxDepth) = (self.text, self.maxDepth)
+        if let change = pendingChange {
+            pendingChange = nil
+            text.withUnsafeBytes { FlatContext.apply(change, to: &decoded, layout: &decodedLayout, text: $0) }
+            return
+        }
         // Only values changed, usually: then they are changed in place.
         let updated = text.withUnsafeBytes { FlatContext.update(&decoded, layout: &decodedLayout, to: $0, maxDepth: maxDepth) }
         guard !updated else { return }

@@ -94,6 +94,8 @@ enum FlatContext {
             var bytes: Range<Int>
             /// The name, without its quotes.
             var name: Range<Int>
+            /// A string value's content, without its quotes.
+            var string: Range<Int>?
             /// The attribute the member became (`nil`: the targeting key).
             var attribute: Int?
         }
@@ -121,7 +123,7 @@ enum FlatContext {
             let name = UnsafeRawBufferPointer(rebasing: text[member.name])
             if let string = member.string, equals(name, "targetingKey") {
                 context.targetingKey = reusing(previous.targetingKey, for: UnsafeRawBufferPointer(rebasing: text[string]))
-                layout.members.append(Layout.Member(bytes: member.bytes, name: member.name, attribute: nil))
+                layout.members.append(Layout.Member(bytes: member.bytes, name: member.name, string: string, attribute: nil))
                 continue
             }
             let index = context.attributes.count
@@ -135,7 +137,7 @@ enum FlatContext {
             let key = equals(name, "targetingKey")
                 ? "targetingKey" : reusing(index < previous.attributes.count ? previous.attributes.keys[index] : nil, for: name)
             context.attributes.appendUnique(key, value)
-            layout.members.append(Layout.Member(bytes: member.bytes, name: member.name, attribute: index))
+            layout.members.append(Layout.Member(bytes: member.bytes, name: member.name, string: member.string, attribute: index))
         }
     }
 
@@ -181,6 +183,7 @@ enum FlatContext {
             }
             layout.members[k].bytes = member.bytes
             layout.members[k].name = member.name
+            layout.members[k].string = member.string
         }
         layout.text.removeAll(keepingCapacity: true)
         layout.text.append(contentsOf: text)

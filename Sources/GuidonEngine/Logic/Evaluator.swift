@@ -38,7 +38,7 @@ struct Evaluator {
                 found = rootObject()
             case .targetingKey:
                 guard let key = context.targetingKey else { return nil }
-                found = Self.descend(.string(key), path.segments.dropFirst())
+                found = path.segments.count == 1 ? .string(key) : Self.descend(.string(key), path.segments.dropFirst())
             case .flagd:
                 let segments = path.segments
                 if segments.count == 1 {
@@ -52,7 +52,8 @@ struct Evaluator {
                 }
             case .attribute:
                 guard let value = context.attributes[path.segments[0]] else { return nil }
-                found = Self.descend(value, path.segments.dropFirst())
+                // Usually the attribute itself, with no path into it.
+                found = path.segments.count == 1 ? value : Self.descend(value, path.segments.dropFirst())
             }
         }
         if case .null? = found { return nil }
@@ -183,6 +184,12 @@ struct Evaluator {
                 if JS.truthy(last) { return last }
             }
             return last
+        case .both(let a, let b):
+            let first = try evaluate(a, scope)
+            return JS.truthy(first) ? try evaluate(b, scope) : first
+        case .either(let a, let b):
+            let first = try evaluate(a, scope)
+            return JS.truthy(first) ? first : try evaluate(b, scope)
         case .arithmetic(let op, let args):
             return try arithmetic(op, args, scope)
         case .minimum(let args):

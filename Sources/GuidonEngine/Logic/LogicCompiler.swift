@@ -170,7 +170,8 @@ final class LogicCompiler {
         case "and", "or":
             let args = compileOperands(raw)
             checkCount(op, args.count, 1...Int.max, "at least 1 argument")
-            return fold(op == "and" ? .and(args) : .or(args))
+            let folded = fold(op == "and" ? .and(args) : .or(args))
+            return folded.constantValue != nil ? folded : .chain(args, and: op == "and")
         case "+", "*":
             let args = compileOperands(raw)
             checkCount(op, args.count, 1...Int.max, "at least 1 argument")
@@ -425,7 +426,7 @@ final class LogicCompiler {
         case .choose(let a), .and(let a), .or(let a), .arithmetic(_, let a), .minimum(let a), .maximum(let a),
             .concat(let a), .merge(let a):
             return all(a)
-        case .equals(let a, let b, _, _), .contains(let a, let b), .affix(let a, let b, _):
+        case .equals(let a, let b, _, _), .contains(let a, let b), .affix(let a, let b, _), .both(let a, let b), .either(let a, let b):
             return c(a) && c(b)
         case .order(_, let a, let b, let x):
             return c(a) && c(b) && c(x)

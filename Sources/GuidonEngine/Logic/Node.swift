@@ -22,6 +22,12 @@ indirect enum Node: Sendable {
     case truthy(Node)
     case and([Node])
     case or([Node])
+    /// `and` / `or` of two operands. The compiler makes an `and` or `or` of a few operands a
+    /// chain of these (`a and (b and c)`, which has the same value), so that evaluating it
+    /// reads each operand straight from its case: counting references to a list and its
+    /// elements would cost atomic operations on objects that every thread shares.
+    case both(Node, Node)
+    case either(Node, Node)
     case arithmetic(Arithmetic, [Node])
     case minimum([Node])
     case maximum([Node])
@@ -48,6 +54,21 @@ indirect enum Node: Sendable {
     enum Order: Sendable { case less, lessOrEqual, greater, greaterOrEqual }
     enum Arithmetic: Sendable { case add, subtract, multiply, divide, remainder }
     enum Quantifier: Sendable { case all, none, some }
+
+    /// Longer chains would deepen the evaluator's recursion by as many calls.
+    static let chainLimit = 4
+
+    /// `and` (or `or`) of `operands`, at least one: a chain of `both` (`either`) for two up
+    /// to `chainLimit`, else a list.
+    static func chain(_ operands: [Node], and: Bool) -> Node {
+        guard var chain = operands.last, (2...chainLimit).contains(operands.count) else {
+            return and ? .and(operands) : .or(operands)
+        }
+        for operand in operands.dropLast().reversed() {
+            chain = and ? .both(operand, chain) : .either(operand, chain)
+        }
+        return chain
+    }
 
     var constantValue: JSONValue? {
         if case .constant(let v) = self { return v }
