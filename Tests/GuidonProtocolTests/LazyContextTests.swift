@@ -235,15 +235,7 @@ struct LazyContextTests {
         out.reserveCapacity(4096)
         func answer(_ line: [UInt8]) {
             out.removeAll(keepingCapacity: true)
-            line.withUnsafeBytes { raw in
-                do throws(RequestError) {
-                    try parser.parse(raw, into: &kept)
-                    let result = snapshot.evaluate(kept.flag ?? "", context: kept.context, type: kept.type, now: 1_750_000_000)
-                    ReplyEncoder.eval(id: kept.id, result: result, default: kept.defaultValue, into: &out)
-                } catch {
-                    Issue.record("refused: \(error)")
-                }
-            }
+            answerKept(line, parser: parser, request: &kept, snapshot: snapshot, out: &out)
         }
         func oneOff(_ line: [UInt8]) throws -> [UInt8] {
             var request = try parser.parse(line)

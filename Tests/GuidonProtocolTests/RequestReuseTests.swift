@@ -147,15 +147,7 @@ struct RequestReuseTests {
         var out: [UInt8] = []
         out.reserveCapacity(4096)
         func answer() {
-            line.withUnsafeBytes { raw in
-                do throws(RequestError) {
-                    try parser.parse(raw, into: &request)
-                    let result = snapshot.evaluate(request.flag ?? "", context: request.context, type: request.type, now: 1_750_000_000)
-                    ReplyEncoder.eval(id: request.id, result: result, default: request.defaultValue, into: &out)
-                } catch {
-                    Issue.record("refused: \(error)")
-                }
-            }
+            answerKept(line, parser: parser, request: &request, snapshot: snapshot, out: &out)
             out.removeAll(keepingCapacity: true)
         }
         // Grows the storage (and lets the runtime set up what it sets up once).
