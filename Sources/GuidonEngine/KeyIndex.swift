@@ -35,7 +35,7 @@ struct KeyIndex: Sendable {
         let mask = capacity - 1
         self.mask = mask
         bytes.withUnsafeBufferPointer { all in
-            for (position, key) in keys.enumerated() {
+            for position in keys.indices {
                 let key = Self.bytes(of: position, in: all, ends: ends)
                 var slot = Self.hash(key) & mask
                 while slots[slot] != 0 {
