@@ -31,6 +31,20 @@ func bytes(_ line: String, _ body: (UnsafeRawBufferPointer) -> Void) {
     Array(line.utf8).withUnsafeBytes(body)
 }
 
+extension Outcome {
+    /// What `parser` makes of `raw` decoded into the kept `request`, its context read there (so
+    /// that the next line starts from a decoded one), and what a one-off parse makes of it.
+    static func keptAndFresh(_ raw: UnsafeRawBufferPointer, _ parser: RequestParser, _ request: inout Request) -> (kept: Outcome, fresh: Outcome) {
+        let fresh = Outcome { () throws(RequestError) in try parser.parse(raw) }
+        let kept = Outcome { () throws(RequestError) in
+            try parser.parse(raw, into: &request)
+            _ = request.context
+            return request
+        }
+        return (kept, fresh)
+    }
+}
+
 @Suite("Request parser: decoding into a reused request")
 struct RequestReuseTests {
     /// Lines in an order that makes each one reuse (or have to replace) what the one before left:
@@ -81,12 +95,7 @@ struct RequestReuseTests {
         // Twice through, so that every line also follows every other kind of line.
         for line in Self.sequence + Self.sequence.reversed() {
             bytes(line) { raw in
-                let fresh = Outcome { () throws(RequestError) in try parser.parse(raw) }
-                let again = Outcome { () throws(RequestError) in
-                    try parser.parse(raw, into: &reused)
-                    _ = reused.context  // decoded in the kept request, for the next line to start from
-                    return reused
-                }
+                let (again, fresh) = Outcome.keptAndFresh(raw, parser, &reused)
                 #expect(again == fresh, "\(line)")
             }
         }
@@ -98,12 +107,7 @@ struct RequestReuseTests {
         let line = #"{"op":"eval","flag":"x","context":{"deep":{"er":{"est":[1]}}}}"#
         for parser in [RequestParser(maxDepth: 32), RequestParser(maxDepth: 3), RequestParser(maxDepth: 32)] {
             bytes(line) { raw in
-                let fresh = Outcome { () throws(RequestError) in try parser.parse(raw) }
-                let again = Outcome { () throws(RequestError) in
-                    try parser.parse(raw, into: &reused)
-                    _ = reused.context  // decoded in the kept request, for the next line to start from
-                    return reused
-                }
+                let (again, fresh) = Outcome.keptAndFresh(raw, parser, &reused)
                 #expect(again == fresh, "maxDepth \(parser.maxDepth)")
             }
         }
