@@ -55,16 +55,8 @@ struct LazyContextTests {
     }()
 
     private func outcomes(_ line: [UInt8], kept: inout Request) -> (eager: Outcome, lazy: Outcome) {
-        let parser = RequestParser()
-        return line.withUnsafeBytes { raw in
-            let eager = Outcome { () throws(RequestError) in try parser.parse(raw) }
-            let lazy = Outcome { () throws(RequestError) in
-                try parser.parse(raw, into: &kept)
-                // Decoded in the kept request itself, as a handler does: the next line's decode
-                // then starts from this one's context.
-                _ = kept.context
-                return kept
-            }
+        line.withUnsafeBytes { raw in
+            let (lazy, eager) = Outcome.keptAndFresh(raw, RequestParser(), &kept)
             return (eager, lazy)
         }
     }
