@@ -109,20 +109,55 @@ final class CompiledFlag: Sendable {
 
     /// The result for `context`, which is asked for only when targeting reads it.
     func evaluate(context: () -> EvaluationContext, type: ValueType?, now: Int64) -> EvaluationResult {
-        guard enabled else {
-            return EvaluationResult(flagKey: key, value: nil, variant: nil, reason: .disabled, shared: resultText)
-        }
-        return evaluate(targeting, context: context, type: type, now: now)
+        result(of: decide(context: context, type: type, now: now))
     }
 
-    /// The result by `targeting`, this flag's, which is passed rather than read so that it is
+    /// Lends `body` the reply members of the result for `context` (see `EncodedResult`).
+    func withEncoded(context: () -> EvaluationContext, type: ValueType?, now: Int64, _ body: (EncodedResult) -> Void) {
+        let verdict = decide(context: context, type: type, now: now)
+        // A converted value has no text written for it.
+        if verdict.converted { return result(of: verdict).withEncoded(body) }
+        let lent = resultText.withMembers(flag: true, variant: verdict.variant) { flag, served, metadata in
+            guard let flag else { return false }
+            body(EncodedResult(
+                flag: flag, served: served, reason: verdict.reason, errorCode: verdict.errorCode,
+                errorMessage: verdict.errorMessage, metadata: metadata))
+            return true
+        }
+        // Only a flag without written members (none is) lends nothing.
+        if !lent { result(of: verdict).withEncoded(body) }
+    }
+
+    // MARK: Deciding
+
+    /// What an evaluation decided, in terms of this flag. It holds no reference to the flag's
+    /// parts (only a failure holds its own message), so that making and dropping one costs no
+    /// atomic reference counting: the parts are shared by every thread.
+    struct Verdict {
+        /// The variant served, when one is: as defined unless `converted`.
+        var variant: Int?
+        var converted = false
+        var reason: Reason
+        var errorCode: ErrorCode?
+        var errorMessage: String?
+
+        /// The variant whose text the flag wrote and a reply can lend.
+        var served: Int? { converted ? nil : variant }
+    }
+
+    func decide(context: () -> EvaluationContext, type: ValueType?, now: Int64) -> Verdict {
+        guard enabled else { return Verdict(reason: .disabled) }
+        return decide(targeting, context: context, type: type, now: now)
+    }
+
+    /// The verdict by `targeting`, this flag's, which is passed rather than read so that it is
     /// borrowed: binding the stored property would count a reference to its (shared) outcome.
-    private func evaluate(_ targeting: Outcome?, context: () -> EvaluationContext, type: ValueType?, now: Int64) -> EvaluationResult {
+    private func decide(_ targeting: Outcome?, context: () -> EvaluationContext, type: ValueType?, now: Int64) -> Verdict {
         switch targeting {
         case nil:
             return serveDefault(type, reason: .static)
         case .resolved(let resolution)?:
-            return result(for: resolution, type)
+            return verdict(for: resolution, type)
         case let outcome?:
             let evaluator = Evaluator(context: context(), flagKey: key, now: now)
             let resolution: Resolution
@@ -131,11 +166,11 @@ final class CompiledFlag: Sendable {
             } catch {
                 return failure(.parseError, "flag '\(key)': \(error.message)")
             }
-            return result(for: resolution, type)
+            return verdict(for: resolution, type)
         }
     }
 
-    private func result(for resolution: Resolution, _ type: ValueType?) -> EvaluationResult {
+    private func verdict(for resolution: Resolution, _ type: ValueType?) -> Verdict {
         switch resolution {
         case .variant(let i):
             return serve(i, type, reason: .targetingMatch)
@@ -164,45 +199,58 @@ final class CompiledFlag: Sendable {
         }
     }
 
-    private func serveDefault(_ type: ValueType?, reason: Reason) -> EvaluationResult {
-        guard let d = defaultIndex else {
-            return EvaluationResult(flagKey: key, value: nil, variant: nil, reason: .default, shared: resultText)
-        }
+    private func serveDefault(_ type: ValueType?, reason: Reason) -> Verdict {
+        guard let d = defaultIndex else { return Verdict(reason: .default) }
         return serve(d, type, reason: reason)
     }
 
     @inline(__always)
-    private func serve(_ i: Int, _ type: ValueType?, reason: Reason) -> EvaluationResult {
-        let value = variants.values[i]
-        guard let type else {
-            return EvaluationResult(flagKey: key, value: value, variant: variants.names[i], reason: reason, shared: resultText, servedVariant: i)
-        }
-        guard let typed = Self.value(value, as: type) else {
+    private func serve(_ i: Int, _ type: ValueType?, reason: Reason) -> Verdict {
+        guard let type else { return Verdict(variant: i, reason: reason) }
+        switch Self.conversion(of: variants.values[i], to: type) {
+        case .same:
+            return Verdict(variant: i, reason: reason)
+        case .converted:
+            return Verdict(variant: i, converted: true, reason: reason)
+        case .impossible:
             return failure(.typeMismatch,
-                "flag '\(key)': variant \"\(variants.names[i])\" is \(article(value.typeName)), not \(article(type.rawValue))")
+                "flag '\(key)': variant \"\(variants.names[i])\" is \(article(variants.values[i].typeName)), not \(article(type.rawValue))")
         }
-        // An integer served as a float is no longer the variant's value as written.
-        var converted = false
-        if type == .float, case .int = value { converted = true }
+    }
+
+    private func failure(_ code: ErrorCode, _ message: String) -> Verdict {
+        Verdict(reason: .error, errorCode: code, errorMessage: message)
+    }
+
+    // MARK: Results
+
+    /// The public result of `verdict`.
+    func result(of verdict: Verdict) -> EvaluationResult {
+        guard let i = verdict.variant else {
+            return EvaluationResult(
+                flagKey: key, value: nil, variant: nil, reason: verdict.reason, errorCode: verdict.errorCode,
+                errorMessage: verdict.errorMessage, shared: resultText)
+        }
+        var value = variants.values[i]
+        if verdict.converted, case .int(let n) = value { value = .double(Double(n)) }
         return EvaluationResult(
-            flagKey: key, value: typed, variant: variants.names[i], reason: reason, shared: resultText,
-            servedVariant: converted ? nil : i)
+            flagKey: key, value: value, variant: variants.names[i], reason: verdict.reason, shared: resultText,
+            servedVariant: verdict.served)
     }
 
-    private func failure(_ code: ErrorCode, _ message: String) -> EvaluationResult {
-        EvaluationResult(flagKey: key, value: nil, variant: nil, reason: .error, errorCode: code, errorMessage: message, shared: resultText)
-    }
+    enum Conversion { case same, converted, impossible }
 
-    /// The value as the requested type: integers are not floats, floats accept integers.
+    /// Whether a value serves as the requested type: integers are not floats, floats accept
+    /// integers (converted).
     @inline(__always)
-    static func value(_ value: JSONValue, as type: ValueType) -> JSONValue? {
+    static func conversion(of value: JSONValue, to type: ValueType) -> Conversion {
         switch (type, value) {
         case (.boolean, .bool), (.string, .string), (.integer, .int), (.float, .double), (.object, .object):
-            return value
-        case (.float, .int(let i)):
-            return .double(Double(i))
+            return .same
+        case (.float, .int):
+            return .converted
         default:
-            return nil
+            return .impossible
         }
     }
 }

@@ -82,15 +82,12 @@ public struct EvaluationResult: Sendable, Hashable {
     /// every evaluation (and a result counts one reference for its metadata, not three).
     public var encodedMetadata: [UInt8] { shared.metadataJSON }
 
-    /// Lends `body` what a reply says of this result as compact JSON text, written once by the
-    /// compiled flag: `flag` is `"flag":KEY` while `flagKey` is the flag's key, `variant` is
-    /// `,"value":VALUE,"variant":NAME` while the result serves one of the flag's variants as it
-    /// is defined (not converted to the requested type), each `nil` for a result made or
-    /// changed otherwise; `metadata` is `encodedMetadata`. The bytes are borrowed, not
-    /// retained: a snapshot's objects are shared by every thread, and counting references to
-    /// them costs contended atomic operations.
-    public func withEncodedMembers<Result>(
-        _ body: (_ flag: UnsafeRawBufferPointer?, _ variant: UnsafeRawBufferPointer?, _ metadata: UnsafeRawBufferPointer) -> Result
+    /// Lends `body` the members the compiled flag wrote for this result: `flag` is
+    /// `"flag":KEY` while `flagKey` is the flag's key, `served` is `,"value":VALUE,"variant":NAME`
+    /// while the result serves one of the flag's variants as it is defined (not converted to
+    /// the requested type), each `nil` for a result made or changed otherwise.
+    func withSharedMembers<Result>(
+        _ body: (_ flag: UnsafeRawBufferPointer?, _ served: UnsafeRawBufferPointer?, _ metadata: UnsafeRawBufferPointer) -> Result
     ) -> Result {
         shared.withMembers(flag: encodesFlagKey, variant: encodedVariant, body)
     }

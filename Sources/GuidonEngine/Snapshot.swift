@@ -98,16 +98,18 @@ public final class Snapshot: Sendable {
     public func evaluate(
         _ key: String, context: @autoclosure () -> EvaluationContext, type: ValueType? = nil, now: Int64? = nil
     ) -> EvaluationResult {
-        guard let i = position(of: key) else {
-            return EvaluationResult(
-                flagKey: key, value: nil, variant: nil, reason: .error, errorCode: .flagNotFound,
-                errorMessage: "flag '\(key)' is not defined")
-        }
-        // The flag is borrowed, not retained: `compiled` holds it while this snapshot lives, and
-        // counting a reference would be an atomic operation on an object every thread shares.
-        return Unmanaged.passUnretained(compiled[i])._withUnsafeGuaranteedRef {
-            $0.evaluate(context: context, type: type, now: now ?? clock())
-        }
+        guard let i = position(of: key) else { return Self.notFound(key) }
+        return withFlag(i) { $0.evaluate(context: context, type: type, now: now ?? clock()) }
+    }
+
+    /// Evaluates one flag as `evaluate(_:context:type:now:)` does and lends `body` the result's
+    /// reply members, without making an `EvaluationResult` (see `EncodedResult`).
+    public func withResult(
+        _ key: String, context: @autoclosure () -> EvaluationContext, type: ValueType? = nil, now: Int64? = nil,
+        _ body: (EncodedResult) -> Void
+    ) {
+        guard let i = position(of: key) else { return Self.notFound(key).withEncoded(body) }
+        return withFlag(i) { $0.withEncoded(context: context, type: type, now: now ?? clock(), body) }
     }
 
     /// Evaluates the given flags, in order, against this one snapshot. `context` is evaluated
@@ -120,12 +122,47 @@ public final class Snapshot: Sendable {
         return keys.map { evaluate($0, context: once.value(context), type: type, now: now) }
     }
 
+    /// Evaluates the given flags as `evaluate(_:context:type:now:)` does and lends `body` each
+    /// result's reply members, in order.
+    public func forEachResult(
+        _ keys: [String], context: @autoclosure () -> EvaluationContext, type: ValueType? = nil, now: Int64? = nil,
+        _ body: (EncodedResult) -> Void
+    ) {
+        let now = now ?? clock()
+        var once = OnceContext()
+        for key in keys { withResult(key, context: once.value(context), type: type, now: now, body) }
+    }
+
     /// Evaluates every flag, in document order. `context` is evaluated at most once, when the
     /// first flag that reads it is evaluated.
     public func evaluateAll(context: @autoclosure () -> EvaluationContext, now: Int64? = nil) -> [EvaluationResult] {
         let now = now ?? clock()
         var once = OnceContext()
         return compiled.map { $0.evaluate(context: { once.value(context) }, type: nil, now: now) }
+    }
+
+    /// Evaluates every flag as `evaluateAll(context:now:)` does and lends `body` each result's
+    /// reply members, in document order.
+    public func forEachResult(context: @autoclosure () -> EvaluationContext, now: Int64? = nil, _ body: (EncodedResult) -> Void) {
+        let now = now ?? clock()
+        var once = OnceContext()
+        for i in compiled.indices {
+            withFlag(i) { $0.withEncoded(context: { once.value(context) }, type: nil, now: now, body) }
+        }
+    }
+
+    /// Lends `body` the compiled flag at `i`. It is borrowed, not retained: `compiled` holds it
+    /// while this snapshot lives, and counting a reference would be an atomic operation on an
+    /// object every thread shares.
+    @inline(__always)
+    private func withFlag<Result>(_ i: Int, _ body: (CompiledFlag) -> Result) -> Result {
+        Unmanaged.passUnretained(compiled[i])._withUnsafeGuaranteedRef(body)
+    }
+
+    private static func notFound(_ key: String) -> EvaluationResult {
+        EvaluationResult(
+            flagKey: key, value: nil, variant: nil, reason: .error, errorCode: .flagNotFound,
+            errorMessage: "flag '\(key)' is not defined")
     }
 
     /// What changed between `old` and this snapshot.

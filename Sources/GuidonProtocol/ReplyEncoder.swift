@@ -8,24 +8,30 @@ public enum ReplyEncoder {
 
     /// `{"id":…,"flag":…,"value":…,"variant":…,"reason":…,"errorCode":…,"errorMessage":…,"metadata":{…}}`.
     /// When the result carries no value the caller's `default` is served (or `value` is left out).
-    public static func eval(id: JSONValue?, result: EvaluationResult, default defaultValue: JSONValue?, into out: inout [UInt8]) {
+    public static func eval(id: JSONValue?, result: EncodedResult, default defaultValue: JSONValue?, into out: inout [UInt8]) {
         out.append(UInt8(ascii: "{"))
-        if let id {
-            append("\"id\":", to: &out)
-            JSONWriter.write(id, into: &out)
-            out.append(UInt8(ascii: ","))
-        }
+        writeID(id, into: &out)
         writeResult(result, default: defaultValue, into: &out)
         append("}\n", to: &out)
     }
 
-    /// `{"id":…,"results":[{…},…]}` for a multi-flag `eval`, in the order asked.
-    public static func evalMany(id: JSONValue?, results: [EvaluationResult], default defaultValue: JSONValue?, into out: inout [UInt8]) {
+    public static func eval(id: JSONValue?, result: EvaluationResult, default defaultValue: JSONValue?, into out: inout [UInt8]) {
+        result.withEncoded { eval(id: id, result: $0, default: defaultValue, into: &out) }
+    }
+
+    /// `{"id":…,"results":[{…},…]}` for a multi-flag `eval`: `results` lends its argument each
+    /// result, in the order asked (as `Snapshot.forEachResult(_:context:type:now:_:)` does).
+    public static func evalMany(
+        id: JSONValue?, default defaultValue: JSONValue?, into out: inout [UInt8],
+        results: (_ each: (EncodedResult) -> Void) -> Void
+    ) {
         out.append(UInt8(ascii: "{"))
         writeID(id, into: &out)
         append("\"results\":[", to: &out)
-        for (i, r) in results.enumerated() {
-            if i > 0 { out.append(UInt8(ascii: ",")) }
+        var first = true
+        results { r in
+            if !first { out.append(UInt8(ascii: ",")) }
+            first = false
             out.append(UInt8(ascii: "{"))
             writeResult(r, default: defaultValue, into: &out)
             out.append(UInt8(ascii: "}"))
@@ -33,14 +39,23 @@ public enum ReplyEncoder {
         append("]}\n", to: &out)
     }
 
-    /// `{"id":…,"results":{"KEY":{…},…}}` for `evalAll`.
-    public static func evalAll(id: JSONValue?, results: [EvaluationResult], into out: inout [UInt8]) {
+    public static func evalMany(id: JSONValue?, results: [EvaluationResult], default defaultValue: JSONValue?, into out: inout [UInt8]) {
+        evalMany(id: id, default: defaultValue, into: &out) { each in
+            for r in results { r.withEncoded(each) }
+        }
+    }
+
+    /// `{"id":…,"results":{"KEY":{…},…}}` for `evalAll`: `results` lends its argument each
+    /// result (as `Snapshot.forEachResult(context:now:_:)` does).
+    public static func evalAll(id: JSONValue?, into out: inout [UInt8], results: (_ each: (EncodedResult) -> Void) -> Void) {
         out.append(UInt8(ascii: "{"))
         writeID(id, into: &out)
         append("\"results\":{", to: &out)
-        for (i, r) in results.enumerated() {
-            if i > 0 { out.append(UInt8(ascii: ",")) }
-            JSONWriter.writeString(r.flagKey, into: &out)
+        var first = true
+        results { r in
+            if !first { out.append(UInt8(ascii: ",")) }
+            first = false
+            out.append(contentsOf: r.key)
             append(":{", to: &out)
             writeResult(r, default: nil, into: &out)
             out.append(UInt8(ascii: "}"))
@@ -48,40 +63,32 @@ public enum ReplyEncoder {
         append("}}\n", to: &out)
     }
 
-    /// The members of one evaluation result (without braces). A compiled flag's result lends
-    /// some of them pre-encoded.
-    static func writeResult(_ r: EvaluationResult, default defaultValue: JSONValue?, into out: inout [UInt8]) {
-        r.withEncodedMembers { flag, variant, metadata in
-            if let flag {
-                out.append(contentsOf: flag)
-            } else {
-                append("\"flag\":", to: &out)
-                JSONWriter.writeString(r.flagKey, into: &out)
-            }
-            if let variant {
-                out.append(contentsOf: variant)
-            } else {
-                if let value = r.value ?? defaultValue {
-                    append(",\"value\":", to: &out)
-                    JSONWriter.write(value, into: &out)
-                }
-                if let variant = r.variant {
-                    append(",\"variant\":", to: &out)
-                    JSONWriter.writeString(variant, into: &out)
-                }
-            }
-            append(reasonMember(r.reason), to: &out)
-            if let code = r.errorCode {
-                append(",\"errorCode\":", to: &out)
-                JSONWriter.writeString(code.rawValue, into: &out)
-            }
-            if let message = r.errorMessage {
-                append(",\"errorMessage\":", to: &out)
-                JSONWriter.writeString(message, into: &out)
-            }
-            append(",\"metadata\":", to: &out)
-            out.append(contentsOf: metadata)
+    public static func evalAll(id: JSONValue?, results: [EvaluationResult], into out: inout [UInt8]) {
+        evalAll(id: id, into: &out) { each in
+            for r in results { r.withEncoded(each) }
         }
+    }
+
+    /// The members of one evaluation result (without braces).
+    static func writeResult(_ r: EncodedResult, default defaultValue: JSONValue?, into out: inout [UInt8]) {
+        out.append(contentsOf: r.flag)
+        if let served = r.served {
+            out.append(contentsOf: served)
+        } else if let defaultValue {
+            append(",\"value\":", to: &out)
+            JSONWriter.write(defaultValue, into: &out)
+        }
+        append(reasonMember(r.reason), to: &out)
+        if let code = r.errorCode {
+            append(",\"errorCode\":", to: &out)
+            JSONWriter.writeString(code.rawValue, into: &out)
+        }
+        if let message = r.errorMessage {
+            append(",\"errorMessage\":", to: &out)
+            JSONWriter.writeString(message, into: &out)
+        }
+        append(",\"metadata\":", to: &out)
+        out.append(contentsOf: r.metadata)
     }
 
     /// `,"reason":"…"` as one piece of text.

@@ -59,14 +59,20 @@ struct Responder {
         switch request.op {
         case .eval:
             if let keys = request.flags {
-                let results = snapshot.evaluate(keys, context: request.context, type: request.type)
-                ReplyEncoder.evalMany(id: request.id, results: results, default: request.defaultValue, into: &replies)
+                let type = request.type
+                ReplyEncoder.evalMany(id: request.id, default: request.defaultValue, into: &replies) { each in
+                    snapshot.forEachResult(keys, context: request.context, type: type, each)
+                }
             } else {
-                let result = snapshot.evaluate(request.flag ?? "", context: request.context, type: request.type)
-                ReplyEncoder.eval(id: request.id, result: result, default: request.defaultValue, into: &replies)
+                let (id, defaultValue) = (request.id, request.defaultValue)
+                snapshot.withResult(request.flag ?? "", context: request.context, type: request.type) { result in
+                    ReplyEncoder.eval(id: id, result: result, default: defaultValue, into: &replies)
+                }
             }
         case .evalAll:
-            ReplyEncoder.evalAll(id: request.id, results: snapshot.evaluateAll(context: request.context), into: &replies)
+            ReplyEncoder.evalAll(id: request.id, into: &replies) { each in
+                snapshot.forEachResult(context: request.context, each)
+            }
         case .ping:
             ReplyEncoder.ping(id: request.id, configVersion: config.version, flagCount: snapshot.count, into: &replies)
         case .status:

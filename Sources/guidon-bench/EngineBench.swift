@@ -63,8 +63,10 @@ struct EngineBench: ParsableCommand {
             let line = requestLine(user: "user-4217")
             /// The reply's length (reading the request's context would decode it when the flag did not).
             func answer(_ request: inout Request) -> Int {
-                let result = snapshot.evaluate(request.flag ?? "", context: request.context, type: request.type, now: now)
-                ReplyEncoder.eval(id: request.id, result: result, default: request.defaultValue, into: &reply)
+                let (id, defaultValue) = (request.id, request.defaultValue)
+                snapshot.withResult(request.flag ?? "", context: request.context, type: request.type, now: now) {
+                    ReplyEncoder.eval(id: id, result: $0, default: defaultValue, into: &reply)
+                }
                 defer { reply.removeAll(keepingCapacity: true) }
                 return reply.count
             }

@@ -1,4 +1,4 @@
-import GuidonEngine
+@testable import GuidonEngine
 import GuidonJSON
 import GuidonProtocol
 import Testing
@@ -73,18 +73,7 @@ struct ReplyEncoderTests {
     /// (each variant, served as defined or converted to the type asked for, every reason, errors)
     /// gives the same bytes as the same result built by hand, and changing a result changes its text.
     @Test func preEncodedMembersGiveTheSameReply() throws {
-        let json = #"""
-            {"flags": {
-              "k\u00e9y \"q\"": {"state": "ENABLED", "variants": {"a": "caf\u00e9 \"\\\n", "n\u00e9": "x"},
-                "defaultVariant": "a", "targeting": {"if": [{"var": "pick"}, {"var": "pick"}, null]}},
-              "numbers": {"state": "ENABLED", "variants": {"i": 3, "d": 2.5}, "defaultVariant": "i", "targeting": {"var": "pick"}},
-              "objects": {"state": "ENABLED", "variants": {"o": {"a": [1, null]}, "q": {}}, "targeting": {"var": "pick"}},
-              "static": {"state": "ENABLED", "variants": {"i": 3}, "defaultVariant": "i"},
-              "no-default": {"state": "ENABLED", "variants": {"a": 1}, "targeting": {"var": "pick"}},
-              "off": {"state": "DISABLED", "variants": {"a": 1}, "defaultVariant": "a"}
-            }}
-            """#
-        let snapshot = try Snapshot.compile(json: Array(json.utf8))
+        let snapshot = try Snapshot.compile(json: Array(Self.everyKindOfResult.utf8))
         var results: [EvaluationResult] = []
         for pick: JSONValue in ["a", "n\u{e9}", "i", "d", "o", "q", "nope", .null, 7] {
             let context = EvaluationContext(attributes: ["pick": pick])
@@ -94,7 +83,7 @@ struct ReplyEncoderTests {
         }
         #expect(Set(results.map(\.reason)) == [.static, .targetingMatch, .default, .disabled, .error])
         func encoded(_ r: EvaluationResult) -> (flag: Bool, variant: Bool) {
-            r.withEncodedMembers { flag, variant, _ in (flag != nil, variant != nil) }
+            r.withSharedMembers { flag, served, _ in (flag != nil, served != nil) }
         }
         #expect(results.contains { encoded($0).variant } && results.contains { !encoded($0).variant && $0.value != nil })
         for compiled in results {
@@ -132,6 +121,48 @@ struct ReplyEncoderTests {
         changed.metadata = ["m": 1]
         #expect(try reply(changed)["metadata"] == ["m": 1] && reply(changed)["value"] == 3)
         #expect(try reply(served) == ["flag": "static", "value": 3, "variant": "i", "reason": "STATIC", "metadata": [:]])
+    }
+
+    /// The daemon's path, the results lent by the snapshot without making an `EvaluationResult`,
+    /// writes exactly the bytes of the public path, for one flag, a batch and every flag.
+    @Test func lentResultsGiveTheSameReplyAsResults() throws {
+        let snapshot = try Snapshot.compile(json: Array(Self.everyKindOfResult.utf8))
+        let keys = snapshot.flags.map(\.key) + ["missing"]
+        var replies = 0
+        for pick: JSONValue in ["a", "n\u{e9}", "i", "d", "o", "q", "nope", .null, 7] {
+            let context = EvaluationContext(attributes: ["pick": pick])
+            for type in [nil] + ValueType.allCases {
+                for defaultValue: JSONValue? in [nil, 0] {
+                    for key in keys {
+                        var lent: [UInt8] = []
+                        snapshot.withResult(key, context: context, type: type, now: 0) {
+                            ReplyEncoder.eval(id: 1, result: $0, default: defaultValue, into: &lent)
+                        }
+                        var made: [UInt8] = []
+                        let result = snapshot.evaluate(key, context: context, type: type, now: 0)
+                        ReplyEncoder.eval(id: 1, result: result, default: defaultValue, into: &made)
+                        #expect(lent == made, "\(result)")
+                        replies += 1
+                    }
+                    var lent: [UInt8] = []
+                    ReplyEncoder.evalMany(id: "b", default: defaultValue, into: &lent) { each in
+                        snapshot.forEachResult(keys, context: context, type: type, now: 0, each)
+                    }
+                    var made: [UInt8] = []
+                    let results = snapshot.evaluate(keys, context: context, type: type, now: 0)
+                    ReplyEncoder.evalMany(id: "b", results: results, default: defaultValue, into: &made)
+                    #expect(lent == made)
+                    #expect(try JSONParser().parse(Array(lent.dropLast())).object?["results"]?.array?.count == keys.count)
+                }
+            }
+            var lent: [UInt8] = []
+            ReplyEncoder.evalAll(id: nil, into: &lent) { each in snapshot.forEachResult(context: context, now: 0, each) }
+            var made: [UInt8] = []
+            ReplyEncoder.evalAll(id: nil, results: snapshot.evaluateAll(context: context, now: 0), into: &made)
+            #expect(lent == made)
+            #expect(try JSONParser().parse(Array(lent.dropLast())).object?["results"]?.object?.count == snapshot.count)
+        }
+        #expect(replies == 9 * 6 * 2 * keys.count)
     }
 
     @Test(arguments: [Reason.static, .targetingMatch, .default, .disabled, .error])
@@ -191,6 +222,20 @@ struct ReplyEncoderTests {
         let event = try line { ReplyEncoder.line(ConfigurationChanged(configVersion: "v2", diff: diff).json, into: &$0) }
         #expect(event == ["event": "configurationChanged", "configVersion": "v2", "added": ["a"], "changed": [], "removed": ["z"]])
     }
+
+    /// Flags whose results cover every reason, variants served as defined and converted,
+    /// type mismatches, a default variant or none, and keys and values that need escaping.
+    static let everyKindOfResult = #"""
+        {"flags": {
+          "k\u00e9y \"q\"": {"state": "ENABLED", "variants": {"a": "caf\u00e9 \"\\\n", "n\u00e9": "x"},
+            "defaultVariant": "a", "targeting": {"if": [{"var": "pick"}, {"var": "pick"}, null]}},
+          "numbers": {"state": "ENABLED", "variants": {"i": 3, "d": 2.5}, "defaultVariant": "i", "targeting": {"var": "pick"}},
+          "objects": {"state": "ENABLED", "variants": {"o": {"a": [1, null]}, "q": {}}, "targeting": {"var": "pick"}},
+          "static": {"state": "ENABLED", "variants": {"i": 3}, "defaultVariant": "i"},
+          "no-default": {"state": "ENABLED", "variants": {"a": 1}, "targeting": {"var": "pick"}},
+          "off": {"state": "DISABLED", "variants": {"a": 1}, "defaultVariant": "a"}
+        }}
+        """#
 }
 
 /// `SnapshotDiff` has no public initializer; build one by diffing two small snapshots.
