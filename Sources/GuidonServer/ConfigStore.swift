@@ -1,6 +1,7 @@
 public import Atomics
 public import GuidonEngine
 public import GuidonProtocol
+import NIOConcurrencyHelpers
 
 /// The configuration being served: a compiled snapshot and what identifies it.
 /// Immutable; replaced as a whole on reload.
@@ -23,12 +24,14 @@ final class ReloadRecord: AtomicReference, Sendable {
     init(_ attempt: ReloadAttempt) { self.attempt = attempt }
 }
 
-/// Holds the served configuration. Readers take one atomic load per request and use that
-/// one `ServedConfig` for the whole reply; the reloader publishes a new one with one store.
-/// Nobody locks.
+/// Holds the served configuration. Readers take it with one atomic load and use that one
+/// `ServedConfig` for a whole reply (an event loop keeps its own reference, see `LoopConfig`);
+/// the reloader publishes a new one with one store. Nobody locks to read.
 public final class ConfigStore: Sendable {
     private let served: ManagedAtomic<ServedConfig>
     private let lastAttempt: ManagedAtomic<ReloadRecord?>
+    private let publicationCount = ManagedAtomic<Int>(0)
+    private let observers = NIOLockedValueBox<[@Sendable () -> Void]>([])
 
     public init(_ initial: ServedConfig) {
         served = ManagedAtomic(initial)
@@ -39,8 +42,19 @@ public final class ConfigStore: Sendable {
     @inline(__always)
     public var current: ServedConfig { served.load(ordering: .acquiring) }
 
+    /// How many configurations have been published since the first: a reader that remembers it
+    /// can tell with one plain load whether its configuration is still current.
+    var publications: Int { publicationCount.load(ordering: .acquiring) }
+
     func publish(_ config: ServedConfig) {
         served.store(config, ordering: .releasing)
+        publicationCount.wrappingIncrement(ordering: .releasing)
+        for observer in observers.withLockedValue({ $0 }) { observer() }
+    }
+
+    /// Calls `observer` after each publication, on the publishing thread.
+    func onPublish(_ observer: @escaping @Sendable () -> Void) {
+        observers.withLockedValue { $0.append(observer) }
     }
 
     /// The last reload attempt, `nil` before the first.

@@ -20,17 +20,18 @@ final class Connection: EventLoopHandler, @unchecked Sendable {
     private var interest = EPOLLIN.rawValue
     private(set) var isClosed = false
 
-    private init(fd: Int32, loop: EventLoop, service: ServiceContext) {
+    private init(fd: Int32, loop: EventLoop, config: LoopConfig, service: ServiceContext) {
         self.fd = fd
         self.loop = loop
         self.service = service
-        session = Session(fd: fd, service: service)
+        session = Session(fd: fd, config: config, service: service)
     }
 
-    /// Serves the accepted socket `fd` on `loop` (call on that loop), or refuses it with an
-    /// `OVERLOADED` error when the connection limit is reached or the daemon is stopping.
-    static func open(_ fd: Int32, on loop: EventLoop, service: ServiceContext) {
-        let connection = Connection(fd: fd, loop: loop, service: service)
+    /// Serves the accepted socket `fd` on `loop` (call on that loop), answering from `config`
+    /// (the loop's), or refuses it with an `OVERLOADED` error when the connection limit is
+    /// reached or the daemon is stopping.
+    static func open(_ fd: Int32, on loop: EventLoop, config: LoopConfig, service: ServiceContext) {
+        let connection = Connection(fd: fd, loop: loop, config: config, service: service)
         guard service.connections.admit(connection) else {
             var reply: [UInt8] = []
             let limit = service.connections.limit
@@ -50,10 +51,12 @@ final class Connection: EventLoopHandler, @unchecked Sendable {
     // MARK: - Events
 
     func ready(_ events: UInt32) {
+        // The loop holds this connection while it handles the event: the closures need not
+        // count references to it (once per line answered).
         let next =
             interest == EPOLLIN.rawValue
-            ? session.readable(into: loop.scratch, subscribe: subscribe)
-            : session.advance(subscribe: subscribe)
+            ? session.readable(into: loop.scratch) { [unowned(unsafe) self] in subscribe() }
+            : session.advance { [unowned(unsafe) self] in subscribe() }
         apply(next)
     }
 

@@ -68,15 +68,19 @@ struct ListeningSocket {
 final class Acceptor: EventLoopHandler, @unchecked Sendable {
     private let socket: ListeningSocket
     private let loops: [EventLoop]
+    /// Each loop's configuration reference, by the loop's position.
+    private let configs: [LoopConfig]
     private let service: ServiceContext
     private let logger: Logger
     private var token: UInt64 = 0
     private var next = 0
     private var isOpen = true
 
-    init(socket: ListeningSocket, loops: [EventLoop], service: ServiceContext, logger: Logger) {
+    init(socket: ListeningSocket, loops: [EventLoop], configs: [LoopConfig], service: ServiceContext, logger: Logger) {
+        precondition(loops.count == configs.count, "one configuration reference per loop")
         self.socket = socket
         self.loops = loops
+        self.configs = configs
         self.service = service
         self.logger = logger
     }
@@ -118,13 +122,13 @@ final class Acceptor: EventLoopHandler, @unchecked Sendable {
                     return
                 }
             }
-            let target = loops[next % loops.count]
+            let (target, config) = (loops[next % loops.count], configs[next % loops.count])
             next &+= 1
             let service = service
             if target === loop {
-                Connection.open(fd, on: target, service: service)
+                Connection.open(fd, on: target, config: config, service: service)
             } else {
-                target.execute { Connection.open(fd, on: target, service: service) }
+                target.execute { Connection.open(fd, on: target, config: config, service: service) }
             }
         }
     }

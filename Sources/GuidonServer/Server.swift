@@ -28,7 +28,11 @@ final class Server: Sendable {
             loops[i].start()
         }
         self.loops = loops
-        acceptor = Acceptor(socket: socket, loops: loops, service: service, logger: logger)
+        let configs = loops.map { _ in LoopConfig(store: service.store) }
+        service.store.onPublish { [loops] in
+            for (loop, config) in zip(loops, configs) { loop.execute { config.refresh() } }
+        }
+        acceptor = Acceptor(socket: socket, loops: loops, configs: configs, service: service, logger: logger)
         do {
             try acceptor.start()
         } catch {

@@ -28,6 +28,7 @@ struct Session {
     }
 
     private let fd: Int32
+    private let config: LoopConfig
     private let service: ServiceContext
     private var responder: Responder
     /// Received, not yet answered: lines held back until the replies before them are out,
@@ -50,8 +51,9 @@ struct Session {
     private static let retainedBytes = 64 * 1024
     private static let newline = Int32(UInt8(ascii: "\n"))
 
-    init(fd: Int32, service: ServiceContext) {
+    init(fd: Int32, config: LoopConfig, service: ServiceContext) {
         self.fd = fd
+        self.config = config
         self.service = service
         responder = Responder(service: service)
         out.reserveCapacity(4096)
@@ -127,8 +129,9 @@ struct Session {
                 answerUnterminatedLine = false
                 var last: [UInt8] = []
                 swap(&last, &held)
-                let config = service.store.current
-                last.withUnsafeBytes { answer($0, config: config, subscribe: subscribe) }
+                config.withCurrent { config in
+                    last.withUnsafeBytes { answer($0, config: config, subscribe: subscribe) }
+                }
                 continue
             }
             return .close
@@ -142,8 +145,11 @@ struct Session {
     /// replies out whenever they reach the reply budget; stops early when the socket does not
     /// take them. Returns how many bytes were used.
     private mutating func answerLines(in bytes: UnsafeRawBufferPointer, subscribe: () -> Void) -> Int {
+        config.withCurrent { answerLines(in: bytes, config: $0, subscribe: subscribe) }
+    }
+
+    private mutating func answerLines(in bytes: UnsafeRawBufferPointer, config: ServedConfig, subscribe: () -> Void) -> Int {
         guard let base = bytes.baseAddress else { return 0 }
-        let config = service.store.current
         var start = 0
         while let found = memchr(base + start, Self.newline, bytes.count - start) {
             if waiting >= service.replyBudget {

@@ -47,7 +47,8 @@ final class ConnectionHarness {
         let loop = try EventLoop(name: "test-loop")
         self.loop = loop
         loop.start()
-        loop.execute { Connection.open(served, on: loop, service: service) }
+        let config = LoopConfig(store: service.store)
+        loop.execute { Connection.open(served, on: loop, config: config, service: service) }
     }
 
     deinit {

@@ -1,0 +1,40 @@
+/// One event loop's reference to the configuration being served.
+///
+/// Connections answer from their loop's reference, borrowed, rather than loading the store's
+/// atomic reference for every read: that load counts a reference to the `ServedConfig` all
+/// loops share, which is an atomic operation on memory that the loops' cores pass back and
+/// forth. A loop notices a new configuration with one plain load of the store's publication
+/// count before each read, so a reply never comes from a configuration older than the one a
+/// client was told about; and the store's publication queues a task on every loop that takes
+/// the new one at once, so that a loop without traffic keeps no old snapshot alive.
+///
+/// `@unchecked Sendable`: confined to its loop's thread once handed to it.
+final class LoopConfig: @unchecked Sendable {
+    private let store: ConfigStore
+    private var config: ServedConfig
+    /// The store's publication count when `config` was taken.
+    private var seen: Int
+
+    init(store: ConfigStore) {
+        self.store = store
+        // The count first: a publication in between makes the next read take it.
+        seen = store.publications
+        config = store.current
+    }
+
+    /// Lends `body` the configuration to answer from. (It is not retained: this holds it, and
+    /// only `refresh`, which `body` does not reach, replaces it.)
+    @inline(__always)
+    func withCurrent<Result>(_ body: (ServedConfig) -> Result) -> Result {
+        refresh()
+        return Unmanaged.passUnretained(config)._withUnsafeGuaranteedRef(body)
+    }
+
+    /// Takes the store's configuration if a newer one was published.
+    func refresh() {
+        let published = store.publications
+        guard published != seen else { return }
+        seen = published
+        config = store.current
+    }
+}
