@@ -39,8 +39,7 @@ final class EventLoop: @unchecked Sendable {
     }
 
     // Loop thread only.
-    private var handlers: [UInt64: any EventLoopHandler] = [:]
-    private var nextToken: UInt64 = 1
+    private var handlers = HandlerTable()
     private var running = true
     private var thread: pthread_t?
     /// Reused by connections for their reads: a loop runs one handler at a time.
@@ -106,14 +105,14 @@ final class EventLoop: @unchecked Sendable {
     /// Asks every handler to drain (see `EventLoopHandler.drain`).
     func drainAll() {
         execute { [self] in
-            for handler in Array(handlers.values) { handler.drain() }
+            for handler in handlers.all { handler.drain() }
         }
     }
 
     /// Closes every handler, stops the thread and waits for it. Call once, from another thread.
     func stop() {
         execute { [self] in
-            for handler in Array(handlers.values) { handler.close() }
+            for handler in handlers.all { handler.close() }
             running = false
         }
         if let thread { pthread_join(thread, nil) }
@@ -124,13 +123,14 @@ final class EventLoop: @unchecked Sendable {
     /// Adds `fd` with interest `events`; the returned token names it in `modify`/`remove`.
     /// `nil` when epoll refuses it (out of memory, or over `max_user_watches`).
     func register(_ fd: Int32, events: UInt32, handler: any EventLoopHandler) -> UInt64? {
-        let token = nextToken
-        nextToken += 1
+        let token = handlers.add(handler)
         var event = epoll_event()
         event.events = events
         event.data.u64 = token
-        guard epoll_ctl(epoll, EPOLL_CTL_ADD, fd, &event) == 0 else { return nil }
-        handlers[token] = handler
+        guard epoll_ctl(epoll, EPOLL_CTL_ADD, fd, &event) == 0 else {
+            handlers.remove(token)
+            return nil
+        }
         return token
     }
 
@@ -144,7 +144,7 @@ final class EventLoop: @unchecked Sendable {
     /// Forgets `fd` (call before closing it).
     func remove(_ fd: Int32, token: UInt64) {
         epoll_ctl(epoll, EPOLL_CTL_DEL, fd, nil)
-        handlers[token] = nil
+        handlers.remove(token)
     }
 
     private func run() {
@@ -180,6 +180,50 @@ final class EventLoop: @unchecked Sendable {
         }
         for task in tasks { task() }
     }
+}
+
+/// The handlers registered with a loop, by token: a slot number plus that slot's generation,
+/// so that a token outlives its handler harmlessly (events for it, later in a batch, find
+/// nothing) and finding a handler is an array index rather than a hash lookup per event.
+struct HandlerTable {
+    private struct Slot {
+        var handler: (any EventLoopHandler)?
+        var generation: UInt32 = 0
+    }
+
+    private var slots: [Slot] = []
+    private var free: [Int] = []
+
+    /// A token for `handler`; never 0 (the wake-up's).
+    mutating func add(_ handler: any EventLoopHandler) -> UInt64 {
+        let index: Int
+        if let reused = free.popLast() {
+            index = reused
+        } else {
+            index = slots.count
+            slots.append(Slot())
+        }
+        slots[index].generation &+= 1
+        if slots[index].generation == 0 { slots[index].generation = 1 }
+        slots[index].handler = handler
+        return UInt64(slots[index].generation) << 32 | UInt64(index)
+    }
+
+    subscript(token: UInt64) -> (any EventLoopHandler)? {
+        let index = Int(token & 0xffff_ffff)
+        guard index < slots.count, slots[index].generation == UInt32(token >> 32) else { return nil }
+        return slots[index].handler
+    }
+
+    mutating func remove(_ token: UInt64) {
+        let index = Int(token & 0xffff_ffff)
+        guard index < slots.count, slots[index].generation == UInt32(token >> 32), slots[index].handler != nil else { return }
+        slots[index].handler = nil
+        free.append(index)
+    }
+
+    /// Every handler (a copy: handlers may remove themselves meanwhile).
+    var all: [any EventLoopHandler] { slots.compactMap(\.handler) }
 }
 
 extension Array {
