@@ -236,3 +236,24 @@ extension String {
 }
 
 extension SplitMix: RandomNumberGenerator {}
+
+@Suite("Byte comparison")
+struct SameBytesTests {
+    /// Equal runs of every length up to 24 are equal; a difference in any one byte (in a whole
+    /// word or in the tail) or in the length is seen.
+    @Test func everyDifferingByteIsSeen() {
+        for length in 0...24 {
+            let a = (0..<length).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ 11) }
+            a.withUnsafeBufferPointer { x in
+                let same = a
+                same.withUnsafeBufferPointer { #expect(sameBytes(x, $0)) }
+                for i in 0..<length {
+                    var b = a
+                    b[i] ^= 0x80
+                    b.withUnsafeBufferPointer { #expect(!sameBytes(x, $0), "length \(length), byte \(i)") }
+                }
+                (a + [0]).withUnsafeBufferPointer { #expect(!sameBytes(x, $0)) }
+            }
+        }
+    }
+}

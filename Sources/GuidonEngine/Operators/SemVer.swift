@@ -188,10 +188,23 @@ func withBytes<R>(_ s: String, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R? 
     s.utf8.withContiguousStorageIfAvailable(body)
 }
 
-/// Whether two byte runs are equal: indexes, not iterators (`elementsEqual` showed in profiles).
+/// Whether two byte runs are equal, compared eight bytes at a time (`elementsEqual` showed in
+/// profiles, and so did a loop over single bytes).
 @inline(__always)
 func sameBytes(_ x: UnsafeBufferPointer<UInt8>, _ y: UnsafeBufferPointer<UInt8>) -> Bool {
     guard x.count == y.count else { return false }
-    for i in 0..<x.count where x[i] != y[i] { return false }
+    guard let a = x.baseAddress, let b = y.baseAddress else { return true }
+    let (wordsA, wordsB) = (UnsafeRawPointer(a), UnsafeRawPointer(b))
+    var i = 0
+    while i + 8 <= x.count {
+        if wordsA.loadUnaligned(fromByteOffset: i, as: UInt64.self) != wordsB.loadUnaligned(fromByteOffset: i, as: UInt64.self) {
+            return false
+        }
+        i += 8
+    }
+    while i < x.count {
+        if a[i] != b[i] { return false }
+        i += 1
+    }
     return true
 }
