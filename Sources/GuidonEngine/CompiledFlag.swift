@@ -159,7 +159,7 @@ final class CompiledFlag: Sendable {
         case .resolved(let resolution)?:
             return verdict(for: resolution, type)
         case let outcome?:
-            let evaluator = Evaluator(context: context(), flagKey: key, now: now)
+            let evaluator = Evaluator(context: context(), flag: self, now: now)
             let resolution: Resolution
             do {
                 resolution = try resolve(outcome, evaluator)

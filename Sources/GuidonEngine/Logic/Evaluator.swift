@@ -7,8 +7,19 @@ import GuidonJSON
 /// object is ever built on the hot path.
 struct Evaluator {
     let context: EvaluationContext
-    let flagKey: String
+    /// The flag evaluated (`nil` while the compiler folds constants). Not retained: its caller
+    /// holds it for the evaluation, and its key is read only by rules that use it. (Copying the
+    /// key, a string every thread shares, would count a reference to it on every evaluation.)
+    private unowned(unsafe) let flag: CompiledFlag?
     let now: Int64
+
+    init(context: EvaluationContext, flag: CompiledFlag?, now: Int64) {
+        self.context = context
+        self.flag = flag
+        self.now = now
+    }
+
+    var flagKey: String { flag?.key ?? "" }
 
     /// What `var` reads: the evaluation context, or (inside `map`, `filter`, `reduce`,
     /// `all`, `none`, `some`, and for bare rules) a plain JSON value.

@@ -414,7 +414,7 @@ final class LogicCompiler {
     /// Evaluates a node whose operands are all constant, once, at compile time.
     private func fold(_ node: Node) -> Node {
         guard Self.operandsAreConstant(node) else { return node }
-        let evaluator = Evaluator(context: EvaluationContext(), flagKey: "", now: 0)
+        let evaluator = Evaluator(context: EvaluationContext(), flag: nil, now: 0)
         guard let value = try? evaluator.evaluate(node, .value(.null)) else { return node }
         return .constant(value)
     }
@@ -477,6 +477,6 @@ struct Rule {
 
     /// Evaluates against plain data (`var` reads `data`; `$flagd` and `targetingKey` too).
     func evaluate(data: JSONValue) throws(Evaluator.Failure) -> JSONValue {
-        try Evaluator(context: EvaluationContext(), flagKey: "", now: 0).evaluate(node, .value(data))
+        try Evaluator(context: EvaluationContext(), flag: nil, now: 0).evaluate(node, .value(data))
     }
 }
