@@ -46,7 +46,7 @@ struct CompileMemo: Sendable {
     }
 
     /// Whether the root members parsed so far already show `$evaluators` or `metadata` other
-    /// than this memo's (when they come before the flags, nothing need be skipped).
+    /// than this memo's (when they come before the flags, no flag need be compared with its old text).
     func contextDiffers(from members: JSONObject) -> Bool {
         if let value = members["$evaluators"], !Self.identical(evaluators, value) { return true }
         if let value = members["metadata"], !Self.identical(metadata, value) { return true }

@@ -17,39 +17,45 @@ struct Compiler {
     static let knownTopLevelMembers: Set<String> = ["flags", "$schema", "$evaluators", "metadata"]
 
     /// Compiles `bytes`, taking the flags that did not change from `previous` (see `CompileMemo`).
+    ///
+    /// The flag definitions are not parsed with the rest of the document: the parse only
+    /// delimits them, and each is parsed when it is compiled and freed right after, so that the
+    /// parsed tree of a large file never lives next to the snapshot being served (a tree takes
+    /// several times the bytes of its text).
     func compile(_ bytes: [UInt8], reusing previous: Snapshot?) throws(ValidationReport) -> Snapshot {
-        var session = Session()
+        var session = Session(bytes: bytes)
         var spans: [Range<Int>] = []
         do {
             let parser = JSONParser(duplicateKeys: .reject)
-            if let previous, let memo = previous.memo {
-                // Flags that can be taken from `previous` need not be parsed: their text is the
-                // text that parsed there.
-                let reuse = Reuse(snapshot: previous, memo: memo, bytes: bytes)
-                var reused: [Int?] = []
-                let shouldSkip = { (before: JSONObject) in !memo.contextDiffers(from: before) }
-                (session.root, spans) = try parser.parse(bytes, skippingIn: "flags", when: shouldSkip) { position, key, start in
-                    let match = reuse.flag(key, at: start)
-                    reused.append(match?.old)  // members come in order: `position` is `reused.count`
-                    return match?.end
-                }
-                if memo.sharesContext(with: session.root) {
-                    session.reuse = reuse
-                    session.reused = reused
-                } else if reused.contains(where: { $0 != nil }) {
-                    // New evaluators or set metadata: every flag is compiled, so every flag is parsed.
-                    session.root = try parser.parse(bytes)
-                }
-            } else {
-                (session.root, spans) = try parser.parse(bytes, skippingIn: "flags") { _, _, _ in nil }
+            // Flags that can be taken from `previous` are not parsed at all: their text is the
+            // text that parsed there.
+            let reuse = previous.flatMap { previous in previous.memo.map { Reuse(snapshot: previous, memo: $0, bytes: bytes) } }
+            var mayReuse = false
+            var reused: [Int?] = []
+            let shouldSkip = { (before: JSONObject) in
+                mayReuse = reuse.map { !$0.memo.contextDiffers(from: before) } ?? false
+                return true
             }
+            (session.root, spans) = try parser.parse(bytes, skippingIn: "flags", when: shouldSkip) { position, key, start in
+                let match = mayReuse ? reuse?.flag(key, at: start) : nil
+                reused.append(match?.old)  // members come in order: `position` is `reused.count`
+                return match?.end ?? JSONParser.objectEnd(in: bytes, from: start)
+            }
+            if let reuse, reuse.memo.sharesContext(with: session.root) {
+                session.reuse = reuse
+                session.reused = reused
+            }
+            session.spans = spans
         } catch {
-            throw ValidationReport(errors: [
-                Diagnostic(severity: .error, path: "$", line: error.line, column: error.column, message: error.reason)
-            ])
+            throw Self.report(error)
         }
         let context = CompileMemo.context(of: session.root)
-        let snapshotParts = session.run()
+        let snapshotParts: (flags: [CompiledFlag], infos: [FlagInfo], metadata: JSONObject)?
+        do {
+            snapshotParts = try session.run()
+        } catch {
+            throw Self.report(error)
+        }
         let strict = options.mode == .strict
         var errors: [Problem] = []
         var warnings: [Problem] = []
@@ -84,6 +90,11 @@ struct Compiler {
 }
 
 extension Compiler {
+    /// A document that is not JSON: the one problem reported.
+    static func report(_ error: JSONSyntaxError) -> ValidationReport {
+        ValidationReport(errors: [Diagnostic(severity: .error, path: "$", line: error.line, column: error.column, message: error.reason)])
+    }
+
     static func sameKeys(_ a: [CompiledFlag], _ b: [CompiledFlag]) -> Bool {
         a.count == b.count && zip(a, b).allSatisfy { $0 === $1 || $0.key.utf8.elementsEqual($1.key.utf8) }
     }
@@ -116,13 +127,16 @@ private struct Reuse {
 
 /// One compilation: the document, the problems found so far, the logic compiler.
 private struct Session {
+    /// The document, and where each flag's definition is in it (when `flags` is an object).
+    let bytes: [UInt8]
+    var spans: [Range<Int>] = []
     var root: JSONValue = .null
     var problems: [Problem] = []
     var logic = LogicCompiler(evaluators: JSONObject())
     var evaluatorDefinitions = JSONObject()
     var reuse: Reuse?
     /// Flags taken from `reuse`: by position in this document, the position in the previous one.
-    /// Their definitions were not parsed (they are `null` in `root`).
+    /// Like every definition `JSONParser.objectEnd` delimits, they are `null` in `root`.
     var reused: [Int?] = []
     /// What compiling each flag reported, by position (flags without problems are left out).
     var flagProblems: [Int: FlagProblems] = [:]
@@ -133,7 +147,12 @@ private struct Session {
         problems.append(Problem(kind: kind, path: path, message: message))
     }
 
-    mutating func run() -> (flags: [CompiledFlag], infos: [FlagInfo], metadata: JSONObject)? {
+    init(bytes: [UInt8]) {
+        self.bytes = bytes
+    }
+
+    /// Throws when a flag's definition, parsed only now, is not JSON after all.
+    mutating func run() throws(JSONSyntaxError) -> (flags: [CompiledFlag], infos: [FlagInfo], metadata: JSONObject)? {
         guard case .object(var document) = root else {
             report(.structural, [], "a flag document must be a JSON object with a \"flags\" member, not \(article(root.typeName))")
             return nil
@@ -190,10 +209,12 @@ private struct Session {
                 }
                 continue
             }
-            // Taken out of the tree, the definition is freed once compiled: the tree of a large
-            // file never lives next to all of its compiled flags.
-            let definition = flagDefinitions.values[position]
-            flagDefinitions[key] = .null
+            // Parsed here (unless the document parse had to), the definition is freed once compiled.
+            var definition = flagDefinitions.values[position]
+            if case .null = definition, position < spans.count {
+                definition = try JSONParser(duplicateKeys: .reject).parse(bytes, valueIn: spans[position], depth: 2)
+            }
+            flagDefinitions.replaceValue(at: position, with: .null)
             let problemsBefore = problems.count
             let logicProblemsBefore = logic.problems.count
             let compiled = compileFlag(key, definition, setMetadata: setMetadata)

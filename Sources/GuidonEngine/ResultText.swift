@@ -5,27 +5,30 @@ import GuidonJSON
 /// serve each of its variants, so that a reply copies bytes instead of encoding the same
 /// strings on every evaluation. Results without a compiled flag (and without metadata) share
 /// `none`.
-final class ResultText: Sendable {
-    let metadata: JSONObject
-    let metadataJSON: [UInt8]
-    /// `"flag":KEY`, then `,"value":VALUE,"variant":NAME` for each variant (empty for `none`).
-    private let members: [UInt8]
-    /// Where each of these ends in `members`: the flag's, then each variant's.
-    private let ends: [Int]
+///
+/// A snapshot holds one per flag, so it is one allocation (a `ManagedBuffer`): the metadata in
+/// the header, then in the tail where each member ends (32-bit offsets) and the text itself,
+/// the metadata's JSON followed by the members'.
+struct ResultText: @unchecked Sendable {
+    // Sendable: the buffer is written once by `make`, before it is shared, and only read afterwards.
+    private let storage: Storage
 
-    static let none = ResultText(metadata: JSONObject(), metadataJSON: Array("{}".utf8), members: [], ends: [])
+    private final class Storage: ManagedBuffer<Header, UInt32> {}
 
-    private init(metadata: JSONObject, metadataJSON: [UInt8], members: [UInt8], ends: [Int]) {
-        self.metadata = metadata
-        self.metadataJSON = metadataJSON
-        self.members = members
-        self.ends = ends
+    private struct Header {
+        let metadata: JSONObject
+        /// The length of the metadata's JSON, which the members follow.
+        let metadataCount: UInt32
+        /// How many member ends precede the text: 1 + the variants, or 0 without members.
+        let endCount: UInt32
     }
+
+    static let none = make(metadata: JSONObject(), metadataJSON: Array("{}".utf8), members: [], ends: [])
 
     /// Metadata alone, for results without a compiled flag.
     static func make(_ metadata: JSONObject) -> ResultText {
         guard !metadata.isEmpty else { return none }
-        return ResultText(metadata: metadata, metadataJSON: json(metadata), members: [], ends: [])
+        return make(metadata: metadata, metadataJSON: json(metadata), members: [], ends: [])
     }
 
     /// Everything, for a compiled flag.
@@ -43,11 +46,18 @@ final class ResultText: Sendable {
             JSONWriter.writeString(name, into: &members)
             ends.append(members.count)
         }
-        return ResultText(metadata: metadata, metadataJSON: json(metadata), members: members, ends: ends)
+        return make(metadata: metadata, metadataJSON: json(metadata), members: members, ends: ends)
+    }
+
+    var metadata: JSONObject { storage.header.metadata }
+
+    /// The metadata as compact JSON text (a copy: replies borrow it through `withMembers`).
+    var metadataJSON: [UInt8] {
+        withMembers(flag: false, variant: nil) { _, _, metadata in Array(metadata) }
     }
 
     /// Whether the members were written (for a compiled flag).
-    var hasMembers: Bool { !ends.isEmpty }
+    var hasMembers: Bool { storage.header.endCount != 0 }
 
     /// The flag's members and those of `variant` (when asked for and written), and the
     /// metadata, lent to `body`.
@@ -55,14 +65,41 @@ final class ResultText: Sendable {
     func withMembers<Result>(
         flag: Bool, variant: Int?, _ body: (UnsafeRawBufferPointer?, UnsafeRawBufferPointer?, UnsafeRawBufferPointer) -> Result
     ) -> Result {
-        metadataJSON.withUnsafeBytes { metadata in
+        storage.withUnsafeMutablePointers { header, ends in
+            let endCount = Int(header.pointee.endCount)
+            let metadataCount = Int(header.pointee.metadataCount)
+            let text = UnsafeRawPointer(ends + endCount)
+            let metadata = UnsafeRawBufferPointer(start: text, count: metadataCount)
+            guard endCount != 0 else { return body(nil, nil, metadata) }
+            let members = text + metadataCount
+            let flagMember = flag ? UnsafeRawBufferPointer(start: members, count: Int(ends[0])) : nil
+            let variantMembers = variant.map { i in
+                precondition(i >= 0 && i + 1 < endCount, "no variant \(i)")
+                let start = Int(ends[i])
+                return UnsafeRawBufferPointer(start: members + start, count: Int(ends[i + 1]) - start)
+            }
+            return body(flagMember, variantMembers, metadata)
+        }
+    }
+
+    /// `ends`: where, in `members`, the flag's member ends and then each variant's (empty
+    /// without members). A flag's text is far below 4 GiB: the file is at most 64 MiB.
+    private static func make(metadata: JSONObject, metadataJSON: [UInt8], members: [UInt8], ends: [Int]) -> ResultText {
+        let textCount = metadataJSON.count + members.count
+        let capacity = ends.count + (textCount + 3) / 4
+        let header = Header(metadata: metadata, metadataCount: UInt32(metadataJSON.count), endCount: UInt32(ends.count))
+        let storage = Storage.create(minimumCapacity: capacity) { _ in header }
+        storage.withUnsafeMutablePointerToElements { tail in
+            tail.initialize(repeating: 0, count: capacity)
+            for (i, end) in ends.enumerated() { tail[i] = UInt32(end) }
+            let text = UnsafeMutableRawPointer(tail + ends.count)
+            metadataJSON.withUnsafeBytes { text.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
             members.withUnsafeBytes { bytes in
-                guard !ends.isEmpty else { return body(nil, nil, metadata) }
-                let flagMember = flag ? UnsafeRawBufferPointer(rebasing: bytes[..<ends[0]]) : nil
-                let variantMembers = variant.map { UnsafeRawBufferPointer(rebasing: bytes[ends[$0]..<ends[$0 + 1]]) }
-                return body(flagMember, variantMembers, metadata)
+                guard let base = bytes.baseAddress else { return }
+                (text + metadataJSON.count).copyMemory(from: base, byteCount: bytes.count)
             }
         }
+        return ResultText(storage: unsafeDowncast(storage, to: Storage.self))
     }
 
     private static func json(_ metadata: JSONObject) -> [UInt8] {

@@ -62,10 +62,10 @@ public struct JSONParser: Sendable {
     /// each of that object's member values is in `bytes`, in order (none when there is no such
     /// object).
     ///
-    /// A skipped value is not looked at, so `skip` must skip only text it knows to be one
-    /// well-formed JSON value at that depth (text identical to a value that parsed there before,
-    /// say), and return exactly where it ends. Everything else, keys included, is parsed and
-    /// checked as usual.
+    /// A skipped value is not looked at, so `skip` must return exactly where the value ends, and
+    /// skip only text it knows to be one well-formed JSON value at that depth (text identical to
+    /// a value that parsed there before, say) or that the caller parses later (see `objectEnd`).
+    /// Everything else, keys included, is parsed and checked as usual.
     ///
     /// `shouldSkip`, when given, is asked once, on reaching `member`, with the root members
     /// parsed before it; if it says no, nothing is skipped.
@@ -83,6 +83,65 @@ public struct JSONParser: Sendable {
                 } catch {
                     return .failure(error)
                 }
+            }
+        }
+        return try result.get()
+    }
+}
+
+extension JSONParser {
+    /// Where the object that starts at `start` in `bytes` ends, found by following its structure
+    /// alone: strings are stepped over and brackets must match, nothing else is looked at. For a
+    /// skimming parse (`parse(_:skippingIn:when:where:)`) that leaves a member's value to be
+    /// parsed later, on its own, by `parse(_:valueIn:depth:)`, which checks everything else.
+    /// `nil` when the text at `start` is not an object, or is cut short, mismatched or nested
+    /// deeper than 64 levels: the skimming parse should then parse it, and report what is wrong.
+    public static func objectEnd(in bytes: [UInt8], from start: Int) -> Int? {
+        bytes.withUnsafeBufferPointer { text in
+            guard start < text.count, text[start] == UInt8(ascii: "{") else { return nil }
+            var arrays: UInt64 = 0  // bit n: whether nesting level n is an array
+            var depth = 0
+            var i = start
+            while i < text.count {
+                switch text[i] {
+                case UInt8(ascii: "\""):
+                    i += 1
+                    while i < text.count && text[i] != UInt8(ascii: "\"") {
+                        i += text[i] == UInt8(ascii: "\\") ? 2 : 1
+                    }
+                    guard i < text.count else { return nil }
+                case UInt8(ascii: "{"), UInt8(ascii: "["):
+                    guard depth < 64 else { return nil }
+                    if text[i] == UInt8(ascii: "[") { arrays |= 1 << depth } else { arrays &= ~(1 << depth) }
+                    depth += 1
+                case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                    depth -= 1
+                    guard (arrays & (1 << depth) != 0) == (text[i] == UInt8(ascii: "]")) else { return nil }
+                    if depth == 0 { return i + 1 }
+                default:
+                    break
+                }
+                i += 1
+            }
+            return nil
+        }
+    }
+
+    /// Parses the one value whose text is `bytes[span]`, a member value at nesting `depth` of
+    /// the document `bytes` (2 for a member of a root member's object): limits apply as in a
+    /// parse of the whole document, and errors give positions in all of `bytes`.
+    public func parse(_ bytes: [UInt8], valueIn span: Range<Int>, depth: Int) throws(JSONSyntaxError) -> JSONValue {
+        let result: Result<JSONValue, JSONSyntaxError> = bytes.withUnsafeBytes { buffer in
+            var cursor = Cursor(bytes: UnsafeRawBufferPointer(rebasing: buffer[..<span.upperBound]), options: self)
+            cursor.position = span.lowerBound
+            do throws(JSONSyntaxError) {
+                let value = try cursor.parseValue(depth: depth)
+                if cursor.position < span.upperBound {
+                    throw cursor.error("unexpected \(cursor.describeCurrent()) after the value")
+                }
+                return .success(value)
+            } catch {
+                return .failure(error)
             }
         }
         return try result.get()

@@ -97,17 +97,13 @@ public final class Daemon: Sendable {
         defer { for source in stopSources { source.cancel() } }
         let startedAt = ContinuousClock.now  // uptime from a clock that does not jump
 
-        let initial: ServedConfig
-        do throws(ConfigLoadError) {
-            initial = try ConfigFile.load(config.configPath, options: config.compileOptions).0
-        } catch {
-            throw StartupError(description: error.description)
-        }
+        // Only the store holds the first configuration: a local of this function would keep the
+        // first snapshot in memory for as long as the daemon runs, after reloads replaced it.
+        let store = try Self.loadFlagFile(config)
         var logger = self.logger
         logger[metadataKey: "configPath"] = "\(config.configPath)"
-        Reloader.logWarnings(initial.snapshot, logger: logger)
+        Reloader.logWarnings(store.current.snapshot, logger: logger)
 
-        let store = ConfigStore(initial)
         let connections = Connections(limit: config.maxConnections, logger: logger)
         let reloader = Reloader(
             path: config.configPath, options: config.compileOptions, store: store, connections: connections, logger: logger)
@@ -165,9 +161,7 @@ public final class Daemon: Sendable {
         let watchdog = Watchdog(loops: server.loops, interval: SystemdNotifier.watchdogInterval)
         watchdog?.start()
 
-        logger.notice(
-            "guidond \(Daemon.version) ready: \(initial.snapshot.count) flags",
-            metadata: ["configVersion": "\(initial.version)", "reloadResult": "startup"])
+        Self.logReady(store.current, logger: logger)
         SystemdNotifier.ready(status: Reloader.statusLine(store))
 
         stop.wait()
@@ -188,6 +182,21 @@ public final class Daemon: Sendable {
         reloader.shutdown()
         server.stop()
         logger.info("stopped")
+    }
+
+    /// The store serving the flag file as it is now.
+    private static func loadFlagFile(_ config: DaemonConfiguration) throws(StartupError) -> ConfigStore {
+        do throws(ConfigLoadError) {
+            return ConfigStore(try ConfigFile.load(config.configPath, options: config.compileOptions).0)
+        } catch {
+            throw StartupError(description: error.description)
+        }
+    }
+
+    private static func logReady(_ served: ServedConfig, logger: Logger) {
+        logger.notice(
+            "guidond \(Daemon.version) ready: \(served.snapshot.count) flags",
+            metadata: ["configVersion": "\(served.version)", "reloadResult": "startup"])
     }
 
 }

@@ -17,7 +17,7 @@ struct DaemonBench: ParsableCommand {
             file, an echo server (the floor: the cheapest possible reply) and, when installed, a private \
             redis-server, and measures all three with the same client, in alternating rounds. \
             Stages: latency (1 connection, 1 request in flight), throughput (connections × requests in \
-            flight), reload (p99 while a 10,000-flag file is rewritten every 100 ms, reload time, peak RSS) \
+            flight), reload (p99 while a 10,000-flag file is rewritten every 100 ms, reload time, RSS once loaded, at its peak and after) \
             and startup (spawn to first answered ping).
             """
     )

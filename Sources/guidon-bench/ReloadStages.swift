@@ -22,6 +22,7 @@ extension BenchSession {
         if loaded.flags >= 0 && loaded.flags != settings.reloadFlags {
             report.notes.append("guidond reports \(loaded.flags) flags for a file of \(settings.reloadFlags)")
         }
+        let loadedKiB = process.statusKiB("VmRSS")
 
         // Reload time, one rewrite at a time, no other load.
         var generation = 0
@@ -79,6 +80,7 @@ extension BenchSession {
             applied += outcome.versionChanges
         }
         let peakKiB = process.statusKiB("VmHWM")
+        let afterKiB = process.statusKiB("VmRSS")
         process.stop()
         let signalTimes = try measureSignalReloads(template: template, firstGeneration: generation + 1)
 
@@ -113,8 +115,12 @@ extension BenchSession {
         report.add(Figure(
             section: section, name: "rewrites never picked up (5 s)", unit: .count, guidond: Double(lostReloads), goal: .atMost(0)))
         report.add(Figure(
+            section: section, name: "RSS once loaded (VmRSS)", unit: .mebibytes, guidond: loadedKiB.map { Double($0) / 1024 }))
+        report.add(Figure(
             section: section, name: "peak RSS (VmHWM)", unit: .mebibytes,
             guidond: peakKiB.map { Double($0) / 1024 }, goal: .atMost(64)))
+        report.add(Figure(
+            section: section, name: "RSS after the reloads (VmRSS)", unit: .mebibytes, guidond: afterKiB.map { Double($0) / 1024 }))
     }
 
     /// Runs `trigger` (which returns the instant it made the change) and pings until the
