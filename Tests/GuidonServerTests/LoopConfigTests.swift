@@ -18,7 +18,7 @@ struct LoopConfigTests {
     @Test func aLoopAnswersFromEachPublishedConfigurationAndLetsTheOldOneGo() throws {
         let store = ConfigStore(try Self.config("v1"))
         let loopConfig = LoopConfig(store: store)
-        weak var first = store.current
+        weak let first = store.current
         #expect(loopConfig.withCurrent { $0.version } == "v1")
 
         store.publish(try Self.config("v2"))
@@ -27,7 +27,7 @@ struct LoopConfigTests {
         #expect(first == nil)
 
         store.publish(try Self.config("v3"))
-        weak var second = store.current
+        weak let second = store.current
         store.publish(try Self.config("v4"))
         #expect(second == nil, "v3 was never taken by the loop")
         loopConfig.refresh()
@@ -64,7 +64,7 @@ struct LoopConfigTests {
             server.closeListener()
             server.stop()
         }
-        weak var first = store.current
+        weak let first = store.current
         store.publish(try Self.config("v2"))
         var released = false
         for _ in 0..<1500 where !released {
