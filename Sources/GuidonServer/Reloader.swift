@@ -123,9 +123,12 @@ public final class Reloader: Sendable {
             return attempt
         }
 
-        store.publish(new)
+        // Recorded first, so that whoever is answered from the new configuration also finds the
+        // reload that brought it in `status` (publishing wakes the event loops, which can run
+        // before this thread, at nice +10, gets the core back).
         let attempt = ReloadAttempt(trigger: trigger, at: now, ok: true, configVersion: new.version)
         store.record(attempt)
+        store.publish(new)
         let diff = new.snapshot.diff(from: old.snapshot)
         logger.notice(
             "configuration reloaded: \(diff.added.count) added, \(diff.changed.count) changed, \(diff.removed.count) removed",
