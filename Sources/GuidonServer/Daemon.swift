@@ -97,16 +97,27 @@ public final class Daemon: Sendable {
         defer { for source in stopSources { source.cancel() } }
         let startedAt = ContinuousClock.now  // uptime from a clock that does not jump
 
-        // Only the store holds the first configuration: a local of this function would keep the
-        // first snapshot in memory for as long as the daemon runs, after reloads replaced it.
-        let store = try Self.loadFlagFile(config)
         var logger = self.logger
         logger[metadataKey: "configPath"] = "\(config.configPath)"
+        // The watch is armed before the file is read, and reports from before the first request
+        // is answered: no change can fall between the load and the watch unseen.
+        let watcher = config.watchFile ? Self.armWatcher(config.configPath, logger: logger) : nil
+
+        // Only the store holds the first configuration: a local of this function would keep the
+        // first snapshot in memory for as long as the daemon runs, after reloads replaced it.
+        let store: ConfigStore
+        do throws(StartupError) {
+            store = try Self.loadFlagFile(config)
+        } catch {
+            watcher?.stop()
+            throw error
+        }
         Reloader.logWarnings(store.current.snapshot, logger: logger)
 
         let connections = Connections(limit: config.maxConnections, logger: logger)
         let reloader = Reloader(
             path: config.configPath, options: config.compileOptions, store: store, connections: connections, logger: logger)
+        watcher?.start { reloader.reload(trigger: "inotify") }
         let service = ServiceContext(store: store, connections: connections, maxLineBytes: config.maxLineBytes) {
             let served = store.current
             return DaemonStatus(
@@ -121,6 +132,7 @@ public final class Daemon: Sendable {
         do throws(StartupError) {
             listener = try ListeningSocket.open(path: config.socketPath, logger: logger)
         } catch {
+            watcher?.stop()
             reloader.shutdown()
             throw error
         }
@@ -130,24 +142,11 @@ public final class Daemon: Sendable {
                 service: service, logger: logger)
         } catch {
             listener.close()
+            watcher?.stop()
             reloader.shutdown()
             throw error
         }
 
-        // Reload triggers.
-        let watcher: FileWatcher?
-        if config.watchFile {
-            do throws(FileWatcher.WatchError) {
-                let w = try FileWatcher(path: config.configPath) { reloader.reload(trigger: "inotify") }
-                w.start()
-                watcher = w
-            } catch {
-                logger.warning("not watching the flag file (reload with SIGHUP): \(error)")
-                watcher = nil
-            }
-        } else {
-            watcher = nil
-        }
         let hangup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: signalQueue)
         hangup.setEventHandler {
             logger.info("SIGHUP: reloading")
@@ -182,6 +181,16 @@ public final class Daemon: Sendable {
         reloader.shutdown()
         server.stop()
         logger.info("stopped")
+    }
+
+    /// A watch on the flag file (not yet reporting), or `nil`, logged, when inotify refuses one.
+    private static func armWatcher(_ path: String, logger: Logger) -> FileWatcher? {
+        do throws(FileWatcher.WatchError) {
+            return try FileWatcher(path: path)
+        } catch {
+            logger.warning("not watching the flag file (reload with SIGHUP): \(error)")
+            return nil
+        }
     }
 
     /// The store serving the flag file as it is now.

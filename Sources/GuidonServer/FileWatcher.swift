@@ -14,26 +14,34 @@ import Glibc
 /// file is complete (closed after writing, renamed into place, a `..data` symlink swapped); other
 /// changes (in-place writes still open, deletions, …) are debounced: `onChange` runs once the file
 /// has been quiet for `quietPeriod` (or `maxDelay` after the first such event).
+///
+/// The watch is armed when the watcher is made and reported from when it is started: a change
+/// in between is reported then. So a daemon arms it before reading the file and starts it once
+/// it can reload, and no change falls between the two unseen.
 public final class FileWatcher: Sendable {
     public let path: String
     let quietPeriod: Duration
     let maxDelay: Duration
-    let onChange: @Sendable () -> Void
     private let inotifyFD: Int32
+    /// What `init` armed.
+    private let armed: Targets
     private let wakeRead: Int32
     private let wakeWrite: Int32
     private let queue = DispatchQueue(label: "guidon.inotify")
 
+    /// Arms the watch: changes made after this returns are reported once `start` is called.
     public init(
-        path: String, quietPeriod: Duration = .milliseconds(50), maxDelay: Duration = .milliseconds(500),
-        onChange: @escaping @Sendable () -> Void
+        path: String, quietPeriod: Duration = .milliseconds(50), maxDelay: Duration = .milliseconds(500)
     ) throws(WatchError) {
         self.path = path
         self.quietPeriod = quietPeriod
         self.maxDelay = maxDelay
-        self.onChange = onChange
-        inotifyFD = inotify_init1(Int32(IN_CLOEXEC | IN_NONBLOCK))
+        let inotifyFD = inotify_init1(Int32(IN_CLOEXEC | IN_NONBLOCK))
         guard inotifyFD >= 0 else { throw WatchError(reason: "inotify_init1: \(errnoText())") }
+        self.inotifyFD = inotifyFD
+        var armed = Targets()
+        Self.refreshWatches(&armed, path: path, inotifyFD: inotifyFD)
+        self.armed = armed
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else {
             close(inotifyFD)
@@ -52,11 +60,9 @@ public final class FileWatcher: Sendable {
         public var description: String { reason }
     }
 
-    /// Starts watching: changes made after it returns are reported.
-    public func start() {
-        var targets = Targets()
-        refreshWatches(&targets)
-        queue.async { [targets] in self.run(targets) }
+    /// Starts reporting, to `onChange` (on the watcher's thread): every change since `init`.
+    public func start(onChange: @escaping @Sendable () -> Void) {
+        queue.async { [armed] in self.run(armed, onChange: onChange) }
     }
 
     /// Stops watching; returns once the watcher thread has finished.
@@ -85,7 +91,7 @@ public final class FileWatcher: Sendable {
         case complete
     }
 
-    private func run(_ targets: Targets) {
+    private func run(_ targets: Targets, onChange: @Sendable () -> Void) {
         var targets = targets
         // The first and the latest in-progress event not yet followed by a reload.
         var pending: (first: ContinuousClock.Instant, last: ContinuousClock.Instant)?
@@ -168,6 +174,10 @@ public final class FileWatcher: Sendable {
 
     /// Watches the directory of the path and, when the path is a symlink, that of its target.
     private func refreshWatches(_ targets: inout Targets) {
+        Self.refreshWatches(&targets, path: path, inotifyFD: inotifyFD)
+    }
+
+    private static func refreshWatches(_ targets: inout Targets, path: String, inotifyFD: Int32) {
         var directories: [String] = [Self.directory(of: path)]
         var names: Set<String> = [Self.base(of: path)]
         if let resolved = Self.resolve(path), resolved != path {

@@ -27,10 +27,8 @@ final class ChangeCounter: @unchecked Sendable {
 struct FileWatcherTests {
     /// A watcher whose debounce would take an hour: it only reports at once what it sees complete.
     func watch(_ dir: ScratchDirectory, _ counter: ChangeCounter) throws -> FileWatcher {
-        let watcher = try FileWatcher(path: dir.file("flags.json"), quietPeriod: .seconds(3600), maxDelay: .seconds(3600)) {
-            counter.increment()
-        }
-        watcher.start()
+        let watcher = try FileWatcher(path: dir.file("flags.json"), quietPeriod: .seconds(3600), maxDelay: .seconds(3600))
+        watcher.start { counter.increment() }
         return watcher
     }
 
@@ -46,6 +44,20 @@ struct FileWatcherTests {
         try counter.waitFor(1, "a rename over the file (IN_MOVED_TO)")
         try writeInPlace(dir.file("flags.json"), #"{"flags": {} }"#)
         try counter.waitFor(2, "an in-place write, closed (IN_CLOSE_WRITE)")
+    }
+
+    /// The watch is armed when the watcher is made: a file replaced before it starts reporting
+    /// (while a daemon loads the file and prepares to reload) is reported once it starts.
+    @Test func aChangeBetweenArmingAndStartingIsReported() throws {
+        let dir = try ScratchDirectory()
+        defer { dir.remove() }
+        try dir.write("flags.json", "{}")
+        let watcher = try FileWatcher(path: dir.file("flags.json"), quietPeriod: .seconds(3600), maxDelay: .seconds(3600))
+        defer { watcher.stop() }
+        try renameOver(dir.file("flags.json"), #"{"flags": {}}"#)
+        let counter = ChangeCounter()
+        watcher.start { counter.increment() }
+        try counter.waitFor(1, "a rename made before the watcher started")
     }
 
     @Test func aSwappedDataSymlinkIsReportedAtOnce() throws {
@@ -71,8 +83,8 @@ struct FileWatcherTests {
         defer { dir.remove() }
         try dir.write("flags.json", "{}")
         let counter = ChangeCounter()
-        let watcher = try FileWatcher(path: dir.file("flags.json"), quietPeriod: .milliseconds(50)) { counter.increment() }
-        watcher.start()
+        let watcher = try FileWatcher(path: dir.file("flags.json"), quietPeriod: .milliseconds(50))
+        watcher.start { counter.increment() }
         defer { watcher.stop() }
 
         let fd = open(dir.file("flags.json"), O_WRONLY | O_APPEND)
