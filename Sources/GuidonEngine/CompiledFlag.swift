@@ -117,15 +117,13 @@ final class CompiledFlag: Sendable {
         let verdict = decide(context: context, type: type, now: now)
         // A converted value has no text written for it.
         if verdict.converted { return result(of: verdict).withEncoded(body) }
-        let lent = resultText.withMembers(flag: true, variant: verdict.variant) { flag, served, metadata in
-            guard let flag else { return false }
+        resultText.withMembers(flag: true, variant: verdict.variant) { flag, served, metadata in
+            // Every compiled flag's members are written; without them, the result writes its own.
+            guard let flag else { return result(of: verdict).withEncoded(body) }
             body(EncodedResult(
                 flag: flag, served: served, reason: verdict.reason, errorCode: verdict.errorCode,
                 errorMessage: verdict.errorMessage, metadata: metadata))
-            return true
         }
-        // Only a flag without written members (none is) lends nothing.
-        if !lent { result(of: verdict).withEncoded(body) }
     }
 
     // MARK: Deciding

@@ -40,6 +40,22 @@ public struct EncodedResult {
     }
 
     static let flagPrefix = Array(#""flag":"#.utf8)
+
+    /// Writes `"flag":KEY` (what `flag` holds).
+    static func writeFlag(_ key: String, into text: inout [UInt8]) {
+        text.append(contentsOf: flagPrefix)
+        JSONWriter.writeString(key, into: &text)
+    }
+
+    /// Writes `,"value":VALUE,"variant":NAME` (what `served` holds).
+    static func writeServed(_ value: JSONValue, variant: String?, into text: inout [UInt8]) {
+        text.append(contentsOf: #","value":"#.utf8)
+        JSONWriter.write(value, into: &text)
+        if let variant {
+            text.append(contentsOf: #","variant":"#.utf8)
+            JSONWriter.writeString(variant, into: &text)
+        }
+    }
 }
 
 extension EvaluationResult {
@@ -52,19 +68,9 @@ extension EvaluationResult {
                 return body(encoded(flag: sharedFlag, served: sharedServed, metadata: metadata))
             }
             var text: [UInt8] = []
-            if sharedFlag == nil {
-                text.append(contentsOf: EncodedResult.flagPrefix)
-                JSONWriter.writeString(flagKey, into: &text)
-            }
+            if sharedFlag == nil { EncodedResult.writeFlag(flagKey, into: &text) }
             let flagEnd = text.count
-            if needsValue, let value {
-                text.append(contentsOf: #","value":"#.utf8)
-                JSONWriter.write(value, into: &text)
-                if let variant {
-                    text.append(contentsOf: #","variant":"#.utf8)
-                    JSONWriter.writeString(variant, into: &text)
-                }
-            }
+            if needsValue, let value { EncodedResult.writeServed(value, variant: variant, into: &text) }
             return text.withUnsafeBytes { bytes in
                 let flag = sharedFlag ?? UnsafeRawBufferPointer(rebasing: bytes[..<flagEnd])
                 let served = needsValue ? UnsafeRawBufferPointer(rebasing: bytes[flagEnd...]) : sharedServed

@@ -36,14 +36,10 @@ struct ResultText: @unchecked Sendable {
         var members: [UInt8] = []
         var ends: [Int] = []
         ends.reserveCapacity(variants.names.count + 1)
-        members.append(contentsOf: #""flag":"#.utf8)
-        JSONWriter.writeString(flagKey, into: &members)
+        EncodedResult.writeFlag(flagKey, into: &members)
         ends.append(members.count)
         for (name, value) in zip(variants.names, variants.values) {
-            members.append(contentsOf: #","value":"#.utf8)
-            JSONWriter.write(value, into: &members)
-            members.append(contentsOf: #","variant":"#.utf8)
-            JSONWriter.writeString(name, into: &members)
+            EncodedResult.writeServed(value, variant: name, into: &members)
             ends.append(members.count)
         }
         return make(metadata: metadata, metadataJSON: json(metadata), members: members, ends: ends)
