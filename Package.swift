@@ -16,6 +16,7 @@ let package = Package(
         .executable(name: "guidon", targets: ["guidon"]),
         .executable(name: "guidon-bench", targets: ["guidon-bench"]),
         .library(name: "GuidonEngine", targets: ["GuidonEngine"]),
+        .library(name: "GuidonClient", targets: ["GuidonClient"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
@@ -78,12 +79,24 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // The Swift client library: pooled, pipelined connections to guidond; `watch` as an AsyncSequence.
+        .target(
+            name: "GuidonClient",
+            dependencies: [
+                "GuidonJSON",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Atomics", package: "swift-atomics"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // Counts heap allocations (interposes malloc & co.); linked only into guidon-bench.
         .target(name: "CAllocCounter"),
         .executableTarget(
             name: "guidon-bench",
             dependencies: [
-                "GuidonJSON", "GuidonEngine", "GuidonProtocol", "GuidonUnixSocket", "CAllocCounter", "CLinux",
+                "GuidonJSON", "GuidonEngine", "GuidonProtocol", "GuidonUnixSocket", "CAllocCounter", "CLinux", "GuidonClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -109,6 +122,17 @@ let package = Package(
             ]
         ),
         .testTarget(name: "GuidonSystemdTests", dependencies: ["GuidonSystemd", "GuidonUnixSocket"]),
+        .testTarget(
+            name: "GuidonClientTests",
+            dependencies: [
+                "GuidonClient", "GuidonJSON", "GuidonUnixSocket",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Atomics", package: "swift-atomics"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         .testTarget(
             name: "GuidonBenchTests",
             dependencies: [

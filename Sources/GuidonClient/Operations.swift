@@ -1,0 +1,269 @@
+import GuidonJSON
+
+/// One operation of the protocol: how its request is written and how its reply is read.
+///
+/// Everything else — ids, pipelining, timeouts, retries, connections — is the same for every
+/// operation, so a new one (say the daemon's next `usage`) is one conforming type here and one
+/// public method that sends it.
+protocol GuidonOperation: Sendable {
+    associatedtype Reply: Sendable
+    /// Appends the request's members other than `id`, without the braces: `"op":"ping"`.
+    func encodeMembers(into out: inout [UInt8])
+    /// Reads a reply that is not an error reply (those never reach here).
+    func decode(_ reply: JSONObject) throws(GuidonClientError) -> Reply
+    /// Whether the request may be sent again, on another connection, when the first closed before
+    /// its reply came: true for an operation that only reads. (An operation that changes state
+    /// must say false: the daemon may have carried it out before the connection closed.)
+    var isIdempotent: Bool { get }
+}
+
+extension GuidonOperation {
+    var isIdempotent: Bool { true }
+}
+
+// MARK: - Requests
+
+struct EvaluateOne: GuidonOperation {
+    var flag: String
+    var context: JSONObject
+    var type: GuidonFlagType?
+    var defaultValue: JSONValue?
+
+    func encodeMembers(into out: inout [UInt8]) {
+        out.appendLiteral(#""op":"eval","flag":"#)
+        JSONWriter.writeString(flag, into: &out)
+        encodeEvaluationMembers(context: context, type: type, default: defaultValue, into: &out)
+    }
+
+    func decode(_ reply: JSONObject) throws(GuidonClientError) -> GuidonEvaluation {
+        try decodeEvaluation(reply, what: "the eval reply")
+    }
+}
+
+struct EvaluateMany: GuidonOperation {
+    var flags: [String]
+    var context: JSONObject
+    var type: GuidonFlagType?
+    var defaultValue: JSONValue?
+
+    func encodeMembers(into out: inout [UInt8]) {
+        out.appendLiteral(#""op":"eval","flags":"#)
+        JSONWriter.write(.array(flags.map { .string($0) }), into: &out)
+        encodeEvaluationMembers(context: context, type: type, default: defaultValue, into: &out)
+    }
+
+    func decode(_ reply: JSONObject) throws(GuidonClientError) -> [GuidonEvaluation] {
+        guard case .array(let items)? = reply["results"], items.count == flags.count else {
+            throw .violation("the eval reply for \(flags.count) flags has no \"results\" array of as many results")
+        }
+        var results: [GuidonEvaluation] = []
+        results.reserveCapacity(items.count)
+        for (i, item) in items.enumerated() {
+            guard case .object(let object) = item else { throw .violation("results[\(i)] of an eval reply is not an object") }
+            results.append(try decodeEvaluation(object, what: "results[\(i)] of an eval reply"))
+        }
+        return results
+    }
+}
+
+struct EvaluateAll: GuidonOperation {
+    var context: JSONObject
+
+    func encodeMembers(into out: inout [UInt8]) {
+        out.appendLiteral(#""op":"evalAll","context":"#)
+        JSONWriter.write(.object(context), into: &out)
+    }
+
+    func decode(_ reply: JSONObject) throws(GuidonClientError) -> GuidonEvaluations {
+        guard case .object(let members)? = reply["results"] else {
+            throw .violation("the evalAll reply has no \"results\" object")
+        }
+        var results: [GuidonEvaluation] = []
+        results.reserveCapacity(members.count)
+        for (key, item) in members {
+            guard case .object(let object) = item else { throw .violation("the evalAll result of \(key) is not an object") }
+            results.append(try decodeEvaluation(object, what: "the evalAll result of \(key)"))
+        }
+        return GuidonEvaluations(results: results)
+    }
+}
+
+struct Ping: GuidonOperation {
+    func encodeMembers(into out: inout [UInt8]) {
+        out.appendLiteral(#""op":"ping""#)
+    }
+
+    func decode(_ reply: JSONObject) throws(GuidonClientError) -> GuidonPing {
+        var r = ReplyReader(reply, "the ping reply")
+        return GuidonPing(configVersion: try r.string("configVersion"), flagCount: try r.int("flags"), reply: reply)
+    }
+}
+
+struct Status: GuidonOperation {
+    func encodeMembers(into out: inout [UInt8]) {
+        out.appendLiteral(#""op":"status""#)
+    }
+
+    func decode(_ reply: JSONObject) throws(GuidonClientError) -> GuidonStatus {
+        var r = ReplyReader(reply, "the status reply")
+        var lastReload: GuidonStatus.Reload?
+        if case .object(let reload)? = reply["lastReload"] {
+            var l = ReplyReader(reload, "the status reply's lastReload")
+            lastReload = GuidonStatus.Reload(
+                ok: try l.bool("ok"), at: try l.string("at"), trigger: try l.string("trigger"),
+                configVersion: try l.string("configVersion"), error: try l.optionalString("error"))
+        }
+        return GuidonStatus(
+            version: try r.string("version"), configPath: try r.string("configPath"),
+            configVersion: try r.string("configVersion"), flagCount: try r.int("flags"),
+            loadedAt: try r.string("loadedAt"), uptimeSeconds: try r.int("uptimeSeconds"), mode: try r.string("mode"),
+            warnings: try r.int("warnings"), connections: try r.int("connections"), lastReload: lastReload,
+            reply: reply)
+    }
+}
+
+struct List: GuidonOperation {
+    func encodeMembers(into out: inout [UInt8]) {
+        out.appendLiteral(#""op":"list""#)
+    }
+
+    func decode(_ reply: JSONObject) throws(GuidonClientError) -> GuidonFlagList {
+        var r = ReplyReader(reply, "the list reply")
+        let configVersion = try r.string("configVersion")
+        guard case .array(let items)? = reply["flags"] else { throw .violation("the list reply has no \"flags\" array") }
+        var flags: [GuidonFlagList.Flag] = []
+        flags.reserveCapacity(items.count)
+        for (i, item) in items.enumerated() {
+            guard case .object(let object) = item else { throw .violation("flags[\(i)] of the list reply is not an object") }
+            var f = ReplyReader(object, "flags[\(i)] of the list reply")
+            flags.append(GuidonFlagList.Flag(
+                key: try f.string("key"), enabled: try f.string("state") == "ENABLED",
+                variants: try f.strings("variants"), defaultVariant: try f.optionalString("defaultVariant"),
+                hasTargeting: try f.bool("targeting"), metadata: f.object("metadata")))
+        }
+        return GuidonFlagList(configVersion: configVersion, flags: flags)
+    }
+}
+
+/// The `watch` subscription; its events are read by `WatchSession`.
+struct Watch: GuidonOperation {
+    func encodeMembers(into out: inout [UInt8]) {
+        out.appendLiteral(#""op":"watch""#)
+    }
+
+    /// The version served when the subscription started.
+    func decode(_ reply: JSONObject) throws(GuidonClientError) -> String {
+        var r = ReplyReader(reply, "the watch reply")
+        guard try r.bool("watching") else { throw .violation("the watch reply does not say \"watching\":true") }
+        return try r.string("configVersion")
+    }
+
+    /// A `configurationChanged` event, or `nil` for an event of a later protocol version.
+    static func decodeEvent(_ event: JSONObject) throws(GuidonClientError) -> GuidonConfigurationChange? {
+        guard event["event"] == .string("configurationChanged") else { return nil }
+        var r = ReplyReader(event, "a configurationChanged event")
+        return GuidonConfigurationChange(
+            kind: .changed, configVersion: try r.string("configVersion"),
+            added: try r.strings("added"), changed: try r.strings("changed"), removed: try r.strings("removed"))
+    }
+}
+
+// MARK: - Shared pieces
+
+private func encodeEvaluationMembers(
+    context: JSONObject, type: GuidonFlagType?, default value: JSONValue?, into out: inout [UInt8]
+) {
+    out.appendLiteral(#","context":"#)
+    JSONWriter.write(.object(context), into: &out)
+    if let type {
+        out.appendLiteral(#","type":"#)
+        JSONWriter.writeString(type.rawValue, into: &out)
+    }
+    if let value {
+        out.appendLiteral(#","default":"#)
+        JSONWriter.write(value, into: &out)
+    }
+}
+
+/// One evaluation result (PROTOCOL.md §3.1).
+func decodeEvaluation(_ object: JSONObject, what: String) throws(GuidonClientError) -> GuidonEvaluation {
+    var r = ReplyReader(object, what)
+    return GuidonEvaluation(
+        flag: try r.string("flag"),
+        value: object["value"],
+        variant: try r.optionalString("variant"),
+        reason: GuidonEvaluation.Reason(rawValue: try r.string("reason")),
+        errorCode: try r.optionalString("errorCode").map(GuidonEvaluation.ErrorCode.init(rawValue:)),
+        errorMessage: try r.optionalString("errorMessage"),
+        metadata: r.object("metadata"))
+}
+
+/// Typed member access that turns a missing or mistyped member into a `protocolViolation`
+/// saying which member of which reply.
+struct ReplyReader {
+    let object: JSONObject
+    let what: String
+
+    init(_ object: JSONObject, _ what: String) {
+        self.object = object
+        self.what = what
+    }
+
+    private func wrong(_ key: String, _ expected: String) -> GuidonClientError {
+        let found = object[key].map { "a \($0.typeName)" } ?? "nothing"
+        return .violation("\(what): \"\(key)\" should be \(expected), found \(found)")
+    }
+
+    mutating func string(_ key: String) throws(GuidonClientError) -> String {
+        guard case .string(let s)? = object[key] else { throw wrong(key, "a string") }
+        return s
+    }
+
+    mutating func optionalString(_ key: String) throws(GuidonClientError) -> String? {
+        switch object[key] {
+        case nil, .null?: return nil
+        case .string(let s)?: return s
+        default: throw wrong(key, "a string")
+        }
+    }
+
+    mutating func int(_ key: String) throws(GuidonClientError) -> Int {
+        guard case .int(let n)? = object[key], let value = Int(exactly: n) else { throw wrong(key, "an integer") }
+        return value
+    }
+
+    mutating func bool(_ key: String) throws(GuidonClientError) -> Bool {
+        guard case .bool(let b)? = object[key] else { throw wrong(key, "a boolean") }
+        return b
+    }
+
+    mutating func strings(_ key: String) throws(GuidonClientError) -> [String] {
+        guard case .array(let items)? = object[key] else { throw wrong(key, "an array of strings") }
+        var strings: [String] = []
+        strings.reserveCapacity(items.count)
+        for item in items {
+            guard case .string(let s) = item else { throw wrong(key, "an array of strings") }
+            strings.append(s)
+        }
+        return strings
+    }
+
+    /// An object member, `[:]` when absent (metadata is always sent, but costs nothing to forgive).
+    func object(_ key: String) -> JSONObject {
+        if case .object(let o)? = object[key] { return o }
+        return [:]
+    }
+}
+
+extension GuidonClientError {
+    static func violation(_ message: String) -> GuidonClientError {
+        GuidonClientError(.protocolViolation, message)
+    }
+}
+
+extension [UInt8] {
+    @inline(__always)
+    mutating func appendLiteral(_ text: StaticString) {
+        append(contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+    }
+}

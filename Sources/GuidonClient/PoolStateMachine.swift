@@ -1,0 +1,124 @@
+import NIOCore
+
+/// Which connection a call uses, when to connect, and when not to try: the pool's logic without
+/// the I/O, at an explicit `now` (tests drive it with plain values).
+///
+/// Slots are taken round-robin. A slot connects lazily, the first time a call lands on it. A
+/// failed connection attempt starts a back-off for the whole pool: until it ends, calls that
+/// find no open connection fail at once with `connectionFailed`, so that a daemon that is down
+/// costs each call nothing but that answer (not a connection attempt, and never a timeout). A
+/// connection that closes empties its slot; the next call there connects again.
+struct PoolStateMachine<Connection: PooledConnection, Connecting> {
+    enum Slot {
+        case idle
+        case connecting(Connecting)
+        case connected(Connection)
+    }
+
+    private(set) var slots: [Slot]
+    private var next = 0
+    /// Connection attempts that failed in a row (0 while the daemon answers).
+    private(set) var failures = 0
+    private var retryAt: NIODeadline?
+    private var lastFailure: GuidonClientError?
+    private(set) var isShutDown = false
+    let backoff: GuidonClientConfiguration.Backoff
+
+    init(size: Int, backoff: GuidonClientConfiguration.Backoff) {
+        precondition(size >= 1, "a pool needs at least one connection")
+        slots = Array(repeating: .idle, count: size)
+        self.backoff = backoff
+    }
+
+    enum LeaseAction {
+        case use(Connection)
+        /// Another call is connecting this slot: wait for it.
+        case wait(Connecting)
+        /// Connect `slot`, completing `attempt` (which other calls now wait for).
+        case connect(slot: Int, attempt: Connecting)
+        case fail(GuidonClientError)
+    }
+
+    /// Picks the connection for one call. `newAttempt` makes what later calls wait on while a
+    /// slot connects (a promise's future); it is called only when this call is to connect.
+    mutating func lease(now: NIODeadline, newAttempt: () -> Connecting) -> LeaseAction {
+        if isShutDown { return .fail(GuidonClientError(.clientShutDown, "the client has been shut down")) }
+        let slot = next
+        next = (next + 1) % slots.count
+        if case .connected(let connection) = slots[slot], !connection.isOpen {
+            // Closed, and the close has not been reported yet: connect again.
+            slots[slot] = .idle
+        }
+        switch slots[slot] {
+        case .connected(let connection):
+            return .use(connection)
+        case .connecting(let attempt):
+            return .wait(attempt)
+        case .idle:
+            if let retryAt, now < retryAt {
+                // Backing off: an open connection elsewhere still serves.
+                for case .connected(let connection) in slots where connection.isOpen { return .use(connection) }
+                let wait = Duration(retryAt - now)
+                let reason = lastFailure?.message ?? "connection failed"
+                return .fail(GuidonClientError(.connectionFailed, "\(reason) (next attempt in \(wait.formattedMilliseconds))"))
+            }
+            let attempt = newAttempt()
+            slots[slot] = .connecting(attempt)
+            return .connect(slot: slot, attempt: attempt)
+        }
+    }
+
+    /// Returns whether the pool had been failing (the daemon is back).
+    mutating func connected(_ connection: Connection, in slot: Int) -> (keep: Bool, recovered: Bool) {
+        let recovered = failures > 0
+        failures = 0
+        retryAt = nil
+        lastFailure = nil
+        if isShutDown { return (false, recovered) }
+        slots[slot] = .connected(connection)
+        return (true, recovered)
+    }
+
+    /// Returns whether this is the first failure of a run (the daemon just became unreachable).
+    mutating func connectFailed(in slot: Int, _ error: GuidonClientError, now: NIODeadline) -> Bool {
+        if case .connecting = slots[slot] { slots[slot] = .idle }
+        failures += 1
+        retryAt = now + TimeAmount(backoff.delay(afterFailures: failures))
+        lastFailure = error
+        return failures == 1
+    }
+
+    mutating func closed(_ connection: Connection, in slot: Int) {
+        if case .connected(let current) = slots[slot], current === connection { slots[slot] = .idle }
+    }
+
+    /// Marks the pool shut down; returns the open connections, to close.
+    mutating func shutDown() -> [Connection] {
+        isShutDown = true
+        var open: [Connection] = []
+        for i in slots.indices {
+            if case .connected(let connection) = slots[i] { open.append(connection) }
+            slots[i] = .idle
+        }
+        return open
+    }
+}
+
+extension PoolStateMachine: Sendable where Connection: Sendable, Connecting: Sendable {}
+extension PoolStateMachine.Slot: Sendable where Connection: Sendable, Connecting: Sendable {}
+
+/// What the pool needs to know of a connection.
+protocol PooledConnection: AnyObject {
+    /// False as soon as the connection starts closing (before its waiters hear of it).
+    var isOpen: Bool { get }
+}
+
+extension Duration {
+    /// `12 ms`, `1.5 ms`, `250 ms`: for messages.
+    var formattedMilliseconds: String {
+        let (seconds, attoseconds) = components
+        let micros = seconds * 1_000_000 + attoseconds / 1_000_000_000_000
+        if micros % 1000 == 0 { return "\(micros / 1000) ms" }
+        return "\(micros / 1000).\(String(micros % 1000 / 100)) ms"
+    }
+}
