@@ -28,7 +28,8 @@ public struct GuidonWatch: AsyncSequence, Sendable {
         Iterator(session: WatchSession(client: client))
     }
 
-    public struct Iterator: AsyncIteratorProtocol {
+    /// Sendable (it can move into another task), but one `next()` at a time, as for any iterator.
+    public struct Iterator: AsyncIteratorProtocol, Sendable {
         public typealias Element = GuidonConfigurationChange
         public typealias Failure = Never
 
@@ -59,6 +60,8 @@ actor WatchSession {
     private var failures = 0
     private var retryAt: NIODeadline?
     private var finished = false
+    /// A `next()` is running (and suspended): a second one at the same time is a misuse.
+    private var consuming = false
 
     init(client: GuidonClient) {
         self.client = client
@@ -71,6 +74,9 @@ actor WatchSession {
     }
 
     func next() async -> GuidonConfigurationChange? {
+        precondition(!consuming, "GuidonWatch.Iterator.next() called while another call is waiting")
+        consuming = true
+        defer { consuming = false }
         let eventLoop = client.group.next()
         while !finished {
             if !ready.isEmpty { return ready.removeFirst() }
