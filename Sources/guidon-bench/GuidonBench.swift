@@ -1,11 +1,11 @@
 import ArgumentParser
 
 @main
-struct GuidonBench: ParsableCommand {
+struct GuidonBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "guidon-bench",
         abstract: "Guidon benchmarks.",
-        subcommands: [DaemonBench.self, EngineBench.self, EchoServer.self, NIOEchoServer.self, WriteFlags.self],
+        subcommands: [DaemonBench.self, ClientBench.self, EngineBench.self, EchoServer.self, NIOEchoServer.self, WriteFlags.self],
         defaultSubcommand: DaemonBench.self
     )
 }
