@@ -48,8 +48,13 @@ final class Connection: PooledConnection, Sendable {
     }
 
     /// Sends one request and waits for its reply until `deadline`. Never throws: the failure
-    /// is in the result, for the caller to turn into a default or an error.
+    /// is in the result, for the caller to turn into a default or an error. The reply is parsed
+    /// here, on the caller's thread, not on the event loop every reply goes through.
     func request(_ members: [UInt8], deadline: NIODeadline) async -> Result<JSONObject, GuidonClientError> {
+        await send(members, deadline: deadline).flatMap(Reply.parse)
+    }
+
+    private func send(_ members: [UInt8], deadline: NIODeadline) async -> Result<ByteBuffer, GuidonClientError> {
         let id = lastID.wrappingIncrementThenLoad(ordering: .relaxed)
         let handler = handler
         return await withTaskCancellationHandler {

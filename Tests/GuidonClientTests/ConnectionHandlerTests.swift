@@ -27,9 +27,9 @@ import Testing
 
         /// Submits a request with `members`; its reply arrives in the returned future.
         func submit(_ id: Int, _ members: String, timeout: TimeAmount = .milliseconds(100)) -> EventLoopFuture<JSONObject> {
-            let promise = loop.makePromise(of: JSONObject.self)
+            let promise = loop.makePromise(of: ByteBuffer.self)
             handler.submit(Submission(id: id, members: Array(members.utf8), deadline: loop.now + timeout, waiter: .promise(promise)))
-            return promise.futureResult
+            return promise.futureResult.flatMapThrowing { try Reply.parse($0).get() }
         }
 
         /// Everything written so far, as text.

@@ -10,7 +10,7 @@ import Testing
     let t0 = NIODeadline.uptimeNanoseconds(1_000_000_000)
 
     private func receive(_ machine: inout Machine, _ line: String) -> Machine.LineAction {
-        Array(line.utf8).withUnsafeBytes { machine.received(line: $0) }
+        machine.received(line: ByteBuffer(string: line))
     }
 
     private func submit(_ machine: inout Machine, _ id: Int, _ waiter: String, in ms: Int64 = 100) {
@@ -22,7 +22,7 @@ import Testing
 
     /// The waiter a line completes and its result, or nil.
     private func completion(_ action: Machine.LineAction) -> (String, Result<JSONObject, GuidonClientError>)? {
-        if case .complete(let waiter, let result) = action { return (waiter, result) }
+        if case .complete(let waiter, let result) = action { return (waiter, result.flatMap(Reply.parse)) }
         return nil
     }
 
@@ -88,6 +88,43 @@ import Testing
         #expect(error.daemonCode == "INVALID_REQUEST")
         #expect(error.message.contains("column 1: not JSON"))
         #expect(completion(receive(&machine, #"{"id":2,"ok":true}"#))?.0 == "b")
+    }
+
+    @Test func theLeadingIdIsReadWithoutParsing() {
+        let cases: [(String, Int?)] = [
+            (#"{"id":0,"ok":true}"#, 0), (#"{"id":123}"#, 123), (#"{"id":9007199254740993,"x":1}"#, 9_007_199_254_740_993),
+            (#"{"id":"a","ok":true}"#, nil), (#"{"id":-1,"ok":true}"#, nil), (#"{"id":1.5,"ok":true}"#, nil),
+            (#"{"id":12"#, nil), (#"{ "id":1,"ok":true}"#, nil), (#"{"ok":true,"id":1}"#, nil), (#"{"id":"#, nil),
+        ]
+        for (line, expected) in cases {
+            #expect(Array(line.utf8).withUnsafeBytes { Machine.leadingID(in: $0) } == expected, "\(line)")
+        }
+    }
+
+    @Test func aReplyMatchedByItsIdIsParsedByItsCallerOnly() {
+        var machine = Machine()
+        submit(&machine, 1, "a")
+        submit(&machine, 2, "b")
+        // Broken after the id: only the caller that gets it can tell; the stream is still in step.
+        guard case .complete(let waiter, .success(let line)) = receive(&machine, #"{"id":1,"flag":"#) else {
+            Issue.record("a reply with the expected leading id goes to its caller")
+            return
+        }
+        #expect(waiter == "a")
+        guard case .failure(let error) = Reply.parse(line) else {
+            Issue.record("the caller finds it broken")
+            return
+        }
+        #expect(error.code == .protocolViolation)
+        #expect(completion(receive(&machine, #"{"id":2,"ok":true}"#))?.0 == "b")
+        // An error reply with an id is the caller's daemonError.
+        submit(&machine, 3, "c")
+        let refused = completion(receive(&machine, #"{"id":3,"error":{"code":"UNKNOWN_OP","message":"no such op"}}"#))
+        guard case .failure(let daemonError)? = refused?.1 else {
+            Issue.record("an error reply fails its caller")
+            return
+        }
+        #expect(daemonError.daemonCode == "UNKNOWN_OP")
     }
 
     @Test func aReplyWithoutIdThatIsNotAnErrorClosesTheConnection() {

@@ -4,10 +4,10 @@ import NIOCore
 
 /// Who waits for a reply: an async caller, or (in tests and for internal chaining) a promise.
 enum ReplyWaiter: Sendable {
-    case continuation(CheckedContinuation<Result<JSONObject, GuidonClientError>, Never>)
-    case promise(EventLoopPromise<JSONObject>)
+    case continuation(CheckedContinuation<Result<ByteBuffer, GuidonClientError>, Never>)
+    case promise(EventLoopPromise<ByteBuffer>)
 
-    func resume(_ result: Result<JSONObject, GuidonClientError>) {
+    func resume(_ result: Result<ByteBuffer, GuidonClientError>) {
         switch self {
         case .continuation(let continuation): continuation.resume(returning: result)
         case .promise(let promise): promise.completeWith(result.mapError { $0 as any Error })
@@ -106,7 +106,7 @@ final class ConnectionHandler: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         do {
             try lines.process(buffer: unwrapInboundIn(data)) { line in
-                line.withUnsafeReadableBytes { apply(machine.received(line: $0), context) }
+                apply(machine.received(line: line), context)
             }
         } catch {
             lineFailed(error, context)
@@ -116,7 +116,7 @@ final class ConnectionHandler: ChannelInboundHandler {
     func channelInactive(context: ChannelHandlerContext) {
         do {
             try lines.finishProcessing(seenEOF: true) { line in
-                line.withUnsafeReadableBytes { apply(machine.received(line: $0), context) }
+                apply(machine.received(line: line), context)
             }
         } catch {
             lineFailed(error, context)
