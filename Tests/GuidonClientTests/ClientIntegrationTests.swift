@@ -150,7 +150,7 @@ import Testing
         let daemon = try TestDaemon()
         try daemon.start()
         defer { try? daemon.stop() }
-        let timeout = Duration.seconds(2)
+        let timeout = Duration.seconds(5)
         let configuration = GuidonClientConfiguration(
             socket: daemon.socket, timeout: timeout, poolSize: 2,
             reconnectBackoff: .init(initial: .milliseconds(5), maximum: .milliseconds(100)))
