@@ -26,6 +26,10 @@ final class Connection: PooledConnection, Sendable {
 
     var isOpen: Bool { open.load(ordering: .acquiring) }
 
+    /// Requests sent and not yet answered (or given up on), for the pool to spread a burst.
+    private let inFlight = ManagedAtomic<Int>(0)
+    var load: Int { inFlight.load(ordering: .relaxed) }
+
     /// Connects to the daemon's socket. Event lines (`watch`) go to `onEvent`, on the event loop.
     static func connect(
         to socket: String, group: any EventLoopGroup, maxLineBytes: Int, timeout: TimeAmount,
@@ -51,7 +55,10 @@ final class Connection: PooledConnection, Sendable {
     /// is in the result, for the caller to turn into a default or an error. The reply is parsed
     /// here, on the caller's thread, not on the event loop every reply goes through.
     func request(_ members: [UInt8], deadline: NIODeadline) async -> Result<JSONObject, GuidonClientError> {
-        await send(members, deadline: deadline).flatMap(Reply.parse)
+        inFlight.wrappingIncrement(ordering: .relaxed)
+        let reply = await send(members, deadline: deadline)
+        inFlight.wrappingDecrement(ordering: .relaxed)
+        return reply.flatMap(Reply.parse)
     }
 
     private func send(_ members: [UInt8], deadline: NIODeadline) async -> Result<ByteBuffer, GuidonClientError> {

@@ -19,9 +19,10 @@ public struct GuidonClientConfiguration: Sendable, Hashable {
     /// overloaded — and then the caller's default is better than a slow page.
     public var timeout: Duration
 
-    /// Connections kept open to the daemon (default 2). Each one pipelines: any number of
-    /// concurrent calls share it, their replies come back in request order. More than one
-    /// spreads the work over the daemon's event loops and the client's.
+    /// The most connections the client opens to the daemon (default 2). Each one pipelines: any
+    /// number of concurrent calls share it, their replies come back in request order. Calls use
+    /// the first connection until it has 16 requests in flight; only then does the next one
+    /// open, spreading a burst over the daemon's event loops and the client's.
     public var poolSize: Int
 
     /// Waits between connection attempts after one failed (default 10 ms, doubling up to 1 s).

@@ -8,6 +8,7 @@ import Testing
     final class FakeConnection: PooledConnection {
         let name: String
         var isOpen = true
+        var load = 0
         init(_ name: String) { self.name = name }
     }
 
@@ -24,20 +25,30 @@ import Testing
         }
     }
 
-    @Test func slotsConnectLazilyAndAreUsedRoundRobin() {
-        var pool = Machine(size: 2, backoff: backoff)
+    @Test func oneConnectionServesUntilItIsBusyThenTheNextConnects() {
+        var pool = Machine(size: 2, backoff: backoff, spillAt: 2)
         var attempts = 0
         let lease = { (pool: inout Machine) in pool.lease(now: t0) { attempts += 1; return "attempt\(attempts)" } }
         #expect(describe(lease(&pool)) == "connect 0 attempt1")
-        // The second call lands on slot 1, which connects too; the third waits for slot 0's attempt.
-        #expect(describe(lease(&pool)) == "connect 1 attempt2")
+        // Calls while the first connects wait for it rather than open a second.
         #expect(describe(lease(&pool)) == "wait attempt1")
-        let a = FakeConnection("a"), b = FakeConnection("b")
+        let a = FakeConnection("a")
         #expect(pool.connected(a, in: 0) == (true, false))
-        #expect(pool.connected(b, in: 1) == (true, false))
-        #expect(describe(lease(&pool)) == "use b")
+        // A caller alone keeps using the same connection.
+        for _ in 0..<5 { #expect(describe(lease(&pool)) == "use a") }
+        // Busy: the next slot connects, and calls meanwhile still go to a.
+        a.load = 2
+        #expect(describe(lease(&pool)) == "connect 1 attempt2")
         #expect(describe(lease(&pool)) == "use a")
+        let b = FakeConnection("b")
+        _ = pool.connected(b, in: 1)
         #expect(describe(lease(&pool)) == "use b")
+        // Both busy: the less busy one.
+        b.load = 3
+        #expect(describe(lease(&pool)) == "use a")
+        // a frees up: back to a.
+        a.load = 0
+        #expect(describe(lease(&pool)) == "use a")
         #expect(attempts == 2)
     }
 
@@ -84,15 +95,17 @@ import Testing
     }
 
     @Test func anOpenConnectionStillServesWhileTheBackoffLasts() {
-        var pool = Machine(size: 2, backoff: backoff)
+        var pool = Machine(size: 2, backoff: backoff, spillAt: 1)
         _ = pool.lease(now: t0, newAttempt: { "a" })
         let a = FakeConnection("a")
         _ = pool.connected(a, in: 0)
+        a.load = 1
         guard case .connect(let slot, _) = pool.lease(now: t0, newAttempt: { "b" }) else {
             Issue.record("slot 1 connects")
             return
         }
         _ = pool.connectFailed(in: slot, GuidonClientError(.connectionFailed, "refused"), now: t0)
+        // Busy as it is, a serves rather than a call failing or trying to connect.
         #expect(describe(pool.lease(now: t0, newAttempt: { "no" })) == "use a")
         #expect(describe(pool.lease(now: t0, newAttempt: { "no" })) == "use a")
     }
