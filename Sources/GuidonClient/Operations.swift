@@ -94,7 +94,7 @@ struct Ping: GuidonOperation {
     }
 
     func decode(_ reply: JSONObject) throws(GuidonClientError) -> GuidonPing {
-        var r = ReplyReader(reply, "the ping reply")
+        let r = ReplyReader(reply, "the ping reply")
         return GuidonPing(configVersion: try r.string("configVersion"), flagCount: try r.int("flags"), reply: reply)
     }
 }
@@ -105,10 +105,10 @@ struct Status: GuidonOperation {
     }
 
     func decode(_ reply: JSONObject) throws(GuidonClientError) -> GuidonStatus {
-        var r = ReplyReader(reply, "the status reply")
+        let r = ReplyReader(reply, "the status reply")
         var lastReload: GuidonStatus.Reload?
         if case .object(let reload)? = reply["lastReload"] {
-            var l = ReplyReader(reload, "the status reply's lastReload")
+            let l = ReplyReader(reload, "the status reply's lastReload")
             lastReload = GuidonStatus.Reload(
                 ok: try l.bool("ok"), at: try l.string("at"), trigger: try l.string("trigger"),
                 configVersion: try l.string("configVersion"), error: try l.optionalString("error"))
@@ -128,14 +128,14 @@ struct List: GuidonOperation {
     }
 
     func decode(_ reply: JSONObject) throws(GuidonClientError) -> GuidonFlagList {
-        var r = ReplyReader(reply, "the list reply")
+        let r = ReplyReader(reply, "the list reply")
         let configVersion = try r.string("configVersion")
         guard case .array(let items)? = reply["flags"] else { throw .violation("the list reply has no \"flags\" array") }
         var flags: [GuidonFlagList.Flag] = []
         flags.reserveCapacity(items.count)
         for (i, item) in items.enumerated() {
             guard case .object(let object) = item else { throw .violation("flags[\(i)] of the list reply is not an object") }
-            var f = ReplyReader(object, "flags[\(i)] of the list reply")
+            let f = ReplyReader(object, "flags[\(i)] of the list reply")
             flags.append(GuidonFlagList.Flag(
                 key: try f.string("key"), enabled: try f.string("state") == "ENABLED",
                 variants: try f.strings("variants"), defaultVariant: try f.optionalString("defaultVariant"),
@@ -153,7 +153,7 @@ struct Watch: GuidonOperation {
 
     /// The version served when the subscription started.
     func decode(_ reply: JSONObject) throws(GuidonClientError) -> String {
-        var r = ReplyReader(reply, "the watch reply")
+        let r = ReplyReader(reply, "the watch reply")
         guard try r.bool("watching") else { throw .violation("the watch reply does not say \"watching\":true") }
         return try r.string("configVersion")
     }
@@ -161,7 +161,7 @@ struct Watch: GuidonOperation {
     /// A `configurationChanged` event, or `nil` for an event of a later protocol version.
     static func decodeEvent(_ event: JSONObject) throws(GuidonClientError) -> GuidonConfigurationChange? {
         guard event["event"] == .string("configurationChanged") else { return nil }
-        var r = ReplyReader(event, "a configurationChanged event")
+        let r = ReplyReader(event, "a configurationChanged event")
         return GuidonConfigurationChange(
             kind: .changed, configVersion: try r.string("configVersion"),
             added: try r.strings("added"), changed: try r.strings("changed"), removed: try r.strings("removed"))
@@ -187,7 +187,7 @@ private func encodeEvaluationMembers(
 
 /// One evaluation result (PROTOCOL.md §3.1).
 func decodeEvaluation(_ object: JSONObject, what: String) throws(GuidonClientError) -> GuidonEvaluation {
-    var r = ReplyReader(object, what)
+    let r = ReplyReader(object, what)
     return GuidonEvaluation(
         flag: try r.string("flag"),
         value: object["value"],
@@ -214,12 +214,12 @@ struct ReplyReader {
         return .violation("\(what): \"\(key)\" should be \(expected), found \(found)")
     }
 
-    mutating func string(_ key: String) throws(GuidonClientError) -> String {
+    func string(_ key: String) throws(GuidonClientError) -> String {
         guard case .string(let s)? = object[key] else { throw wrong(key, "a string") }
         return s
     }
 
-    mutating func optionalString(_ key: String) throws(GuidonClientError) -> String? {
+    func optionalString(_ key: String) throws(GuidonClientError) -> String? {
         switch object[key] {
         case nil, .null?: return nil
         case .string(let s)?: return s
@@ -227,17 +227,17 @@ struct ReplyReader {
         }
     }
 
-    mutating func int(_ key: String) throws(GuidonClientError) -> Int {
+    func int(_ key: String) throws(GuidonClientError) -> Int {
         guard case .int(let n)? = object[key], let value = Int(exactly: n) else { throw wrong(key, "an integer") }
         return value
     }
 
-    mutating func bool(_ key: String) throws(GuidonClientError) -> Bool {
+    func bool(_ key: String) throws(GuidonClientError) -> Bool {
         guard case .bool(let b)? = object[key] else { throw wrong(key, "a boolean") }
         return b
     }
 
-    mutating func strings(_ key: String) throws(GuidonClientError) -> [String] {
+    func strings(_ key: String) throws(GuidonClientError) -> [String] {
         guard case .array(let items)? = object[key] else { throw wrong(key, "an array of strings") }
         var strings: [String] = []
         strings.reserveCapacity(items.count)
