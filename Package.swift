@@ -31,6 +31,8 @@ let package = Package(
         .target(name: "GuidonUnixSocket"),
         // The pure evaluation engine: flagd documents → validated, compiled, immutable snapshots.
         .target(name: "GuidonEngine", dependencies: ["GuidonJSON"]),
+        // Entitlements: plans, tenants and overrides → validated, compiled tables; resolution. No I/O.
+        .target(name: "GuidonEntitlements", dependencies: ["GuidonJSON", "GuidonEngine"]),
         // The NDJSON wire protocol: zero-copy request decoding and reply encoding. No I/O.
         .target(name: "GuidonProtocol", dependencies: ["GuidonJSON", "GuidonEngine"]),
         // libsystemd, through pkg-config.
@@ -84,6 +86,7 @@ let package = Package(
             name: "guidon-bench",
             dependencies: [
                 "GuidonJSON", "GuidonEngine", "GuidonProtocol", "GuidonUnixSocket", "CAllocCounter", "CLinux",
+                "GuidonEntitlements",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -97,6 +100,13 @@ let package = Package(
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ],
             resources: [.copy("Fixtures")]
+        ),
+        .testTarget(
+            name: "GuidonEntitlementsTests",
+            dependencies: [
+                "GuidonJSON", "GuidonEngine", "GuidonEntitlements", "CAllocCounter",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ]
         ),
         .testTarget(
             name: "GuidonProtocolTests",
