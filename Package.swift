@@ -104,7 +104,7 @@ let package = Package(
         .testTarget(
             name: "GuidonEntitlementsTests",
             dependencies: [
-                "GuidonJSON", "GuidonEngine", "GuidonEntitlements", "CAllocCounter",
+                "GuidonJSON", "GuidonEngine", "GuidonEntitlements", "GuidonProtocol", "CAllocCounter",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ]
         ),

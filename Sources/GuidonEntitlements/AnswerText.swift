@@ -60,6 +60,7 @@ struct AnswerArena {
         entry.entitled = spec.entitled
         entry.matched = spec.matched
         entry.start = UInt32(text.count)
+        entry.limitsStart = UInt32(limits.count)
         EncodedResultText.writeServed(spec.value, variant: spec.variant, into: &text)
         entry.servedCount = UInt32(text.count) - entry.start
         JSONWriter.write(.object(spec.metadata), into: &text)
@@ -73,7 +74,6 @@ struct AnswerArena {
             JSONWriter.write(.array(limits.map(\.json)), into: &text)
             text.append(contentsOf: #","limitsFrom":"#.utf8)
             JSONWriter.writeString(source == .default ? "feature" : source.rawValue, into: &text)
-            entry.limitsStart = UInt32(self.limits.count)
             entry.limitsCount = UInt16(limits.count)
             self.limits += limits
             entry.limitsSource = switch source {

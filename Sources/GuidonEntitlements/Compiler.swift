@@ -36,49 +36,6 @@ struct EntitlementsMemo: Sendable {
     func sharesContext(with document: JSONObject) -> Bool {
         identical(features, document["features"]) && identical(plans, document["plans"])
     }
-
-    /// Whether the root members parsed so far already show `features` or `plans` other than
-    /// these (when they come before `tenants`, no tenant need be compared with its old text).
-    func contextDiffers(from members: JSONObject) -> Bool {
-        if let value = members["features"], !identical(features, value) { return true }
-        if let value = members["plans"], !identical(plans, value) { return true }
-        return false
-    }
-}
-
-/// A previous compiled value whose tenants may be reused.
-private struct Reuse {
-    let previous: Entitlements
-    let bytes: [UInt8]
-
-    var memo: EntitlementsMemo { previous.memo }
-
-    /// The previous tenant `key` and where its definition ends, if the text at `start` begins
-    /// with that definition byte for byte. Looked for at the same position first (a reload
-    /// mostly keeps the order), then by id.
-    func tenant(_ key: String, position: Int, at start: Int) -> (old: Int, end: Int)? {
-        let index = previous.tenants.index
-        var old: Int?
-        if position < index.count, sameKey(key, index.lookup.key(at: position)) {
-            old = position
-        } else {
-            old = index.lookup.position(of: key)
-        }
-        guard let old, old < memo.spans.count else { return nil }
-        let span = memo.spans[old]
-        let count = Int(span.end - span.start)
-        let end = start + count
-        guard memo.source[Int(span.start)] == UInt8(ascii: "{"), end <= bytes.count else { return nil }
-        let same = memo.source.withUnsafeBytes { a in
-            bytes.withUnsafeBytes { b in memcmp(a.baseAddress! + Int(span.start), b.baseAddress! + start, count) == 0 }
-        }
-        return same ? (old, end) : nil
-    }
-
-    func sameKey(_ key: String, _ bytes: UnsafeRawBufferPointer) -> Bool {
-        var key = key
-        return key.withUTF8 { $0.count == bytes.count && ($0.count == 0 || memcmp($0.baseAddress!, bytes.baseAddress!, $0.count) == 0) }
-    }
 }
 
 /// Validates an entitlements document and compiles it, reusing what did not change.
@@ -88,33 +45,31 @@ struct EntitlementsCompiler {
     static let knownTopLevelMembers = ["$schema", "timezone", "features", "plans", "tenants"]
 
     func compile(_ bytes: [UInt8], reusing previous: Entitlements?) throws(ValidationReport) -> Entitlements {
-        // The document parse only delimits the tenants (a parsed tree takes several times its
-        // text, and 100,000 of them would not be freed before the compiled table is built); each
+        // Spans are kept, to reuse tenants next time, as 32-bit offsets (the daemon reads at most 64 MiB).
+        guard bytes.count < Int(UInt32.max) else {
+            throw ValidationReport(errors: [Diagnostic(severity: .error, path: "$", message: "the document is larger than 4 GiB")])
+        }
+        // The document is read without parsing the tenants (a parsed tree takes several times its
+        // text, and 100,000 of them would not be freed before the compiled table is built): each
         // is parsed when it is compiled, or not at all when it is reused.
-        let reuse = previous.map { Reuse(previous: $0, bytes: bytes) }
-        var mayReuse = false
-        var reused: [Int?] = []
-        let root: JSONValue
-        var spans: [Range<Int>]
-        do {
-            let shouldSkip = { (before: JSONObject) in
-                mayReuse = reuse.map { !$0.memo.contextDiffers(from: before) } ?? false
-                return true
+        var scanned: ScannedDocument
+        var fast = true
+        if let document = ScannedDocument.scan(bytes) {
+            scanned = document
+        } else {
+            fast = false
+            do {
+                scanned = try ScannedDocument.parse(bytes)
+            } catch {
+                throw Self.report(error)
             }
-            (root, spans) = try JSONParser(duplicateKeys: .reject).parse(bytes, skippingIn: "tenants", when: shouldSkip) {
-                position, key, start in
-                let match = mayReuse ? reuse?.tenant(key, position: position, at: start) : nil
-                reused.append(match?.old)
-                return match?.end ?? JSONParser.objectEnd(in: bytes, from: start)
-            }
-        } catch {
-            throw Self.report(error)
         }
         var problems = Problems()
-        guard case .object(let document) = root else {
-            problems.error([], "an entitlements document must be a JSON object with \"features\", \"plans\" and \"tenants\", not \(article(root.typeName))")
+        if let other = scanned.notAnObject {
+            problems.error([], "an entitlements document must be a JSON object with \"features\", \"plans\" and \"tenants\", not \(article(other.typeName))")
             throw Self.rejection(problems.list.map { ($0, 0, 0) }, bytes: bytes, mode: options.mode)
         }
+        let document = scanned.root
         for key in document.keys where !Self.knownTopLevelMembers.contains(key) {
             problems.warning([.key(key)],
                 "unknown member \(quoted(key)) is ignored (known: \"timezone\", \"features\", \"plans\", \"tenants\", \"$schema\")")
@@ -125,30 +80,35 @@ struct EntitlementsCompiler {
         var catalogCompiler = CatalogCompiler(options: options)
         let catalog = catalogCompiler.compile(timezone: document["timezone"], features: document["features"], plans: document["plans"])
         problems.list += catalogCompiler.problems.list
-        if let reuse, !reuse.memo.sharesContext(with: document) { reused = [] }
 
-        var tenantDefinitions: JSONObject
-        switch document["tenants"] {
-        case nil:
-            tenantDefinitions = JSONObject()
-            spans = []
-        case .object(let object)?:
-            tenantDefinitions = object
-        case let other?:
+        if let other = document["tenants"], !scanned.tenantsDelimited {
             problems.error([.key("tenants")], "must be an object mapping tenant ids to tenants, not \(article(other.typeName))")
-            tenantDefinitions = JSONObject()
-            spans = []
         }
-        // Spans are kept to reuse tenants next time, located by a 32-bit offset (the daemon reads at most 64 MiB).
-        guard bytes.count < Int(UInt32.max) else {
-            throw ValidationReport(errors: [Diagnostic(severity: .error, path: "$", message: "the document is larger than 4 GiB")])
-        }
-        if tenantDefinitions.count >= Int(UInt32.max) || catalog.plans.count >= Int(UInt16.max) {
+        let count = scanned.tenantCount
+        if count >= Int(UInt32.max) || catalog.plans.count >= Int(UInt16.max) {
             throw ValidationReport(errors: [Diagnostic(severity: .error, path: "$", message: "too many tenants or plans")])
         }
 
+        // The ids: the previous index when they are the same ids in the same order; otherwise a
+        // new one, which finds repeated ids (only the project's parser reports those, with their
+        // position: it reads the document again).
+        let old = previous.flatMap { $0.memo.sharesContext(with: document) && fast ? $0 : nil }
+        var index: BytesIndex?
+        if let previous, previous.tenants.index.sameKeys(bytes: scanned.keyBytes, ends: scanned.keyEnds) {
+            index = previous.tenants.index
+        } else {
+            let built = BytesIndex(bytes: scanned.keyBytes, ends: scanned.keyEnds)
+            if built.hasDuplicates || (scanned.nonASCIIKeys && Self.hasCanonicalDuplicates(scanned)) {
+                do {
+                    _ = try JSONParser(duplicateKeys: .reject).parse(bytes)
+                } catch {
+                    throw Self.report(error)
+                }
+            }
+            index = built
+        }
+
         // Tenants, in document order: reused, or parsed and compiled.
-        let count = tenantDefinitions.count
         var records: [TenantRecord] = []
         var overrides: [OverrideRecord] = []
         var arena = AnswerArena()
@@ -157,38 +117,34 @@ struct EntitlementsCompiler {
         var tenantCompiler = TenantCompiler(catalog: catalog)
         var failed = false
         var compiledCount = 0
-        let old = reuse?.previous.tenants
-        let oldText = old?.text.pointer
-        let oldLimits = old?.limits.pointer
+        let oldText = old?.tenants.text.pointer
+        let oldLimits = old?.tenants.limits.pointer
         for position in 0..<count {
-            if position < reused.count, let j = reused[position], let old, let oldText, let oldLimits {
-                var record = old.records.buffer[j]
+            if let old, let oldText, let oldLimits, let j = Self.sameTenant(position, scanned, bytes, in: old) {
+                var record = old.tenants.records.buffer[j]
                 let first = Int(record.overrideStart)
                 record.overrideStart = UInt32(overrides.count)
                 for k in first..<first + Int(record.overrideCount) {
-                    var o = old.overrides.buffer[k]
+                    var o = old.tenants.overrides.buffer[k]
                     let shared = o.otherwise.start == o.whilePlanApplies.start
                     o.whilePlanApplies = arena.copy(o.whilePlanApplies, fromText: oldText, fromLimits: oldLimits)
                     o.otherwise = shared ? o.whilePlanApplies : arena.copy(o.otherwise, fromText: oldText, fromLimits: oldLimits)
                     overrides.append(o)
                 }
                 records.append(record)
-                if let earlier = reuse?.memo.problems[j] {
-                    tenantProblems[position] = earlier
-                }
+                if let earlier = old.memo.problems[j] { tenantProblems[position] = earlier }
                 continue
             }
-            var definition = tenantDefinitions.values[position]
-            if case .null = definition, position < spans.count {
+            var definition = position < scanned.values.count ? scanned.values[position] : .null
+            if case .null = definition {
                 do {
-                    definition = try JSONParser(duplicateKeys: .reject).parse(bytes, valueIn: spans[position], depth: 2)
+                    definition = try JSONParser(duplicateKeys: .reject).parse(bytes, valueIn: scanned.spans[position], depth: 2)
                 } catch {
                     throw Self.report(error)
                 }
             }
-            tenantDefinitions.replaceValue(at: position, with: .null)
             let before = tenantCompiler.problems.count
-            let compiled = tenantCompiler.compile(tenantDefinitions.keys[position], definition, arena: &arena)
+            let compiled = tenantCompiler.compile(scanned.key(position), definition, arena: &arena)
             compiledCount += 1
             if tenantCompiler.problems.count > before {
                 tenantProblems[position] = Array(tenantCompiler.problems.list[before...])
@@ -207,32 +163,54 @@ struct EntitlementsCompiler {
         // Every problem, located: the document's first, then each tenant's in document order.
         var located = problems.list.map { ($0, 0, 0) }
         for position in tenantProblems.keys.sorted() {
-            let anchor = position < spans.count ? spans[position].lowerBound : 0
-            let depth = position < spans.count ? 2 : 0
-            located += tenantProblems[position]!.map { ($0, anchor, depth) }
+            located += tenantProblems[position]!.map { ($0, scanned.spans[position].lowerBound, 2) }
         }
         let (errors, warnings) = DiagnosticLocator(bytes: bytes).diagnostics(located, mode: options.mode)
         if !errors.isEmpty || failed {
             throw ValidationReport(errors: errors, warnings: warnings)
         }
-
-        // The same ids in the same order: the previous index serves.
-        var index: BytesIndex?
-        if let old, old.count == count {
-            let keys = tenantDefinitions.keys
-            let same = (0..<count).allSatisfy { i in
-                (i < reused.count && reused[i] == i) || Reuse(previous: reuse!.previous, bytes: bytes).sameKey(keys[i], old.index.lookup.key(at: i))
-            }
-            if same { index = old.index }
-        }
-        let table = TenantTable(
-            index: index ?? BytesIndex(keys: tenantDefinitions.keys), records: records, overrides: overrides, arena: arena)
+        let table = TenantTable(index: index!, records: records, overrides: overrides, arena: arena)
         let memo = EntitlementsMemo(
             source: Self.compact(bytes),
-            spans: spans.count == count ? spans.map { TenantSpan(start: UInt32($0.lowerBound), end: UInt32($0.upperBound)) } : [],
+            spans: scanned.spans.map { TenantSpan(start: UInt32($0.lowerBound), end: UInt32($0.upperBound)) },
             features: document["features"], plans: document["plans"], problems: tenantProblems)
         return Entitlements(
             catalog: catalog, tenants: table, memo: memo, warnings: warnings, clock: options.clock, compiledTenants: compiledCount)
+    }
+
+    /// The position in `old` of tenant `position`, if it is there with the same id and the same
+    /// definition, byte for byte. Looked for at the same position first (a reload mostly keeps
+    /// the order), then by id.
+    static func sameTenant(_ position: Int, _ scanned: ScannedDocument, _ bytes: [UInt8], in old: Entitlements) -> Int? {
+        let oldIndex = old.tenants.index.lookup
+        let keyStart = position == 0 ? 0 : Int(scanned.keyEnds[position - 1])
+        let keyEnd = Int(scanned.keyEnds[position])
+        return scanned.keyBytes.withUnsafeBytes { keys -> Int? in
+            let key = UnsafeRawBufferPointer(rebasing: keys[keyStart..<keyEnd])
+            var j: Int?
+            if position < oldIndex.count {
+                let oldKey = oldIndex.key(at: position)
+                if oldKey.count == key.count && (key.isEmpty || memcmp(oldKey.baseAddress!, key.baseAddress!, key.count) == 0) {
+                    j = position
+                }
+            }
+            if j == nil { j = oldIndex.position(of: key) }
+            guard let j, j < old.memo.spans.count else { return nil }
+            let span = old.memo.spans[j]
+            let new = scanned.spans[position]
+            guard Int(span.end - span.start) == new.count else { return nil }
+            let same = old.memo.source.withUnsafeBytes { a in
+                bytes.withUnsafeBytes { b in memcmp(a.baseAddress! + Int(span.start), b.baseAddress! + new.lowerBound, new.count) == 0 }
+            }
+            return same ? j : nil
+        }
+    }
+
+    /// Whether two ids are canonically equivalent (the parser compares keys as Swift strings do).
+    static func hasCanonicalDuplicates(_ scanned: ScannedDocument) -> Bool {
+        var seen = Set<String>(minimumCapacity: scanned.tenantCount)
+        for i in 0..<scanned.tenantCount where !seen.insert(scanned.key(i)).inserted { return true }
+        return false
     }
 
     /// A document that is not JSON: the one problem reported.

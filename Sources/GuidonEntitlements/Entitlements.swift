@@ -203,7 +203,7 @@ public final class Entitlements: @unchecked Sendable {
         if let type, type != (kinds[f] == 0 ? .boolean : .object) {
             return body(EncodedResult(
                 flag: flag, served: nil, reason: .error, errorCode: .typeMismatch,
-                errorMessage: catalog.typeMismatch[f * ValueType.allCases.count + type.position], metadata: metadata))
+                errorMessage: catalog.typeMismatch[f * ValueType.caseCount + type.position], metadata: metadata))
         }
         let served = UnsafeRawBufferPointer(start: answer.text + Int(entry.start), count: Int(entry.servedCount))
         return body(EncodedResult(flag: flag, served: served, reason: entry.reason, metadata: metadata))
@@ -333,6 +333,9 @@ public final class Entitlements: @unchecked Sendable {
 }
 
 extension ValueType {
+    /// `allCases.count`, without making the array.
+    static let caseCount = allCases.count
+
     /// The position in `allCases`.
     var position: Int {
         switch self {

@@ -91,6 +91,8 @@ struct BytesIndex: Sendable {
     }
 
     let lookup: Lookup
+    /// Whether two keys have the same bytes (the second is not indexed).
+    let hasDuplicates: Bool
     private let slots: Frozen<UInt64>
     private let ends: Frozen<UInt32>
     private let bytes: Frozen<UInt8>
@@ -109,6 +111,7 @@ struct BytesIndex: Sendable {
         var slots = [UInt64](repeating: 0, count: capacity)
         let keyBytes = self.bytes.pointer
         let keyEnds = self.ends.pointer
+        var hasDuplicates = false
         for position in ends.indices {
             let start = position == 0 ? 0 : Int(ends[position - 1])
             let key = UnsafeRawBufferPointer(start: keyBytes + start, count: Int(ends[position]) - start)
@@ -128,8 +131,13 @@ struct BytesIndex: Sendable {
                 }
                 slot = (slot + 1) & mask
             }
-            if !duplicate { slots[slot] = tag << 32 | UInt64(position + 1) }
+            if duplicate {
+                hasDuplicates = true
+            } else {
+                slots[slot] = tag << 32 | UInt64(position + 1)
+            }
         }
+        self.hasDuplicates = hasDuplicates
         self.slots = Frozen(slots)
         lookup = Lookup(
             slots: self.slots.pointer, mask: mask, ends: self.ends.pointer, bytes: keyBytes, count: ends.count)
@@ -150,14 +158,14 @@ struct BytesIndex: Sendable {
         String(decoding: lookup.key(at: position), as: UTF8.self)
     }
 
-    /// Whether `other` indexes the same keys in the same order.
-    func sameKeys(as other: BytesIndex) -> Bool {
-        guard count == other.count else { return false }
+    /// Whether this index holds exactly the keys `bytes` and `ends` describe, in that order.
+    func sameKeys(bytes: [UInt8], ends: [UInt32]) -> Bool {
+        guard count == ends.count else { return false }
         if count == 0 { return true }
         let byteCount = Int(lookup.ends[count - 1])
-        guard byteCount == Int(other.lookup.ends[count - 1]) else { return false }
-        return memcmp(lookup.ends, other.lookup.ends, count * 4) == 0
-            && memcmp(lookup.bytes, other.lookup.bytes, byteCount) == 0
+        guard byteCount == bytes.count else { return false }
+        return ends.withUnsafeBytes { memcmp(lookup.ends, $0.baseAddress!, count * 4) == 0 }
+            && bytes.withUnsafeBytes { memcmp(lookup.bytes, $0.baseAddress!, byteCount) == 0 }
     }
 
     /// A hash of `bytes` taken eight bytes at a time, each word folded in with a multiply and a

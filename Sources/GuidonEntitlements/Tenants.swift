@@ -66,51 +66,53 @@ struct TenantCompiler {
     /// Compiles tenant `id`, writing its overrides' answers into `arena`. `nil` when it has
     /// errors (they are in `problems`).
     mutating func compile(_ id: String, _ value: JSONValue, arena: inout AnswerArena) -> CompiledTenant? {
-        let path: [PathSegment] = [.key("tenants"), .key(id)]
+        // Paths are made only for a problem: most tenants have none, and an array is an allocation.
+        func at(_ rest: PathSegment...) -> [PathSegment] { [.key("tenants"), .key(id)] + rest }
+        let path: () -> [PathSegment] = { at() }
         let errorsBefore = problems.errorCount
-        if id.isEmpty { problems.error(path, "a tenant id must not be empty") }
-        if id.utf8.count > 1024 { problems.error(path, "a tenant id must not be longer than 1024 bytes") }
+        if id.isEmpty { problems.error(path(), "a tenant id must not be empty") }
+        if id.utf8.count > 1024 { problems.error(path(), "a tenant id must not be longer than 1024 bytes") }
         guard case .object(let tenant) = value else {
-            problems.error(path, "a tenant must be an object with \"plan\" and \"status\", not \(article(value.typeName))")
+            problems.error(path(), "a tenant must be an object with \"plan\" and \"status\", not \(article(value.typeName))")
             return nil
         }
         for member in tenant.keys where !Self.knownMembers.contains(member) {
-            problems.warning(path + [.key(member)],
+            problems.warning(at(.key(member)),
                 "unknown member \(quoted(member)) is ignored (a tenant has \"plan\", \"status\", \"validUntil\", \"overrides\", \"name\", \"notes\")")
         }
         for member in ["name", "notes"] {
             if let value = tenant[member], value.string == nil {
-                problems.error(path + [.key(member)], "must be a string, not \(article(value.typeName))")
+                problems.error(at(.key(member)), "must be a string, not \(article(value.typeName))")
             }
         }
         var plan: Int?
         switch tenant["plan"] {
         case nil:
-            problems.error(path, "missing \"plan\": the name of the tenant's plan (one of \(quotedList(catalog.plans.map(\.name))))")
+            problems.error(path(), "missing \"plan\": the name of the tenant's plan (one of \(quotedList(catalog.plans.map(\.name))))")
         case .string(let name)?:
             plan = catalog.planIDs[name]
             if plan == nil {
-                problems.strict(path + [.key("plan")],
+                problems.strict(at(.key("plan")),
                     "no plan named \(quoted(name)) in \"plans\"\(suggestion(for: name, among: catalog.plans.map(\.name)))")
             }
         case let other?:
-            problems.error(path + [.key("plan")], "must name a plan (a string), not \(article(other.typeName))")
+            problems.error(at(.key("plan")), "must name a plan (a string), not \(article(other.typeName))")
         }
         var status = SubscriptionStatus.active
         switch tenant["status"] {
         case nil:
-            problems.error(path, "missing \"status\": one of \(quotedList(SubscriptionStatus.names))")
+            problems.error(path(), "missing \"status\": one of \(quotedList(SubscriptionStatus.names))")
         case .string(let name)?:
             if let known = SubscriptionStatus(rawValue: name) {
                 status = known
             } else {
-                problems.error(path + [.key("status")],
+                problems.error(at(.key("status")),
                     "\(quoted(name)) is not a status; use one of \(quotedList(SubscriptionStatus.names))\(suggestion(for: name, among: SubscriptionStatus.names))")
             }
         case let other?:
-            problems.error(path + [.key("status")], "must be one of \(quotedList(SubscriptionStatus.names)), not \(article(other.typeName))")
+            problems.error(at(.key("status")), "must be one of \(quotedList(SubscriptionStatus.names)), not \(article(other.typeName))")
         }
-        let validUntil = timestamp(tenant["validUntil"], at: path + [.key("validUntil")])
+        let validUntil = timestamp(tenant["validUntil"], at: at(.key("validUntil")))
 
         var overrides: [(feature: Int, build: OverrideBuild)] = []
         switch tenant["overrides"] {
@@ -118,9 +120,9 @@ struct TenantCompiler {
             break
         case .object(let object)?:
             for (key, value) in object {
-                let overridePath = path + [.key("overrides"), .key(key)]
+                let overridePath = { at(.key("overrides"), .key(key)) }
                 guard let f = catalog.featureIDs[key] else {
-                    problems.strict(overridePath,
+                    problems.strict(overridePath(),
                         "no feature named \(quoted(key)) in \"features\"\(suggestion(for: key, among: catalog.features.map(\.key)))")
                     continue
                 }
@@ -129,11 +131,11 @@ struct TenantCompiler {
                 }
             }
         case let other?:
-            problems.error(path + [.key("overrides")], "must be an object mapping feature keys to overrides, not \(article(other.typeName))")
+            problems.error(at(.key("overrides")), "must be an object mapping feature keys to overrides, not \(article(other.typeName))")
         }
         guard problems.errorCount == errorsBefore else { return nil }
         if overrides.count > Int(UInt16.max) {
-            problems.error(path + [.key("overrides")], "a tenant may override at most \(UInt16.max) features")
+            problems.error(at(.key("overrides")), "a tenant may override at most \(UInt16.max) features")
             return nil
         }
         overrides.sort { $0.feature < $1.feature }
@@ -156,7 +158,8 @@ struct TenantCompiler {
         var expiresAt: Int64?
     }
 
-    private mutating func readOverride(_ value: JSONValue, feature: FeatureInfo, at path: [PathSegment]) -> OverrideBuild? {
+    private mutating func readOverride(_ value: JSONValue, feature: FeatureInfo, at lazyPath: () -> [PathSegment]) -> OverrideBuild? {
+        var path: [PathSegment] { lazyPath() }
         guard case .object(let object) = value else {
             problems.error(path, "an override must be an object with \"enabled\" (true or false), not \(article(value.typeName))")
             return nil
@@ -194,16 +197,16 @@ struct TenantCompiler {
         return build
     }
 
-    private mutating func timestamp(_ value: JSONValue?, at path: [PathSegment]) -> Int64? {
+    private mutating func timestamp(_ value: JSONValue?, at path: @autoclosure () -> [PathSegment]) -> Int64? {
         switch value {
         case nil:
             return nil
         case .string(let text)?:
             if let seconds = Timestamp.parse(text) { return seconds }
-            problems.error(path, "\(quoted(text)) is not an RFC 3339 timestamp (e.g. \"2027-06-30T00:00:00Z\")")
+            problems.error(path(), "\(quoted(text)) is not an RFC 3339 timestamp (e.g. \"2027-06-30T00:00:00Z\")")
             return nil
         case let other?:
-            problems.error(path, "must be an RFC 3339 timestamp (a string such as \"2027-06-30T00:00:00Z\"), not \(article(other.typeName))")
+            problems.error(path(), "must be an RFC 3339 timestamp (a string such as \"2027-06-30T00:00:00Z\"), not \(article(other.typeName))")
             return nil
         }
     }
