@@ -86,7 +86,7 @@ let package = Package(
             name: "guidon-bench",
             dependencies: [
                 "GuidonJSON", "GuidonEngine", "GuidonProtocol", "GuidonUnixSocket", "CAllocCounter", "CLinux",
-                "GuidonEntitlements",
+                "GuidonEntitlements", "CMalloc",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -52,9 +52,15 @@ struct EntitlementsCompiler {
         // The document is read without parsing the tenants (a parsed tree takes several times its
         // text, and 100,000 of them would not be freed before the compiled table is built): each
         // is parsed when it is compiled, or not at all when it is reused.
+        // Tenants of `previous` may be reused when `features` and `plans` are unchanged; that is
+        // known only once they are parsed, so the scan matches tenants with their old text
+        // anyway (cheap: it is how their end is found) and the matches are dropped if not.
         var scanned: ScannedDocument
         var fast = true
-        if let document = ScannedDocument.scan(bytes) {
+        let match = previous.map { previous in
+            { (position: Int, key: UnsafeRawBufferPointer, start: Int) in Self.sameTenant(position, key, start, bytes, in: previous) }
+        }
+        if let document = ScannedDocument.scan(bytes, match: match) {
             scanned = document
         } else {
             fast = false
@@ -93,6 +99,7 @@ struct EntitlementsCompiler {
         // new one, which finds repeated ids (only the project's parser reports those, with their
         // position: it reads the document again).
         let old = previous.flatMap { $0.memo.sharesContext(with: document) && fast ? $0 : nil }
+        if old == nil { scanned.reused = [] }
         var index: BytesIndex?
         if let previous, previous.tenants.index.sameKeys(bytes: scanned.keyBytes, ends: scanned.keyEnds) {
             index = previous.tenants.index
@@ -120,7 +127,8 @@ struct EntitlementsCompiler {
         let oldText = old?.tenants.text.pointer
         let oldLimits = old?.tenants.limits.pointer
         for position in 0..<count {
-            if let old, let oldText, let oldLimits, let j = Self.sameTenant(position, scanned, bytes, in: old) {
+            if let old, let oldText, let oldLimits, position < scanned.reused.count, scanned.reused[position] >= 0 {
+                let j = Int(scanned.reused[position])
                 var record = old.tenants.records.buffer[j]
                 let first = Int(record.overrideStart)
                 record.overrideStart = UInt32(overrides.count)
@@ -178,32 +186,31 @@ struct EntitlementsCompiler {
             catalog: catalog, tenants: table, memo: memo, warnings: warnings, clock: options.clock, compiledTenants: compiledCount)
     }
 
-    /// The position in `old` of tenant `position`, if it is there with the same id and the same
-    /// definition, byte for byte. Looked for at the same position first (a reload mostly keeps
-    /// the order), then by id.
-    static func sameTenant(_ position: Int, _ scanned: ScannedDocument, _ bytes: [UInt8], in old: Entitlements) -> Int? {
+    /// The position in `old` of tenant `position` and where its definition ends, if `old` has a
+    /// tenant with the same id and the text at `start` begins with its definition, byte for
+    /// byte. Looked for at the same position first (a reload mostly keeps the order), then by id.
+    static func sameTenant(
+        _ position: Int, _ key: UnsafeRawBufferPointer, _ start: Int, _ bytes: [UInt8], in old: Entitlements
+    ) -> (old: Int, end: Int)? {
         let oldIndex = old.tenants.index.lookup
-        let keyStart = position == 0 ? 0 : Int(scanned.keyEnds[position - 1])
-        let keyEnd = Int(scanned.keyEnds[position])
-        return scanned.keyBytes.withUnsafeBytes { keys -> Int? in
-            let key = UnsafeRawBufferPointer(rebasing: keys[keyStart..<keyEnd])
-            var j: Int?
-            if position < oldIndex.count {
-                let oldKey = oldIndex.key(at: position)
-                if oldKey.count == key.count && (key.isEmpty || memcmp(oldKey.baseAddress!, key.baseAddress!, key.count) == 0) {
-                    j = position
-                }
+        var j: Int?
+        if position < oldIndex.count {
+            let oldKey = oldIndex.key(at: position)
+            if oldKey.count == key.count && (key.isEmpty || memcmp(oldKey.baseAddress!, key.baseAddress!, key.count) == 0) {
+                j = position
             }
-            if j == nil { j = oldIndex.position(of: key) }
-            guard let j, j < old.memo.spans.count else { return nil }
-            let span = old.memo.spans[j]
-            let new = scanned.spans[position]
-            guard Int(span.end - span.start) == new.count else { return nil }
-            let same = old.memo.source.withUnsafeBytes { a in
-                bytes.withUnsafeBytes { b in memcmp(a.baseAddress! + Int(span.start), b.baseAddress! + new.lowerBound, new.count) == 0 }
-            }
-            return same ? j : nil
         }
+        if j == nil { j = oldIndex.position(of: key) }
+        guard let j, j < old.memo.spans.count else { return nil }
+        let span = old.memo.spans[j]
+        let count = Int(span.end - span.start)
+        // A definition is an object, whose text ends with its closing brace: a text that begins
+        // with it holds exactly that object.
+        guard start + count <= bytes.count, old.memo.source[Int(span.start)] == UInt8(ascii: "{") else { return nil }
+        let same = old.memo.source.withUnsafeBytes { a in
+            bytes.withUnsafeBytes { b in memcmp(a.baseAddress! + Int(span.start), b.baseAddress! + start, count) == 0 }
+        }
+        return same ? (j, start + count) : nil
     }
 
     /// Whether two ids are canonically equivalent (the parser compares keys as Swift strings do).

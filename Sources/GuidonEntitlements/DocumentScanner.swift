@@ -21,6 +21,9 @@ struct ScannedDocument {
     /// Whether some id has bytes outside ASCII (duplicates are then looked for by canonical
     /// equivalence, as the parser compares keys).
     var nonASCIIKeys = false
+    /// Per tenant, the position of the previous value's tenant whose id and definition it has
+    /// byte for byte (-1: none, or no previous value), as `scan`'s `match` found.
+    var reused: [Int32] = []
 
     var tenantCount: Int { keyEnds.count }
 
@@ -56,9 +59,16 @@ struct ScannedDocument {
     /// project's parser, and the tenants are only delimited. `nil` when anything is out of the
     /// ordinary (an escape in an id, a tenant that is not an object, a repeated root member,
     /// any syntax error): `parse` then reads the document and reports what is wrong.
-    static func scan(_ bytes: [UInt8]) -> ScannedDocument? {
+    ///
+    /// `match`, given a tenant's position, id and where its definition starts, may say that the
+    /// text there begins with a definition known from the previous compile: where it ends, and
+    /// the previous position. Such a definition is not scanned (a memory compare finds its end
+    /// about ten times as fast as matching its brackets).
+    static func scan(
+        _ bytes: [UInt8], match: ((_ position: Int, _ key: UnsafeRawBufferPointer, _ start: Int) -> (old: Int, end: Int)?)? = nil
+    ) -> ScannedDocument? {
         bytes.withUnsafeBufferPointer { text -> ScannedDocument? in
-            var scanner = Scanner(text: text)
+            var scanner = Scanner(text: text, match: match)
             var document = ScannedDocument(root: JSONObject())
             scanner.skipSpace()
             guard scanner.take(UInt8(ascii: "{")) else { return nil }
@@ -97,7 +107,13 @@ struct ScannedDocument {
 
     private struct Scanner {
         let text: UnsafeBufferPointer<UInt8>
+        let match: ((Int, UnsafeRawBufferPointer, Int) -> (old: Int, end: Int)?)?
         var position = 0
+
+        init(text: UnsafeBufferPointer<UInt8>, match: ((Int, UnsafeRawBufferPointer, Int) -> (old: Int, end: Int)?)?) {
+            self.text = text
+            self.match = match
+        }
 
         var peek: UInt8? { position < text.count ? text[position] : nil }
 
@@ -157,9 +173,17 @@ struct ScannedDocument {
                 guard take(UInt8(ascii: ":")) else { return false }
                 skipSpace()
                 let start = position
-                guard peek == UInt8(ascii: "{"), let end = objectEnd(from: start) else { return false }
-                document.spans.append(start..<end)
-                position = end
+                guard peek == UInt8(ascii: "{") else { return false }
+                if let known = match?(document.spans.count, keyBytes, start) {
+                    document.spans.append(start..<known.end)
+                    document.reused.append(Int32(known.old))
+                    position = known.end
+                } else {
+                    guard let end = objectEnd(from: start) else { return false }
+                    document.spans.append(start..<end)
+                    document.reused.append(-1)
+                    position = end
+                }
                 skipSpace()
                 if take(UInt8(ascii: "}")) { return true }
                 guard take(UInt8(ascii: ",")) else { return false }

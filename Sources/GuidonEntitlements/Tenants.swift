@@ -215,24 +215,24 @@ struct TenantCompiler {
     private func answer(_ build: OverrideBuild, feature f: Int, plan: Int?, arena: inout AnswerArena) -> OverrideRecord {
         let feature = catalog.features[f]
         let grant = plan.flatMap { catalog.resolved[$0][f] }
+        var metadata: JSONObject = ["source": "override"]
+        if let plan { metadata["plan"] = .string(catalog.plans[plan].name) }
+        if let notes = build.notes { metadata["notes"] = .string(notes) }
+        if let by = build.by { metadata["by"] = .string(by) }
+        if let at = build.at { metadata["at"] = .string(Timestamp.string(at)) }
+        if let expiresAt = build.expiresAt { metadata["expiresAt"] = .string(Timestamp.string(expiresAt)) }
+        var why = build.enabled ? "turned on by an override" : "turned off by an override"
+        if let by = build.by { why += " by \(by)" }
+        if let at = build.at { why += " at \(Timestamp.string(at))" }
+        if let expiresAt = build.expiresAt { why += " until \(Timestamp.string(expiresAt))" }
+        if let notes = build.notes { why += ": \(quoted(notes))" }
         func spec(planApplies: Bool) -> AnswerSpec {
-            let base = planApplies ? grant : nil
-            var metadata: JSONObject = ["source": "override"]
-            if let plan { metadata["plan"] = .string(catalog.plans[plan].name) }
-            if let notes = build.notes { metadata["notes"] = .string(notes) }
-            if let by = build.by { metadata["by"] = .string(by) }
-            if let at = build.at { metadata["at"] = .string(Timestamp.string(at)) }
-            if let expiresAt = build.expiresAt { metadata["expiresAt"] = .string(Timestamp.string(expiresAt)) }
-            var why = build.enabled ? "turned on by an override" : "turned off by an override"
-            if let by = build.by { why += " by \(by)" }
-            if let at = build.at { why += " at \(Timestamp.string(at))" }
-            if let expiresAt = build.expiresAt { why += " until \(Timestamp.string(expiresAt))" }
-            if let notes = build.notes { why += ": \(quoted(notes))" }
             guard build.enabled else {
                 return AnswerSpec(
                     value: feature.kind == .boolean ? .bool(false) : feature.defaultValue, variant: "override", matched: true,
                     entitled: false, metadata: metadata, why: why, limits: nil, limitsSource: nil)
             }
+            let base = planApplies ? grant : nil
             var value = base?.value ?? CatalogCompiler.grantedValue(feature)
             if let config = build.config { value = merge(value, .object(config)) }
             let (limits, source): ([Limit]?, EntitlementSource?) =
@@ -243,10 +243,15 @@ struct TenantCompiler {
                 limits: limits, limitsSource: source)
         }
         let applies = arena.write(spec(planApplies: true))
-        var otherwise = arena.write(spec(planApplies: false))
-        if arena.same(applies, otherwise) {
-            arena.drop(otherwise)
-            otherwise = applies
+        // The answers differ only when the override turns on a feature the plan grants, and
+        // the plan's grant changes its value (a configuration) or its limits.
+        var otherwise = applies
+        if build.enabled, let grant, feature.kind == .configuration || (build.limits == nil && grant.limits != nil) {
+            otherwise = arena.write(spec(planApplies: false))
+            if arena.same(applies, otherwise) {
+                arena.drop(otherwise)
+                otherwise = applies
+            }
         }
         return OverrideRecord(
             feature: UInt32(f), expiresAt: build.expiresAt ?? .max, whilePlanApplies: applies, otherwise: otherwise)
