@@ -148,6 +148,13 @@ struct EntitlementsCompiler {
                 do {
                     definition = try JSONParser(duplicateKeys: .reject).parse(bytes, valueIn: scanned.spans[position], depth: 2)
                 } catch {
+                    // Reported as a parse of the whole document reports it: the first error in
+                    // document order (another member may hold an earlier one).
+                    do {
+                        _ = try JSONParser(duplicateKeys: .reject).parse(bytes)
+                    } catch let first {
+                        throw Self.report(first)
+                    }
                     throw Self.report(error)
                 }
             }

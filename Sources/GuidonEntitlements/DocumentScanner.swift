@@ -85,7 +85,7 @@ struct ScannedDocument {
                     let name = String(decoding: UnsafeBufferPointer(rebasing: text[key]), as: UTF8.self)
                     guard !document.root.contains(name) else { return nil }
                     if name == "tenants", scanner.peek == UInt8(ascii: "{") {
-                        guard scanner.tenants(into: &document) else { return nil }
+                        guard scanner.tenants(into: &document, bytes) else { return nil }
                         document.tenantsDelimited = true
                         document.root[name] = .null
                     } else {
@@ -149,15 +149,15 @@ struct ScannedDocument {
         }
 
         /// The members of `tenants`: ids (plain, valid UTF-8) and object definitions.
-        mutating func tenants(into document: inout ScannedDocument) -> Bool {
+        mutating func tenants(into document: inout ScannedDocument, _ bytes: [UInt8]) -> Bool {
             position += 1  // {
             skipSpace()
             if take(UInt8(ascii: "}")) { return true }
-            let bytes = UnsafeRawBufferPointer(text)
+            let raw = UnsafeRawBufferPointer(text)
             while true {
                 skipSpace()
                 guard let key = plainString() else { return false }
-                let keyBytes = UnsafeRawBufferPointer(rebasing: bytes[key])
+                let keyBytes = UnsafeRawBufferPointer(rebasing: raw[key])
                 var ascii = true
                 for b in keyBytes where b >= 0x80 {
                     ascii = false
@@ -179,7 +179,8 @@ struct ScannedDocument {
                     document.reused.append(Int32(known.old))
                     position = known.end
                 } else {
-                    guard let end = objectEnd(from: start) else { return false }
+                    // As the flag compiler delimits flags: brackets matched by kind, strings skipped.
+                    guard let end = JSONParser.objectEnd(in: bytes, from: start) else { return false }
                     document.spans.append(start..<end)
                     document.reused.append(-1)
                     position = end

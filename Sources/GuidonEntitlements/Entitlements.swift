@@ -194,6 +194,27 @@ public final class Entitlements: @unchecked Sendable {
         return lend(answer(feature: f, tenant: tenantPosition(bytes: tenant), now: now ?? clock()), feature: f, type: type, body)
     }
 
+    /// Answers every feature for `tenant`, in document order, lending `body` each result's reply
+    /// members (what an `evalAll` adds to the flags' results).
+    public func forEachResult(tenant: String?, now: Int64? = nil, _ body: (EncodedResult) -> Void) {
+        let now = now ?? clock()
+        let t = tenantPosition(tenant)
+        for f in 0..<featureCount {
+            lend(answer(feature: f, tenant: t, now: now), feature: f, type: nil, body)
+        }
+    }
+
+    /// The tenant id a context attribute names: a string as it is, an integer as its decimal
+    /// digits (products often number their tenants: `{"tenantId": 5}` is tenant `"5"`); `nil`
+    /// for anything else (the feature's default then applies).
+    public static func tenantID(from value: JSONValue?) -> String? {
+        switch value {
+        case .string(let id)?: id
+        case .int(let n)?: String(n)
+        default: nil
+        }
+    }
+
     @inline(__always)
     private func lend<Result>(_ answer: Answer, feature f: Int, type: ValueType?, _ body: (EncodedResult) -> Result) -> Result {
         let entry = answer.entry

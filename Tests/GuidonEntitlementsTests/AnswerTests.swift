@@ -71,6 +71,30 @@ import Testing
         if guidon_alloc_counting() != 0 { #expect(allocations <= 1) }
     }
 
+    @Test func everyFeatureForAnEvalAll() throws {
+        let e = try example()
+        var line: [UInt8] = []
+        ReplyEncoder.evalAll(id: "all", into: &line) { each in e.forEachResult(tenant: "hooli", now: december15, each) }
+        let reply = try #require(try JSONParser().parse(line.dropLast().map { $0 }).object)
+        let results = try #require(reply["results"]?.object)
+        #expect(results.keys == e.features.map(\.key))
+        for (key, result) in results {
+            let expected = try #require(e.evaluate(key, tenant: "hooli", now: december15))
+            #expect(result.object?["value"] == expected.value)
+            #expect(result.object?["variant"] == expected.variant.map(JSONValue.string))
+        }
+        #expect(results["video_generation"]?.object?["value"] == false)
+    }
+
+    @Test func tenantIDsFromAContext() {
+        #expect(Entitlements.tenantID(from: "acme") == "acme")
+        #expect(Entitlements.tenantID(from: 5) == "5")
+        #expect(Entitlements.tenantID(from: -12) == "-12")
+        #expect(Entitlements.tenantID(from: 5.5) == nil)
+        #expect(Entitlements.tenantID(from: nil) == nil)
+        #expect(Entitlements.tenantID(from: ["id": 5]) == nil)
+    }
+
     @Test func tenantIDsAsBytes() throws {
         let e = try example()
         let id: [UInt8] = Array("globex".utf8)
