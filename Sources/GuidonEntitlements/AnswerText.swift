@@ -53,8 +53,25 @@ struct AnswerSpec {
 struct AnswerArena {
     var text: [UInt8] = []
     var limits: [Limit] = []
+    /// Set when the text would pass `maximumBytes`: nothing more is written, and the document
+    /// is refused (a large configuration merged into many answers could otherwise take more
+    /// memory than the host has; offsets are 32-bit).
+    private(set) var overflowed = false
+    let maximumBytes: Int
+
+    init(maximumBytes: Int) {
+        self.maximumBytes = min(maximumBytes, Int(UInt32.max >> 1))
+    }
+
+    static func overflowMessage(_ maximumBytes: Int) -> String {
+        "the answers this document defines would take more than \(maximumBytes) bytes of text (EntitlementsCompileOptions.maximumAnswerBytes): large configurations merged into many plans or overrides?"
+    }
 
     mutating func write(_ spec: AnswerSpec) -> AnswerEntry {
+        guard !overflowed, text.count < maximumBytes else {
+            overflowed = true
+            return AnswerEntry()
+        }
         var entry = AnswerEntry()
         entry.present = true
         entry.entitled = spec.entitled

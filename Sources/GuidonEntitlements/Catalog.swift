@@ -53,10 +53,15 @@ final class Catalog: Sendable {
     let kinds: Frozen<UInt8>
     /// Per feature and `ValueType` (in `ValueType.allCases` order): the TYPE_MISMATCH message.
     let typeMismatch: [String]
+    /// Whether the answers' text would pass `AnswerArena.maximumBytes` (the document is refused).
+    let overflowed: Bool
 
     var featureCount: Int { features.count }
 
-    init(timezone: String, features: [FeatureInfo], plans: [PlanInfo], resolved: [[ResolvedGrant?]], upgradeTo: [Int?]) {
+    init(
+        timezone: String, features: [FeatureInfo], plans: [PlanInfo], resolved: [[ResolvedGrant?]], upgradeTo: [Int?],
+        maximumAnswerBytes: Int
+    ) {
         self.timezone = timezone
         self.features = features
         self.plans = plans
@@ -70,7 +75,7 @@ final class Catalog: Sendable {
         for (i, p) in plans.enumerated() where planIDs[p.name] == nil { planIDs[p.name] = i }
         self.planIDs = planIDs
 
-        var arena = AnswerArena()
+        var arena = AnswerArena(maximumBytes: maximumAnswerBytes)
         var flagMembers: [TextSpan] = []
         var viewKeys: [TextSpan] = []
         var typeMismatch: [String] = []
@@ -120,6 +125,7 @@ final class Catalog: Sendable {
                 }
             }
         }
+        overflowed = arena.overflowed
         text = Frozen(arena.text)
         limits = Frozen(arena.limits)
         self.entries = Frozen(entries)

@@ -50,7 +50,9 @@ struct CatalogCompiler {
             return x != y ? x < y : a < b
         }
         let upgradeTo = featureInfos.indices.map { f in ranked.first { resolved[$0][f] != nil } }
-        return Catalog(timezone: zone, features: featureInfos, plans: infos, resolved: resolved, upgradeTo: upgradeTo)
+        return Catalog(
+            timezone: zone, features: featureInfos, plans: infos, resolved: resolved, upgradeTo: upgradeTo,
+            maximumAnswerBytes: options.maximumAnswerBytes)
     }
 
     // MARK: timezone

@@ -86,6 +86,7 @@ struct EntitlementsCompiler {
         var catalogCompiler = CatalogCompiler(options: options)
         let catalog = catalogCompiler.compile(timezone: document["timezone"], features: document["features"], plans: document["plans"])
         problems.list += catalogCompiler.problems.list
+        if catalog.overflowed { problems.error([.key("plans")], AnswerArena.overflowMessage(options.maximumAnswerBytes)) }
 
         if let other = document["tenants"], !scanned.tenantsDelimited {
             problems.error([.key("tenants")], "must be an object mapping tenant ids to tenants, not \(article(other.typeName))")
@@ -118,7 +119,7 @@ struct EntitlementsCompiler {
         // Tenants, in document order: reused, or parsed and compiled.
         var records: [TenantRecord] = []
         var overrides: [OverrideRecord] = []
-        var arena = AnswerArena()
+        var arena = AnswerArena(maximumBytes: options.maximumAnswerBytes)
         records.reserveCapacity(count)
         var tenantProblems: [Int: [Problem]] = [:]
         var tenantCompiler = TenantCompiler(catalog: catalog)
@@ -173,6 +174,11 @@ struct EntitlementsCompiler {
             compiled.record.overrideStart = UInt32(overrides.count)
             records.append(compiled.record)
             overrides += compiled.overrides
+            if arena.overflowed {
+                tenantProblems[position, default: []].append(Problem(kind: .error, path: [.key("tenants"), .key(scanned.key(position))], message: AnswerArena.overflowMessage(options.maximumAnswerBytes)))
+                failed = true
+                break
+            }
         }
 
         // Every problem, located: the document's first, then each tenant's in document order.

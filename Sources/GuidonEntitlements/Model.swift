@@ -13,14 +13,19 @@ public struct EntitlementsCompileOptions: Sendable {
     public var isKnownTimeZone: (@Sendable (String) -> Bool)?
     /// Where `now` comes from when a resolution does not pass one (Unix seconds).
     public var clock: @Sendable () -> Int64
+    /// The most text the compiled answers may take (default 256 MiB, a thousand times what
+    /// 100,000 tenants take): a document whose configurations, merged into every plan and
+    /// override, would take more is refused rather than allowed to exhaust memory.
+    public var maximumAnswerBytes: Int
 
     public init(
         mode: CompileOptions.Mode = .strict, isKnownTimeZone: (@Sendable (String) -> Bool)? = nil,
-        clock: @escaping @Sendable () -> Int64 = systemClock
+        clock: @escaping @Sendable () -> Int64 = systemClock, maximumAnswerBytes: Int = 256 << 20
     ) {
         self.mode = mode
         self.isKnownTimeZone = isKnownTimeZone
         self.clock = clock
+        self.maximumAnswerBytes = maximumAnswerBytes
     }
 }
 

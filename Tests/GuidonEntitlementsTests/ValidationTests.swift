@@ -315,3 +315,35 @@ import Testing
         #expect(e.evaluate("f", tenant: "u", now: december15)?.value == false)
     }
 }
+
+@Suite struct SizeLimitTests {
+    /// A configuration merged into many overrides: refused once the answers' text passes the limit.
+    @Test func answersThatWouldTakeTooMuchTextAreRefused() throws {
+        let big = String(repeating: "x", count: 2000)
+        var tenants: [String] = []
+        for i in 0..<50 {
+            tenants.append(#""t\#(i)": {"plan": "p", "status": "active", "overrides": {"c": {"enabled": true, "config": {"n": 2}}}}"#)
+        }
+        let document = #"{"features": {"c": {"description": "C", "default": {"s": "\#(big)", "n": 1}}}, "plans": {"p": {"order": 1, "grants": {"c": true}}}, "tenants": {\#(tenants.joined(separator: ","))}}"#
+        var small = options()
+        small.maximumAnswerBytes = 50_000
+        do {
+            _ = try Entitlements.compile(json: Array(document.utf8), options: small)
+            Issue.record("accepted")
+        } catch {
+            #expect(error.errors.count == 1)
+            #expect(error.errors.first?.message.hasPrefix("the answers this document defines would take more than 50000 bytes") == true)
+            #expect(error.errors.first?.path.hasPrefix("tenants.t") == true)
+        }
+        // A catalog alone can pass it too.
+        small.maximumAnswerBytes = 1000
+        do {
+            _ = try Entitlements.compile(json: Array(document.utf8), options: small)
+            Issue.record("accepted")
+        } catch {
+            #expect(error.errors.first?.path == "plans")
+        }
+        // The default takes it.
+        #expect(try Entitlements.compile(json: Array(document.utf8), options: options()).tenantCount == 50)
+    }
+}
