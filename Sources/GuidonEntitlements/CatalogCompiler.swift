@@ -10,6 +10,9 @@ struct CatalogCompiler {
         self.options = options
     }
 
+    /// 1,000,000 pairs (a thousand plans of a thousand features) take about 170 MB of answers.
+    static let maximumPlanFeaturePairs = 1_000_000
+
     /// A plan as written, before inheritance.
     private struct PlanDefinition {
         var name: String
@@ -32,6 +35,12 @@ struct CatalogCompiler {
         var featureIDs: [String: Int] = [:]
         for (i, f) in featureInfos.enumerated() { featureIDs[f.key] = i }
         var definitions = readPlans(plans, features: featureInfos, featureIDs: featureIDs)
+        // Every plan's answer for every feature is written in advance (six per pair).
+        if (definitions.count + 1) * max(1, featureInfos.count) > Self.maximumPlanFeaturePairs {
+            problems.error([.key("plans")],
+                "\(definitions.count) plans and \(featureInfos.count) features make more than \(Self.maximumPlanFeaturePairs) plan–feature pairs, each answered in advance; per-customer terms belong in tenants' overrides")
+            definitions = []
+        }
         let resolved = resolve(&definitions, features: featureInfos)
         let infos = definitions.indices.map { p in
             PlanInfo(

@@ -346,4 +346,13 @@ import Testing
         // The default takes it.
         #expect(try Entitlements.compile(json: Array(document.utf8), options: options()).tenantCount == 50)
     }
+
+    @Test func tooManyPlanFeaturePairsAreRefused() {
+        let features = (0..<1000).map { #""f\#($0)": {"description": "F", "default": false}"# }.joined(separator: ",")
+        let plans = (0..<1000).map { #""p\#($0)": {"order": \#($0)}"# }.joined(separator: ",")
+        let report = rejection(#"{"features": {\#(features)}, "plans": {\#(plans)}}"#)
+        #expect(report.errors.map(\.path) == ["plans"])
+        #expect(report.errors.first?.message
+            == "1000 plans and 1000 features make more than 1000000 plan–feature pairs, each answered in advance; per-customer terms belong in tenants' overrides")
+    }
 }
