@@ -32,6 +32,8 @@ let package = Package(
         .target(name: "GuidonUnixSocket"),
         // The pure evaluation engine: flagd documents → validated, compiled, immutable snapshots.
         .target(name: "GuidonEngine", dependencies: ["GuidonJSON"]),
+        // Entitlements: plans, tenants and overrides → validated, compiled tables; resolution. No I/O.
+        .target(name: "GuidonEntitlements", dependencies: ["GuidonJSON", "GuidonEngine"]),
         // The NDJSON wire protocol: zero-copy request decoding and reply encoding. No I/O.
         .target(name: "GuidonProtocol", dependencies: ["GuidonJSON", "GuidonEngine"]),
         // libsystemd, through pkg-config.
@@ -97,6 +99,7 @@ let package = Package(
             name: "guidon-bench",
             dependencies: [
                 "GuidonJSON", "GuidonEngine", "GuidonProtocol", "GuidonUnixSocket", "CAllocCounter", "CLinux", "GuidonClient",
+                "GuidonEntitlements", "CMalloc",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -110,6 +113,13 @@ let package = Package(
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ],
             resources: [.copy("Fixtures")]
+        ),
+        .testTarget(
+            name: "GuidonEntitlementsTests",
+            dependencies: [
+                "GuidonJSON", "GuidonEngine", "GuidonEntitlements", "GuidonProtocol", "CAllocCounter",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ]
         ),
         .testTarget(
             name: "GuidonProtocolTests",

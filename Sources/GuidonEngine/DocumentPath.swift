@@ -1,14 +1,14 @@
 import GuidonJSON
 
 /// One step into a JSON document.
-enum PathSegment: Sendable, Hashable {
+public enum PathSegment: Sendable, Hashable {
     case key(String)
     case index(Int)
 }
 
 /// Renders a path the way diagnostics show it: `flags.beta.targeting.if[0].in[1]`,
 /// with keys that are not plain words quoted (`flags["with space"]`); `$` for the root.
-func renderPath(_ path: [PathSegment]) -> String {
+public func renderPath(_ path: [PathSegment]) -> String {
     if path.isEmpty { return "$" }
     var out = ""
     for segment in path {
@@ -40,17 +40,24 @@ private func isPlainKey(_ key: String) -> Bool {
 
 /// Finds where a path's value starts in JSON text that is known to parse. Used only when
 /// reporting a problem, so it rescans instead of keeping positions for every value.
-struct SourceLocator {
-    let bytes: [UInt8]
+public struct SourceLocator {
+    public let bytes: [UInt8]
+
+    public init(bytes: [UInt8]) {
+        self.bytes = bytes
+    }
 
     /// 1-based line and column of the value at `path`, or of the deepest part of it that exists.
-    func lineColumn(of path: [PathSegment]) -> (line: Int, column: Int)? {
+    public func lineColumn(of path: [PathSegment]) -> (line: Int, column: Int)? {
         guard let offset = offset(of: path) else { return nil }
         return bytes.withUnsafeBytes { jsonLineColumn(of: offset, in: $0) }
     }
 
-    func offset(of path: [PathSegment]) -> Int? {
-        var i = 0
+    /// The byte offset of the value at `path`, or of the deepest part of it that exists, walking
+    /// from the value that starts at `start` (the document's, by default): a caller that knows
+    /// where a member's text is need not rescan what comes before it.
+    public func offset(of path: [PathSegment], from start: Int = 0) -> Int? {
+        var i = start
         skipSpace(&i)
         for segment in path {
             guard i < bytes.count else { return nil }

@@ -22,7 +22,8 @@ public struct EncodedResult {
     /// The metadata object.
     public let metadata: UnsafeRawBufferPointer
 
-    init(
+    /// A result whose members are text written elsewhere (entitlements lend theirs this way).
+    public init(
         flag: UnsafeRawBufferPointer, served: UnsafeRawBufferPointer?, reason: Reason,
         errorCode: ErrorCode? = nil, errorMessage: String? = nil, metadata: UnsafeRawBufferPointer
     ) {

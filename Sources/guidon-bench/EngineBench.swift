@@ -23,6 +23,9 @@ struct EngineBench: ParsableCommand {
     @Option(help: "Run only the scenarios whose name contains this text (for profiling).")
     var only: String?
 
+    @Option(help: "Tenants in the generated entitlements document.")
+    var tenants = 100_000
+
     func run() throws {
         let snapshot = try Snapshot.compile(json: Array(Self.benchDocument.utf8))
         let now: Int64 = 1_750_000_000
@@ -98,6 +101,7 @@ struct EngineBench: ParsableCommand {
         report("evaluateAll, 200 flags (per call)", measure(iterations: max(1, iterations / 200)) { sink in
             sink &+= all.evaluateAll(context: targeted, now: now).count
         }, nil)
+        try entitlementsScenarios()
         guard wanted("compile") else { return }
 
         let big = Array(Self.document(flags: compileFlags).utf8)
@@ -233,12 +237,12 @@ struct EngineBench: ParsableCommand {
     }
 }
 
-private func pad(_ s: String, _ width: Int, right: Bool = false) -> String {
+func pad(_ s: String, _ width: Int, right: Bool = false) -> String {
     let fill = String(repeating: " ", count: max(0, width - s.count))
     return right ? fill + s : s + fill
 }
 
-private func format(_ d: Double, decimals: Int) -> String {
+func format(_ d: Double, decimals: Int) -> String {
     var scale = 1.0
     for _ in 0..<decimals { scale *= 10 }
     let scaled = (d * scale).rounded()
