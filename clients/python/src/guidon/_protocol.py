@@ -129,6 +129,15 @@ def parse_reply(line: bytes) -> Dict[str, Any]:
     return obj
 
 
+def error_code(line: bytes) -> Optional[str]:
+    """The code of an error reply line (None if it is not one)."""
+    try:
+        error = json.loads(line).get("error")
+    except (ValueError, AttributeError):
+        return None
+    return error.get("code") if isinstance(error, dict) else None
+
+
 def eval_result(obj: Mapping[str, Any], flag: str, default: Any) -> EvaluationResult:
     if "reason" not in obj:
         raise ProtocolViolationError(f"evaluation result without a reason: {str(obj)[:200]}")

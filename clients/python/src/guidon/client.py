@@ -79,7 +79,10 @@ class _Connection:
         except (BrokenPipeError, ConnectionResetError):
             if self.reused:
                 raise _Stale() from None
-            raise
+            # A new connection the daemon refused (OVERLOADED) carries its reason: read it.
+            data = self._leftover()
+            if not data:
+                raise
         # One request is outstanding, and the daemon writes exactly one line per request.
         if data[-1:] == b"\n":
             return data
@@ -88,6 +91,16 @@ class _Connection:
                 raise _Stale()
             raise ConnectionResetError("the daemon closed the connection without answering")
         return self._rest(data, timeout)
+
+    def _leftover(self) -> bytes:
+        try:
+            self.sock.settimeout(0.0)
+            data = self.sock.recv(_RECV)
+        except OSError:
+            return b""
+        finally:
+            self.timeout = -1.0  # set again before the next request
+        return data if data[-1:] == b"\n" else b""
 
     def _rest(self, first: bytes, timeout: float) -> bytes:
         # A long reply (evalAll, list, status) in several reads, all within the call's timeout.
@@ -349,7 +362,10 @@ class Client:
                 conn.close()
                 raise self._transport_error(error) from None
             else:
-                self._release(conn)
+                if line.startswith(b'{"error"'):
+                    self._closing_error(conn, line)
+                else:
+                    self._release(conn)
                 return line
         conn = self._connect()
         try:
@@ -357,10 +373,24 @@ class Client:
         except BaseException as error:
             conn.close()
             raise self._transport_error(error) from None
+        if line.startswith(b'{"error"'):
+            self._closing_error(conn, line)
+            return line
         if self._backoff.until:
             self._backoff.succeeded()
         self._release(conn)
         return line
+
+    def _closing_error(self, conn: _Connection, line: bytes) -> None:
+        """After TOO_LARGE and OVERLOADED the daemon closes the connection: so do we, and an
+        overloaded daemon gets the backoff's rest."""
+        code = proto.error_code(line)
+        if code in proto.CLOSING_ERRORS:
+            conn.close()
+            if code == ErrorCode.OVERLOADED:
+                self._backoff.failed(GuidonConnectionError("the daemon is overloaded", ErrorCode.OVERLOADED))
+        else:
+            self._release(conn)
 
     def _connect(self) -> _Connection:
         if self._closed:
