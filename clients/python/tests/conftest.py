@@ -56,6 +56,14 @@ def ping(path: str, timeout: float = 1.0) -> Optional[Dict[str, Any]]:
         return None
 
 
+def wait_until(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.01)
+
+
 class Daemon:
     """One ``guidond`` process on ``socket`` serving ``flags``, in ``directory``."""
 

@@ -14,7 +14,7 @@ import guidon
 import guidon.client
 from guidon import Client, ErrorCode, Reason
 
-from .conftest import Daemon, SilentServer
+from .conftest import Daemon, SilentServer, wait_until
 
 GOLD = {"targetingKey": "user-42", "tier": "gold"}
 
@@ -32,14 +32,6 @@ def count_connects(monkeypatch: pytest.MonkeyPatch) -> type:
     CountingConnection.made = 0
     monkeypatch.setattr(guidon.client, "_Connection", CountingConnection)
     return CountingConnection
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.01)
 
 
 def test_daemon_restarted_mid_test(fresh_daemon: Daemon) -> None:
