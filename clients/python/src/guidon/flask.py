@@ -99,17 +99,11 @@ class Guidon:
         return cast(Client, self.client).variant(flag, self.context(), default)
 
 
-_fallback: Optional[Guidon] = None
-
-
 def _extension() -> Guidon:
     ext = current_app.extensions.get("guidon")
     if ext is None:
-        # feature_required works without Guidon(app): a default client, made once.
-        global _fallback
-        if _fallback is None:
-            _fallback = Guidon(client=Client(current_app.config.get("GUIDON_SOCKET")))
-        ext = _fallback
+        # feature_required works without Guidon(app): the extension is made on first use.
+        ext = Guidon(current_app._get_current_object())  # type: ignore[attr-defined]
     return cast(Guidon, ext)
 
 
