@@ -114,7 +114,8 @@ def test_broken_reply(fake_server: Callable[..., SilentServer]) -> None:
     server = fake_server(b"garbage\n")
 
     async def main() -> None:
-        result = await AsyncClient(server.path, timeout=1).evaluate("x", default="d")
+        async with AsyncClient(server.path, timeout=1) as client:
+            result = await client.evaluate("x", default="d")
         assert (result.value, result.error_code) == ("d", ErrorCode.PROTOCOL_VIOLATION)
 
     asyncio.run(main())
@@ -148,6 +149,7 @@ def test_daemon_restarted_mid_test(fresh_daemon: Daemon) -> None:
         await asyncio.gather(*tasks)  # no task raised
         assert codes[-1] == (True, None)
         assert all(code == (True, None) for code in codes[count:])
+        await client.close()
 
     asyncio.run(main())
 

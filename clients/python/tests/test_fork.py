@@ -59,6 +59,11 @@ def finish_child(pid: int, read_end: int) -> Dict[str, Any]:
     return result
 
 
+def inode(conn: Any) -> int:
+    """Which socket a connection is (a descriptor inherited by fork shares its parent's)."""
+    return os.fstat(conn.sock.fileno()).st_ino
+
+
 def child_body(client: Client, parent_connections: int, parent_idle: List[int]) -> Callable[[], Dict[str, Any]]:
     def body() -> Dict[str, Any]:
         wrong = hammer(client, 2000, 300)
@@ -67,13 +72,15 @@ def child_body(client: Client, parent_connections: int, parent_idle: List[int]) 
         return {
             "wrong": wrong,
             "connections": connections,
-            "idle": [conn.sock.fileno() for conn in client._idle],
-            "parent_idle_reused": any(id(conn) in parent_idle for conn in client._idle),
+            "idle": [inode(conn) for conn in client._idle],
         }
 
     return body
 
 
+# Forking a process with threads (pytest's, the fixtures') is what pre-forking servers avoid, but
+# the child here only uses the client: Python 3.12+'s warning about it does not apply.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 @pytest.mark.parametrize("how", ["os.fork", "fork(2) without Python's fork hooks"])
 def test_child_after_fork_gets_its_own_connection(make_daemon: Callable[..., Daemon], how: str) -> None:
     daemon = make_daemon()
@@ -81,7 +88,7 @@ def test_child_after_fork_gets_its_own_connection(make_daemon: Callable[..., Dae
     assert hammer(client, 0, 10) == []
     parent_connections = client.status().connections
     assert parent_connections == 1 and len(client._idle) == 1
-    parent_idle = [id(conn) for conn in client._idle]
+    parent_idle = [inode(conn) for conn in client._idle]
     if how == "os.fork":
         fork = os.fork
     else:
@@ -96,7 +103,7 @@ def test_child_after_fork_gets_its_own_connection(make_daemon: Callable[..., Dae
     assert result["exit_status"] == 0
     assert result["wrong"] == []
     assert wrong_in_parent == []
-    assert not result["parent_idle_reused"]
+    assert result["idle"] and not set(result["idle"]) & set(parent_idle)
     assert result["connections"] >= parent_connections + 1
     # And the parent's connection still works after the child closed its copy and exited.
     assert hammer(client, 7, 20) == []

@@ -34,9 +34,10 @@ class Backoff:
     """When the daemon cannot be reached, new connections are not attempted again until a delay
     has passed, doubling from ``initial`` to ``maximum`` with each failure in a row. Meanwhile
     callers get their default at once: a down daemon costs them nothing, not a failed connect or a
-    timeout per call. A success resets it. Thread-safe enough: races only move a deadline."""
+    timeout per call. Shared by the threads of a client without a lock: races only move a deadline.
+    """
 
-    __slots__ = ("initial", "maximum", "delay", "until", "last_error")
+    __slots__ = ("initial", "maximum", "delay", "until", "last_error", "last_success")
 
     def __init__(self, initial: float, maximum: float) -> None:
         self.initial = initial
@@ -44,6 +45,7 @@ class Backoff:
         self.delay = 0.0
         self.until = 0.0
         self.last_error: Optional[GuidonError] = None
+        self.last_success = 0.0
 
     def check(self) -> None:
         """Raises GuidonConnectionError while backing off."""
@@ -55,15 +57,26 @@ class Backoff:
                     f"daemon unavailable, next attempt in {remaining * 1000:.0f} ms (last error: {last})"
                 )
 
-    def failed(self, error: GuidonError) -> None:
+    def failed(self, error: GuidonError, started: Optional[float] = None) -> None:
+        """A failure; ``started`` (monotonic) is when the failed attempt began: an attempt older
+        than the last success (another thread's) says nothing about the daemon now."""
+        if started is not None and started < self.last_success:
+            return
         self.delay = min(self.maximum, max(self.initial, self.delay * 2))
         self.until = time.monotonic() + self.delay
         self.last_error = error
+
+    def connected(self) -> None:
+        """A new connection: other callers may connect again at once. The delay is kept until a
+        reply comes, so that a daemon that accepts but never answers still backs off."""
+        self.until = 0.0
+        self.last_success = time.monotonic()
 
     def succeeded(self) -> None:
         self.delay = 0.0
         self.until = 0.0
         self.last_error = None
+        self.last_success = time.monotonic()
 
 
 class Warner:

@@ -121,10 +121,10 @@ def parse_reply(line: bytes) -> Dict[str, Any]:
         raise ProtocolViolationError(f"reply is not JSON ({error}): {line[:200]!r}") from None
     if not isinstance(obj, dict):
         raise ProtocolViolationError(f"reply is not a JSON object: {line[:200]!r}")
-    error = obj.get("error")
-    if error is not None:
-        if isinstance(error, dict):
-            raise DaemonError(str(error.get("message", "")), str(error.get("code", ErrorCode.GENERAL)))
+    failure = obj.get("error")
+    if failure is not None:
+        if isinstance(failure, dict):
+            raise DaemonError(str(failure.get("message", "")), str(failure.get("code", ErrorCode.GENERAL)))
         raise ProtocolViolationError(f"malformed error reply: {line[:200]!r}")
     return obj
 

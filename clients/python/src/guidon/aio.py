@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from typing import Any, AsyncIterator, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
 
 from . import _protocol as proto
@@ -228,7 +229,20 @@ class AsyncClient:
     async def close(self) -> None:
         """Closes the pooled connections; later calls fail (returning defaults)."""
         self._closed = True
-        self._drop_idle()
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+        for conn in idle:
+            try:
+                await conn.writer.wait_closed()
+            except (OSError, RuntimeError):
+                pass
+
+    def __del__(self) -> None:
+        try:
+            self._drop_idle()
+        except Exception:
+            pass
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -273,7 +287,7 @@ class AsyncClient:
         except BaseException as error:
             conn.close()
             raise self._transport_error(error) from None
-        if self._backoff.until:
+        if self._backoff.delay:
             self._backoff.succeeded()
         self._release(conn)
         return line
@@ -281,7 +295,9 @@ class AsyncClient:
     async def _connect(self) -> _Connection:
         if self._closed:
             raise GuidonConnectionError("the client is closed")
-        self._backoff.check()
+        backoff = self._backoff
+        backoff.check()
+        started = time.monotonic()
         try:
             reader, writer = await asyncio.wait_for(
                 asyncio.open_unix_connection(self.socket_path, limit=_LINE_LIMIT), self.connect_timeout
@@ -291,8 +307,10 @@ class AsyncClient:
         except OSError as exc:
             error = GuidonConnectionError(f"cannot connect to {self.socket_path}: {exc.strerror or exc}")
         else:
+            if backoff.until:
+                backoff.connected()
             return _Connection(reader, writer)
-        self._backoff.failed(error)
+        backoff.failed(error, started)
         raise error
 
     def _transport_error(self, error: BaseException) -> BaseException:

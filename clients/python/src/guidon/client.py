@@ -324,6 +324,14 @@ class Client:
         for conn in idle:
             conn.close()
 
+    def __del__(self) -> None:
+        # A client usually lives as long as its process; one dropped earlier closes its idle
+        # connections quietly (no ResourceWarning for sockets the caller never saw).
+        try:
+            self._drop_idle()
+        except Exception:
+            pass
+
     def __enter__(self) -> Client:
         return self
 
@@ -376,7 +384,7 @@ class Client:
         if line.startswith(b'{"error"'):
             self._closing_error(conn, line)
             return line
-        if self._backoff.until:
+        if self._backoff.delay:
             self._backoff.succeeded()
         self._release(conn)
         return line
@@ -395,14 +403,20 @@ class Client:
     def _connect(self) -> _Connection:
         if self._closed:
             raise GuidonConnectionError("the client is closed")
-        self._backoff.check()
+        backoff = self._backoff
+        backoff.check()
+        started = time.monotonic()
         try:
-            return _Connection(self.socket_path, self.connect_timeout)
+            conn = _Connection(self.socket_path, self.connect_timeout)
         except _socket.timeout:
             error: GuidonError = GuidonTimeoutError(f"connecting to {self.socket_path} timed out")
         except OSError as exc:
             error = GuidonConnectionError(f"cannot connect to {self.socket_path}: {exc.strerror or exc}")
-        self._backoff.failed(error)
+        else:
+            if backoff.until:
+                backoff.connected()
+            return conn
+        backoff.failed(error, started)
         raise error
 
     def _transport_error(self, error: BaseException) -> BaseException:

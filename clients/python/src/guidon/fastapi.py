@@ -85,14 +85,14 @@ def _config(request: Request) -> _Config:
         if _fallback is None:
             _fallback = _Config(AsyncClient(), default_context)
         config = _fallback
-    return config  # type: ignore[no-any-return]
+    return config
 
 
 async def _context(request: Request, builder: RequestContextBuilder) -> Mapping[str, Any]:
     context = builder(request)
     if inspect.isawaitable(context):
         context = await context
-    return context  # type: ignore[return-value]
+    return context
 
 
 async def _evaluate(request: Request, flag: str, default: bool, builder: Optional[RequestContextBuilder]) -> EvaluationResult:

@@ -250,13 +250,17 @@ class GuidonProvider(AbstractProvider):
     ) -> FlagResolutionDetails[ObjectValue]:
         return await self._resolve_async(flag_key, default_value, evaluation_context, "object")
 
-    def _resolve(self, flag: str, default: Any, context: Optional[EvaluationContext], type: str) -> Any:
+    def _resolve(
+        self, flag: str, default: Any, context: Optional[EvaluationContext], type: str
+    ) -> FlagResolutionDetails[Any]:
         if self._watch_enabled and self._pid != os.getpid() and self._initialized:
             self._start_watching()  # a forked worker: the parent's watch thread did not come along
         result = self._client.evaluate(flag, context_to_dict(context), default, type)
         return _details(result, type)
 
-    async def _resolve_async(self, flag: str, default: Any, context: Optional[EvaluationContext], type: str) -> Any:
+    async def _resolve_async(
+        self, flag: str, default: Any, context: Optional[EvaluationContext], type: str
+    ) -> FlagResolutionDetails[Any]:
         client = self._async_client
         if client is None:
             client = self._async_client = AsyncClient(self._client.socket_path, timeout=self._client.timeout)
