@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Round trips per second on one thread: ``guidon.Client.is_enabled`` against a private ``guidond``
 and redis-py's ``GET`` against a private ``redis-server`` over its Unix socket, in the same run,
-interleaved in short rounds so that each ratio is taken under the same machine conditions.
+interleaved (the cases take turns every 200 calls) so that each ratio is taken under the same machine conditions.
 
 Redis holds, under one key, the very bytes ``guidond`` answers for the flag, so both replies are
 the same size. Both servers are started here on temporary sockets and stopped by PID.
@@ -78,6 +78,23 @@ def rate(call: Callable[[], object], seconds: float, batch: int = 500) -> float:
             return calls / (now - started)
 
 
+def interleaved(cases: Dict[str, Callable[[], object]], seconds: float, batch: int = 200) -> Dict[str, float]:
+    """Calls per second of each case over one round of about ``seconds`` in all, the cases taking
+    turns every ``batch`` calls, so that they share the machine's conditions (this matters on a
+    busy machine, where they change within a second)."""
+    spent = {name: 0.0 for name in cases}
+    calls = {name: 0 for name in cases}
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        for name, call in cases.items():
+            started = time.perf_counter()
+            for _ in range(batch):
+                call()
+            spent[name] += time.perf_counter() - started
+            calls[name] += batch
+    return {name: calls[name] / spent[name] for name in cases}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--guidond", help="the daemon (default: the release build's)")
@@ -145,9 +162,9 @@ def main() -> None:
         for call in cases.values():  # warm up
             rate(call, 0.2)
         figures: Dict[str, List[float]] = {name: [] for name in cases}
-        for round_ in range(args.rounds):
-            for name, call in cases.items():
-                figures[name].append(rate(call, args.seconds))
+        for _ in range(args.rounds):
+            for name, per_second in interleaved(cases, args.seconds * len(cases)).items():
+                figures[name].append(per_second)
         redis_rates = figures["redis-py GET"]
 
         try:
@@ -158,7 +175,8 @@ def main() -> None:
         print(f"Python {platform.python_version()}, redis-py {redis.__version__} "
               f"(hiredis: {getattr(redis.utils, 'HIREDIS_AVAILABLE', False)}), guidond --threads {args.threads}, "
               f"commit {commit}, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-        print(f"{args.rounds} rounds × {args.seconds:.1f} s per case, interleaved; reply {len(reply)} bytes")
+        print(f"{args.rounds} rounds of about {args.seconds:.1f} s per case, the cases taking turns every 200 calls; "
+              f"reply {len(reply)} bytes")
         print(f"{'case':<28}{'median /s':>12}{'µs/call':>10}{'× redis (median of rounds)':>30}")
         results = {}
         for name, rates in figures.items():
