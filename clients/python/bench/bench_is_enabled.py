@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 REPO = Path(__file__).resolve().parents[3]
 FLAG = "new-checkout"
@@ -78,21 +78,26 @@ def rate(call: Callable[[], object], seconds: float, batch: int = 500) -> float:
             return calls / (now - started)
 
 
-def interleaved(cases: Dict[str, Callable[[], object]], seconds: float, batch: int = 200) -> Dict[str, float]:
-    """Calls per second of each case over one round of about ``seconds`` in all, the cases taking
-    turns every ``batch`` calls, so that they share the machine's conditions (this matters on a
-    busy machine, where they change within a second)."""
+def interleaved(
+    cases: Dict[str, Callable[[], object]], seconds: float, batch: int = 200
+) -> Dict[str, Tuple[float, float]]:
+    """Calls per second of each case, and the client's CPU time per call (µs), over one round of
+    about ``seconds`` in all, the cases taking turns every ``batch`` calls so that they share the
+    machine's conditions (on a busy machine these change within a second). The CPU time is this
+    process's alone: the client's own cost, which scheduling noise hardly touches."""
     spent = {name: 0.0 for name in cases}
+    cpu = {name: 0.0 for name in cases}
     calls = {name: 0 for name in cases}
     deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline:
         for name, call in cases.items():
-            started = time.perf_counter()
+            started, started_cpu = time.perf_counter(), time.process_time()
             for _ in range(batch):
                 call()
             spent[name] += time.perf_counter() - started
+            cpu[name] += time.process_time() - started_cpu
             calls[name] += batch
-    return {name: calls[name] / spent[name] for name in cases}
+    return {name: (calls[name] / spent[name], cpu[name] / calls[name] * 1e6) for name in cases}
 
 
 def main() -> None:
@@ -162,9 +167,11 @@ def main() -> None:
         for call in cases.values():  # warm up
             rate(call, 0.2)
         figures: Dict[str, List[float]] = {name: [] for name in cases}
+        cpu: Dict[str, List[float]] = {name: [] for name in cases}
         for _ in range(args.rounds):
-            for name, per_second in interleaved(cases, args.seconds * len(cases)).items():
+            for name, (per_second, cpu_us) in interleaved(cases, args.seconds * len(cases)).items():
                 figures[name].append(per_second)
+                cpu[name].append(cpu_us)
         redis_rates = figures["redis-py GET"]
 
         try:
@@ -177,14 +184,15 @@ def main() -> None:
               f"commit {commit}, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         print(f"{args.rounds} rounds of about {args.seconds:.1f} s per case, the cases taking turns every 200 calls; "
               f"reply {len(reply)} bytes")
-        print(f"{'case':<28}{'median /s':>12}{'µs/call':>10}{'× redis (median of rounds)':>30}")
+        print(f"{'case':<28}{'median /s':>12}{'µs/call':>10}{'× redis (median, range)':>26}{'client CPU µs/call':>20}")
         results = {}
         for name, rates in figures.items():
             ratios = [a / b for a, b in zip(rates, redis_rates)]
             median = statistics.median(rates)
-            results[name] = {"rates": rates, "ratios": ratios}
+            results[name] = {"rates": rates, "ratios": ratios, "cpu_us": cpu[name]}
             print(f"{name:<28}{median:>12,.0f}{1e6 / median:>10.1f}"
-                  f"{statistics.median(ratios):>14.2f} ({min(ratios):.2f}–{max(ratios):.2f})")
+                  f"{statistics.median(ratios):>10.2f} ({min(ratios):.2f}–{max(ratios):.2f})"
+                  f"{statistics.median(cpu[name]):>20.1f}")
         if args.json:
             print(json.dumps(results))
     finally:
