@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime
 import json
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .errors import DaemonError, ErrorCode, InvalidRequestError, ProtocolViolationError
 from .types import EvaluationResult
@@ -92,14 +92,17 @@ def eval_all_request(context: Context) -> bytes:
     return b'{"op":"evalAll","context":' + encode_context(context) + b"}\n"
 
 
-def boolean_prefix(flag: str, default: bool) -> bytes:
-    """The request for ``is_enabled`` up to its context; the client caches it per flag."""
+def boolean_prefixes(flag: str, default: bool) -> Tuple[bytes, bytes, bytes]:
+    """For ``is_enabled``: the request up to its context, and how a reply serving ``true`` and one
+    serving ``false`` start (the client caches them per flag)."""
     if not isinstance(flag, str):
         raise InvalidRequestError(f"flag must be a string, not {type_name(flag)}")
-    return (
-        b'{"op":"eval","flag":' + dumps(flag)
+    key = dumps(flag)
+    request = (
+        b'{"op":"eval","flag":' + key
         + (b',"type":"boolean","default":true,"context":' if default else b',"type":"boolean","default":false,"context":')
     )
+    return request, b'{"flag":' + key + b',"value":true,', b'{"flag":' + key + b',"value":false,'
 
 
 PING = b'{"op":"ping"}\n'
