@@ -22,9 +22,9 @@ GOLD = {"targetingKey": "user-42", "tier": "gold"}
 class CountingConnection(guidon.client._Connection):
     made = 0
 
-    def __init__(self, path: str, connect_timeout: float) -> None:
+    def __init__(self, *args: Any) -> None:
         CountingConnection.made += 1
-        super().__init__(path, connect_timeout)
+        super().__init__(*args)
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket as _socket
+import struct
 import threading
 import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, TypeVar
@@ -50,32 +51,53 @@ class _Stale(Exception):
     connection) before any reply byte came: the request can be sent again on a new connection."""
 
 
+def _timeval(seconds: float) -> bytes:
+    micro = max(1, round(seconds * 1e6))  # a struct timeval; zero would mean "no timeout"
+    return _TIMEVAL.pack(micro // 1_000_000, micro % 1_000_000)
+
+
+_TIMEVAL = struct.Struct("@ll")
+
+
 class _Connection:
-    """One blocking connection. Used by one thread at a time (the pool hands it out)."""
+    """One connection, used by one thread at a time (the pool hands it out).
+
+    The socket is in blocking mode and the call's timeout is the kernel's (SO_RCVTIMEO and
+    SO_SNDTIMEO): a round trip is then one send and one recv. A Python socket timeout would poll()
+    before each of them, two more system calls per round trip (measured in docs/python-client.md).
+    """
 
     __slots__ = ("sock", "timeout", "reused")
 
-    def __init__(self, path: str, connect_timeout: float) -> None:
+    def __init__(self, path: str, connect_timeout: float, timeout: float) -> None:
         sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         try:
             sock.settimeout(connect_timeout)
             sock.connect(path)
+            sock.settimeout(None)
+            self.sock = sock
+            self._set_timeout(timeout)
         except BaseException:
             sock.close()
             raise
-        self.sock = sock
-        self.timeout = connect_timeout
         self.reused = False
+
+    def _set_timeout(self, timeout: float) -> None:
+        value = _timeval(timeout)
+        self.sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_RCVTIMEO, value)
+        self.sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_SNDTIMEO, value)
+        self.timeout = timeout
 
     def request(self, payload: bytes, timeout: float) -> bytes:
         """Sends one request line and returns its reply line."""
         sock = self.sock
         if timeout != self.timeout:
-            sock.settimeout(timeout)
-            self.timeout = timeout
+            self._set_timeout(timeout)
         try:
             sock.sendall(payload)
             data = sock.recv(_RECV)
+        except BlockingIOError:  # EAGAIN: the kernel's timeout expired
+            raise _socket.timeout("timed out") from None
         except (BrokenPipeError, ConnectionResetError):
             if self.reused:
                 raise _Stale() from None
@@ -94,12 +116,9 @@ class _Connection:
 
     def _leftover(self) -> bytes:
         try:
-            self.sock.settimeout(0.0)
-            data = self.sock.recv(_RECV)
+            data = self.sock.recv(_RECV, _socket.MSG_DONTWAIT)
         except OSError:
             return b""
-        finally:
-            self.timeout = -1.0  # set again before the next request
         return data if data[-1:] == b"\n" else b""
 
     def _rest(self, first: bytes, timeout: float) -> bytes:
@@ -107,18 +126,20 @@ class _Connection:
         chunks = [first]
         deadline = time.monotonic() + timeout
         sock = self.sock
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise _socket.timeout("timed out")
-            sock.settimeout(remaining)
-            self.timeout = remaining
-            data = sock.recv(_RECV)
-            if not data:
-                raise ConnectionResetError("the daemon closed the connection in the middle of a reply")
-            chunks.append(data)
-            if data[-1:] == b"\n":
-                return b"".join(chunks)
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise _socket.timeout("timed out")
+                self._set_timeout(remaining)
+                data = sock.recv(_RECV)
+                if not data:
+                    raise ConnectionResetError("the daemon closed the connection in the middle of a reply")
+                chunks.append(data)
+                if data[-1:] == b"\n":
+                    return b"".join(chunks)
+        except BlockingIOError:
+            raise _socket.timeout("timed out") from None
 
     def close(self) -> None:
         self.sock.close()
@@ -418,7 +439,7 @@ class Client:
         backoff.check()
         started = time.monotonic()
         try:
-            conn = _Connection(self.socket_path, self.connect_timeout)
+            conn = _Connection(self.socket_path, self.connect_timeout, self.timeout)
         except _socket.timeout:
             error: GuidonError = GuidonTimeoutError(f"connecting to {self.socket_path} timed out")
         except OSError as exc:
