@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import json
+from collections import abc
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .errors import DaemonError, ErrorCode, InvalidRequestError, ProtocolViolationError
@@ -69,11 +70,13 @@ def dumps(value: Any) -> bytes:
 
 
 def encode_context(context: Context) -> bytes:
+    if type(context) is dict:  # the common case first: an isinstance check against the Mapping ABC costs more
+        return dumps(context)
     if context is None:
         return b"{}"
-    if not isinstance(context, Mapping):
+    if not isinstance(context, abc.Mapping):
         raise InvalidRequestError(f"context must be a mapping, not {type(context).__name__}")
-    return dumps(context if isinstance(context, dict) else dict(context))
+    return dumps(dict(context))
 
 
 def _check_type(type: Optional[str]) -> None:
