@@ -276,3 +276,37 @@ def test_long_request_gets_too_large_and_the_client_recovers(daemon: Daemon) -> 
     # The daemon closed that connection after answering; the next calls get a new one.
     for _ in range(3):
         assert client.is_enabled("new-checkout", GOLD) is True
+
+
+def test_flag_keys_that_need_escaping(client: Client) -> None:
+    # is_enabled reads common replies without parsing them; keys the daemon may spell differently
+    # in JSON fall back to parsing.
+    for key in ['quote"d', "back\\slash", "tab\tkey", "ünï", "emoji-🚩"]:
+        assert client.is_enabled(key, default=True) is True
+        assert client.evaluate(key).flag == key
+
+
+def test_replies_longer_than_one_read(make_daemon: Any) -> None:
+    """2,000 flags: evalAll and list replies of hundreds of kilobytes, read in many chunks within
+    one timeout; then an ordinary call on the same connection."""
+    flags = {
+        f"flag-{i:04}": {
+            "state": "ENABLED",
+            "variants": {"on": True, "off": False},
+            "defaultVariant": "off",
+            "targeting": {"if": [{"==": [{"var": "n"}, i]}, "on", "off"]},
+            "metadata": {"notes": "x" * 100, "errorCode": "not an error"},
+        }
+        for i in range(2000)
+    }
+    daemon = make_daemon(flags={"flags": flags})
+    client = Client(daemon.socket, timeout=5, pool_size=1)
+    everything = client.evaluate_all({"n": 1234})
+    assert len(everything) == 2000 and everything["flag-1234"].value is True
+    assert sum(r.value for r in everything.values()) == 1
+    listing = client.list_flags()
+    assert len(listing) == 2000 and listing["flag-1999"].metadata["notes"] == "x" * 100
+    # A metadata member named "errorCode" does not fool is_enabled's shortcut.
+    assert client.is_enabled("flag-0007", {"n": 7}) is True
+    assert client.is_enabled("flag-0007", {"n": 8}, default=True) is False
+    assert len(client._idle) == 1
