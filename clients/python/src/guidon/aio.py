@@ -119,6 +119,7 @@ class AsyncClient:
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._closed = False
         self._pid = os.getpid()
+        self._bool_prefixes: Dict[bool, Dict[str, Tuple[bytes, bytes, bytes]]] = {True: {}, False: {}}
         register_forkable(self)
 
     # MARK: - Evaluation (never raises unless strict)
@@ -152,8 +153,28 @@ class AsyncClient:
     ) -> bool:
         """Whether a boolean flag is on for this context; ``default`` when it cannot be told."""
         default = bool(default)
-        result = await self.evaluate(flag, context, default, "boolean", timeout=timeout)
-        value = result.value
+        try:
+            prefixes = self._bool_prefixes[default]
+            cached = prefixes.get(flag)
+            if cached is None:
+                cached = prefixes[flag] = proto.boolean_prefixes(flag, default)
+                if len(prefixes) > 4096:
+                    prefixes.clear()
+            request, true_reply, false_reply = cached
+            ctx = b"{}" if context is None else proto.encode_context(context)
+            line = await self._request(request + ctx + b"}\n", timeout)
+            # The common reply needs no parsing (see Client.is_enabled).
+            if b'"errorCode":' not in line:
+                if line.startswith(true_reply):
+                    return True
+                if line.startswith(false_reply):
+                    return False
+            obj = proto.parse_reply(line)
+        except GuidonError as error:
+            return self._failed(flag, default, error).value  # type: ignore[no-any-return]
+        if "errorCode" in obj:
+            self._evaluation_problem(proto.eval_result(obj, flag, default))
+        value = obj.get("value", default)
         return value if value is True or value is False else default
 
     async def variant(
