@@ -108,3 +108,49 @@ def test_child_after_fork_gets_its_own_connection(make_daemon: Callable[..., Dae
     # And the parent's connection still works after the child closed its copy and exited.
     assert hammer(client, 7, 20) == []
     assert client.status().connections >= 1
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_openfeature_provider_in_a_forked_worker(make_daemon: Callable[..., Daemon]) -> None:
+    """gunicorn --preload: the provider is set up in the master, workers fork from it. A worker
+    evaluates on connections of its own and, its parent's watch thread not having come along,
+    starts its own and gets configuration-changed events."""
+    import queue
+    import select
+
+    from openfeature import api
+    from openfeature.evaluation_context import EvaluationContext
+    from openfeature.event import ProviderEvent
+
+    from guidon.openfeature import GuidonProvider
+
+    daemon = make_daemon()
+    provider = GuidonProvider(daemon.socket, timeout=5)
+    api.set_provider_and_wait(provider)
+    gold = EvaluationContext("user-42", {"tier": "gold"})
+    try:
+        assert api.get_client().get_boolean_value("new-checkout", False, gold) is True
+        ready_r, ready_w = os.pipe()
+
+        def body() -> Dict[str, Any]:
+            events: "queue.Queue[Any]" = queue.Queue()
+            api.add_handler(ProviderEvent.PROVIDER_CONFIGURATION_CHANGED, events.put)
+            value = api.get_client().get_boolean_value("new-checkout", False, gold)
+            if not provider._connected.wait(10):
+                return {"error": "the child's watch did not connect"}
+            os.write(ready_w, b"r")
+            event = events.get(timeout=15)
+            return {"value": value, "flags": sorted(event.flags_changed or [])}
+
+        pid, read_end = start_child(os.fork, body)
+        os.close(ready_w)
+        assert select.select([ready_r], [], [], 20)[0], "the child did not get ready"
+        os.close(ready_r)
+        document = daemon.document()
+        document["flags"]["theme"]["defaultVariant"] = "fresh"
+        daemon.write(document)
+        result = finish_child(pid, read_end)
+        assert result.get("exception") is None and result.get("error") is None, result
+        assert result["value"] is True and result["flags"] == ["theme"]
+    finally:
+        api.shutdown()

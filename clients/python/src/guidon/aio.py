@@ -7,6 +7,7 @@ bounded by ``asyncio.wait_for``. Evaluation never raises by default.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from typing import Any, AsyncIterator, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
@@ -104,7 +105,7 @@ class AsyncClient:
         backoff_initial: float = 0.05,
         backoff_max: float = 1.0,
         warn_interval: float = 10.0,
-        logger: Optional[Any] = None,
+        logger: Optional[logging.Logger] = None,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket as _socket
 import struct
@@ -180,7 +181,7 @@ class Client:
         backoff_initial: float = 0.05,
         backoff_max: float = 1.0,
         warn_interval: float = 10.0,
-        logger: Optional[Any] = None,
+        logger: Optional[logging.Logger] = None,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")

@@ -33,7 +33,7 @@ from openfeature.flag_evaluation import FlagResolutionDetails, FlagValueType, Re
 from openfeature.hook import Hook
 from openfeature.provider import AbstractProvider, Metadata
 
-from ._core import DEFAULT_TIMEOUT, SocketPath, logger
+from ._core import DEFAULT_TIMEOUT, SocketPath, logger, register_forkable
 from .aio import AsyncClient
 from .client import Client, Watch
 from .errors import ErrorCode, GuidonError, Reason
@@ -95,6 +95,12 @@ class GuidonProvider(AbstractProvider):
         self._initialized = False
         self._errored = False
         self._pid = os.getpid()
+        register_forkable(self)
+
+    def _reset_after_fork(self) -> None:
+        # In a forked child: the parent's watch thread did not come along, and it may have held
+        # the lock at the time of the fork. The thread is started again on the next evaluation.
+        self._lock = threading.Lock()
 
     # MARK: - Lifecycle
 
