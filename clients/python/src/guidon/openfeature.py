@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 from openfeature.evaluation_context import EvaluationContext
@@ -44,6 +45,27 @@ __all__ = ["GuidonProvider"]
 ObjectValue = Union[Sequence[FlagValueType], Mapping[str, FlagValueType]]
 
 _REASONS = {reason.value: reason for reason in OFReason}
+
+
+def _renew_sdk_event_executor() -> None:
+    """In a forked child, gives the SDK a new event executor.
+
+    openfeature-sdk 0.10 dispatches events on one module-level ThreadPoolExecutor. Its worker
+    threads do not survive fork(), but the executor still counts them as idle, so in a child whose
+    parent had dispatched an event (PROVIDER_READY, at least) every later event waits forever in its
+    queue: a gunicorn --preload worker would never see PROVIDER_CONFIGURATION_CHANGED. The old
+    executor cannot run anything in the child; replacing it can only help.
+    """
+    try:
+        from openfeature import _event_support
+    except ImportError:  # pragma: no cover - a later SDK that moved it
+        return
+    if isinstance(getattr(_event_support, "_event_executor", None), ThreadPoolExecutor):
+        _event_support._event_executor = ThreadPoolExecutor(thread_name_prefix="openfeature-event-handler")
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_renew_sdk_event_executor)
 
 
 def context_to_dict(context: Optional[EvaluationContext]) -> Dict[str, Any]:
