@@ -184,7 +184,10 @@ def test_error_and_ready_events_when_the_daemon_restarts(fresh_daemon: Daemon) -
 
 def test_set_provider_and_wait_fails_while_the_daemon_is_down(make_daemon: Callable[..., Daemon]) -> None:
     daemon = make_daemon(start=False)
-    provider = GuidonProvider(daemon.socket, timeout=1, init_timeout=0.3)
+    # A long backoff: the failed evaluation below would keep the client waiting 5 s, but the
+    # watch's reconnection tells it the daemon is back, so READY means evaluations work again.
+    slow_to_retry = Client(daemon.socket, timeout=1, backoff_initial=5, backoff_max=5)
+    provider = GuidonProvider(client=slow_to_retry, init_timeout=0.3)
     with pytest.raises(ProviderNotReadyError):
         api.set_provider_and_wait(provider)
     client = api.get_client()
@@ -197,3 +200,4 @@ def test_set_provider_and_wait_fails_while_the_daemon_is_down(make_daemon: Calla
     assert ready.wait(10)
     wait_until(lambda: client.get_provider_status() == ProviderStatus.READY)
     assert client.get_boolean_value("new-checkout", False, GOLD) is True
+    assert slow_to_retry._backoff.delay == 0.0

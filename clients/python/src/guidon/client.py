@@ -580,6 +580,8 @@ class Watch(Iterator[ConfigurationChanged]):
             )
         self._keys, self.config_version = keys, version
         self._backoff.succeeded()
+        if client._backoff.until:
+            client._backoff.connected()  # the daemon answers: the client's callers need not wait
         if self._on_connect is not None:
             self._on_connect(version)
         return event
