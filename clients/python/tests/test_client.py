@@ -77,6 +77,8 @@ def test_bad_requests_become_error_results(client: Client) -> None:
     assert (unserialisable.value, unserialisable.error_code) == (False, ErrorCode.INVALID_REQUEST)
     assert client.evaluate("new-checkout", ["not", "a", "mapping"], False).error_code == ErrorCode.INVALID_REQUEST  # type: ignore[arg-type]
     assert client.is_enabled("new-checkout", {"tier": float("nan")}, default=True) is True
+    assert client.is_enabled(["not", "a", "key"], default=True) is True  # type: ignore[arg-type]
+    assert client.evaluate(42, default=1).error_code == ErrorCode.INVALID_REQUEST  # type: ignore[arg-type]
     # And the connection is still good afterwards.
     assert client.is_enabled("new-checkout", GOLD) is True
 

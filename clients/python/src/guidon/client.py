@@ -27,6 +27,7 @@ from .errors import (
     GuidonConnectionError,
     GuidonError,
     GuidonTimeoutError,
+    InvalidRequestError,
     ProtocolViolationError,
     Reason,
     evaluation_error,
@@ -266,6 +267,9 @@ class Client:
             obj = proto.parse_reply(line)
         except GuidonError as error:
             return self._failed(flag, default, error).value  # type: ignore[no-any-return]
+        except TypeError:  # an unhashable flag "key"
+            failure = InvalidRequestError(f"flag must be a string, not {type(flag).__name__}")
+            return self._failed(str(flag), default, failure).value  # type: ignore[no-any-return]
         if "errorCode" in obj:
             self._evaluation_problem(proto.eval_result(obj, flag, default))
         value = obj.get("value", default)
