@@ -1,5 +1,8 @@
 #!/usr/bin/env python3
-"""A minimal Guidon client: one connection, newline-delimited JSON, pipelined requests."""
+"""A minimal Guidon client: one connection, newline-delimited JSON, pipelined requests.
+
+This shows the wire protocol. Applications should use the `guidon` package (clients/python:
+pooled, thread- and fork-safe, timeouts, never raises on evaluation, OpenFeature and web helpers)."""
 import json
 import os
 import socket

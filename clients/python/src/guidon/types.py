@@ -1,0 +1,229 @@
+"""The values the client returns: one class per kind of reply, each built from the reply's JSON
+object by ``from_reply``. Members a later daemon adds are kept in ``raw`` (PROTOCOL.md §6: clients
+ignore members they do not know)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterator, List, Mapping, Optional, Sequence, Tuple
+
+from .errors import GuidonError, Reason
+
+__all__ = [
+    "ConfigurationChanged",
+    "EvaluationResult",
+    "FlagInfo",
+    "FlagList",
+    "PingResult",
+    "ReloadInfo",
+    "Status",
+]
+
+_EMPTY: Mapping[str, Any] = {}
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """One flag's evaluation.
+
+    ``value`` is the served value, or the caller's default when the result falls back to it
+    (reasons ``DISABLED`` and ``ERROR``, and ``DEFAULT`` without a default variant). ``error_code``
+    and ``error_message`` are set only with reason ``ERROR``: an evaluation problem from the daemon
+    (``FLAG_NOT_FOUND``, ``TYPE_MISMATCH``, ``PARSE_ERROR``, ``GENERAL``) or a failure to get an
+    answer (``CONNECTION_FAILED``, ``TIMEOUT``, ``PROTOCOL_VIOLATION``, or the daemon's protocol
+    error code). ``metadata`` is the flag set's metadata overlaid with the flag's own.
+    """
+
+    flag: str
+    value: Any
+    variant: Optional[str] = None
+    reason: str = Reason.ERROR
+    error_code: Optional[str] = None
+    error_message: Optional[str] = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_error(self) -> bool:
+        return self.reason == Reason.ERROR
+
+    @classmethod
+    def from_reply(cls, obj: Mapping[str, Any], flag: str, default: Any) -> EvaluationResult:
+        metadata = obj.get("metadata")
+        return cls(
+            flag=obj.get("flag", flag),
+            value=obj.get("value", default),
+            variant=obj.get("variant"),
+            reason=obj.get("reason", Reason.ERROR),
+            error_code=obj.get("errorCode"),
+            error_message=obj.get("errorMessage"),
+            metadata=metadata if isinstance(metadata, dict) else {},
+        )
+
+    @classmethod
+    def failed(cls, flag: str, default: Any, error: GuidonError) -> EvaluationResult:
+        """The result served when no answer could be had: the default, with the failure's code."""
+        return cls(flag, default, None, Reason.ERROR, error.code, error.message, {})
+
+
+@dataclass(frozen=True)
+class PingResult:
+    """The health check's answer: the version of the flag file being served and its flag count."""
+
+    ok: bool
+    config_version: str
+    flags: int
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_reply(cls, obj: Mapping[str, Any]) -> PingResult:
+        return cls(bool(obj.get("ok")), str(obj.get("configVersion", "")), int(obj.get("flags", 0)), obj)
+
+
+@dataclass(frozen=True)
+class ReloadInfo:
+    """The last reload attempt (``status().last_reload``)."""
+
+    ok: bool
+    at: str
+    trigger: str
+    config_version: str
+    error: Optional[str] = None
+
+    @classmethod
+    def from_reply(cls, obj: Mapping[str, Any]) -> ReloadInfo:
+        return cls(
+            bool(obj.get("ok")),
+            str(obj.get("at", "")),
+            str(obj.get("trigger", "")),
+            str(obj.get("configVersion", "")),
+            obj.get("error"),
+        )
+
+
+@dataclass(frozen=True)
+class Status:
+    """What the daemon serves, since when, and how its last reload went (PROTOCOL.md §3.5)."""
+
+    version: str
+    config_path: str
+    config_version: str
+    flags: int
+    loaded_at: str
+    uptime_seconds: int
+    mode: str
+    warnings: int
+    connections: int
+    last_reload: Optional[ReloadInfo]
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_reply(cls, obj: Mapping[str, Any]) -> Status:
+        last = obj.get("lastReload")
+        return cls(
+            version=str(obj.get("version", "")),
+            config_path=str(obj.get("configPath", "")),
+            config_version=str(obj.get("configVersion", "")),
+            flags=int(obj.get("flags", 0)),
+            loaded_at=str(obj.get("loadedAt", "")),
+            uptime_seconds=int(obj.get("uptimeSeconds", 0)),
+            mode=str(obj.get("mode", "")),
+            warnings=int(obj.get("warnings", 0)),
+            connections=int(obj.get("connections", 0)),
+            last_reload=ReloadInfo.from_reply(last) if isinstance(last, dict) else None,
+            raw=obj,
+        )
+
+
+@dataclass(frozen=True)
+class FlagInfo:
+    """One flag as ``list`` describes it (not its targeting rule, only whether it has one)."""
+
+    key: str
+    state: str
+    variants: Tuple[str, ...]
+    default_variant: Optional[str]
+    targeting: bool
+    metadata: Mapping[str, Any]
+
+    @property
+    def enabled(self) -> bool:
+        return self.state == "ENABLED"
+
+    @classmethod
+    def from_reply(cls, obj: Mapping[str, Any]) -> FlagInfo:
+        return cls(
+            key=str(obj.get("key", "")),
+            state=str(obj.get("state", "")),
+            variants=tuple(obj.get("variants") or ()),
+            default_variant=obj.get("defaultVariant"),
+            targeting=bool(obj.get("targeting")),
+            metadata=obj.get("metadata") or {},
+        )
+
+
+@dataclass(frozen=True)
+class FlagList(Sequence[FlagInfo]):
+    """Every flag, in document order, and the version they come from. Behaves as a sequence of
+    :class:`FlagInfo`; ``flag_list["key"]`` finds one by key."""
+
+    config_version: str
+    flags: Tuple[FlagInfo, ...]
+
+    def __len__(self) -> int:
+        return len(self.flags)
+
+    def __iter__(self) -> Iterator[FlagInfo]:
+        return iter(self.flags)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, str):
+            for info in self.flags:
+                if info.key == index:
+                    return info
+            raise KeyError(index)
+        return self.flags[index]
+
+    def keys(self) -> Tuple[str, ...]:
+        return tuple(info.key for info in self.flags)
+
+    @classmethod
+    def from_reply(cls, obj: Mapping[str, Any]) -> FlagList:
+        flags = obj.get("flags")
+        items = tuple(FlagInfo.from_reply(f) for f in flags if isinstance(f, dict)) if isinstance(flags, list) else ()
+        return cls(str(obj.get("configVersion", "")), items)
+
+
+@dataclass(frozen=True)
+class ConfigurationChanged:
+    """A change of the flags being served, from ``watch``.
+
+    ``added``, ``changed`` and ``removed`` are flag keys, sorted. When the watch connection was lost
+    and re-established on a different version (events may have been missed), the client makes one
+    event with ``resync=True`` from a fresh ``list``: ``added`` and ``removed`` are exact and
+    ``changed`` holds every other flag (any of them may have changed).
+    """
+
+    config_version: str
+    added: Tuple[str, ...] = ()
+    changed: Tuple[str, ...] = ()
+    removed: Tuple[str, ...] = ()
+    resync: bool = False
+
+    @property
+    def flags(self) -> Tuple[str, ...]:
+        """Every key the event names."""
+        return tuple(sorted(set(self.added) | set(self.changed) | set(self.removed)))
+
+    @classmethod
+    def from_reply(cls, obj: Mapping[str, Any]) -> ConfigurationChanged:
+        return cls(
+            str(obj.get("configVersion", "")),
+            tuple(obj.get("added") or ()),
+            tuple(obj.get("changed") or ()),
+            tuple(obj.get("removed") or ()),
+        )
+
+
+def error_results(flags: Sequence[str], default: Any, error: GuidonError) -> List[EvaluationResult]:
+    return [EvaluationResult.failed(flag, default, error) for flag in flags]
+
