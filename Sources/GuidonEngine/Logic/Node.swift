@@ -50,6 +50,12 @@ indirect enum Node: Sendable {
     /// An operator the evaluator does not know (or a `$ref` to nothing): evaluating it
     /// fails with PARSE_ERROR, as the reference evaluator does.
     case failure(String)
+    /// Evaluates the first nodes for their failures only, then the last. Both references
+    /// evaluate an operator's arguments before the operator; where Guidon's node would skip
+    /// an argument that can fail (a misused flagd operator compiled to `null`, a `var` default
+    /// not needed, a `fractional` bucket not chosen), the compiler wraps it in this so that
+    /// it fails as they do. Only rules holding a `failure` (lenient mode) get one.
+    case eager([Node], Node)
 
     enum Order: Sendable { case less, lessOrEqual, greater, greaterOrEqual }
     enum Arithmetic: Sendable { case add, subtract, multiply, divide, remainder }
