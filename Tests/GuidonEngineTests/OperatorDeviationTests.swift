@@ -15,6 +15,10 @@ import Testing
         (#"{"var": "s.length.x"}"#, #"{"s": "abc"}"#, "null"),  // json-logic-js (the reference stops at length)
         (#"{"missing": ["s.length", "e.length"]}"#, #"{"s": "abc", "e": ""}"#, "[]"),
         (#"{"missing_some": [2, ["a.length", "b"]]}"#, #"{"a": [], "b": 1}"#, "[]"),
+        // Only null and "" name the whole data; a key whose text is empty names the member "".
+        (#"{"var": [[], "dflt"]}"#, #"{"a": 1}"#, #""dflt""#),
+        (#"{"var": {"merge": []}}"#, #"{"": 5}"#, "5"),
+        (#"{"missing": [[[]]]}"#, #"{"a": 1}"#, "[[]]"),
     ])
     func varReadsLength(rule: String, data: String, expected: String) throws {
         #expect(try evaluate(rule, data).jsonEquals(try JSONParser().parse(expected)), "\(rule) on \(data)")

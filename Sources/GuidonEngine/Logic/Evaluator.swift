@@ -147,7 +147,7 @@ struct Evaluator {
             return try fallback.map { (n: Node) throws(Failure) in try evaluate(n, scope) } ?? .null
         case .computedVariable(let pathNode, let fallback):
             let p = try evaluate(pathNode, scope)
-            let path = p.isNull ? VarPath("") : VarPath(JS.string(p))
+            let path = VarPath(key: p)
             if let found = lookup(path, in: scope) { return found }
             return try fallback.map { (n: Node) throws(Failure) in try evaluate(n, scope) } ?? .null
         case .missing(let args):
@@ -336,7 +336,7 @@ struct Evaluator {
     }
 
     static func path(forKey key: JSONValue) -> VarPath {
-        key.isNull ? VarPath("") : VarPath(JS.string(key))
+        VarPath(key: key)
     }
 
     /// A number as arithmetic sees it: integers (and null/booleans) stay integral so that
@@ -522,7 +522,8 @@ struct Evaluator {
                 flag = .string(flagKey)
             case .value:
                 key = lookup(Self.targetingKeyPath, in: scope)
-                flag = lookup(Self.flagKeyPath, in: scope) ?? .null
+                // As the reference reads it from the data: "" when the data has no flag key.
+                flag = lookup(Self.flagKeyPath, in: scope) ?? .string("")
             }
             guard case .string(let targetingKey) = key, !targetingKey.utf8.isEmpty else { return .null }
             CBOR.head(4, 2, into: &hasher)

@@ -193,7 +193,7 @@ final class LogicCompiler {
             let fallback = args.count > 1 ? args[1] : nil
             guard let pathNode = args.first else { return .variable(VarPath(""), fallback: nil) }
             if let p = pathNode.constantValue {
-                return .variable(VarPath(p.isNull ? "" : JS.string(p)), fallback: fallback)
+                return .variable(VarPath(key: p), fallback: fallback)
             }
             return .computedVariable(pathNode, fallback: fallback)
         case "missing":

@@ -99,9 +99,19 @@ struct VarPath: Sendable {
     let segments: [String]
     let root: Root
 
-    init(_ text: String) {
+    /// The path a `var` key names: `null` and `""` name the whole data; anything else is
+    /// read as text and split at dots, so that a key whose text is empty (`[]`) names the
+    /// member `""`, as in both references.
+    init(key: JSONValue) {
+        switch key {
+        case .null, .string(""): self.init("")
+        default: self.init(JS.string(key), whole: false)
+        }
+    }
+
+    init(_ text: String, whole: Bool? = nil) {
         self.text = text
-        if text.isEmpty {
+        if whole ?? text.isEmpty {
             segments = []
             root = .whole
         } else {
