@@ -44,6 +44,10 @@ from reference import DEFAULTS, Reference  # noqa: E402
 
 TYPES = ["boolean", "string", "integer", "float", "object"]
 
+# How to run this script again (for the replay hints): the venv's python, from the checkout.
+PYTHON = os.path.relpath(sys.executable, ROOT) if sys.executable.startswith(str(ROOT)) else sys.executable
+SCRIPT = Path(__file__).resolve().relative_to(ROOT)
+
 
 def load_known() -> dict[str, dict]:
     entries = json.loads((HERE / "known_differences.json").read_text())["differences"]
@@ -305,7 +309,7 @@ def main() -> int:
             return 1 if tally.failures else 0
 
         seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 32)
-        print(f"differential: seed {seed} (replay: python {Path(__file__).relative_to(ROOT)} --seed {seed})", flush=True)
+        print(f"differential: seed {seed} (replay: {PYTHON} {SCRIPT} --seed {seed})", flush=True)
         indexes = [args.document] if args.document is not None else iter(int, 1)
         index = -1
         for fixed in indexes:
@@ -327,8 +331,7 @@ def main() -> int:
                 path = out / f"seed{seed}-doc{index}-{n}.json"
                 path.write_text(json.dumps(f, ensure_ascii=False, indent=1, default=str))
                 print(show(f), flush=True)
-                print(f"  replay: python {Path(__file__).relative_to(ROOT)} --replay {path}"
-                    f"   (or --seed {seed} --document {index})", flush=True)
+                print(f"  replay: {PYTHON} {SCRIPT} --replay {path}   (or --seed {seed} --document {index})", flush=True)
             if len(tally.failures) >= args.max_failures:
                 print(f"stopping after {len(tally.failures)} disagreements", flush=True)
                 break
