@@ -27,6 +27,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -292,6 +293,8 @@ def main() -> int:
     parser.add_argument("--out", default=str(ROOT / ".build" / "differential"), help="where reproductions are written")
     args = parser.parse_args()
 
+    # Stopped from outside, still stop the daemon being asked and remove the scratch files.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     known = load_known()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -104,6 +104,14 @@ import Testing
         #expect(try answer(#"{"if": [{"reduce": [[], {"var": "current"}, {"nope": 1}]}, "on", "off"]}"#).variant == "on")
     }
 
+    /// Found by the differential test: a lone `fractional` argument that is a rule is a bucket
+    /// when it evaluates to one (the reference decides after evaluating it).
+    @Test func aLoneComputedFractionalArgumentCanBeABucket() throws {
+        let result = try answer(#"{"fractional": [{"if": [true, ["on", 1], ["off", 1]]}]}"#, context: ["targetingKey": "u3"])
+        #expect(result.variant == "on")
+        #expect(try answer(#"{"fractional": [{"var": "n"}]}"#, context: ["targetingKey": "u3", "n": 1]).reason == .default)
+    }
+
     @Test func anEmptyTargetingResultNamesNoVariant() throws {
         for rule in [#"{"if": [true, ""]}"#, #"{"cat": [""]}"#, #"{"var": "e"}"#] {
             let result = try answer(rule, context: ["e": ""])

@@ -354,7 +354,8 @@ final class LogicCompiler {
             first = at(.index(0)) { compile(items[0]) }
             parts.append(first!)
             bucketItems = items.indices.dropFirst()
-            if bucketItems.isEmpty {
+            // A rule alone may evaluate to a bucket (the reference decides once it is evaluated).
+            if bucketItems.isEmpty, items[0].object == nil {
                 report(.tolerated, "\"fractional\" has a bucketing value but no buckets")
                 return .constant(.null)
             }
