@@ -98,6 +98,8 @@ func evaluate(_ rule: String, _ data: String = "{}") throws -> JSONValue {
         (#"{"sem_ver": [{"var": "v"}, {"var": "op"}, "2.0.0"]}"#, #"{"v": "2.1.0", "op": "~"}"#, "false"),
         (#"{"sem_ver": [{"var": "v"}, {"var": "op"}, "2.0.0"]}"#, #"{"v": "2.1.0", "op": "≥"}"#, "null"),
         (#"{"sem_ver": ["2.0.0", "^", "2.9.1"]}"#, "{}", "true"),
+        (#"{"sem_ver": [2.0, "=", "2.0.0"]}"#, "{}", "true"),
+        (#"{"sem_ver": [1e16, "!=", "2.0.0"]}"#, "{}", "null"),  // the reference reads "1e+16": no version
         (#"{"fractional": [["only"]]}"#, #"{"targetingKey": "k", "$flagd": {"flagKey": "f"}}"#, #""only""#),
         (#"{"fractional": [{"var": "seed"}, ["a", 0], ["b", 0]]}"#, #"{"seed": ["c", 1], "targetingKey": "k", "$flagd": {"flagKey": "f"}}"#, #""c""#),
         (#"{"fractional": ["x", ["a", {"var": "w"}], ["b", 0]]}"#, #"{"w": 1.5}"#, "null"),
