@@ -7,6 +7,8 @@ enum Resolution: Sendable {
     case none
     /// Something that names no variant (ERROR / GENERAL).
     case invalid(JSONValue)
+    /// No evaluation can succeed (lenient mode: targeting that is not a rule, PARSE_ERROR).
+    case error(ErrorCode, String)
 }
 
 /// A flag's targeting seen from its result: `if` chains whose branches are literal
@@ -34,9 +36,13 @@ struct VariantTable: Sendable {
     private let index: [String: Int]
     private static let scanLimit = 8
 
+    /// Whether a variant's value is `null` (lenient mode): targeting cannot name such a variant.
+    private let hasNullValues: Bool
+
     init(names: [String], values: [JSONValue]) {
         self.names = names
         self.values = values
+        hasNullValues = values.contains { $0.isNull }
         var index: [String: Int] = [:]
         if names.count > Self.scanLimit {
             index.reserveCapacity(names.count)
@@ -56,18 +62,23 @@ struct VariantTable: Sendable {
         return names.firstIndex { JS.same($0, name) }
     }
 
-    /// How the reference evaluator turns a targeting result into a variant.
+    /// How the reference evaluator turns a targeting result into a variant. An empty name
+    /// names no variant (even one called `""`), nor does the name of a variant whose value is
+    /// `null`: the reference looks a variant up by name and takes a missing name or value for none.
     func resolve(_ value: JSONValue) -> Resolution {
         let name: String
         switch value {
         case .null: return .none
-        case .string(let s): name = s
+        case .string(let s):
+            if s.utf8.isEmpty { return .invalid(value) }
+            name = s
         case .bool(let b): name = b ? "true" : "false"
         case .int(let i): name = String(i)
         case .double(let d): name = JS.numberString(d)
         case .array, .object: return .invalid(value)
         }
-        return index(of: name).map(Resolution.variant) ?? .invalid(value)
+        guard let i = index(of: name), !hasNullValues || !values[i].isNull else { return .invalid(value) }
+        return .variant(i)
     }
 
     func outcome(for node: Node) -> Outcome {
@@ -93,16 +104,23 @@ final class CompiledFlag: Sendable {
     let enabled: Bool
     let variants: VariantTable
     let defaultIndex: Int?
+    /// The default variant's name when it names no variant (lenient mode): serving the
+    /// default fails with GENERAL, as it does in the reference evaluator.
+    let unknownDefault: String?
     let targeting: Outcome?
     /// What every result of this flag carries: its metadata and pre-encoded members.
     let resultText: ResultText
     var metadata: JSONObject { resultText.metadata }
 
-    init(key: String, enabled: Bool, variants: VariantTable, defaultIndex: Int?, targeting: Outcome?, metadata: JSONObject) {
+    init(
+        key: String, enabled: Bool, variants: VariantTable, defaultIndex: Int?, unknownDefault: String? = nil,
+        targeting: Outcome?, metadata: JSONObject
+    ) {
         self.key = key
         self.enabled = enabled
         self.variants = variants
         self.defaultIndex = defaultIndex
+        self.unknownDefault = unknownDefault
         self.targeting = targeting
         self.resultText = ResultText.make(flagKey: key, variants: variants, metadata: metadata)
     }
@@ -177,6 +195,8 @@ final class CompiledFlag: Sendable {
         case .invalid(let value):
             return failure(.general,
                 "flag '\(key)': targeting returned \(value), which is not one of the variants (\(quotedList(variants.names)))")
+        case .error(let code, let message):
+            return failure(code, "flag '\(key)': \(message)")
         }
     }
 
@@ -198,7 +218,11 @@ final class CompiledFlag: Sendable {
     }
 
     private func serveDefault(_ type: ValueType?, reason: Reason) -> Verdict {
-        guard let d = defaultIndex else { return Verdict(reason: .default) }
+        guard let d = defaultIndex else {
+            guard let unknownDefault else { return Verdict(reason: .default) }
+            return failure(.general,
+                "flag '\(key)': the default variant \(JSONValue.string(unknownDefault)) is not one of the variants (\(quotedList(variants.names)))")
+        }
         return serve(d, type, reason: reason)
     }
 
@@ -243,7 +267,8 @@ final class CompiledFlag: Sendable {
     @inline(__always)
     static func conversion(of value: JSONValue, to type: ValueType) -> Conversion {
         switch (type, value) {
-        case (.boolean, .bool), (.string, .string), (.integer, .int), (.float, .double), (.object, .object):
+        // An array variant is loaded only in lenient mode; the reference serves it as an object.
+        case (.boolean, .bool), (.string, .string), (.integer, .int), (.float, .double), (.object, .object), (.object, .array):
             return .same
         case (.float, .int):
             return .converted

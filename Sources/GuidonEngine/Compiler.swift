@@ -62,7 +62,7 @@ struct Compiler {
         for problem in session.problems + session.logic.problems {
             switch problem.kind {
             case .structural: errors.append(problem)
-            case .targeting: if strict { errors.append(problem) } else { warnings.append(problem) }
+            case .tolerated: if strict { errors.append(problem) } else { warnings.append(problem) }
             case .warning: warnings.append(problem)
             }
         }
@@ -164,7 +164,7 @@ private struct Session {
             report(.warning, [.key(key)], "unknown member \"\(key)\" is ignored (known: \"flags\", \"$evaluators\", \"metadata\", \"$schema\")")
         }
         if let schema = document["$schema"], schema.string == nil {
-            report(.structural, [.key("$schema")], "must be a string (a schema URL), not \(article(schema.typeName))")
+            report(.tolerated, [.key("$schema")], "must be a string (a schema URL), not \(article(schema.typeName))")
         }
         let setMetadata = checkMetadata(document["metadata"], at: [.key("metadata")])
 
@@ -172,7 +172,9 @@ private struct Session {
             if case .object(let definitions) = evaluators {
                 evaluatorDefinitions = definitions
             } else {
-                report(.structural, [.key("$evaluators")], "must be an object mapping names to JSON Logic rules, not \(article(evaluators.typeName))")
+                // flagd ignores a false-like `$evaluators` (and fails on any other).
+                report(JS.truthy(evaluators) ? .structural : .tolerated, [.key("$evaluators")],
+                    "must be an object mapping names to JSON Logic rules, not \(article(evaluators.typeName))")
             }
         }
         logic = LogicCompiler(evaluators: evaluatorDefinitions)
@@ -181,8 +183,9 @@ private struct Session {
         var flagDefinitions: JSONObject
         switch document["flags"] {
         case nil:
-            report(.structural, [], "missing \"flags\": a flag document needs a \"flags\" object (flag key → flag definition)")
-            return nil
+            // flagd loads such a document, with no flags.
+            report(.tolerated, [], "missing \"flags\": a flag document needs a \"flags\" object (flag key → flag definition)")
+            flagDefinitions = JSONObject()
         case .object(let definitions)?:
             flagDefinitions = definitions
         case let other?:
@@ -241,6 +244,10 @@ private struct Session {
             return JSONObject()
         }
         for (key, member) in object {
+            if key.isEmpty {
+                report(.structural, path + [.key(key)], "a metadata key must not be empty")
+                continue
+            }
             switch member {
             case .string, .int, .double, .bool: continue
             default:
@@ -265,6 +272,7 @@ private struct Session {
 
         // state
         var enabled = true
+        var state = FlagInfo.State.enabled
         switch flag["state"] {
         case nil:
             report(.structural, path, "missing \"state\" (\"ENABLED\" or \"DISABLED\")")
@@ -272,6 +280,7 @@ private struct Session {
             enabled = true
         case .string("DISABLED")?:
             enabled = false
+            state = .disabled
         case let other?:
             var message = "\(other) is not a valid state; use \"ENABLED\" or \"DISABLED\""
             if let s = other.string, ["ENABLED", "DISABLED"].contains(s.uppercased()) { message += " (states are upper-case)" }
@@ -297,12 +306,14 @@ private struct Session {
                 case .int, .double: kind = "number"
                 case .object: kind = "object"
                 case .null, .array:
-                    report(.structural, path + [.key("variants"), .key(name)],
+                    // The reference serves them: a null value fails the type check (and cannot be
+                    // named by targeting), an array passes as an object.
+                    report(.tolerated, path + [.key("variants"), .key(name)],
                         "variant values must be booleans, strings, numbers or objects, not \(article(value.typeName))")
                     continue
                 }
                 if let first, first.kind != kind {
-                    report(.structural, path + [.key("variants"), .key(name)],
+                    report(.tolerated, path + [.key("variants"), .key(name)],
                         "is \(article(kind)), but variant \"\(first.name)\" is \(article(first.kind)); all variants of a flag must have the same type")
                 } else if first == nil {
                     first = (name, kind)
@@ -316,24 +327,35 @@ private struct Session {
         let table = VariantTable(names: names, values: values)
 
         // defaultVariant
-        var defaultIndex: Int?
         var defaultName: String?
         switch flag["defaultVariant"] {
         case nil, .null?, .string("")?:
             break
         case .string(let name)?:
+            defaultName = name
+        case .bool(let b)?:
+            report(.tolerated, path + [.key("defaultVariant")],
+                "must be a variant name (a string) or null, not a boolean (flagd reads \(b) as the variant \"\(b)\")")
+            defaultName = b ? "true" : "false"
+        case let other? where !JS.truthy(other) || other == .object(JSONObject()):
+            report(.tolerated, path + [.key("defaultVariant")],
+                "must be a variant name (a string) or null, not \(article(other.typeName)) (flagd reads \(other) as no default variant)")
+        case let other?:
+            report(.structural, path + [.key("defaultVariant")], "must be a variant name (a string) or null, not \(article(other.typeName))")
+        }
+        var defaultIndex: Int?
+        var unknownDefault: String?
+        if let name = defaultName, !names.isEmpty {
             if let i = table.index(of: name) {
                 defaultIndex = i
-                defaultName = name
-            } else if !names.isEmpty {
+            } else {
                 var message = "\(JSONValue.string(name)) is not one of the variants (\(quotedList(names)))"
                 if let close = names.min(by: { editDistance($0, name) < editDistance($1, name) }), editDistance(close, name) <= 2 {
                     message += "; did you mean \(JSONValue.string(close))?"
                 }
-                report(.structural, path + [.key("defaultVariant")], message)
+                report(.tolerated, path + [.key("defaultVariant")], message + " (serving the default would fail with GENERAL)")
+                unknownDefault = name
             }
-        case let other?:
-            report(.structural, path + [.key("defaultVariant")], "must be a variant name (a string) or null, not \(article(other.typeName))")
         }
 
         // targeting
@@ -347,20 +369,37 @@ private struct Session {
             references = logic.referenced
             outcome = table.outcome(for: node)
             if let outcome { reportUnknownResults(outcome, table, path + [.key("targeting")]) }
+        case let other? where !JS.truthy(other):
+            report(.tolerated, path + [.key("targeting")],
+                "must be a JSON Logic rule (an object), or {} for none, not \(article(other.typeName)) (flagd reads \(other) as no targeting)")
         case let other?:
-            report(.structural, path + [.key("targeting")], "must be a JSON Logic rule (an object), or {} for none, not \(article(other.typeName))")
+            report(.tolerated, path + [.key("targeting")],
+                "must be a JSON Logic rule (an object), or {} for none, not \(article(other.typeName)) (flagd answers PARSE_ERROR)")
+            outcome = .resolved(.error(.parseError, "targeting \(other) is not a JSON Logic rule"))
         }
 
         // metadata
-        let ownMetadata = checkMetadata(flag["metadata"], at: path + [.key("metadata")])
         var metadata = setMetadata
-        for (k, v) in ownMetadata { metadata[k] = v }
+        switch flag["metadata"] {
+        case .null?:
+            report(.tolerated, path + [.key("metadata")],
+                "must be an object of strings, numbers and booleans, not a null (flagd reads it as no metadata)")
+        case let other? where other.object == nil && !JS.truthy(other):
+            // The reference evaluator loads it and then fails every evaluation merging it.
+            report(.tolerated, path + [.key("metadata")],
+                "must be an object of strings, numbers and booleans, not \(article(other.typeName)) (flagd fails every evaluation of the flag with GENERAL)")
+            enabled = true
+            outcome = .resolved(.error(.general, "metadata \(other) is not an object"))
+        default:
+            let ownMetadata = checkMetadata(flag["metadata"], at: path + [.key("metadata")])
+            for (k, v) in ownMetadata { metadata[k] = v }
+        }
 
         guard problems.count(where: { $0.kind == .structural }) == errorsBefore else { return nil }
 
         let compiled = CompiledFlag(key: key, enabled: enabled, variants: table, defaultIndex: defaultIndex,
-            targeting: outcome, metadata: metadata)
-        let info = FlagInfo(key: key, state: enabled ? .enabled : .disabled, variants: names, defaultVariant: defaultName,
+            unknownDefault: unknownDefault, targeting: outcome, metadata: metadata)
+        let info = FlagInfo(key: key, state: state, variants: names, defaultVariant: defaultName,
             metadata: metadata, hasTargeting: outcome != nil,
             fingerprint: fingerprint(definition, references: references, metadata: metadata))
         return (compiled, info)
@@ -369,6 +408,10 @@ private struct Session {
     /// Warns about literal targeting results that name no variant (they would be errors at run time).
     mutating func reportUnknownResults(_ outcome: Outcome, _ table: VariantTable, _ path: [PathSegment]) {
         switch outcome {
+        case .resolved(.invalid(.string(""))):
+            report(.warning, path, "targeting can return \"\", which names no variant; that evaluation would fail with GENERAL")
+        case .resolved(.invalid(.string(let name))) where table.index(of: name) != nil:
+            report(.warning, path, "targeting can return \(JSONValue.string(name)), a variant whose value is null; that evaluation would fail with GENERAL")
         case .resolved(.invalid(let value)):
             report(.warning, path, "targeting can return \(value), which is not one of the variants (\(quotedList(table.names))); that evaluation would fail with GENERAL")
         case .choose(_, let then, let otherwise):

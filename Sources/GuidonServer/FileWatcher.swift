@@ -6,14 +6,20 @@ import Glibc
 
 /// Watches the flag file with inotify and calls `onChange` after each burst of changes.
 ///
-/// It watches the file's directory rather than the file, so that every way of replacing a
-/// file is seen: in-place writes, editors that save by renaming a temporary file, `mv` of
-/// a new file over the old one, and Kubernetes ConfigMap volumes, which swap a `..data`
-/// symlink. When the path is a symlink into another directory, that directory is watched
-/// too (and re-resolved after every change). `onChange` runs at once when an event says the
-/// file is complete (closed after writing, renamed into place, a `..data` symlink swapped); other
-/// changes (in-place writes still open, deletions, …) are debounced: `onChange` runs once the file
-/// has been quiet for `quietPeriod` (or `maxDelay` after the first such event).
+/// It watches directories rather than the file, so that every way of replacing a file is seen:
+/// in-place writes, editors that save by renaming a temporary file, `mv` of a new file over the
+/// old one, deleting the file and writing it anew, and Kubernetes ConfigMap volumes, which swap a
+/// `..data` symlink. When the path is a symlink (to a symlink, …), the directory of every hop is
+/// watched for that hop's name, whether or not the hop's target exists (see `WatchPlan`), and the
+/// chain is followed again after every change that concerns it. `onChange` runs at once when an
+/// event says the file is complete (closed after writing, renamed into place, a `..data` symlink
+/// swapped); other changes (in-place writes still open, deletions, …) are debounced: `onChange`
+/// runs once the file has been quiet for `quietPeriod` (or `maxDelay` after the first such event).
+///
+/// A reload is never lost silently: when following the chain again arms a directory that was not
+/// watched before (a link now points elsewhere, a directory was created), the file may have changed
+/// there unseen, so that counts as a change too; and while idle the chain is followed again every
+/// second, in case a change escaped every watch (a directory replaced between two events).
 ///
 /// The watch is armed when the watcher is made and reported from when it is started: a change
 /// in between is reported then. So a daemon arms it before reading the file and starts it once
@@ -40,7 +46,7 @@ public final class FileWatcher: Sendable {
         guard inotifyFD >= 0 else { throw WatchError(reason: "inotify_init1: \(errnoText())") }
         self.inotifyFD = inotifyFD
         var armed = Targets()
-        Self.refreshWatches(&armed, path: path, inotifyFD: inotifyFD)
+        _ = Self.refreshWatches(&armed, path: path, inotifyFD: inotifyFD)
         self.armed = armed
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else {
@@ -78,8 +84,8 @@ public final class FileWatcher: Sendable {
     // MARK: - The watcher thread
 
     private struct Targets {
-        var names: Set<String> = []
-        var watched: [Int32: String] = [:]
+        /// Watch descriptor → the names in its directory that concern the flag file.
+        var watched: [Int32: Set<String>] = [:]
     }
 
     /// What a batch of events says about the flag file.
@@ -109,15 +115,20 @@ public final class FileWatcher: Sendable {
             if ready < 0 && errno != EINTR { return }
             // Stopping wins over everything, however busy the directory is.
             if fds[1].revents != 0 { return }
-            var reloadNow = false
+            var change = Change.none
             if fds[0].revents != 0 {
-                switch readEvents(&buffer, targets: &targets) {
-                case .none: break
-                case .complete: reloadNow = true
-                case .inProgress:
-                    let now = clock.now
-                    pending = (pending?.first ?? now, now)
-                }
+                change = readEvents(&buffer, targets: &targets)
+            }
+            // Follow the chain again after every change that concerns it (a link may point
+            // elsewhere now), and while idle (a safety net). A directory armed only now may hold
+            // a change made before its watch existed: read the file again.
+            if change != .none || ready == 0 {
+                if refreshWatches(&targets), change == .none { change = .inProgress }
+            }
+            var reloadNow = change == .complete
+            if change == .inProgress {
+                let now = clock.now
+                pending = (pending?.first ?? now, now)
             }
             if !reloadNow, let pending {
                 let now = clock.now
@@ -126,10 +137,10 @@ public final class FileWatcher: Sendable {
             if reloadNow {
                 pending = nil
                 onChange()
-                refreshWatches(&targets)
-            } else if ready == 0 && targets.watched.isEmpty {
-                // The directory was gone; try again.
-                refreshWatches(&targets)
+                if refreshWatches(&targets) {
+                    // Armed while reloading: what it watches may have changed before the reload read it.
+                    pending = (clock.now, clock.now)
+                }
             }
         }
     }
@@ -151,16 +162,17 @@ public final class FileWatcher: Sendable {
                 let nameBytes = UnsafeRawBufferPointer(rebasing: raw[nameStart..<(nameStart + length)])
                 let name = String(decoding: nameBytes.prefix { $0 != 0 }, as: UTF8.self)
                 offset = nameStart + length
+                let kind = Self.classify(mask: mask, name: name, targets: targets.watched[wd] ?? [])
                 if mask & UInt32(IN_IGNORED) != 0 {
                     targets.watched[wd] = nil
                 }
-                let kind = Self.classify(mask: mask, name: name, targets: targets.names)
                 if kind != .none { change = kind }
             }
         }
         return change
     }
 
+    /// What one event says, given the names in its directory that concern the flag file.
     static func classify(mask: UInt32, name: String, targets: Set<String>) -> Change {
         if mask & UInt32(IN_IGNORED | IN_Q_OVERFLOW) != 0 { return .inProgress }
         if targets.contains(name) {
@@ -172,45 +184,29 @@ public final class FileWatcher: Sendable {
         return .none
     }
 
-    /// Watches the directory of the path and, when the path is a symlink, that of its target.
-    private func refreshWatches(_ targets: inout Targets) {
+    /// Follows the path again and watches what it now goes through; returns whether a directory
+    /// is watched that was not before.
+    private func refreshWatches(_ targets: inout Targets) -> Bool {
         Self.refreshWatches(&targets, path: path, inotifyFD: inotifyFD)
     }
 
-    private static func refreshWatches(_ targets: inout Targets, path: String, inotifyFD: Int32) {
-        var directories: [String] = [Self.directory(of: path)]
-        var names: Set<String> = [Self.base(of: path)]
-        if let resolved = Self.resolve(path), resolved != path {
-            directories.append(Self.directory(of: resolved))
-            names.insert(Self.base(of: resolved))
-        }
-        targets.names = names
+    private static func refreshWatches(_ targets: inout Targets, path: String, inotifyFD: Int32) -> Bool {
+        // Cheap enough to do in full every time (a `readlink` and an `lstat` or two per hop, and
+        // `inotify_add_watch`, which returns the same descriptor for a directory already watched).
+        let plan = WatchPlan(path: path).existingDirectories()
         let mask = UInt32(IN_CLOSE_WRITE | IN_MODIFY | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE | IN_ATTRIB)
-        var wanted: [Int32: String] = [:]
-        for directory in directories {
+        var wanted: [Int32: Set<String>] = [:]
+        for (directory, names) in plan.entries {
             let wd = inotify_add_watch(inotifyFD, directory, mask | UInt32(IN_ONLYDIR))
-            if wd >= 0 { wanted[wd] = directory }
+            // Two directories may be one (the same inode by two paths): one watch, every name.
+            if wd >= 0 { wanted[wd, default: []].formUnion(names) }
         }
-        for (wd, _) in targets.watched where wanted[wd] == nil {
+        for wd in targets.watched.keys where wanted[wd] == nil {
             inotify_rm_watch(inotifyFD, wd)
         }
+        let armedNew = wanted.keys.contains { targets.watched[$0] == nil }
         targets.watched = wanted
-    }
-
-    static func directory(of path: String) -> String {
-        guard let slash = path.lastIndex(of: "/") else { return "." }
-        return slash == path.startIndex ? "/" : String(path[..<slash])
-    }
-
-    static func base(of path: String) -> String {
-        guard let slash = path.lastIndex(of: "/") else { return path }
-        return String(path[path.index(after: slash)...])
-    }
-
-    static func resolve(_ path: String) -> String? {
-        guard let resolved = realpath(path, nil) else { return nil }
-        defer { free(resolved) }
-        return String(cString: resolved)
+        return armedNew
     }
 }
 

@@ -28,7 +28,7 @@ struct Guidond: ParsableCommand {
     @Option(name: .long, help: "The Unix socket to listen on, unless systemd passes one.")
     var socket: String = "/run/guidon/guidon.sock"
 
-    @Flag(name: .long, help: "Load targeting that does not compile (as flagd does) and log it as warnings.")
+    @Flag(name: .long, help: "Load what flagd loads (targeting that does not compile, a flag with mixed-type variants or an unknown default variant, …), answer for it as flagd does, and log it as warnings.")
     var lenient = false
 
     @Option(name: .customLong("max-line-bytes"), help: "Longest request line accepted; longer ones get TOO_LARGE.")

@@ -142,14 +142,15 @@ let validVariants = #""state": "ENABLED", "variants": {"on": true, "off": false}
         let doc = #"{"flags": {"beta": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "of"}}}"#
         let report = rejection(doc)
         expectSingleError(report, path: "flags.beta.defaultVariant",
-            message: "\"of\" is not one of the variants (\"on\", \"off\"); did you mean \"on\"?")
+            message: "\"of\" is not one of the variants (\"on\", \"off\"); did you mean \"on\"? (serving the default would fail with GENERAL)")
         #expect(report.errors[0].line == 1)
         #expect(report.errors[0].column == 99)
     }
 
     @Test func defaultVariantWithoutCloseMatch() {
         expectSingleError(rejection(flagDocument(#""state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "enabled-for-all""#)),
-            path: "flags.f.defaultVariant", message: "\"enabled-for-all\" is not one of the variants (\"on\", \"off\")")
+            path: "flags.f.defaultVariant",
+            message: "\"enabled-for-all\" is not one of the variants (\"on\", \"off\") (serving the default would fail with GENERAL)")
     }
 
     @Test func defaultVariantMustBeAStringOrNull() {
@@ -171,7 +172,7 @@ let validVariants = #""state": "ENABLED", "variants": {"on": true, "off": false}
 
     @Test func targetingMustBeAnObject() {
         expectSingleError(rejection(flagDocument(validVariants + #", "targeting": "on""#)), path: "flags.f.targeting",
-            message: "must be a JSON Logic rule (an object), or {} for none, not a string")
+            message: "must be a JSON Logic rule (an object), or {} for none, not a string (flagd answers PARSE_ERROR)")
     }
 
     @Test func unknownOperatorWithSuggestion() {

@@ -120,4 +120,50 @@ struct CLIIntegrationTests {
         #expect(daemon.process.log.contains("frobnicate"))
         #expect(try c.request(#"{"op":"eval","flag":"fine"}"#)["value"] == "A")
     }
+
+    /// Issue 11: an existing flagd file with sloppy flags (flag-level problems the reference
+    /// evaluator loads) starts in lenient mode, serves every flag, and answers for the sloppy
+    /// ones as flagd does; strict mode and `guidon validate` name each problem.
+    static let sloppy = #"""
+        {"flags": {
+          "fine": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "on"},
+          "no-rule": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off", "targeting": null},
+          "mixed": {"state": "ENABLED", "variants": {"s": "text", "n": 3}, "defaultVariant": "n"},
+          "ghost-default": {"state": "ENABLED", "variants": {"on": true}, "defaultVariant": "of",
+                            "targeting": {"if": [{"==": [{"var": "tier"}, "gold"]}, "on", null]}},
+          "yes": {"state": "ENABLED", "variants": {"true": 1, "false": 0}, "defaultVariant": true}
+        }}
+        """#
+
+    @Test func aSloppyFlagdFileLoadsLenientlyAndEveryProblemIsNamed() throws {
+        let dir = try ScratchDirectory()
+        try dir.write("flags.json", Self.sloppy)
+        let paths = ["flags.no-rule.targeting", "flags.mixed.variants.n", "flags.ghost-default.defaultVariant",
+            "flags.yes.defaultVariant"]
+        let strict = try runGuidon(["validate", dir.file("flags.json")])
+        #expect(strict.status == 1)
+        let lenient = try runGuidon(["validate", "--lenient", dir.file("flags.json")])
+        #expect(lenient.status == 2)
+        for path in paths {
+            #expect(strict.output.contains("error: \(path)"), "\(strict.output)")
+            #expect(lenient.output.contains("warning: \(path)"), "\(lenient.output)")
+        }
+
+        let daemon = try RunningDaemon(flags: nil, extraArguments: ["--lenient"], dir: dir)
+        defer { try? daemon.finish() }
+        let c = try daemon.client()
+        #expect(try c.request(#"{"op":"status"}"#)["warnings"] == 4)
+        func eval(_ flag: String, _ type: String, _ context: String = "{}") throws -> JSONObject {
+            try c.request(#"{"op":"eval","flag":"\#(flag)","type":"\#(type)","context":\#(context)}"#)
+        }
+        #expect(try eval("fine", "boolean")["value"] == true)
+        let noRule = try eval("no-rule", "boolean")
+        #expect(noRule["value"] == false && noRule["reason"] == "STATIC")
+        #expect(try eval("mixed", "integer")["value"] == 3)
+        #expect(try eval("mixed", "string")["errorCode"] == "TYPE_MISMATCH")
+        #expect(try eval("ghost-default", "boolean", #"{"tier":"gold"}"#)["value"] == true)
+        #expect(try eval("ghost-default", "boolean", #"{"tier":"silver"}"#)["errorCode"] == "GENERAL")
+        let yes = try eval("yes", "integer")
+        #expect(yes["value"] == 1 && yes["variant"] == "true")
+    }
 }

@@ -1,6 +1,7 @@
 import Foundation
-import GuidonServer
 import Testing
+
+@testable import GuidonServer
 
 #if canImport(Glibc)
 import Glibc
@@ -117,5 +118,64 @@ struct FileWatcherTests {
             stopped.signal()
         }
         #expect(stopped.wait(timeout: .now() + .seconds(10)) == .success, "stop() did not return")
+    }
+
+    /// Every kind of change, to the file itself, through a symlink and through a symlink to a
+    /// symlink, twice in a row, with the watcher's real debounce: each change is reported after
+    /// its last step (a reload in between must not lose track of a target that was deleted).
+    @Test(arguments: FlagFileLayout.allCases, FlagFileChange.allCases)
+    func everyChangeIsReportedThroughEveryLayout(layout: FlagFileLayout, change: FlagFileChange) throws {
+        let dir = try ScratchDirectory()
+        defer { dir.remove() }
+        let final = try layout.prepare(dir, "{}", dataDirectory: change.needsDataDirectory)
+        let counter = ChangeCounter()
+        let watcher = try FileWatcher(path: dir.file("flags.json"), quietPeriod: .milliseconds(50))
+        watcher.start { counter.increment() }
+        defer { watcher.stop() }
+
+        for generation in 2...3 {
+            var before = 0
+            try change.apply(to: final, #"{"flags": {"g": \#(generation)}}"#, generation: generation, scratch: dir) {
+                before = counter.count
+            }
+            try counter.waitFor(before + 1, "\(change) #\(generation - 1) through \(layout)")
+            // Let the reload that the change brings about finish before the next change.
+            usleep(150_000)
+        }
+    }
+
+    @Test func aPlanFollowsEveryHopOfASymlinkChainEvenWhenTheTargetDangles() throws {
+        let dir = try ScratchDirectory()
+        defer { dir.remove() }
+        _ = try FlagFileLayout.symlinkToSymlink.prepare(dir, "{}")
+        let expected = WatchPlan(entries: [
+            dir.path: ["flags.json"], dir.file("mid"): ["link.json"], dir.file("mid/../srv"): ["real.json"],
+        ])
+        #expect(WatchPlan(path: dir.file("flags.json")) == expected)
+        try FileManager.default.removeItem(atPath: dir.file("srv/real.json"))
+        #expect(WatchPlan(path: dir.file("flags.json")) == expected, "the dangling target's name is still watched")
+        // A target whose directory does not exist yet is watched for through its parent.
+        try FileManager.default.removeItem(atPath: dir.file("srv"))
+        #expect(WatchPlan(path: dir.file("flags.json")).existingDirectories() == WatchPlan(entries: [
+            dir.path: ["flags.json"], dir.file("mid"): ["link.json"], dir.file("mid/.."): ["srv"],
+        ]))
+    }
+
+    @Test func aPlanWatchesSymlinkedDirectoriesOnTheWay() throws {
+        let dir = try ScratchDirectory()
+        defer { dir.remove() }
+        _ = try FlagFileLayout.direct.prepare(dir, "{}", dataDirectory: true)
+        // flags.json → ..data/flags.json, ..data → ..v1
+        #expect(WatchPlan(path: dir.file("flags.json")) == WatchPlan(entries: [
+            dir.path: ["flags.json", "..data"], dir.file("..data"): ["flags.json"],
+        ]))
+    }
+
+    @Test func aSymlinkLoopEnds() throws {
+        let dir = try ScratchDirectory()
+        defer { dir.remove() }
+        try FileManager.default.createSymbolicLink(atPath: dir.file("flags.json"), withDestinationPath: "other.json")
+        try FileManager.default.createSymbolicLink(atPath: dir.file("other.json"), withDestinationPath: "flags.json")
+        #expect(WatchPlan(path: dir.file("flags.json")) == WatchPlan(entries: [dir.path: ["flags.json", "other.json"]]))
     }
 }

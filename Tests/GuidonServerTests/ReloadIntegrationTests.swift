@@ -94,6 +94,65 @@ struct ReloadIntegrationTests {
         }
     }
 
+    /// Every kind of change, to the file, through a symlink and through a symlink to a symlink,
+    /// twice in a row: each is served, and `status` shows the new version and a good reload.
+    @Test(arguments: FlagFileLayout.allCases, FlagFileChange.allCases)
+    func everyChangeIsServedThroughEveryLayout(layout: FlagFileLayout, change: FlagFileChange) throws {
+        let dir = try ScratchDirectory()
+        let final = try layout.prepare(dir, buttonFlags("one"), dataDirectory: change.needsDataDirectory)
+        let daemon = try RunningDaemon(flags: nil, dir: dir)
+        defer { try? daemon.finish() }
+        let c = try daemon.client()
+        #expect(try daemon.button(c) == "one")
+        for (generation, label) in [(2, "two"), (3, "three")] {
+            try change.apply(to: final, buttonFlags(label), generation: generation, scratch: dir)
+            try daemon.waitForButton(label, c)
+            try daemon.waitFor("status to show the reload of \(label)") {
+                let reload = try daemon.lastReload(c)
+                let served = try c.request(#"{"op":"ping"}"#)["configVersion"]
+                return reload?["ok"] == true && reload?["configVersion"] == served
+            }
+        }
+    }
+
+    /// SIGHUP reloads whatever the path leads to now, through every layout.
+    @Test(arguments: FlagFileLayout.allCases)
+    func sighupReloadsThroughEveryLayout(layout: FlagFileLayout) throws {
+        let dir = try ScratchDirectory()
+        let final = try layout.prepare(dir, buttonFlags("one"))
+        let daemon = try RunningDaemon(flags: nil, extraArguments: ["--no-watch"], dir: dir)
+        defer { try? daemon.finish() }
+        let c = try daemon.client()
+        try FlagFileChange.deleteThenRecreate.apply(to: final, buttonFlags("two"), generation: 2, scratch: dir)
+        usleep(200_000)
+        #expect(try daemon.button(c) == "one", "--no-watch reloads only on SIGHUP")
+        daemon.process.signal(SIGHUP)
+        try daemon.waitForButton("two", c)
+        #expect(try daemon.lastReload(c)?["trigger"] == "sighup")
+        #expect(try daemon.lastReload(c)?["ok"] == true)
+    }
+
+    /// Issue 11: `guidond --config LINK` with `LINK → DIR/real.json`; the target is deleted, and
+    /// half a second later written anew (open, write, close). The failed reload in between is
+    /// shown, and the new file is picked up within seconds.
+    @Test func aDeletedSymlinkTargetWrittenAnewIsPickedUp() throws {
+        let dir = try ScratchDirectory()
+        let target = try FlagFileLayout.symlink.prepare(dir, buttonFlags("before"))
+        let daemon = try RunningDaemon(flags: nil, dir: dir)
+        defer { try? daemon.finish() }
+        let c = try daemon.client()
+        guard unlink(target) == 0 else { throw TestFailure("unlink") }
+        try daemon.waitFor("the failed reload in status") { try daemon.lastReload(c)?["ok"] == false }
+        #expect(try daemon.lastReload(c)?["error"]?.string?.contains("No such file") == true)
+        #expect(try daemon.button(c) == "before")
+        usleep(500_000)
+        try writeInPlace(target, buttonFlags("after"))
+        try daemon.waitFor("the new file", timeout: .seconds(5)) { try daemon.button(c) == "after" }
+        let reload = try #require(try daemon.lastReload(c))
+        #expect(reload["ok"] == true)
+        #expect(reload["configVersion"] == (try c.request(#"{"op":"status"}"#)["configVersion"]))
+    }
+
     @Test func anInvalidEditKeepsTheLastGoodFlagsUntilFixed() throws {
         let daemon = try RunningDaemon(flags: buttonFlags("good"))
         defer { try? daemon.finish() }

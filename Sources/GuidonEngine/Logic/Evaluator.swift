@@ -79,10 +79,21 @@ struct Evaluator {
                 guard let next = o[segment] else { return nil }
                 current = next
             case .array(let a):
-                guard let i = arrayIndex(segment), i < a.count else { return nil }
+                guard let i = arrayIndex(segment) else {
+                    // JavaScript's `length` of an array (both references read it).
+                    guard segment == "length" else { return nil }
+                    current = .int(Int64(a.count))
+                    continue
+                }
+                guard i < a.count else { return nil }
                 current = a[i]
             case .string(let s):
-                guard let i = arrayIndex(segment) else { return nil }
+                guard let i = arrayIndex(segment) else {
+                    // A string's `length`, in code points as its indexes are (see FLAG-FORMAT.md).
+                    guard segment == "length" else { return nil }
+                    current = .int(Int64(s.unicodeScalars.count))
+                    continue
+                }
                 let scalars = s.unicodeScalars
                 guard let at = scalars.index(scalars.startIndex, offsetBy: i, limitedBy: scalars.endIndex),
                     at < scalars.endIndex
@@ -136,7 +147,7 @@ struct Evaluator {
             return try fallback.map { (n: Node) throws(Failure) in try evaluate(n, scope) } ?? .null
         case .computedVariable(let pathNode, let fallback):
             let p = try evaluate(pathNode, scope)
-            let path = p.isNull ? VarPath("") : VarPath(JS.string(p))
+            let path = VarPath(key: p)
             if let found = lookup(path, in: scope) { return found }
             return try fallback.map { (n: Node) throws(Failure) in try evaluate(n, scope) } ?? .null
         case .missing(let args):
@@ -210,7 +221,8 @@ struct Evaluator {
         case .contains(let needleNode, let haystackNode):
             let needle = try evaluate(needleNode, scope)
             switch try evaluate(haystackNode, scope) {
-            case .string(let s): return .bool(Self.contains(s, JS.string(needle)))
+            // json-logic-js: `if (!b …) return false`, so nothing is in an empty string.
+            case .string(let s): return .bool(!s.utf8.isEmpty && Self.contains(s, JS.string(needle)))
             case .array(let a): return .bool(a.contains { JS.strictEquals($0, needle) })
             default: return .bool(false)
             }
@@ -219,7 +231,11 @@ struct Evaluator {
             return .bool(set.contains(s))
         case .concat(let args):
             var out = ""
-            for a in args { out += JS.string(try evaluate(a, scope)) }
+            for a in args {
+                // `Array.prototype.join`, as json-logic-js uses it: `null` joins as nothing.
+                let v = try evaluate(a, scope)
+                if !v.isNull { out += JS.string(v) }
+            }
             return .string(out)
         case .substring(let source, let start, let length):
             let s = JS.string(try evaluate(source, scope))
@@ -285,6 +301,9 @@ struct Evaluator {
             return try fractional(rule, scope)
         case .failure(let message):
             throw Failure(message: message)
+        case .eager(let first, let node):
+            for n in first { _ = try evaluate(n, scope) }
+            return try evaluate(node, scope)
         }
     }
 
@@ -317,7 +336,7 @@ struct Evaluator {
     }
 
     static func path(forKey key: JSONValue) -> VarPath {
-        key.isNull ? VarPath("") : VarPath(JS.string(key))
+        VarPath(key: key)
     }
 
     /// A number as arithmetic sees it: integers (and null/booleans) stay integral so that
@@ -326,12 +345,26 @@ struct Evaluator {
         case int(Int64)
         case double(Double)
 
+        /// JavaScript's `ToNumber`, as `-`, `/` and `%` convert.
         init(_ v: JSONValue) {
             switch v {
             case .int(let i): self = .int(i)
             case .null: self = .int(0)
             case .bool(let b): self = .int(b ? 1 : 0)
             default: self = .double(JS.number(v))
+            }
+        }
+
+        /// `parseFloat`, as json-logic-js's `+` and `*` convert: booleans and text that does not
+        /// begin with a number are NaN, `"12abc"` is 12, `"0x10"` is 0. Except `null`, which is 0
+        /// as in the reference evaluator (the conformance suite holds that case; json-logic-js
+        /// would make it NaN).
+        init(parsingFloat v: JSONValue) {
+            switch v {
+            case .int(let i): self = .int(i)
+            case .double(let d): self = .double(d)
+            case .null: self = .int(0)
+            default: self = .double(JS.parseFloat(v))
             }
         }
 
@@ -357,9 +390,9 @@ struct Evaluator {
         switch op {
         case .add, .multiply:
             guard !args.isEmpty else { return op == .add ? .int(0) : .null }
-            var acc = try operand(0)!
+            var acc = Operand(parsingFloat: try evaluate(args[0], scope))
             for i in 1..<args.count {
-                let next = try operand(i)!
+                let next = Operand(parsingFloat: try evaluate(args[i], scope))
                 if case .int(let a) = acc, case .int(let b) = next {
                     let (r, overflow) = op == .add ? a.addingReportingOverflow(b) : a.multipliedReportingOverflow(by: b)
                     acc = overflow ? .double(op == .add ? Double(a) + Double(b) : Double(a) * Double(b)) : .int(r)
@@ -489,7 +522,8 @@ struct Evaluator {
                 flag = .string(flagKey)
             case .value:
                 key = lookup(Self.targetingKeyPath, in: scope)
-                flag = lookup(Self.flagKeyPath, in: scope) ?? .null
+                // As the reference reads it from the data: "" when the data has no flag key.
+                flag = lookup(Self.flagKeyPath, in: scope) ?? .string("")
             }
             guard case .string(let targetingKey) = key, !targetingKey.utf8.isEmpty else { return .null }
             CBOR.head(4, 2, into: &hasher)

@@ -35,9 +35,9 @@ enum JS {
 
     /// JavaScript `StringToNumber`: trimmed decimal, `Infinity`, or 0x/0o/0b literals; else NaN.
     static func number(parsing text: String) -> Double {
-        let trimmed = text.utf8.drop(while: isSpace).reversed().drop(while: isSpace).reversed()
+        let trimmed = trimmingSpace(text)
         if trimmed.isEmpty { return 0 }
-        let bytes = Array(trimmed)
+        let bytes = Array(trimmed.utf8)
         if bytes.count > 2, bytes[0] == UInt8(ascii: "0") {
             let radix: Int? =
                 switch bytes[1] | 0x20 {
@@ -86,8 +86,69 @@ enum JS {
         return Double(literal) ?? .nan
     }
 
+    /// JavaScript `parseFloat(String(value))`: the longest prefix of the text (after white
+    /// space) that is a decimal number or `Infinity`, else NaN. No hexadecimal, no exponent
+    /// without digits; `null` and booleans are text that is not a number.
+    static func parseFloat(_ value: JSONValue) -> Double {
+        switch value {
+        case .int(let i): return Double(i)
+        case .double(let d): return d
+        case .string(let s): return parseFloat(text: s)
+        default: return parseFloat(text: string(value))
+        }
+    }
+
+    static func parseFloat(text: String) -> Double {
+        let bytes = Array(trimmingSpace(text, trailing: false).utf8)
+        var i = 0
+        var sign = 1.0
+        if i < bytes.count, bytes[i] == UInt8(ascii: "+") || bytes[i] == UInt8(ascii: "-") {
+            if bytes[i] == UInt8(ascii: "-") { sign = -1 }
+            i += 1
+        }
+        if bytes[i...].starts(with: "Infinity".utf8) { return sign * .infinity }
+        let start = i
+        var digits = 0
+        while i < bytes.count, isDigit(bytes[i]) { i += 1; digits += 1 }
+        var end = i
+        if i < bytes.count, bytes[i] == UInt8(ascii: ".") {
+            i += 1
+            while i < bytes.count, isDigit(bytes[i]) { i += 1; digits += 1 }
+            end = i
+        }
+        guard digits > 0 else { return .nan }
+        if i < bytes.count, bytes[i] | 0x20 == UInt8(ascii: "e") {
+            var j = i + 1
+            if j < bytes.count, bytes[j] == UInt8(ascii: "+") || bytes[j] == UInt8(ascii: "-") { j += 1 }
+            let exponentStart = j
+            while j < bytes.count, isDigit(bytes[j]) { j += 1 }
+            if j > exponentStart { end = j }
+        }
+        // Swift's `Double` reads "5." and ".5" only with a digit on each side.
+        var literal = Array(bytes[start..<end])
+        if literal.first == UInt8(ascii: ".") { literal.insert(UInt8(ascii: "0"), at: 0) }
+        if let dot = literal.firstIndex(of: UInt8(ascii: ".")), dot + 1 == literal.count || !isDigit(literal[dot + 1]) {
+            literal.insert(UInt8(ascii: "0"), at: dot + 1)
+        }
+        return sign * (Double(String(decoding: literal, as: UTF8.self)) ?? .nan)
+    }
+
     @inline(__always) static func isDigit(_ b: UInt8) -> Bool { b >= 0x30 && b <= 0x39 }
-    @inline(__always) static func isSpace(_ b: UInt8) -> Bool { b == 0x20 || (b >= 0x09 && b <= 0x0D) }
+
+    /// JavaScript's white space and line terminators (what `trim`, `Number` and `parseFloat` skip).
+    static func isSpace(_ c: Unicode.Scalar) -> Bool {
+        switch c.value {
+        case 0x09...0x0D, 0x20, 0xA0, 0x1680, 0x2000...0x200A, 0x2028, 0x2029, 0x202F, 0x205F, 0x3000, 0xFEFF: true
+        default: false
+        }
+    }
+
+    static func trimmingSpace(_ text: String, trailing: Bool = true) -> Substring {
+        let scalars = text.unicodeScalars
+        guard let first = scalars.firstIndex(where: { !isSpace($0) }) else { return text[text.endIndex...] }
+        let last = trailing ? scalars.lastIndex(where: { !isSpace($0) })! : scalars.index(before: scalars.endIndex)
+        return Substring(scalars[first...last])
+    }
 
     /// JavaScript `ToString` (what `cat`, `in` and `substr` see).
     static func string(_ value: JSONValue) -> String {

@@ -5,9 +5,10 @@ struct Problem: Sendable {
     enum Kind: Sendable {
         /// Rejects the document in every mode (structure).
         case structural
-        /// Rejects the document in strict mode; a warning in lenient mode (targeting that
-        /// does not compile but that the reference evaluator would still load).
-        case targeting
+        /// Rejects the document in strict mode; a warning in lenient mode: what the reference
+        /// evaluator loads anyway (targeting that cannot work, a flag with mixed-type variants,
+        /// a default variant that names none, …), compiled to answer as the reference does.
+        case tolerated
         /// Never rejects the document.
         case warning
     }
@@ -27,6 +28,10 @@ final class LogicCompiler {
     private var evaluatorRefs: [String: Set<String>] = [:]
     private var inProgress: Set<String> = []
     private(set) var problems: [Problem] = []
+    /// How many `failure` nodes were made or reused through a `$ref` (see `Node.eager`).
+    private var failures = 0
+    /// Evaluators whose rule holds a `failure`.
+    private var failingEvaluators: Set<String> = []
     /// Evaluators referenced (transitively) since the last `beginRule()`.
     private(set) var referenced: Set<String> = []
     private var path: [PathSegment] = []
@@ -113,23 +118,85 @@ final class LogicCompiler {
 
     private func checkCount(_ op: String, _ count: Int, _ allowed: ClosedRange<Int>, _ shape: String) {
         guard !allowed.contains(count) else { return }
-        report(.targeting, "\"\(op)\" takes \(shape), but has \(count) argument\(count == 1 ? "" : "s")")
+        report(.tolerated, "\"\(op)\" takes \(shape), but has \(count) argument\(count == 1 ? "" : "s")")
     }
 
     private func compileOperation(_ op: String, _ raw: JSONValue) -> Node {
+        switch op {
+        case "if", "?:", "and", "or", "map", "filter", "all", "none", "some", "reduce":
+            return compileSpecialForm(op, raw)
+        case "fractional":
+            return compileFractional(raw)
+        case "$ref":
+            return compileReference(raw)
+        default:
+            break
+        }
+        guard Self.operators.contains(op) else { return unknownOperator(op) }
+        let failuresBefore = failures
+        let args = compileOperands(raw)
+        let node = compileOperator(op, args, raw)
+        // Both references evaluate these operands first, so a failure among them fails the
+        // operation even where Guidon's node would not evaluate it (`var`'s default, the third
+        // operand of a comparison, a misused flagd operator compiled to null, …).
+        return failures > failuresBefore ? .eager(args, node) : node
+    }
+
+    private func compileSpecialForm(_ op: String, _ raw: JSONValue) -> Node {
+        let null = Node.constant(.null)
+        let args = compileOperands(raw)
+        switch op {
+        case "if", "?:":
+            return fold(.choose(args))
+        case "and", "or":
+            checkCount(op, args.count, 1...Int.max, "at least 1 argument")
+            let folded = fold(op == "and" ? .and(args) : .or(args))
+            return folded.constantValue != nil ? folded : .chain(args, and: op == "and")
+        case "reduce":
+            checkCount(op, args.count, 2...3, "a list, a rule and an optional initial value")
+            // The initial value is taken as written, not evaluated (as the reference evaluator and
+            // json-logic-js up to 2.0.2 do): `{"reduce": [[], …, {"+": [1, 1]}]}` is that object.
+            let initial: Node? = args.count > 2 ? .constant(operands(raw)[2]) : nil
+            return fold(.reduce(args.first ?? null, args.count > 1 ? args[1] : null, initial))
+        default:
+            checkCount(op, args.count, 2...2, "2 arguments (a list, and the rule applied to each item)")
+            let list = args.first ?? null
+            let logic = args.count > 1 ? args[1] : null
+            let node: Node =
+                switch op {
+                case "map": .map(list, logic)
+                case "filter": .filter(list, logic)
+                case "all": .quantifier(.all, list, logic)
+                case "none": .quantifier(.none, list, logic)
+                default: .quantifier(.some, list, logic)
+                }
+            return fold(node)
+        }
+    }
+
+    private func unknownOperator(_ op: String) -> Node {
+        var message = "unknown operator \"\(op)\""
+        let tolerance = max(1, min(2, op.count / 3))
+        let close = Self.operators.filter { editDistance($0, op) <= tolerance }
+        if !close.isEmpty { message += "; did you mean " + close.map { "\"\($0)\"" }.joined(separator: " or ") + "?" }
+        report(.tolerated, message)
+        failures += 1
+        return .failure("unknown operator '\(op)' at \(renderPath(path))")
+    }
+
+    /// `op` (a known operator other than a special form, `fractional` and `$ref`) of `args`.
+    private func compileOperator(_ op: String, _ args: [Node], _ raw: JSONValue) -> Node {
         let null = Node.constant(.null)
         switch op {
         case "var":
-            let args = compileOperands(raw)
             checkCount(op, args.count, 0...2, "a path and an optional default")
             let fallback = args.count > 1 ? args[1] : nil
             guard let pathNode = args.first else { return .variable(VarPath(""), fallback: nil) }
             if let p = pathNode.constantValue {
-                return .variable(VarPath(p.isNull ? "" : JS.string(p)), fallback: fallback)
+                return .variable(VarPath(key: p), fallback: fallback)
             }
             return .computedVariable(pathNode, fallback: fallback)
         case "missing":
-            let args = compileOperands(raw)
             var keys: [JSONValue] = []
             for (i, a) in args.enumerated() {
                 guard let v = a.constantValue else { return .missing(args) }
@@ -141,19 +208,20 @@ final class LogicCompiler {
             }
             return .missingKeys(keys, keys.map(Evaluator.path(forKey:)))
         case "missing_some":
-            let args = compileOperands(raw)
             checkCount(op, args.count, 2...2, "2 arguments (how many are needed, and a list of keys)")
             return .missingSome(args.first ?? null, args.count > 1 ? args[1] : .constant(.array([])))
-        case "if", "?:":
-            return fold(.choose(compileOperands(raw)))
         case "==", "===", "!=", "!==":
-            let args = compileOperands(raw)
             checkCount(op, args.count, 2...2, "2 arguments")
-            return fold(.equals(args.first ?? null, args.count > 1 ? args[1] : null,
-                strict: op.utf8.count == 3, negated: op.hasPrefix("!")))
+            let strict = op.utf8.count == 3
+            let negated = op.hasPrefix("!")
+            // A missing operand is JavaScript's `undefined`: loosely equal to null only, strictly
+            // equal to nothing (but another `undefined`).
+            if strict, args.count == 1 { return .constant(.bool(negated)) }
+            return fold(.equals(args.first ?? null, args.count > 1 ? args[1] : null, strict: strict, negated: negated))
         case "<", "<=", ">", ">=":
-            let args = compileOperands(raw)
             checkCount(op, args.count, 2...3, "2 arguments (or 3, for a range)")
+            // With fewer than 2 operands, one is `undefined`: the comparison is false.
+            guard args.count >= 2 else { return .constant(.bool(false)) }
             let order: Node.Order =
                 switch op {
                 case "<": .less
@@ -161,35 +229,26 @@ final class LogicCompiler {
                 case ">": .greater
                 default: .greaterOrEqual
                 }
-            return fold(.order(order, args.first ?? null, args.count > 1 ? args[1] : null, args.count > 2 ? args[2] : nil))
+            return fold(.order(order, args[0], args[1], args.count > 2 ? args[2] : nil))
         case "!", "!!":
-            let args = compileOperands(raw)
             checkCount(op, args.count, 1...1, "1 argument")
             let operand = args.first ?? null
             return fold(op == "!" ? .not(operand) : .truthy(operand))
-        case "and", "or":
-            let args = compileOperands(raw)
-            checkCount(op, args.count, 1...Int.max, "at least 1 argument")
-            let folded = fold(op == "and" ? .and(args) : .or(args))
-            return folded.constantValue != nil ? folded : .chain(args, and: op == "and")
         case "+", "*":
-            let args = compileOperands(raw)
             checkCount(op, args.count, 1...Int.max, "at least 1 argument")
+            // json-logic-js folds `*` without a start value: one operand is the product as it is.
+            if op == "*", args.count == 1 { return args[0] }
             return fold(.arithmetic(op == "+" ? .add : .multiply, args))
         case "-":
-            let args = compileOperands(raw)
             checkCount(op, args.count, 1...2, "1 or 2 arguments (further ones would be ignored)")
             return fold(.arithmetic(.subtract, args))
         case "/", "%":
-            let args = compileOperands(raw)
             checkCount(op, args.count, 2...2, "2 arguments")
             return fold(.arithmetic(op == "/" ? .divide : .remainder, args))
         case "min", "max":
-            let args = compileOperands(raw)
             checkCount(op, args.count, 1...Int.max, "at least 1 argument")
             return fold(op == "min" ? .minimum(args) : .maximum(args))
         case "in":
-            let args = compileOperands(raw)
             checkCount(op, args.count, 2...2, "2 arguments (what to look for, and a string or list to look in)")
             let needle = args.first ?? null
             let haystack = args.count > 1 ? args[1] : null
@@ -203,74 +262,48 @@ final class LogicCompiler {
             }
             return fold(.contains(needle, haystack))
         case "cat":
-            return fold(.concat(compileOperands(raw)))
+            return fold(.concat(args))
         case "substr":
-            let args = compileOperands(raw)
             checkCount(op, args.count, 2...3, "a string, a start and an optional length")
             return fold(.substring(args.first ?? null, args.count > 1 ? args[1] : nil, args.count > 2 ? args[2] : nil))
         case "merge":
-            return fold(.merge(compileOperands(raw)))
-        case "map", "filter", "all", "none", "some":
-            let args = compileOperands(raw)
-            checkCount(op, args.count, 2...2, "2 arguments (a list, and the rule applied to each item)")
-            let list = args.first ?? null
-            let logic = args.count > 1 ? args[1] : null
-            let node: Node =
-                switch op {
-                case "map": .map(list, logic)
-                case "filter": .filter(list, logic)
-                case "all": .quantifier(.all, list, logic)
-                case "none": .quantifier(.none, list, logic)
-                default: .quantifier(.some, list, logic)
-                }
-            return fold(node)
-        case "reduce":
-            let args = compileOperands(raw)
-            checkCount(op, args.count, 2...3, "a list, a rule and an optional initial value")
-            return fold(.reduce(args.first ?? null, args.count > 1 ? args[1] : null, args.count > 2 ? args[2] : nil))
+            return fold(.merge(args))
+        case "log":
+            // json-logic-js logs its first operand and returns it; the reference evaluator prints
+            // it. Guidon returns it (a daemon does not print evaluations).
+            return args.first ?? null
         case "starts_with", "ends_with":
-            return compileAffix(op, raw)
+            return compileAffix(op, args)
         case "sem_ver":
-            return compileSemVer(raw)
-        case "fractional":
-            return compileFractional(raw)
-        case "$ref":
-            return compileReference(raw)
+            return compileSemVer(args)
         default:
-            var message = "unknown operator \"\(op)\""
-            let tolerance = max(1, min(2, op.count / 3))
-            let close = Self.operators.filter { editDistance($0, op) <= tolerance }
-            if !close.isEmpty { message += "; did you mean " + close.map { "\"\($0)\"" }.joined(separator: " or ") + "?" }
-            report(.targeting, message)
-            return .failure("unknown operator '\(op)' at \(renderPath(path))")
+            preconditionFailure("no operator \(op)")
         }
     }
 
-    static let operators = [
+    static let operators: Set<String> = [
         "var", "missing", "missing_some", "if", "?:", "==", "===", "!=", "!==", "<", "<=", ">", ">=", "!", "!!",
         "and", "or", "+", "-", "*", "/", "%", "min", "max", "in", "cat", "substr", "merge", "map", "filter",
-        "reduce", "all", "none", "some", "starts_with", "ends_with", "sem_ver", "fractional", "$ref",
+        "reduce", "all", "none", "some", "log", "starts_with", "ends_with", "sem_ver", "fractional", "$ref",
     ]
 
     // MARK: Custom operators
 
-    private func compileAffix(_ op: String, _ raw: JSONValue) -> Node {
-        let args = compileOperands(raw)
+    private func compileAffix(_ op: String, _ args: [Node]) -> Node {
         guard args.count == 2 else {
             checkCount(op, args.count, 2...2, "2 arguments (a string and a \(op == "starts_with" ? "prefix" : "suffix"))")
             return .constant(.null)
         }
         for (i, a) in args.enumerated() {
             if let v = a.constantValue, v.string == nil {
-                at(.index(i)) { report(.targeting, "\"\(op)\" compares strings, but this argument is \(article(v.typeName)); the result would always be null") }
+                at(.index(i)) { report(.tolerated, "\"\(op)\" compares strings, but this argument is \(article(v.typeName)); the result would always be null") }
                 return .constant(.null)
             }
         }
         return fold(.affix(args[0], args[1], suffix: op == "ends_with"))
     }
 
-    private func compileSemVer(_ raw: JSONValue) -> Node {
-        let args = compileOperands(raw)
+    private func compileSemVer(_ args: [Node]) -> Node {
         guard args.count == 3 else {
             checkCount("sem_ver", args.count, 3...3, "3 arguments (version, operator, version)")
             return .constant(.null)
@@ -280,7 +313,7 @@ final class LogicCompiler {
             op = v.string.flatMap(SemVer.Operator.init(rawValue:))
             if op == nil {
                 at(.index(1)) {
-                    report(.targeting, "\(v) is not a sem_ver operator; use one of " + SemVer.Operator.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", "))
+                    report(.tolerated, "\(v) is not a sem_ver operator; use one of " + SemVer.Operator.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", "))
                 }
                 return .constant(.null)
             }
@@ -289,7 +322,7 @@ final class LogicCompiler {
         for i in [0, 2] {
             guard let v = args[i].constantValue else { continue }
             guard let version = SemVer(v) else {
-                at(.index(i)) { report(.targeting, "\(v) is not a semantic version (expected e.g. \"1.4.0\")") }
+                at(.index(i)) { report(.tolerated, "\(v) is not a semantic version (expected e.g. \"1.4.0\")") }
                 return .constant(.null)
             }
             if i == 2 { literal = version }
@@ -301,18 +334,29 @@ final class LogicCompiler {
     }
 
     private func compileFractional(_ raw: JSONValue) -> Node {
+        let failuresBefore = failures
+        var parts: [Node] = []
+        let node = compileFractional(raw, parts: &parts)
+        // The reference evaluates every bucket (name and weight) before choosing one.
+        return failures > failuresBefore ? .eager(parts, node) : node
+    }
+
+    /// `parts`: every node compiled for the rule, in order.
+    private func compileFractional(_ raw: JSONValue, parts: inout [Node]) -> Node {
         let items = operands(raw)
         guard !items.isEmpty else {
-            report(.targeting, "\"fractional\" needs at least one bucket, e.g. [\"on\", 50]")
+            report(.tolerated, "\"fractional\" needs at least one bucket, e.g. [\"on\", 50]")
             return .constant(.null)
         }
         var first: Node?
         var bucketItems = items.indices
         if items[0].array == nil {
             first = at(.index(0)) { compile(items[0]) }
+            parts.append(first!)
             bucketItems = items.indices.dropFirst()
-            if bucketItems.isEmpty {
-                report(.targeting, "\"fractional\" has a bucketing value but no buckets")
+            // A rule alone may evaluate to a bucket (the reference decides once it is evaluated).
+            if bucketItems.isEmpty, items[0].object == nil {
+                report(.tolerated, "\"fractional\" has a bucketing value but no buckets")
                 return .constant(.null)
             }
         }
@@ -322,22 +366,30 @@ final class LogicCompiler {
             let item = items[i]
             let bucket: Fractional.Bucket = at(.index(i)) {
                 guard case .array(let pair) = item else {
-                    if case .object = item { literalTotal = nil; return .computed(compile(item)) }
-                    report(.targeting, "a fractional bucket must be [name] or [name, weight], not a \(item.typeName)")
+                    if case .object = item {
+                        literalTotal = nil
+                        let node = compile(item)
+                        parts.append(node)
+                        return .computed(node)
+                    }
+                    report(.tolerated, "a fractional bucket must be [name] or [name, weight], not a \(item.typeName)")
                     literalTotal = nil
                     return .computed(.constant(.null))
                 }
                 guard pair.count == 1 || pair.count == 2 else {
-                    report(.targeting, "a fractional bucket must be [name] or [name, weight], but this one has \(pair.count) elements")
+                    report(.tolerated, "a fractional bucket must be [name] or [name, weight], but this one has \(pair.count) elements")
+                    for (k, element) in pair.enumerated() { parts.append(at(.index(k)) { compile(element) }) }
                     literalTotal = nil
                     return .computed(.constant(.null))
                 }
                 let name = at(.index(0)) { compile(pair[0]) }
+                parts.append(name)
                 guard pair.count == 2 else {
                     literalTotal = literalTotal.map { $0 + 1 }
                     return .literal(name: name, weight: nil)
                 }
                 let weight = at(.index(1)) { compile(pair[1]) }
+                parts.append(weight)
                 if let w = weight.constantValue {
                     at(.index(1)) {
                         switch w {
@@ -345,7 +397,7 @@ final class LogicCompiler {
                             if n < 0 { report(.warning, "negative weight \(n) counts as 0") }
                             literalTotal = literalTotal.map { $0 + min(max(n, 0), 1 << 40) }
                         default:
-                            report(.targeting, "a fractional weight must be an integer, not \(w); the result would always be null")
+                            report(.tolerated, "a fractional weight must be an integer, not \(w); the result would always be null")
                             literalTotal = nil
                         }
                     }
@@ -358,9 +410,9 @@ final class LogicCompiler {
         }
         if let total = literalTotal {
             if total == 0 {
-                report(.targeting, "every fractional weight is 0; the result would always be null")
+                report(.tolerated, "every fractional weight is 0; the result would always be null")
             } else if total > Int64(Fractional.maxTotalWeight) {
-                report(.targeting, "fractional weights add up to \(total), more than the maximum 2147483647; the result would always be null")
+                report(.tolerated, "fractional weights add up to \(total), more than the maximum 2147483647; the result would always be null")
             }
         }
         return .fractional(Fractional(first: first, buckets: buckets))
@@ -370,7 +422,8 @@ final class LogicCompiler {
 
     private func compileReference(_ raw: JSONValue) -> Node {
         guard case .string(let name) = raw else {
-            report(.targeting, "\"$ref\" must name an evaluator (a string), not \(article(raw.typeName))")
+            report(.tolerated, "\"$ref\" must name an evaluator (a string), not \(article(raw.typeName))")
+            failures += 1
             return .failure("invalid $ref at \(renderPath(path))")
         }
         guard evaluatorDefinitions.contains(name) else {
@@ -380,14 +433,17 @@ final class LogicCompiler {
             } else {
                 message += " (defined: " + evaluatorDefinitions.keys.map { "\"\($0)\"" }.joined(separator: ", ") + ")"
             }
-            report(.targeting, message)
+            report(.tolerated, message)
+            failures += 1
             return .failure("unknown operator '$ref' (no evaluator named '\(name)') at \(renderPath(path))")
         }
         if inProgress.contains(name) {
-            report(.targeting, "evaluator \"\(name)\" refers to itself through $ref")
+            report(.tolerated, "evaluator \"\(name)\" refers to itself through $ref")
+            failures += 1
             return .failure("evaluator '\(name)' refers to itself")
         }
         let node = evaluator(named: name)
+        if failingEvaluators.contains(name) { failures += 1 }
         referenced.insert(name)
         referenced.formUnion(evaluatorRefs[name] ?? [])
         return node
@@ -400,7 +456,9 @@ final class LogicCompiler {
         inProgress.insert(name)
         path = [.key("$evaluators"), .key(name)]
         referenced = []
+        let failuresBefore = failures
         let node = compile(evaluatorDefinitions[name]!)
+        if failures > failuresBefore { failingEvaluators.insert(name) }
         inProgress.remove(name)
         evaluators[name] = node
         evaluatorRefs[name] = referenced

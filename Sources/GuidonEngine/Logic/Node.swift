@@ -50,6 +50,12 @@ indirect enum Node: Sendable {
     /// An operator the evaluator does not know (or a `$ref` to nothing): evaluating it
     /// fails with PARSE_ERROR, as the reference evaluator does.
     case failure(String)
+    /// Evaluates the first nodes for their failures only, then the last. Both references
+    /// evaluate an operator's arguments before the operator; where Guidon's node would skip
+    /// an argument that can fail (a misused flagd operator compiled to `null`, a `var` default
+    /// not needed, a `fractional` bucket not chosen), the compiler wraps it in this so that
+    /// it fails as they do. Only rules holding a `failure` (lenient mode) get one.
+    case eager([Node], Node)
 
     enum Order: Sendable { case less, lessOrEqual, greater, greaterOrEqual }
     enum Arithmetic: Sendable { case add, subtract, multiply, divide, remainder }
@@ -93,9 +99,19 @@ struct VarPath: Sendable {
     let segments: [String]
     let root: Root
 
-    init(_ text: String) {
+    /// The path a `var` key names: `null` and `""` name the whole data; anything else is
+    /// read as text and split at dots, so that a key whose text is empty (`[]`) names the
+    /// member `""`, as in both references.
+    init(key: JSONValue) {
+        switch key {
+        case .null, .string(""): self.init("")
+        default: self.init(JS.string(key), whole: false)
+        }
+    }
+
+    init(_ text: String, whole: Bool? = nil) {
         self.text = text
-        if text.isEmpty {
+        if whole ?? text.isEmpty {
             segments = []
             root = .whole
         } else {

@@ -25,11 +25,16 @@ struct SemVer: Sendable {
         (major, minor, patch, prerelease) = parsed
     }
 
-    /// A JSON value as a version: strings as written, numbers through their text.
+    /// A JSON value as a version: strings as written, numbers through their text. A float of
+    /// 1e16 or more is none: the reference evaluator writes it in exponent form (`1e+16`), which is
+    /// no version (found by the differential test).
     init?(_ value: JSONValue) {
         switch value {
         case .string(let s): self.init(s)
-        case .int, .double: self.init(JS.string(value))
+        case .int: self.init(JS.string(value))
+        case .double(let d):
+            guard abs(d) < 1e16 else { return nil }
+            self.init(JS.string(value))
         default: return nil
         }
     }
