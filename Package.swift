@@ -31,6 +31,9 @@ let package = Package(
         .target(name: "GuidonUnixSocket"),
         // The pure evaluation engine: flagd documents → validated, compiled, immutable snapshots.
         .target(name: "GuidonEngine", dependencies: ["GuidonJSON"]),
+        // Edits of documents as bytes: operations on one flag that change only its text,
+        // validated by compiling the result. No I/O.
+        .target(name: "GuidonEditing", dependencies: ["GuidonJSON", "GuidonEngine"]),
         // The NDJSON wire protocol: zero-copy request decoding and reply encoding. No I/O.
         .target(name: "GuidonProtocol", dependencies: ["GuidonJSON", "GuidonEngine"]),
         // libsystemd, through pkg-config.
@@ -90,6 +93,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "GuidonJSONTests", dependencies: ["GuidonJSON"]),
+        .testTarget(name: "GuidonEditingTests", dependencies: ["GuidonJSON", "GuidonEngine", "GuidonEditing"]),
         .testTarget(
             name: "GuidonEngineTests",
             dependencies: [
