@@ -27,6 +27,8 @@ let package = Package(
     targets: [
         // JSON values, a position-reporting parser and a compact writer. No Foundation.
         .target(name: "GuidonJSON"),
+        // Reading documents, and replacing them atomically (temporary file, fsync, rename).
+        .target(name: "GuidonFiles"),
         // Unix-domain socket addressing (sockaddr_un), shared by the daemon, the CLI, the bench.
         .target(name: "GuidonUnixSocket"),
         // The pure evaluation engine: flagd documents → validated, compiled, immutable snapshots.
@@ -35,7 +37,7 @@ let package = Package(
         // validated by compiling the result. No I/O.
         .target(name: "GuidonEditing", dependencies: ["GuidonJSON", "GuidonEngine"]),
         // The NDJSON wire protocol: zero-copy request decoding and reply encoding. No I/O.
-        .target(name: "GuidonProtocol", dependencies: ["GuidonJSON", "GuidonEngine"]),
+        .target(name: "GuidonProtocol", dependencies: ["GuidonJSON", "GuidonEngine", "GuidonEditing"]),
         // libsystemd, through pkg-config.
         .systemLibrary(
             name: "CSystemd",
@@ -58,7 +60,8 @@ let package = Package(
         .target(
             name: "GuidonServer",
             dependencies: [
-                "GuidonJSON", "GuidonEngine", "GuidonProtocol", "GuidonSystemd", "GuidonUnixSocket", "CMalloc", "CLinux",
+                "GuidonJSON", "GuidonEngine", "GuidonEditing", "GuidonFiles", "GuidonProtocol", "GuidonSystemd", "GuidonUnixSocket",
+                "CMalloc", "CLinux",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -77,7 +80,7 @@ let package = Package(
         .executableTarget(
             name: "guidon",
             dependencies: [
-                "GuidonJSON", "GuidonEngine", "GuidonProtocol", "GuidonUnixSocket",
+                "GuidonJSON", "GuidonEngine", "GuidonEditing", "GuidonFiles", "GuidonProtocol", "GuidonUnixSocket",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
