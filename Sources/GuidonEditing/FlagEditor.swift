@@ -83,7 +83,7 @@ public struct FlagEditor: Sendable {
             let count = error.errors.count
             throw EditError(
                 .invalidDocument,
-                "\(summary) would make a document that does not validate (\(count) error\(count == 1 ? "" : "s")); nothing was changed",
+                "flag \(quoted(key)): the change (\(summary.dropFirst(key.count + 2))) would make a document that does not validate (\(count) error\(count == 1 ? "" : "s")); nothing was changed",
                 report: error)
         }
         return FlagEdit(document: edited, flag: key, summary: summary, before: before, after: after, changed: edited != bytes, snapshot: snapshot)
@@ -96,6 +96,11 @@ public struct FlagEditor: Sendable {
             throw noSuchFlag(flag, in: document)
         }
         return try document.definition(at: index).value
+    }
+
+    /// The flag keys of the document `bytes`, in document order.
+    public static func keys(in bytes: [UInt8]) throws(EditError) -> [String] {
+        try FlagDocument(bytes).flags.members.map(\.key)
     }
 
     /// `updatedBy` and `notes` from the caller, as the example file keeps them by hand.

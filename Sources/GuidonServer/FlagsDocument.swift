@@ -29,7 +29,17 @@ struct FlagsDocument: EditableDocument {
     }
 
     func read(_ request: AdminRequest, bytes: [UInt8], revision: String) throws(RequestError) -> JSONObject {
-        let flag = try request.string("flag")
+        guard let flag = try request.optionalString("flag") else {
+            // The document itself: its revision and its flags.
+            do {
+                return [
+                    "revision": .string(revision), "servedRevision": .string(store.current.version),
+                    "flags": .array(try FlagEditor.keys(in: bytes).map(JSONValue.string)),
+                ]
+            } catch {
+                throw FlagRequests.error(error, id: request.id)
+            }
+        }
         do {
             let definition = try FlagEditor.definition(of: flag, in: bytes)
             return [
