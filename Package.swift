@@ -112,7 +112,7 @@ let package = Package(
         .testTarget(
             name: "GuidonServerTests",
             dependencies: [
-                "GuidonJSON", "GuidonEngine", "GuidonProtocol", "GuidonServer", "GuidonUnixSocket",
+                "GuidonJSON", "GuidonEngine", "GuidonEditing", "GuidonProtocol", "GuidonServer", "GuidonUnixSocket",
             ]
         ),
         .testTarget(name: "GuidonSystemdTests", dependencies: ["GuidonSystemd", "GuidonUnixSocket"]),
