@@ -74,15 +74,21 @@ final class DocumentWriter: Sendable {
     func submit(_ request: AdminRequest, from caller: Caller, reply: @escaping @Sendable ([UInt8]) -> Void) {
         reloader.perform { [self] active in
             var line: [UInt8] = []
+            var published = false
             if active {
                 switch handle(request, from: caller) {
-                case .success(let body): ReplyEncoder.reply(id: request.id, body, into: &line)
+                case .success(let body):
+                    published = body["changed"] == .bool(true) && body["dryRun"] == nil
+                    ReplyEncoder.reply(id: request.id, body, into: &line)
                 case .failure(let error): ReplyEncoder.error(error, into: &line)
                 }
             } else {
                 ReplyEncoder.error(RequestError(code: .ioError, message: "guidond is shutting down; nothing was changed", id: request.id), into: &line)
             }
             reply(line)
+            // The old snapshot is released (unless a request in flight still holds it): after the
+            // reply, so that the write is not answered later for it.
+            if published { Memory.returnFreedMemory() }
         }
     }
 

@@ -75,14 +75,14 @@ public final class Reloader: Sendable {
     /// Serves `new`, which replaces what is served (on the reload thread): records it as a reload
     /// triggered by `trigger`, publishes it, logs what changed flag by flag, tells `watch`
     /// subscribers and systemd. For a file written by the admin writer, whose bytes the file
-    /// watcher will then find unchanged.
+    /// watcher will then find unchanged. (The caller returns the freed memory once it has
+    /// answered: `Memory.returnFreedMemory`.)
     func install(_ new: ServedConfig, trigger: String) {
         let old = store.current
         var logger = logger
         logger[metadataKey: "configPath"] = "\(path)"
         logger[metadataKey: "trigger"] = "\(trigger)"
         install(new, old: old, attempt: ReloadAttempt(trigger: trigger, at: new.loadedAt, ok: true, configVersion: new.version), logger: logger)
-        Memory.returnFreedMemory()
     }
 
     /// Raises the calling thread's nice value by 10, so that a compile yields the cores to the

@@ -166,6 +166,38 @@ struct AdminIntegrationTests {
         #expect(try daemon.auditRecords().last?["result"] == "failed")
     }
 
+    /// A flag file on a read-only file system (a ConfigMap volume): refused, saying where to change it.
+    @Test(.enabled(if: getuid() == 0 && access("/usr/bin/unshare", X_OK) == 0, "needs root and unshare(1) for a read-only mount"))
+    func aReadOnlyFileSystemIsRefused() throws {
+        let dir = try ScratchDirectory()
+        defer { dir.remove() }
+        try FileManager.default.createDirectory(atPath: dir.file("volume"), withIntermediateDirectories: true)
+        try dir.write("volume/flags.json", bundledExampleFlags)
+        // guidond in a mount namespace of its own, where its flag file's directory is mounted read-only.
+        let process = try DaemonProcess(
+            arguments: ["--config", dir.file("volume/flags.json"), "--socket", dir.file("guidon.sock"), "--admin-socket", dir.file("admin.sock")],
+            logPath: dir.file("guidond.log"),
+            wrapper: ["/usr/bin/unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c",
+                      #"mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@""#, "sh", dir.file("volume")])
+        defer {
+            process.signal(SIGTERM)
+            _ = try? process.waitForExit()
+        }
+        let deadline = ContinuousClock.now + .seconds(30)
+        var admin: LineClient?
+        while admin == nil && ContinuousClock.now < deadline {
+            if let client = try? LineClient(path: dir.file("admin.sock")), (try? client.ask(["op": "ping"]))?["ok"] == true { admin = client }
+            if let code = try? process.waitForExit(timeout: .zero) { throw TestFailure("guidond exited with \(code): \(process.log)") }
+            usleep(20_000)
+        }
+        let client = try #require(admin, "guidond did not answer: \(process.log)")
+        let reply = try client.write(["op": "flags.disable", "flag": "theme"])
+        #expect(errorCode(reply) == "READ_ONLY")
+        #expect(errorMessage(reply).contains("read-only file system"))
+        #expect(errorMessage(reply).contains("at its source"))
+        #expect(try String(contentsOfFile: dir.file("volume/flags.json"), encoding: .utf8) == bundledExampleFlags)
+    }
+
     @Test func aDryRunShowsTheDiffAndWritesNothing() throws {
         let daemon = try RunningDaemon.withAdmin(flags: bundledExampleFlags)
         defer { try? daemon.finish() }
