@@ -17,6 +17,16 @@ public struct FlagEdit: Sendable {
     public var snapshot: Snapshot
 }
 
+/// A change made to a document's text, not yet validated (see `FlagEditor.draft`).
+public struct FlagDraft: Sendable {
+    public var document: [UInt8]
+    public var flag: String
+    public var summary: String
+    public var before: JSONValue?
+    public var after: JSONValue?
+    public var changed: Bool
+}
+
 /// Edits flag documents as bytes: (document, operation) → a new document that differs only in
 /// the changed flag's text, validated by compiling it, or an `EditError` and nothing.
 ///
@@ -32,9 +42,26 @@ public struct FlagEditor: Sendable {
     /// Applies `operation` to the document `bytes`. `previous`, the snapshot compiled from
     /// (nearly) the same bytes, makes the validating compile reuse every unchanged flag.
     public func apply(_ operation: FlagOperation, to bytes: [UInt8], reusing previous: Snapshot? = nil) throws(EditError) -> FlagEdit {
+        try validate(try draft(operation, to: bytes, reusing: previous), reusing: previous)
+    }
+
+    /// The first half of `apply`: the new document, not yet validated (a writer can start writing
+    /// it out while `validate` compiles it, and drop it if it does not validate).
+    public func draft(_ operation: FlagOperation, to bytes: [UInt8], reusing previous: Snapshot? = nil) throws(EditError) -> FlagDraft {
+        let key = operation.flag
+        switch operation.action {
+        case .create, .delete:
+            break
+        default:
+            // The usual case: the bytes are those the served snapshot was compiled from, which knows
+            // where every definition is. (Otherwise the document is delimited, below.)
+            if let range = previous?.definitionRange(of: key, in: bytes) {
+                let located = try FlagDocument.definition(of: key, in: bytes, at: range)
+                return try modify(operation, located, in: bytes, style: TextStyle.detect(bytes), reusing: previous)
+            }
+        }
         let document = try FlagDocument(bytes)
         var splicer = Splicer(bytes: bytes, style: document.style)
-        let key = operation.flag
         let index = document.flags.members.firstIndex { $0.key == key }
         let before: JSONValue?
         let after: JSONValue?
@@ -64,29 +91,52 @@ public struct FlagEditor: Sendable {
             summary = "\(key): deleted"
         default:
             guard let index else { throw noSuchFlag(key, in: document) }
-            let located = try document.definition(at: index)
-            guard case .object(let old) = located.value else {
-                throw EditError(.invalidDocument, "flags.\(key) is \(article(located.value.typeName)), not a flag definition (an object); fix it by hand or replace it")
-            }
-            var changes = FlagChanges(key: key, definition: old)
-            summary = try changes.apply(operation.action)
-            attribute(&changes.definition, operation)
-            splicer.change(located, to: .object(changes.definition))
-            before = located.value
-            after = .object(changes.definition)
+            return try modify(operation, try document.definition(at: index), in: bytes, style: document.style, reusing: previous)
         }
-        let edited = TextEdit.apply(splicer.edits, to: bytes)
+        return try finish(key, splicer.edits, in: bytes, summary: summary, before: before, after: after, reusing: previous)
+    }
+
+    /// A change to an existing flag, whose definition is `located`.
+    private func modify(
+        _ operation: FlagOperation, _ located: LocatedJSON, in bytes: [UInt8], style: TextStyle, reusing previous: Snapshot?
+    ) throws(EditError) -> FlagDraft {
+        let key = operation.flag
+        guard case .object(let old) = located.value else {
+            throw EditError(.invalidDocument, "flags.\(key) is \(article(located.value.typeName)), not a flag definition (an object); fix it by hand or replace it")
+        }
+        var changes = FlagChanges(key: key, definition: old)
+        let summary = try changes.apply(operation.action)
+        attribute(&changes.definition, operation)
+        var splicer = Splicer(bytes: bytes, style: style)
+        splicer.change(located, to: .object(changes.definition))
+        return try finish(key, splicer.edits, in: bytes, summary: summary, before: located.value, after: .object(changes.definition), reusing: previous)
+    }
+
+    /// Makes the edits.
+    private func finish(
+        _ key: String, _ edits: [TextEdit], in bytes: [UInt8], summary: String, before: JSONValue?, after: JSONValue?,
+        reusing previous: Snapshot?
+    ) throws(EditError) -> FlagDraft {
+        let edited = TextEdit.apply(edits, to: bytes)
+        return FlagDraft(document: edited, flag: key, summary: summary, before: before, after: after, changed: edited != bytes)
+    }
+
+    /// The second half of `apply`: compiles the draft's document with the editor's options; the
+    /// result, or every problem that keeps it from validating.
+    public func validate(_ draft: FlagDraft, reusing previous: Snapshot? = nil) throws(EditError) -> FlagEdit {
         let snapshot: Snapshot
         do {
-            snapshot = try Snapshot.compile(json: edited, options: options, reusing: previous)
+            snapshot = try Snapshot.compile(json: draft.document, options: options, reusing: previous)
         } catch {
             let count = error.errors.count
             throw EditError(
                 .invalidDocument,
-                "flag \(quoted(key)): the change (\(summary.dropFirst(key.count + 2))) would make a document that does not validate (\(count) error\(count == 1 ? "" : "s")); nothing was changed",
+                "flag \(quoted(draft.flag)): the change (\(draft.summary.dropFirst(draft.flag.count + 2))) would make a document that does not validate (\(count) error\(count == 1 ? "" : "s")); nothing was changed",
                 report: error)
         }
-        return FlagEdit(document: edited, flag: key, summary: summary, before: before, after: after, changed: edited != bytes, snapshot: snapshot)
+        return FlagEdit(
+            document: draft.document, flag: draft.flag, summary: draft.summary, before: draft.before, after: draft.after,
+            changed: draft.changed, snapshot: snapshot)
     }
 
     /// The definition of `flag` in the document `bytes`.
@@ -162,12 +212,17 @@ struct FlagDocument {
 
     func definition(at index: Int) throws(EditError) -> LocatedJSON {
         let member = flags.members[index]
+        return try Self.definition(of: member.key, in: bytes, at: member.valueRange)
+    }
+
+    /// The definition of flag `key`, whose text is `bytes[range]`, located.
+    static func definition(of key: String, in bytes: [UInt8], at range: Range<Int>) throws(EditError) -> LocatedJSON {
         do {
-            return try JSONParser(duplicateKeys: .reject).parseLocated(bytes, valueIn: member.valueRange, depth: 2)
+            return try JSONParser(duplicateKeys: .reject).parseLocated(bytes, valueIn: range, depth: 2)
         } catch {
             throw EditError(
-                .invalidDocument, "flags.\(member.key) is not valid JSON (line \(error.line), column \(error.column): \(error.reason))",
-                report: ValidationReport(errors: [Diagnostic(severity: .error, path: "flags.\(member.key)", line: error.line, column: error.column, message: error.reason)]))
+                .invalidDocument, "flags.\(key) is not valid JSON (line \(error.line), column \(error.column): \(error.reason))",
+                report: ValidationReport(errors: [Diagnostic(severity: .error, path: "flags.\(key)", line: error.line, column: error.column, message: error.reason)]))
         }
     }
 }

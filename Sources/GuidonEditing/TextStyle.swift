@@ -40,7 +40,8 @@ public struct TextStyle: Sendable, Hashable {
         while end > 0, isWhitespace(bytes[end - 1]) { end -= 1 }
         var start = 0
         while start < end, isWhitespace(bytes[start]) { start += 1 }
-        guard let firstNewline = bytes[start..<end].firstIndex(of: 0x0A) else {
+        // (A document not laid out on lines within its first 64 KiB is taken as one-line JSON.)
+        guard let firstNewline = bytes[start..<min(end, start + 65536)].firstIndex(of: 0x0A) else {
             style.multiline = false
             style.colon = separator(after: UInt8(ascii: ":"), in: bytes) ?? Array(":".utf8)
             style.comma = separator(after: UInt8(ascii: ","), in: bytes) ?? Array(",".utf8)

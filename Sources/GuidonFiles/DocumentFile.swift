@@ -83,6 +83,15 @@ public enum DocumentFile {
     /// such a file is managed elsewhere (a ConfigMap, a package) and must be changed there.
     @discardableResult
     public static func replace(_ path: String, with bytes: [UInt8]) throws(FileError) -> String {
+        let staged = try stage(path, bytes)
+        try staged.commit()
+        return staged.target
+    }
+
+    /// The first half of `replace`: `bytes` in a synced temporary file next to the file at `path`,
+    /// ready to be renamed over it (`StagedFile.commit`) or dropped (`StagedFile.discard`). What a
+    /// writer can do while it still validates the bytes: nothing is replaced until `commit`.
+    public static func stage(_ path: String, _ bytes: [UInt8]) throws(FileError) -> StagedFile {
         guard let resolved = realpath(path, nil) else {
             throw FileError(.unreadable, "cannot replace \(path): \(errnoText())")
         }
@@ -135,14 +144,7 @@ public enum DocumentFile {
         guard fsync(fd) == 0 else { throw abandon("syncing \(temporary)") }
         closed = true
         guard close(fd) == 0 else { throw abandon("closing \(temporary)") }
-        guard rename(temporary, real) == 0 else { throw abandon("renaming \(temporary) over it") }
-        // The rename is durable once the directory is.
-        let directoryFD = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if directoryFD >= 0 {
-            _ = fsync(directoryFD)
-            close(directoryFD)
-        }
-        return real
+        return StagedFile(target: real, shown: shown, temporary: temporary, directory: directory)
     }
 
     /// Removes temporary files that writers killed before their rename left next to `path`
@@ -184,5 +186,35 @@ public enum DocumentFile {
 
     private static func errnoText(_ code: Int32 = errno) -> String {
         String(cString: strerror(code))
+    }
+}
+
+/// New bytes for a file, synced in a temporary file next to it (see `DocumentFile.stage`).
+public struct StagedFile: Sendable {
+    /// The file it replaces (symlinks resolved).
+    public let target: String
+    let shown: String
+    let temporary: String
+    let directory: String
+
+    /// Renames the temporary file over the target and syncs the directory: from here on the
+    /// file is the new one, durably.
+    public func commit() throws(FileError) {
+        guard rename(temporary, target) == 0 else {
+            let error = FileError(.writeFailed, "cannot replace \(shown): renaming \(temporary) over it: \(String(cString: strerror(errno))); the file is unchanged")
+            unlink(temporary)
+            throw error
+        }
+        // The rename is durable once the directory is.
+        let directoryFD = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if directoryFD >= 0 {
+            _ = fsync(directoryFD)
+            close(directoryFD)
+        }
+    }
+
+    /// Removes the temporary file: the target stays as it was.
+    public func discard() {
+        unlink(temporary)
     }
 }

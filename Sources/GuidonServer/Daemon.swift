@@ -249,6 +249,7 @@ public final class Daemon: Sendable {
         }
         watcher?.stop()
         reloader.shutdown()
+        writer.shutdown()
         admin?.stop()
         server.stop()
         logger.info("stopped")

@@ -24,6 +24,12 @@ struct FlagsDocument: EditableDocument {
         editor = FlagEditor(options: options)
     }
 
+    /// The served version when `bytes` are the served text (a comparison, not a digest of 2 MB).
+    func revision(of bytes: [UInt8]) -> String {
+        let served = store.current
+        return served.snapshot.isCompiled(from: bytes) ? served.version : Revision.of(bytes)
+    }
+
     func subject(of request: AdminRequest) -> String? {
         request.members["flag"]?.string
     }
@@ -51,22 +57,36 @@ struct FlagsDocument: EditableDocument {
         }
     }
 
-    func prepare(_ request: AdminRequest, bytes: [UInt8]) throws(RequestError) -> PreparedEdit {
+    func draft(_ request: AdminRequest, bytes: [UInt8]) throws(RequestError) -> DraftEdit {
         let operation = try FlagRequests.operation(request)
-        let edit: FlagEdit
+        // The served snapshot: it knows where the flag is in the served text, and the validating
+        // compile takes every flag the edit leaves alone from it.
+        let served = store.current.snapshot
+        let draft: FlagDraft
         do {
-            // The served snapshot: every flag the edit leaves alone is taken from it, not compiled.
-            edit = try editor.apply(operation, to: bytes, reusing: store.current.snapshot)
+            draft = try editor.draft(operation, to: bytes, reusing: served)
         } catch {
             throw FlagRequests.error(error, id: request.id)
         }
-        let snapshot = edit.snapshot
+        let editor = editor
         let reloader = reloader
-        return PreparedEdit(
-            bytes: edit.document, subject: edit.flag, summary: edit.summary, before: edit.before, after: edit.after,
-            changed: edit.changed,
-            publish: { revision in
-                reloader.install(ServedConfig(snapshot: snapshot, version: revision, loadedAt: Int64(time(nil))), trigger: "admin")
+        let id = request.id
+        let diff = SnapshotDiff(
+            added: draft.before == nil ? [draft.flag] : [], changed: draft.before != nil && draft.after != nil ? [draft.flag] : [],
+            removed: draft.after == nil ? [draft.flag] : [])
+        return DraftEdit(
+            bytes: draft.document, subject: draft.flag, summary: draft.summary, before: draft.before, after: draft.after,
+            changed: draft.changed,
+            validate: { () throws(RequestError) -> Publication in
+                let snapshot: Snapshot
+                do throws(EditError) {
+                    snapshot = try editor.validate(draft, reusing: served).snapshot
+                } catch {
+                    throw FlagRequests.error(error, id: id)
+                }
+                return { revision in
+                    reloader.install(ServedConfig(snapshot: snapshot, version: revision, loadedAt: Int64(time(nil))), trigger: "admin", diff: diff)
+                }
             })
     }
 }

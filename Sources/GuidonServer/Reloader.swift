@@ -77,12 +77,15 @@ public final class Reloader: Sendable {
     /// subscribers and systemd. For a file written by the admin writer, whose bytes the file
     /// watcher will then find unchanged. (The caller returns the freed memory once it has
     /// answered: `Memory.returnFreedMemory`.)
-    func install(_ new: ServedConfig, trigger: String) {
+    /// `diff`, when the caller knows what changed, spares comparing every flag (10,000 flags: 2 ms).
+    func install(_ new: ServedConfig, trigger: String, diff: SnapshotDiff? = nil) {
         let old = store.current
         var logger = logger
         logger[metadataKey: "configPath"] = "\(path)"
         logger[metadataKey: "trigger"] = "\(trigger)"
-        install(new, old: old, attempt: ReloadAttempt(trigger: trigger, at: new.loadedAt, ok: true, configVersion: new.version), logger: logger)
+        install(
+            new, old: old, attempt: ReloadAttempt(trigger: trigger, at: new.loadedAt, ok: true, configVersion: new.version),
+            diff: diff, logger: logger)
     }
 
     /// Raises the calling thread's nice value by 10, so that a compile yields the cores to the
@@ -147,13 +150,13 @@ public final class Reloader: Sendable {
         return attempt
     }
 
-    private func install(_ new: ServedConfig, old: ServedConfig, attempt: ReloadAttempt, logger: Logger) {
+    private func install(_ new: ServedConfig, old: ServedConfig, attempt: ReloadAttempt, diff known: SnapshotDiff? = nil, logger: Logger) {
         // Recorded first, so that whoever is answered from the new configuration also finds the
         // reload that brought it in `status` (publishing wakes the event loops, which can run
         // before this thread, at nice +10, gets the core back).
         store.record(attempt)
         store.publish(new)
-        let diff = new.snapshot.diff(from: old.snapshot)
+        let diff = known ?? new.snapshot.diff(from: old.snapshot)
         logger.notice(
             "configuration reloaded: \(diff.added.count) added, \(diff.changed.count) changed, \(diff.removed.count) removed",
             metadata: [
