@@ -1,4 +1,5 @@
 import Atomics
+import CLinux
 import Dispatch
 import GuidonEditing
 import GuidonFiles
@@ -330,6 +331,12 @@ private final class StagingThread: Sendable {
 
     init() {
         pool.start()
+        // Named apart from the reload thread, and as polite to the event loops.
+        pool.submit { state in
+            guard state == .active else { return }
+            _ = pthread_setname_np(pthread_self(), "guidon-staging")
+            Reloader.lowerThreadPriority()
+        }
     }
 
     func shutdown() {
