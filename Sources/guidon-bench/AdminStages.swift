@@ -69,20 +69,32 @@ extension BenchSession {
         }
         for round in 1...(settings.rounds * slices) {
             progress("reads with and without 10 writes/s, slice \(round)/\(settings.rounds * slices)")
-            steady.merge(LoadClient.load(
-                socket: socket, request: load, connections: settings.reloadConnections, inFlight: 1,
-                threads: settings.clientThreads, timing: latencyTiming))
-            writing.merge(withWrites(for: latencyTiming.warmup + latencyTiming.duration) {
-                LoadClient.load(
-                    socket: socket, request: load, connections: settings.reloadConnections, inFlight: 1,
-                    threads: settings.clientThreads, timing: latencyTiming)
-            })
-            steadyThroughput.merge(LoadClient.load(
-                socket: socket, request: load, connections: 16, inFlight: 16, threads: settings.clientThreads, timing: throughputTiming))
-            writingThroughput.merge(withWrites(for: throughputTiming.warmup + throughputTiming.duration) {
-                LoadClient.load(
-                    socket: socket, request: load, connections: 16, inFlight: 16, threads: settings.clientThreads, timing: throughputTiming)
-            })
+            // Which goes first alternates too, so that neither always follows the other.
+            let steadyFirst = round % 2 == 1
+            for phase in steadyFirst ? [false, true] : [true, false] {
+                if phase {
+                    writing.merge(withWrites(for: latencyTiming.warmup + latencyTiming.duration) {
+                        LoadClient.load(
+                            socket: socket, request: load, connections: settings.reloadConnections, inFlight: 1,
+                            threads: settings.clientThreads, timing: latencyTiming)
+                    })
+                } else {
+                    steady.merge(LoadClient.load(
+                        socket: socket, request: load, connections: settings.reloadConnections, inFlight: 1,
+                        threads: settings.clientThreads, timing: latencyTiming))
+                }
+            }
+            for phase in steadyFirst ? [false, true] : [true, false] {
+                if phase {
+                    writingThroughput.merge(withWrites(for: throughputTiming.warmup + throughputTiming.duration) {
+                        LoadClient.load(
+                            socket: socket, request: load, connections: 16, inFlight: 16, threads: settings.clientThreads, timing: throughputTiming)
+                    })
+                } else {
+                    steadyThroughput.merge(LoadClient.load(
+                        socket: socket, request: load, connections: 16, inFlight: 16, threads: settings.clientThreads, timing: throughputTiming))
+                }
+            }
         }
         let peakKiB = process.statusKiB("VmHWM")
 
