@@ -28,14 +28,19 @@ let package = Package(
     targets: [
         // JSON values, a position-reporting parser and a compact writer. No Foundation.
         .target(name: "GuidonJSON"),
+        // Reading documents, and replacing them atomically (temporary file, fsync, rename).
+        .target(name: "GuidonFiles"),
         // Unix-domain socket addressing (sockaddr_un), shared by the daemon, the CLI, the bench.
         .target(name: "GuidonUnixSocket"),
         // The pure evaluation engine: flagd documents → validated, compiled, immutable snapshots.
         .target(name: "GuidonEngine", dependencies: ["GuidonJSON"]),
         // Entitlements: plans, tenants and overrides → validated, compiled tables; resolution. No I/O.
         .target(name: "GuidonEntitlements", dependencies: ["GuidonJSON", "GuidonEngine"]),
+        // Edits of documents as bytes: operations on one flag that change only its text,
+        // validated by compiling the result. No I/O.
+        .target(name: "GuidonEditing", dependencies: ["GuidonJSON", "GuidonEngine"]),
         // The NDJSON wire protocol: zero-copy request decoding and reply encoding. No I/O.
-        .target(name: "GuidonProtocol", dependencies: ["GuidonJSON", "GuidonEngine"]),
+        .target(name: "GuidonProtocol", dependencies: ["GuidonJSON", "GuidonEngine", "GuidonEditing"]),
         // libsystemd, through pkg-config.
         .systemLibrary(
             name: "CSystemd",
@@ -58,7 +63,8 @@ let package = Package(
         .target(
             name: "GuidonServer",
             dependencies: [
-                "GuidonJSON", "GuidonEngine", "GuidonProtocol", "GuidonSystemd", "GuidonUnixSocket", "CMalloc", "CLinux",
+                "GuidonJSON", "GuidonEngine", "GuidonEditing", "GuidonFiles", "GuidonProtocol", "GuidonSystemd", "GuidonUnixSocket",
+                "CMalloc", "CLinux",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -77,7 +83,7 @@ let package = Package(
         .executableTarget(
             name: "guidon",
             dependencies: [
-                "GuidonJSON", "GuidonEngine", "GuidonProtocol", "GuidonUnixSocket",
+                "GuidonJSON", "GuidonEngine", "GuidonEditing", "GuidonFiles", "GuidonProtocol", "GuidonUnixSocket",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -106,6 +112,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "GuidonJSONTests", dependencies: ["GuidonJSON"]),
+        .testTarget(name: "GuidonEditingTests", dependencies: ["GuidonJSON", "GuidonEngine", "GuidonEditing"]),
         .testTarget(
             name: "GuidonEngineTests",
             dependencies: [
@@ -128,7 +135,7 @@ let package = Package(
         .testTarget(
             name: "GuidonServerTests",
             dependencies: [
-                "GuidonJSON", "GuidonEngine", "GuidonProtocol", "GuidonServer", "GuidonUnixSocket",
+                "GuidonJSON", "GuidonEngine", "GuidonEditing", "GuidonProtocol", "GuidonServer", "GuidonUnixSocket",
             ]
         ),
         .testTarget(name: "GuidonSystemdTests", dependencies: ["GuidonSystemd", "GuidonUnixSocket"]),

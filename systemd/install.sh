@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs (or, with --uninstall, removes) guidond, the guidon CLI and their systemd integration.
 #
-#   sudo systemd/install.sh                  build release binaries, install, enable guidon.socket
+#   sudo systemd/install.sh                  build release binaries, install, enable guidon.socket and guidon-admin.socket
 #   sudo systemd/install.sh --uninstall      stop, disable and remove everything but /etc/guidon
 #   sudo systemd/install.sh --uninstall --purge-config    … and /etc/guidon too
 #
@@ -138,6 +138,7 @@ do_install() {
     install_file 0755 "$binaries/guidond" "$bindir/guidond"
     install_file 0755 "$binaries/guidon" "$bindir/guidon"
     install_unit "$repo/systemd/guidon.socket" "$unitdir/guidon.socket"
+    install_unit "$repo/systemd/guidon-admin.socket" "$unitdir/guidon-admin.socket"
     install_unit "$repo/systemd/guidon.service" "$unitdir/guidon.service"
     if [ "$notify_reload" = yes ]; then
         install_file 0644 "$repo/systemd/drop-ins/notify-reload.conf" "$dropindir/notify-reload.conf"
@@ -150,19 +151,25 @@ do_install() {
 
     if [ "$live" = no ]; then
         say "staged under $destdir; on the target run: systemd-sysusers; systemd-tmpfiles --create;"
-        say "  chgrp guidon $confdir/flags.json; systemctl daemon-reload; systemctl enable --now guidon.socket"
+        say "  chgrp guidon $confdir $confdir/flags.json; chmod 2770 $confdir;"
+        say "  systemctl daemon-reload; systemctl enable --now guidon.socket guidon-admin.socket"
         return
     fi
     systemd-sysusers "$sysusersdir/guidon.conf"
     # The daemon reads its config as the guidon group; an existing file is the operator's business.
     if [ "$created_config" = yes ]; then chgrp guidon "$confdir/flags.json"; fi
+    # The admin writer replaces flags.json by renaming a new file over it: the directory must be
+    # writable for the daemon's group (setgid, so that new files stay in the group).
+    chgrp guidon "$confdir"
+    chmod 2770 "$confdir"
     systemd-tmpfiles --create "$tmpfilesdir/guidon.conf"
     systemctl daemon-reload
     if [ "$enable" = yes ]; then
-        systemctl enable --now guidon.socket
-        # An upgrade: a running daemon picks up the new binary.
+        systemctl enable --now guidon.socket guidon-admin.socket
+        # An upgrade: a running daemon picks up the new binary (and the admin socket).
         systemctl try-restart guidon.service
         say "guidon.socket is listening on /run/guidon/guidon.sock (group guidon may query it)"
+        say "guidon-admin.socket is listening on /run/guidon/admin.sock (group guidon-admin may change flags)"
     fi
 }
 
@@ -175,11 +182,12 @@ remove() { # TARGET (without DESTDIR)
 
 do_uninstall() {
     if [ "$live" = yes ]; then
-        systemctl disable --now guidon.socket guidon.service 2>/dev/null || true
+        systemctl disable --now guidon.socket guidon-admin.socket guidon.service 2>/dev/null || true
     fi
     remove "$bindir/guidond"
     remove "$bindir/guidon"
     remove "$unitdir/guidon.socket"
+    remove "$unitdir/guidon-admin.socket"
     remove "$unitdir/guidon.service"
     remove "$dropindir/notify-reload.conf"
     rmdir "$destdir$dropindir" 2>/dev/null || true
@@ -198,8 +206,9 @@ do_uninstall() {
     elif [ -d "$destdir$confdir" ]; then
         say "kept $destdir$confdir (delete it with --uninstall --purge-config)"
     fi
-    # Like distribution packages, leave the guidon user and group: files may still belong to them.
-    say "the guidon user and group are left in place (userdel guidon; groupdel guidon)"
+    if [ -d "$destdir/var/lib/guidon" ]; then say "kept $destdir/var/lib/guidon (the audit log of flag changes)"; fi
+    # Like distribution packages, leave the guidon user and groups: files may still belong to them.
+    say "the guidon user and the guidon and guidon-admin groups are left in place (userdel guidon; groupdel guidon-admin)"
 }
 
 "do_$action"

@@ -164,7 +164,7 @@ public func jsonLineColumn(of offset: Int, in bytes: UnsafeRawBufferPointer) -> 
     return (line, offset - lineStart + 1)
 }
 
-private struct Cursor {
+struct Cursor {
     let bytes: UnsafeRawBufferPointer
     let options: JSONParser
     var position = 0

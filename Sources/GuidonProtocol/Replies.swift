@@ -3,7 +3,7 @@ public import GuidonJSON
 
 /// The outcome of one reload attempt, as `status` reports it.
 public struct ReloadAttempt: Sendable, Hashable {
-    /// What started it: `"sighup"`, `"inotify"` or `"startup"`.
+    /// What started it: `"sighup"`, `"inotify"`, `"startup"` or `"admin"` (a write through the admin socket).
     public var trigger: String
     /// When it finished (Unix seconds).
     public var at: Int64
@@ -64,6 +64,7 @@ public struct DaemonStatus: Sendable, Hashable {
             "version": .string(daemonVersion),
             "configPath": .string(configPath),
             "configVersion": .string(configVersion),
+            "revision": .string(configVersion),
             "flags": .int(Int64(flagCount)),
             "loadedAt": .string(Timestamp.rfc3339(loadedAt)),
             "uptimeSeconds": .int(uptimeSeconds),

@@ -112,14 +112,23 @@ public enum ReplyEncoder {
         JSONWriter.writeString(error.code.rawValue, into: &out)
         append(",\"message\":", to: &out)
         JSONWriter.writeString(error.message, into: &out)
+        for (key, value) in error.details where key != "code" && key != "message" {
+            out.append(UInt8(ascii: ","))
+            JSONWriter.writeString(key, into: &out)
+            out.append(UInt8(ascii: ":"))
+            JSONWriter.write(value, into: &out)
+        }
         append("}}\n", to: &out)
     }
 
-    /// `{"id":…,"ok":true,"configVersion":…,"flags":N}`.
+    /// `{"id":…,"ok":true,"configVersion":…,"revision":…,"flags":N}`: the revision is the
+    /// configuration version (a digest of the file's bytes), under the name the admin protocol uses.
     public static func ping(id: JSONValue?, configVersion: String, flagCount: Int, into out: inout [UInt8]) {
         out.append(UInt8(ascii: "{"))
         writeID(id, into: &out)
         append("\"ok\":true,\"configVersion\":", to: &out)
+        JSONWriter.writeString(configVersion, into: &out)
+        append(",\"revision\":", to: &out)
         JSONWriter.writeString(configVersion, into: &out)
         append(",\"flags\":", to: &out)
         JSONWriter.writeInt(Int64(flagCount), into: &out)

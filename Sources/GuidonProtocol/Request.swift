@@ -57,6 +57,27 @@ public enum ProtocolErrorCode: String, Sendable {
     case tooLarge = "TOO_LARGE"
     /// The daemon has too many connections; the connection is closed.
     case overloaded = "OVERLOADED"
+
+    // The admin protocol's (see `AdminRequest`).
+
+    /// A write sent to the query socket, which only reads.
+    case forbidden = "FORBIDDEN"
+    /// `ifRevision` is not the revision of the file on disk; `revision` says which is.
+    case conflict = "CONFLICT"
+    /// The operation names something the document does not have (a flag).
+    case notFound = "NOT_FOUND"
+    /// `create` names something the document already has.
+    case alreadyExists = "ALREADY_EXISTS"
+    /// An argument is malformed or impossible (an unknown variant, a percentage of 120, …).
+    case invalidArgument = "INVALID_ARGUMENT"
+    /// The document the change would make does not validate; `report` holds every problem.
+    case invalidDocument = "INVALID_DOCUMENT"
+    /// The flag's targeting is not in the shape the targeting operations edit.
+    case unsupportedTargeting = "UNSUPPORTED_TARGETING"
+    /// The file cannot be written here (a read-only file system or file): change it at its source.
+    case readOnly = "READ_ONLY"
+    /// Reading or writing the file failed.
+    case ioError = "IO_ERROR"
 }
 
 /// Why a request line was refused.
@@ -65,11 +86,15 @@ public struct RequestError: Error, Sendable, Hashable, CustomStringConvertible {
     public var message: String
     /// The request's `id`, when it could be read before the problem was found.
     public var id: JSONValue?
+    /// More members of the error object, after `code` and `message` (`revision` with
+    /// `CONFLICT`, `report` with `INVALID_DOCUMENT`).
+    public var details: JSONObject
 
-    public init(code: ProtocolErrorCode, message: String, id: JSONValue? = nil) {
+    public init(code: ProtocolErrorCode, message: String, id: JSONValue? = nil, details: JSONObject = JSONObject()) {
         self.code = code
         self.message = message
         self.id = id
+        self.details = details
     }
 
     public var description: String { "\(code.rawValue): \(message)" }

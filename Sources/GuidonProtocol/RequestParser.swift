@@ -235,6 +235,13 @@ private struct Decoder {
         if !s.atEnd { throw s.fail("unexpected \(s.describeCurrent()) after the request object") }
 
         if let unknownOp {
+            // Admin operations are named `document.verb`: the query socket refuses them all,
+            // including those of later versions, rather than calling them unknown.
+            if AdminRequest.isAdminOp(unknownOp) {
+                throw RequestError(
+                    code: .forbidden, message: "\"\(unknownOp)\" is an admin operation and this socket only reads", id: id,
+                    details: ["op": .string(unknownOp)])
+            }
             throw RequestError(
                 code: .unknownOp,
                 message: "unknown op \"\(unknownOp)\"; expected eval, evalAll, ping, status, list or watch", id: id)

@@ -65,13 +65,7 @@ public final class ConfigStore: Sendable {
     }
 }
 
-/// 64-bit FNV-1a of the file's bytes, as 16 hex digits.
+/// 64-bit FNV-1a of the file's bytes, as 16 hex digits: the file's revision.
 func contentVersion(of bytes: [UInt8]) -> String {
-    var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-    for byte in bytes {
-        hash ^= UInt64(byte)
-        hash &*= 0x0000_0100_0000_01b3
-    }
-    let hex = String(hash, radix: 16)
-    return String(repeating: "0", count: 16 - hex.count) + hex
+    Revision.of(bytes)
 }

@@ -1,6 +1,7 @@
 import Atomics
 import Dispatch
 public import GuidonEngine
+import GuidonFiles
 import GuidonProtocol
 import GuidonSystemd
 public import Logging
@@ -22,11 +23,13 @@ public struct DaemonConfiguration: Sendable {
     public var eventLoopThreads: Int?
     /// Whether to reload when the file changes (SIGHUP always reloads).
     public var watchFile: Bool
+    /// The admin socket and the audit log.
+    public var admin: AdminConfiguration
 
     public init(
         configPath: String, socketPath: String, compileOptions: CompileOptions = CompileOptions(),
         maxLineBytes: Int = 64 * 1024, maxConnections: Int = 1024,
-        eventLoopThreads: Int? = nil, watchFile: Bool = true
+        eventLoopThreads: Int? = nil, watchFile: Bool = true, admin: AdminConfiguration = AdminConfiguration()
     ) {
         self.configPath = configPath
         self.socketPath = socketPath
@@ -35,11 +38,33 @@ public struct DaemonConfiguration: Sendable {
         self.maxConnections = maxConnections
         self.eventLoopThreads = eventLoopThreads
         self.watchFile = watchFile
+        self.admin = admin
     }
 
     public var isLenient: Bool {
         if case .lenient = compileOptions.mode { return true }
         return false
+    }
+}
+
+/// The admin path: where writes come in, and where they are recorded.
+public struct AdminConfiguration: Sendable {
+    /// Where the admin socket listens, unless systemd passes one (`FileDescriptorName=admin`);
+    /// `nil`: no admin socket, and the query socket's `FORBIDDEN` says so.
+    public var socketPath: String?
+    /// The mode of the admin socket file when guidond creates it (default 0600: its own user
+    /// only; under systemd the socket unit sets it).
+    public var socketMode: UInt32
+    /// The audit log, one JSON line per write attempt; `nil`: the journal only.
+    public var auditLogPath: String?
+    /// Admin connections at once (default 16); more get `OVERLOADED`.
+    public var maxConnections: Int
+
+    public init(socketPath: String? = nil, socketMode: UInt32 = 0o600, auditLogPath: String? = nil, maxConnections: Int = 16) {
+        self.socketPath = socketPath
+        self.socketMode = socketMode
+        self.auditLogPath = auditLogPath
+        self.maxConnections = maxConnections
     }
 }
 
@@ -118,7 +143,38 @@ public final class Daemon: Sendable {
         let reloader = Reloader(
             path: config.configPath, options: config.compileOptions, store: store, connections: connections, logger: logger)
         watcher?.start { reloader.reload(trigger: "inotify") }
-        let service = ServiceContext(store: store, connections: connections, maxLineBytes: config.maxLineBytes) {
+        // Both sockets first: whether there is an admin socket decides what the query socket
+        // says to a write.
+        let inherited = SocketActivation.inheritedSockets()
+        let listener: ListeningSocket
+        let adminListener: ListeningSocket?
+        do throws(StartupError) {
+            listener = try ListeningSocket.open(path: config.socketPath, role: .query, inherited: inherited, logger: logger)!
+            do throws(StartupError) {
+                adminListener = try config.admin.socketPath.flatMap { path throws(StartupError) in
+                    try ListeningSocket.open(path: path, role: .admin, inherited: inherited, mode: mode_t(config.admin.socketMode), logger: logger)
+                }
+            } catch {
+                listener.close()
+                throw error
+            }
+        } catch {
+            watcher?.stop()
+            reloader.shutdown()
+            throw error
+        }
+        if config.admin.socketPath != nil && adminListener == nil {
+            logger.warning("no admin socket: systemd passed none named \"admin\" (is guidon-admin.socket enabled?); writes are refused")
+        }
+        let writer = DocumentWriter(
+            documents: [FlagsDocument(path: config.configPath, options: config.compileOptions, store: store, reloader: reloader)],
+            audit: AuditLog(path: config.admin.auditLogPath, logger: logger), reloader: reloader, logger: logger)
+        if adminListener != nil { DocumentFile.removeStaleTemporaries(of: config.configPath) }
+        let adminPath = adminListener != nil ? config.admin.socketPath : nil
+        let service = ServiceContext(
+            store: store, connections: connections, maxLineBytes: config.maxLineBytes, adminSocketPath: adminPath,
+            refusedWrite: { line, error, socket in writer.auditForbidden(line, error: error, peer: Peer.of(socket, named: false)) }
+        ) {
             let served = store.current
             return DaemonStatus(
                 daemonVersion: Daemon.version, configPath: config.configPath, configVersion: served.version,
@@ -127,21 +183,30 @@ public final class Daemon: Sendable {
                 lastReload: store.lastReload)
         }
 
-        let listener: ListeningSocket
         let server: Server
-        do throws(StartupError) {
-            listener = try ListeningSocket.open(path: config.socketPath, logger: logger)
-        } catch {
-            watcher?.stop()
-            reloader.shutdown()
-            throw error
-        }
+        let admin: AdminServer?
         do throws(StartupError) {
             server = try Server(
                 threads: config.eventLoopThreads ?? System.coreCount, socket: listener,
                 service: service, logger: logger)
         } catch {
             listener.close()
+            adminListener?.close()
+            watcher?.stop()
+            reloader.shutdown()
+            throw error
+        }
+        do throws(StartupError) {
+            admin = try adminListener.map { socket throws(StartupError) in
+                try AdminServer(
+                    socket: socket, path: adminPath, service: service, writer: writer,
+                    maxConnections: config.admin.maxConnections, logger: logger)
+            }
+        } catch {
+            adminListener?.close()
+            server.closeListener()
+            listener.removeSocketFile()
+            server.stop()
             watcher?.stop()
             reloader.shutdown()
             throw error
@@ -157,7 +222,7 @@ public final class Daemon: Sendable {
         }
         hangup.resume()
 
-        let watchdog = Watchdog(loops: server.loops, interval: SystemdNotifier.watchdogInterval)
+        let watchdog = Watchdog(loops: server.loops + (admin.map { [$0.loop] } ?? []), interval: SystemdNotifier.watchdogInterval)
         watchdog?.start()
 
         Self.logReady(store.current, logger: logger)
@@ -171,14 +236,21 @@ public final class Daemon: Sendable {
         watchdog?.stop()
         hangup.cancel()
         server.closeListener()
+        admin?.closeListener()
         // Nothing accepts on the path any more: give it up now rather than after the drain, so
         // that a successor started meanwhile binds a fresh file which this instance never touches.
         listener.removeSocketFile()
+        // Writes in progress finish (and are answered) before the reload thread stops.
+        if let admin, !admin.drain(timeout: .seconds(10)) {
+            logger.warning("some admin connections did not finish within 10 s; closing them")
+        }
         if !server.drain(connections, timeout: .seconds(10)) {
             logger.warning("some connections did not finish within 10 s; closing them")
         }
         watcher?.stop()
         reloader.shutdown()
+        writer.shutdown()
+        admin?.stop()
         server.stop()
         logger.info("stopped")
     }

@@ -17,17 +17,40 @@ struct ListeningSocket {
     /// Queued connections the kernel keeps for us (a socket systemd passed has its own).
     static let backlog: Int32 = 512
 
+    /// Which of guidond's sockets: systemd tells them apart by `FileDescriptorName=`.
+    enum Role: String {
+        /// The query socket (`FileDescriptorName=query`; a socket without a name is taken for it).
+        case query
+        /// The admin socket (`FileDescriptorName=admin`).
+        case admin
+    }
+
     static func open(path: String, logger: Logger) throws(StartupError) -> ListeningSocket {
-        let inherited = SocketActivation.inheritedSockets()
+        try open(path: path, role: .query, inherited: SocketActivation.inheritedSockets(), logger: logger)!
+    }
+
+    /// The socket for `role`: the one systemd passed (socket activation), else one bound at
+    /// `path` (with `mode`, when given). `nil` for the admin socket when systemd passed sockets but
+    /// not that one (the socket unit is not enabled): then there is none.
+    static func open(
+        path: String, role: Role, inherited: [InheritedSocket], mode: mode_t? = nil, logger: Logger
+    ) throws(StartupError) -> ListeningSocket? {
         if !inherited.isEmpty {
-            guard let activated = inherited.first(where: \.isUnixStreamListener) else {
-                throw StartupError(description: "systemd passed \(inherited.count) socket(s), none a listening Unix stream socket")
+            let listeners = inherited.filter(\.isUnixStreamListener)
+            let chosen: InheritedSocket?
+            switch role {
+            case .query: chosen = listeners.first { $0.name == Role.query.rawValue } ?? listeners.first { $0.name != Role.admin.rawValue }
+            case .admin: chosen = listeners.first { $0.name == Role.admin.rawValue }
+            }
+            guard let activated = chosen else {
+                if role == .admin { return nil }
+                throw StartupError(description: "systemd passed \(inherited.count) socket(s), none a listening Unix stream socket for queries")
             }
             let fd = activated.fileDescriptor
             guard fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) == 0 else {
                 throw StartupError(description: "cannot use the socket passed by systemd: \(errnoText())")
             }
-            logger.info("listening on the socket passed by systemd", metadata: ["socketName": "\(activated.name)"])
+            logger.info("listening on the \(role.rawValue) socket passed by systemd", metadata: ["socketName": "\(activated.name)"])
             return ListeningSocket(fd: fd, created: nil)
         }
         let socketPath = UnixSocketPath(path: path)
@@ -38,12 +61,12 @@ struct ListeningSocket {
         }
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw StartupError(description: "cannot listen on \(path): socket: \(errnoText())") }
-        guard UnixSocket.bind(fd, to: path) == 0, listen(fd, backlog) == 0 else {
+        guard UnixSocket.bind(fd, to: path) == 0, mode.map({ chmod(path, $0) == 0 }) ?? true, listen(fd, backlog) == 0 else {
             let reason = errnoText()
             Glibc.close(fd)
             throw StartupError(description: "cannot listen on \(path): \(reason)")
         }
-        logger.info("listening on \(path)")
+        logger.info("listening on \(path)\(role == .admin ? " (admin)" : "")")
         return ListeningSocket(fd: fd, created: (socketPath, socketPath.identity()))
     }
 

@@ -14,15 +14,23 @@ public struct ServiceContext: Sendable {
     public var replyBudget: Int
     /// Builds the `status` reply body.
     public var status: @Sendable () -> DaemonStatus
+    /// Where the admin socket is, to name it when a write is refused here (`nil`: there is none).
+    public var adminSocketPath: String?
+    /// Called on the loop with every write refused on this socket (the request line, the error
+    /// and the connection's socket), to audit it off the loop.
+    public var refusedWrite: (@Sendable (_ line: [UInt8], _ error: RequestError, _ socket: Int32) -> Void)?
 
     public init(
         store: ConfigStore, connections: Connections, maxLineBytes: Int, replyBudget: Int = 256 * 1024,
+        adminSocketPath: String? = nil, refusedWrite: (@Sendable ([UInt8], RequestError, Int32) -> Void)? = nil,
         status: @escaping @Sendable () -> DaemonStatus
     ) {
         self.store = store
         self.connections = connections
         self.maxLineBytes = maxLineBytes
         self.replyBudget = replyBudget
+        self.adminSocketPath = adminSocketPath
+        self.refusedWrite = refusedWrite
         self.status = status
     }
 }
@@ -33,11 +41,14 @@ public struct ServiceContext: Sendable {
 /// request allocates nothing.
 struct Responder {
     let service: ServiceContext
+    /// The connection's socket (for the credentials of a refused write), -1 for none.
+    let socket: Int32
     private let parser = RequestParser()
     private var request = Request(op: .ping)
 
-    init(service: ServiceContext) {
+    init(service: ServiceContext, socket: Int32 = -1) {
         self.service = service
+        self.socket = socket
     }
 
     /// Answers `line` (without its newline) from `config`, appending the reply to `replies`.
@@ -52,6 +63,7 @@ struct Responder {
         do {
             try parser.parse(line, into: &request)
         } catch {
+            if error.code == .forbidden { return refuseWrite(line, error, into: &replies) }
             ReplyEncoder.error(error, into: &replies)
             return
         }
@@ -84,5 +96,17 @@ struct Responder {
             let now = service.store.current
             ReplyEncoder.reply(id: request.id, ["ok": true, "watching": true, "configVersion": .string(now.version)], into: &replies)
         }
+    }
+
+    /// An admin operation on the query socket: `FORBIDDEN`, naming the admin socket, and audited.
+    private func refuseWrite(_ line: UnsafeRawBufferPointer, _ error: RequestError, into replies: inout [UInt8]) {
+        var refusal = error
+        if let path = service.adminSocketPath {
+            refusal.message += "; send it to the admin socket, \(path)"
+        } else {
+            refusal.message += "; this guidond has no admin socket (start it with --admin-socket PATH)"
+        }
+        service.refusedWrite?(Array(line), refusal, socket)
+        ReplyEncoder.error(refusal, into: &replies)
     }
 }

@@ -55,7 +55,7 @@ struct Session {
         self.fd = fd
         self.config = config
         self.service = service
-        responder = Responder(service: service)
+        responder = Responder(service: service, socket: fd)
         out.reserveCapacity(4096)
     }
 

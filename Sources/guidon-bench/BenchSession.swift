@@ -40,6 +40,9 @@ final class BenchSession {
         if stages.contains("reload") {
             if attachedSocket == nil { try measureReloads() } else { report.notes.append("reload stage skipped: attached to a running guidond") }
         }
+        if stages.contains("admin") {
+            if attachedSocket == nil { try measureAdminWrites() } else { report.notes.append("admin stage skipped: attached to a running guidond") }
+        }
         if stages.contains("startup") {
             if attachedSocket == nil { try measureStartup() } else { report.notes.append("startup stage skipped: attached to a running guidond") }
         }

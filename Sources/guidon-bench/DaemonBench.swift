@@ -17,8 +17,9 @@ struct DaemonBench: ParsableCommand {
             file, an echo server (the floor: the cheapest possible reply) and, when installed, a private \
             redis-server, and measures all three with the same client, in alternating rounds. \
             Stages: latency (1 connection, 1 request in flight), throughput (connections × requests in \
-            flight), reload (p99 while a 10,000-flag file is rewritten every 100 ms, reload time, RSS once loaded, at its peak and after) \
-            and startup (spawn to first answered ping).
+            flight), reload (p99 while a 10,000-flag file is rewritten every 100 ms, reload time, RSS once loaded, at its peak and after), \
+            admin (write → answered through the admin socket on the 10,000-flag file; reads and 16 × 16 throughput with and \
+            without 10 writes per second) and startup (spawn to first answered ping).
             """
     )
 
@@ -73,8 +74,14 @@ struct DaemonBench: ParsableCommand {
     @Option(help: "guidond starts per flag file in the startup stage (default 7, --quick 2).")
     var startupRuns: Int?
 
-    @Option(help: "Stages to run, comma-separated: latency, throughput, reload, startup.")
-    var stages: String = "latency,throughput,reload,startup"
+    @Option(help: "Writes timed one by one in the admin stage (default 30, --quick 8).")
+    var adminSamples: Int?
+
+    @Option(help: "Seconds per 16 × 16 throughput phase per round in the admin stage (default 1, --quick 0.5).")
+    var adminThroughputSeconds: Double?
+
+    @Option(help: "Stages to run, comma-separated: latency, throughput, reload, admin, startup.")
+    var stages: String = "latency,throughput,reload,admin,startup"
 
     @Flag(help: "Skip the Redis baseline even when redis-server is installed.")
     var noRedis = false
@@ -88,9 +95,9 @@ struct DaemonBench: ParsableCommand {
         guard !integerList(connections).isEmpty, !integerList(inFlight).isEmpty else {
             throw ValidationError("--connections and --in-flight take comma-separated positive integers")
         }
-        let known: Set = ["latency", "throughput", "reload", "startup"]
+        let known: Set = ["latency", "throughput", "reload", "admin", "startup"]
         for stage in stageList where !known.contains(stage) {
-            throw ValidationError("unknown stage '\(stage)' (known: latency, throughput, reload, startup)")
+            throw ValidationError("unknown stage '\(stage)' (known: latency, throughput, reload, admin, startup)")
         }
     }
 
@@ -110,6 +117,8 @@ struct DaemonBench: ParsableCommand {
             reloadSeconds: reloadSeconds ?? (quick ? 1 : 2),
             reloadSamples: reloadSamples ?? (quick ? 3 : 10),
             startupRuns: startupRuns ?? (quick ? 2 : 7),
+            adminSamples: adminSamples ?? (quick ? 8 : 30),
+            adminThroughputSeconds: adminThroughputSeconds ?? (quick ? 0.5 : 1),
             stages: Set(stageList),
             redis: !noRedis
         )
@@ -162,6 +171,8 @@ struct BenchSettings {
     var reloadSeconds: Double
     var reloadSamples: Int
     var startupRuns: Int
+    var adminSamples: Int
+    var adminThroughputSeconds: Double
     var stages: Set<String>
     var redis: Bool
 }

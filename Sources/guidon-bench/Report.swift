@@ -16,6 +16,8 @@ enum Goal {
     case redisRatioAtLeast(Double)
     /// guidond ÷ the figure's reference (e.g. steady state) ≤ x.
     case referenceRatioAtMost(Double, reference: String)
+    /// guidond ÷ the figure's reference ≥ x (rates).
+    case referenceRatioAtLeast(Double, reference: String)
     case atMost(Double)
     case atLeast(Double)
 
@@ -25,6 +27,7 @@ enum Goal {
         case .floorRatioAtLeast(let x): "≥ \(formatRatio(x)) floor"
         case .redisRatioAtLeast(let x): "≥ \(formatRatio(x)) redis"
         case .referenceRatioAtMost(let x, let reference): "≤ \(formatRatio(x)) \(reference)"
+        case .referenceRatioAtLeast(let x, let reference): "≥ \(formatRatio(x)) \(reference)"
         case .atMost(let x): "≤ \(unit.format(x))"
         case .atLeast(let x): "≥ \(unit.format(x))"
         }
@@ -57,7 +60,7 @@ struct Figure {
     var guidond: Double?
     var floor: Double? = nil
     var redis: Double? = nil
-    /// The figure a `.referenceRatioAtMost` goal compares with.
+    /// The figure a `.referenceRatioAtMost` / `.referenceRatioAtLeast` goal compares with.
     var reference: Double? = nil
     var goal: Goal? = nil
 
@@ -72,6 +75,7 @@ struct Figure {
         case .floorRatioAtLeast(let x): return floorRatio.map { $0 >= x }
         case .redisRatioAtLeast(let x): return redisRatio.map { $0 >= x }
         case .referenceRatioAtMost(let x, _): return ratio(value, reference).map { $0 <= x }
+        case .referenceRatioAtLeast(let x, _): return ratio(value, reference).map { $0 >= x }
         case .atMost(let x): return value <= x
         case .atLeast(let x): return value >= x
         }

@@ -9,8 +9,8 @@ import Glibc
 struct Guidon: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "guidon",
-        abstract: "Asks guidond for feature flags, and checks flag files.",
-        subcommands: [Eval.self, Ping.self, Status.self, List.self, Watch.self, Validate.self]
+        abstract: "Asks guidond for feature flags, changes them, and checks flag files.",
+        subcommands: [Eval.self, Ping.self, Status.self, List.self, Watch.self, Validate.self, Flags.self, Import.self]
     )
 }
 

@@ -43,6 +43,18 @@ struct Guidond: ParsableCommand {
     @Flag(name: .customLong("no-watch"), help: "Do not watch the flag file; reload only on SIGHUP.")
     var noWatch = false
 
+    @Option(name: .customLong("admin-socket"), help: "Serve the admin protocol (flag writes) on this Unix socket, unless systemd passes one named \"admin\".")
+    var adminSocket: String?
+
+    @Option(name: .customLong("admin-socket-mode"), help: "The admin socket file's mode when guidond creates it (octal).")
+    var adminSocketMode: String = "0600"
+
+    @Option(name: .customLong("audit-log"), help: "Append every admin write attempt to this file as a JSON line (default: the journal only).")
+    var auditLog: String?
+
+    @Option(name: .customLong("max-admin-connections"), help: "Admin connections beyond this get OVERLOADED.")
+    var maxAdminConnections = 16
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
@@ -51,6 +63,11 @@ struct Guidond: ParsableCommand {
         guard maxConnections >= 1 else { throw ValidationError("--max-connections must be at least 1") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level '\(logLevel)'") }
+        guard let mode = UInt32(adminSocketMode, radix: 8), mode <= 0o777 else {
+            throw ValidationError("--admin-socket-mode must be an octal mode such as 0600 or 0660")
+        }
+        _ = mode
+        guard maxAdminConnections >= 1 else { throw ValidationError("--max-admin-connections must be at least 1") }
     }
 
     func run() throws {
@@ -60,7 +77,10 @@ struct Guidond: ParsableCommand {
             configPath: config, socketPath: socket,
             compileOptions: CompileOptions(mode: lenient ? .lenient : .strict),
             maxLineBytes: maxLineBytes, maxConnections: maxConnections,
-            eventLoopThreads: threads, watchFile: !noWatch)
+            eventLoopThreads: threads, watchFile: !noWatch,
+            admin: AdminConfiguration(
+                socketPath: adminSocket, socketMode: UInt32(adminSocketMode, radix: 8) ?? 0o600, auditLogPath: auditLog,
+                maxConnections: maxAdminConnections))
         do {
             try Daemon(configuration: configuration, logger: logger).run()
         } catch {

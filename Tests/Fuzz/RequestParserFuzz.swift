@@ -26,11 +26,19 @@ public func fuzzRequestLine(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let referenceValue: JSONValue?
     do { referenceValue = try reference.parse(bytes) } catch { referenceValue = nil }
 
+    // The admin socket's decoder takes any line without crashing, and refuses or decodes it.
+    if let admin = try? AdminRequest.parse(Array(bytes)), admin.document == "flags" {
+        _ = try? FlagRequests.operation(admin)
+    }
+
     var request: Request
     do {
         request = try parser.parse(bytes)
     } catch {
         precondition(!error.message.isEmpty, "an error must say what is wrong")
+        if error.code == .forbidden {
+            precondition(object(referenceValue)?["op"]?.string?.contains(".") == true, "FORBIDDEN for an op that is not document.verb")
+        }
         var out: [UInt8] = []
         ReplyEncoder.error(error, into: &out)
         precondition((try? reference.parse(Array(out.dropLast()))) != nil, "error replies are valid JSON")
@@ -108,4 +116,9 @@ func checkReuse(_ bytes: UnsafeRawBufferPointer, _ parser: RequestParser, readsC
     default:
         preconditionFailure("accepted by one decoding and refused by the other")
     }
+}
+
+func object(_ value: JSONValue?) -> JSONObject? {
+    if case .object(let object)? = value { return object }
+    return nil
 }

@@ -200,7 +200,11 @@ struct ReplyEncoderTests {
         let error = try line { ReplyEncoder.error(RequestError(code: .tooLarge, message: "too long", id: 4), into: &$0) }
         #expect(error == ["id": 4, "error": ["code": "TOO_LARGE", "message": "too long"]])
         let ping = try line { ReplyEncoder.ping(id: nil, configVersion: "abc", flagCount: 12, into: &$0) }
-        #expect(ping == ["ok": true, "configVersion": "abc", "flags": 12])
+        #expect(ping == ["ok": true, "configVersion": "abc", "revision": "abc", "flags": 12])
+        let conflict = try line {
+            ReplyEncoder.error(RequestError(code: .conflict, message: "moved on", id: 5, details: ["revision": "0123456789abcdef"]), into: &$0)
+        }
+        #expect(conflict == ["id": 5, "error": ["code": "CONFLICT", "message": "moved on", "revision": "0123456789abcdef"]])
     }
 
     @Test func replyPutsTheIdFirst() throws {

@@ -202,6 +202,18 @@ struct RequestParserErrorTests {
         #expect(e?.message.contains("explode") == true)
     }
 
+    /// Every `document.verb` op is an admin operation: refused as FORBIDDEN (with the op named),
+    /// also for documents and verbs this version does not know, and also with escapes in the name.
+    @Test(arguments: [#"{"id":2,"op":"flags.rollout","flag":"a","percentage":5}"#, #"{"op":"entitlements.grant","id":2}"#,
+                      #"{"id":2,"op":"flags\u002edelete"}"#])
+    func adminOpsAreForbidden(line: String) {
+        let e = refusal(line)
+        #expect(e?.code == .forbidden)
+        #expect(e?.id == 2)
+        #expect(e?.message.contains("admin operation") == true)
+        #expect(e?.details["op"]?.string?.contains(".") == true)
+    }
+
     @Test(arguments: [
         (#"{"id":1}"#, "missing \"op\""),
         (#"{"op":1}"#, "\"op\" must be a string"),

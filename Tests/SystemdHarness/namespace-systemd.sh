@@ -4,7 +4,7 @@
 # A booted systemd runs tmpfiles and friends that would wipe the machine's /tmp, so this script never
 # execs systemd unless it is PID 1 of a fresh PID namespace, inside a private mount namespace, with
 # fresh tmpfs mounts on /run, /tmp, /var/tmp, /var/lib/systemd and /etc/systemd/system (which gets
-# only the units under test), and /etc and /usr/local as overlays. It refuses otherwise.
+# only the units under test), and /etc, /usr/local and /var/lib as overlays. It refuses otherwise.
 #
 #   namespace-systemd.sh start STATE TARGET [OWNER]
 #                                             boot; prints the host PID of the namespace's PID 1.
@@ -30,7 +30,7 @@ check_state_dir() {
     local state=$1
     [ -d "$state" ] || die "no state directory $state"
     case "$(absolute "$state")/" in
-        /run/* | /tmp/* | /var/tmp/* | /var/lib/systemd/* | /etc/* | /usr/local/*)
+        /run/* | /tmp/* | /var/tmp/* | /var/lib/* | /etc/* | /usr/local/*)
             die "state directory $state would be hidden by the namespace's own mounts" ;;
     esac
 }
@@ -121,16 +121,19 @@ inner() {
     rm -rf "$state/.overlay"
     mkdir -p "$state/.overlay"
     mount -t tmpfs -o mode=0700 guidon-test "$state/.overlay"
-    for dir in /etc /usr/local; do
+    # /var/lib too: StateDirectory= (/var/lib/guidon, the audit log) is created there.
+    for dir in /etc /usr/local /var/lib; do
         mkdir -p "$state/.overlay$dir/upper" "$state/.overlay$dir/work"
         mount -t overlay guidon-test \
             -o "lowerdir=$dir,upperdir=$state/.overlay$dir/upper,workdir=$state/.overlay$dir/work" "$dir"
     done
+    # The overlay on /var/lib hides the tmpfs mounted on /var/lib/systemd above: mount a fresh one again.
+    mount -t tmpfs -o mode=0755,nosuid,nodev guidon-test /var/lib/systemd
     mount -t tmpfs -o mode=0755 guidon-test /etc/systemd/system
     for dir in /run /tmp /var/tmp /var/lib/systemd /etc/systemd/system; do
         [ "$(stat -f -c %T "$dir")" = tmpfs ] || die "refusing to boot systemd: $dir is not a fresh tmpfs"
     done
-    for dir in /etc /usr/local; do
+    for dir in /etc /usr/local /var/lib; do
         [ "$(stat -f -c %T "$dir")" = overlayfs ] || die "refusing to boot systemd: $dir is not an overlay"
     done
 

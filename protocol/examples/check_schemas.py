@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Checks a running guidond against protocol/schema/: sends every kind of request (and some bad
-ones), validates each request against request.schema.json and each reply against its schema.
-Needs the `jsonschema` package. Usage: check_schemas.py SOCKET FLAGFILE"""
+ones), validates each request against request.schema.json (admin-request.schema.json on the admin
+socket) and each reply against its schema. Needs the `jsonschema` package.
+Usage: check_schemas.py SOCKET FLAGFILE [ADMINSOCKET AUDITLOG]"""
 import json
 import os
 import pathlib
@@ -25,6 +26,8 @@ def validator(name):
 
 
 sock_path, flag_file = sys.argv[1], sys.argv[2]
+admin_path = sys.argv[3] if len(sys.argv) > 3 else None
+audit_log = sys.argv[4] if len(sys.argv) > 4 else None
 sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 sock.connect(sock_path)
 reader = sock.makefile("rb")
@@ -89,5 +92,102 @@ if errors or event.get("added") != ["schema-check"]:
     failures += 1
     print("bad event:", event, errors[:1])
 
-print(f"{len(cases) + len(bad) + 2} replies checked against protocol/schema, {failures} failure(s)")
+checked = len(cases) + len(bad) + 2
+
+
+def check(reply, schema, what):
+    global failures, checked
+    checked += 1
+    errors = list(validator(schema).iter_errors(reply))
+    if errors:
+        failures += 1
+        print(f"reply to {what!r} does not match {schema}: {errors[0].message}\n  {reply}")
+
+
+# A write on the query socket: FORBIDDEN, an error reply.
+sock.settimeout(15)
+sock.sendall(b'{"op":"flags.disable","id":"f","flag":"theme","force":true}\n')
+forbidden = json.loads(reader.readline())
+check(forbidden, "error-reply.schema.json", "flags.disable on the query socket")
+if forbidden.get("error", {}).get("code") != "FORBIDDEN":
+    failures += 1
+    print("the query socket did not refuse a write:", forbidden)
+
+if admin_path:
+    admin = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    admin.connect(admin_path)
+    admin.settimeout(15)
+    admin_reader = admin.makefile("rb")
+    admin_request = validator("admin-request.schema.json")
+
+    def ask(request, schema, valid=True):
+        global failures
+        errors = list(admin_request.iter_errors(request))
+        if valid and errors:
+            failures += 1
+            print("request does not match admin-request.schema.json:", request, errors[0].message)
+        admin.sendall(json.dumps(request).encode() + b"\n")
+        reply = json.loads(admin_reader.readline())
+        check(reply, schema, request)
+        return reply
+
+    revision = ask({"op": "flags.get", "id": 1}, "admin-get-reply.schema.json")["revision"]
+    ask({"op": "flags.get", "flag": "search-v2"}, "admin-get-reply.schema.json")
+    ask({"op": "ping"}, "ping-reply.schema.json")
+    writes = [
+        {"op": "flags.rollout", "flag": "search-v2", "percentage": 50, "by": "ci", "reason": "schema check"},
+        {"op": "flags.rollout", "flag": "search-v2", "percentage": 12.5, "dryRun": True},
+        {"op": "flags.target", "flag": "beta-dashboard", "users": ["user-4004"]},
+        {"op": "flags.target", "flag": "bulk-export", "attribute": "tenantId", "values": ["tenant-0777"], "deny": True},
+        {"op": "flags.target", "flag": "internal-tools", "domains": ["acme-ops.example"], "variant": "on"},
+        {"op": "flags.untarget", "flag": "beta-dashboard", "users": ["user-1001"]},
+        {"op": "flags.split", "flag": "checkout-button-copy", "weights": {"control": 50, "urgent": 25, "friendly": 25}},
+        {"op": "flags.schedule", "flag": "theme", "variant": "fresh", "start": "2026-12-24T00:00:00Z", "end": "2026-12-27T00:00:00+01:00"},
+        {"op": "flags.schedule", "flag": "theme", "clear": True},
+        {"op": "flags.setDefault", "flag": "max-cart-items", "variant": "large"},
+        {"op": "flags.disable", "flag": "theme"},
+        {"op": "flags.enable", "flag": "theme"},
+        {"op": "flags.setMetadata", "flag": "theme", "name": "ticket", "value": "DSN-13"},
+        {"op": "flags.removeMetadata", "flag": "theme", "name": "ticket"},
+        {"op": "flags.create", "flag": "schema-new", "definition": {"state": "ENABLED", "variants": {"on": True, "off": False}, "defaultVariant": "off"}},
+        {"op": "flags.replace", "flag": "schema-new", "definition": {"state": "DISABLED", "variants": {"a": "A"}}},
+        {"op": "flags.delete", "flag": "schema-new", "force": True},
+    ]
+    for request in writes:
+        if not request.get("force") and not request.get("dryRun"):
+            request["ifRevision"] = revision
+        reply = ask(request, "admin-write-reply.schema.json")
+        if not reply.get("ok"):
+            failures += 1
+            print("write refused:", request, reply)
+        elif not request.get("dryRun"):
+            revision = reply["revision"]
+    refusals = [
+        ({"op": "flags.enable", "flag": "theme", "ifRevision": "0000000000000000"}, "CONFLICT", True),
+        ({"op": "flags.enable", "flag": "nope", "ifRevision": revision}, "NOT_FOUND", True),
+        ({"op": "flags.create", "flag": "theme", "definition": {"state": "ENABLED", "variants": {"a": 1}}, "ifRevision": revision}, "ALREADY_EXISTS", True),
+        ({"op": "flags.rollout", "flag": "search-v2", "percentage": 50, "variant": "maybe", "ifRevision": revision}, "INVALID_ARGUMENT", True),
+        ({"op": "flags.replace", "flag": "theme", "definition": {"state": "ENABLED", "variants": {"a": 1, "b": "x"}}, "ifRevision": revision}, "INVALID_DOCUMENT", True),
+        ({"op": "flags.enable", "flag": "theme"}, "INVALID_REQUEST", True),
+        ({"op": "flags.rollout", "flag": "search-v2", "percentage": 150, "ifRevision": revision}, "INVALID_ARGUMENT", False),
+        ({"op": "flags.nope", "flag": "theme", "ifRevision": revision}, "UNKNOWN_OP", False),
+    ]
+    for request, code, valid in refusals:
+        reply = ask(request, "error-reply.schema.json", valid)
+        if reply.get("error", {}).get("code") != code:
+            failures += 1
+            print(f"expected {code} for {request}: {reply}")
+        if not valid and admin_request.is_valid(request):
+            failures += 1
+            print("admin-request.schema.json accepts", request)
+    history = ask({"op": "flags.history", "limit": 50}, "admin-history-reply.schema.json")
+    if len(history.get("records", [])) < len(writes) - 1:
+        failures += 1
+        print("history is missing records:", len(history.get("records", [])))
+    if audit_log:
+        for line in pathlib.Path(audit_log).read_text().splitlines():
+            check(json.loads(line), "audit-record.schema.json", "an audit log line")
+    ask({"op": "status"}, "status-reply.schema.json")
+
+print(f"{checked} replies checked against protocol/schema, {failures} failure(s)")
 sys.exit(1 if failures else 0)

@@ -50,7 +50,9 @@ final class DaemonProcess {
 
     /// Starts `guidond` with `arguments`; its stdout and stderr go to `logPath`.
     /// `listenFD` is passed as fd 3 with `LISTEN_FDS=1` and a matching `LISTEN_PID`, as systemd does.
-    init(arguments: [String], logPath: String, environment: [String: String] = [:], listenFD: Int32? = nil) throws {
+    /// `wrapper`, when given, runs first and is handed guidond and its arguments (to run it
+    /// under `unshare`, say).
+    init(arguments: [String], logPath: String, environment: [String: String] = [:], listenFD: Int32? = nil, wrapper: [String] = []) throws {
         self.logPath = logPath
         let binary = try guidondPath()
         var argv: [String]
@@ -58,7 +60,7 @@ final class DaemonProcess {
             // systemd sets LISTEN_PID to the service's pid, known only once it is running.
             argv = ["/bin/sh", "-c", "LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" \"$@\"", binary] + arguments
         } else {
-            argv = [binary] + arguments
+            argv = wrapper + [binary] + arguments
         }
         var env = ProcessInfo.processInfo.environment
         for key in ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM"] {

@@ -87,15 +87,17 @@ final class NamespacedSystemd {
         try run("/usr/bin/systemd-sysusers", ["--root", root.path])
         let gid = try groupID("guidon")
         try chown(root.appendingPathComponent("etc/guidon/flags.json").path, gid: gid, mode: 0o640)
+        // As install.sh leaves it: writable for the daemon's group, for the admin writer.
+        try chown(root.appendingPathComponent("etc/guidon").path, gid: gid, mode: 0o2770)
 
         let units = Self.unitsDirectory
         try FileManager.default.createDirectory(at: root.appendingPathComponent(units), withIntermediateDirectories: true)
-        for unit in ["guidon.socket", "guidon.service"] {
+        for unit in ["guidon.socket", "guidon-admin.socket", "guidon.service"] {
             try FileManager.default.copyItem(
                 at: root.appendingPathComponent("usr/local/lib/systemd/system/\(unit)"),
                 to: root.appendingPathComponent("\(units)/\(unit)"))
         }
-        try writeTarget(wants: ["guidon-tmpfiles.service", "guidon.socket"])
+        try writeTarget(wants: ["guidon-tmpfiles.service", "guidon.socket", "guidon-admin.socket"])
         // The real tmpfiles.d/guidon.conf, applied to the namespace's /run like systemd-tmpfiles-setup
         // would at boot (that unit is not booted here: it would also process every other tmpfiles.d).
         try write("""
@@ -108,7 +110,8 @@ final class NamespacedSystemd {
             ExecStart=/bin/systemd-tmpfiles --create \(root.path)/usr/local/lib/tmpfiles.d/guidon.conf
             """, to: "\(units)/guidon-tmpfiles.service")
         // The staged binary: install.sh --destdir put it under the staging root.
-        let execStart = [root.path + "/usr/local/bin/guidond", "--config", Self.configPath] + daemonArguments
+        let execStart = [root.path + "/usr/local/bin/guidond", "--config", Self.configPath,
+                         "--admin-socket", "/run/guidon/admin.sock", "--audit-log", "/var/lib/guidon/audit.jsonl"] + daemonArguments
         try writeDropIns(
             socketAfter: "guidon-tmpfiles.service", execStart: execStart.joined(separator: " "), extra: serviceSettings)
     }
@@ -138,6 +141,12 @@ final class NamespacedSystemd {
             DefaultDependencies=no
             \(socketAfter.map { "After=\($0)" } ?? "")
             """, to: "\(Self.unitsDirectory)/guidon.socket.d/test.conf")
+        try write("""
+            # As guidon.socket.d/test.conf.
+            [Unit]
+            DefaultDependencies=no
+            \(socketAfter.map { "After=\($0)" } ?? "")
+            """, to: "\(Self.unitsDirectory)/guidon-admin.socket.d/test.conf")
         try write("""
             # Boot only what is under test (see guidon.socket.d/test.conf).
             [Unit]

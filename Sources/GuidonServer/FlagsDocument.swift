@@ -1,0 +1,92 @@
+import GuidonEditing
+import GuidonEngine
+import GuidonJSON
+import GuidonProtocol
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The flag file as the admin path edits it: `flags.*` operations through `FlagEditor`,
+/// validated with the daemon's own compile options, served through the `Reloader`.
+struct FlagsDocument: EditableDocument {
+    let namespace = "flags"
+    let path: String
+    let readVerbs: Set<String> = ["get"]
+    let store: ConfigStore
+    let reloader: Reloader
+    let editor: FlagEditor
+
+    init(path: String, options: CompileOptions, store: ConfigStore, reloader: Reloader) {
+        self.path = path
+        self.store = store
+        self.reloader = reloader
+        editor = FlagEditor(options: options)
+    }
+
+    /// The served version when `bytes` are the served text (a comparison, not a digest of 2 MB).
+    func revision(of bytes: [UInt8]) -> String {
+        let served = store.current
+        return served.snapshot.isCompiled(from: bytes) ? served.version : Revision.of(bytes)
+    }
+
+    func subject(of request: AdminRequest) -> String? {
+        request.members["flag"]?.string
+    }
+
+    func read(_ request: AdminRequest, bytes: [UInt8], revision: String) throws(RequestError) -> JSONObject {
+        guard let flag = try request.optionalString("flag") else {
+            // The document itself: its revision and its flags.
+            do {
+                return [
+                    "revision": .string(revision), "servedRevision": .string(store.current.version),
+                    "flags": .array(try FlagEditor.keys(in: bytes).map(JSONValue.string)),
+                ]
+            } catch {
+                throw FlagRequests.error(error, id: request.id)
+            }
+        }
+        do {
+            let definition = try FlagEditor.definition(of: flag, in: bytes)
+            return [
+                "flag": .string(flag), "definition": definition, "revision": .string(revision),
+                "servedRevision": .string(store.current.version),
+            ]
+        } catch {
+            throw FlagRequests.error(error, id: request.id)
+        }
+    }
+
+    func draft(_ request: AdminRequest, bytes: [UInt8]) throws(RequestError) -> DraftEdit {
+        let operation = try FlagRequests.operation(request)
+        // The served snapshot: it knows where the flag is in the served text, and the validating
+        // compile takes every flag the edit leaves alone from it.
+        let served = store.current.snapshot
+        let draft: FlagDraft
+        do {
+            draft = try editor.draft(operation, to: bytes, reusing: served)
+        } catch {
+            throw FlagRequests.error(error, id: request.id)
+        }
+        let editor = editor
+        let reloader = reloader
+        let id = request.id
+        let diff = SnapshotDiff(
+            added: draft.before == nil ? [draft.flag] : [], changed: draft.before != nil && draft.after != nil ? [draft.flag] : [],
+            removed: draft.after == nil ? [draft.flag] : [])
+        return DraftEdit(
+            bytes: draft.document, subject: draft.flag, summary: draft.summary, before: draft.before, after: draft.after,
+            changed: draft.changed,
+            validate: { () throws(RequestError) -> Publication in
+                let snapshot: Snapshot
+                do throws(EditError) {
+                    snapshot = try editor.validate(draft, reusing: served).snapshot
+                } catch {
+                    throw FlagRequests.error(error, id: id)
+                }
+                return { revision in
+                    reloader.install(ServedConfig(snapshot: snapshot, version: revision, loadedAt: Int64(time(nil))), trigger: "admin", diff: diff)
+                }
+            })
+    }
+}
