@@ -260,10 +260,10 @@ private struct Session {
 
     mutating func compileFlag(_ key: String, _ definition: JSONValue, setMetadata: JSONObject) -> (CompiledFlag, FlagInfo)? {
         let path: [PathSegment] = [.key("flags"), .key(key)]
-        let errorsBefore = problems.count { $0.kind == .structural }
+        let firstProblem = problems.count
         guard case .object(let flag) = definition else {
             report(.structural, path, "a flag must be an object with \"state\" and \"variants\", not \(article(definition.typeName))")
-            return nil
+            return brokenFlag(key, since: firstProblem, state: nil, metadata: setMetadata, definition: definition)
         }
         for member in flag.keys where !Compiler.isKnownFlagMember(member) {
             report(.warning, path + [.key(member)],
@@ -395,13 +395,39 @@ private struct Session {
             for (k, v) in ownMetadata { metadata[k] = v }
         }
 
-        guard problems.count(where: { $0.kind == .structural }) == errorsBefore else { return nil }
+        guard !problems[firstProblem...].contains(where: { $0.kind == .structural }) else {
+            return brokenFlag(key, since: firstProblem, state: flag["state"], metadata: metadata, definition: definition)
+        }
 
         let compiled = CompiledFlag(key: key, enabled: enabled, variants: table, defaultIndex: defaultIndex,
             unknownDefault: unknownDefault, targeting: outcome, metadata: metadata)
         let info = FlagInfo(key: key, state: state, variants: names, defaultVariant: defaultName,
             metadata: metadata, hasTargeting: outcome != nil,
             fingerprint: fingerprint(definition, references: references, metadata: metadata))
+        return (compiled, info)
+    }
+
+    /// A flag whose definition has structural problems (`problems[first...]`), compiled to
+    /// answer every evaluation with ERROR / PARSE_ERROR naming its first problem. Its problems
+    /// become `tolerated`: strict mode still rejects the document, naming each; lenient mode
+    /// serves every other flag and this one broken, so one sloppy flag does not take a flagd
+    /// file down. (The reference evaluator refuses such a document whole: one of the documented
+    /// differences.) The messages are the strict ones, so that a compile reusing this flag
+    /// reports exactly what a fresh compile reports, in either mode.
+    mutating func brokenFlag(
+        _ key: String, since first: Int, state: JSONValue?, metadata: JSONObject, definition: JSONValue
+    ) -> (CompiledFlag, FlagInfo) {
+        var firstMessage = ""
+        for i in first..<problems.count where problems[i].kind == .structural {
+            if firstMessage.isEmpty { firstMessage = "\(renderPath(problems[i].path)): \(problems[i].message)" }
+            problems[i].kind = .tolerated
+        }
+        let message = "flag '\(key)' could not be loaded: \(firstMessage)"
+        let compiled = CompiledFlag(key: key, enabled: true, variants: VariantTable(names: [], values: []), defaultIndex: nil,
+            unknownDefault: nil, targeting: .resolved(.error(.parseError, message)), metadata: metadata)
+        let info = FlagInfo(key: key, state: state == .string("DISABLED") ? .disabled : .enabled, variants: [],
+            defaultVariant: nil, metadata: metadata, hasTargeting: true,
+            fingerprint: fingerprint(definition, references: [], metadata: metadata))
         return (compiled, info)
     }
 

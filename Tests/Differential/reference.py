@@ -691,6 +691,22 @@ class _Adjusted:
                         flag = {k: v for k, v in flag.items() if k in known}
                     cleaned[key] = flag
                 data["flags"] = cleaned
+                # lenient-broken-flag: a flag the reference refuses the whole document for is
+                # served broken by guidond (every evaluation ERROR/PARSE_ERROR). An unknown
+                # operator as its targeting makes the reference answer just that.
+                try:
+                    original_update(store_module.FlagStore(), data)
+                except Exception:  # noqa: BLE001
+                    repaired = {}
+                    for key, flag in cleaned.items():
+                        try:
+                            original_update(store_module.FlagStore(), {"flags": {key: flag}})
+                        except Exception:  # noqa: BLE001
+                            _fired.add("lenient-broken-flag")
+                            flag = {"state": "ENABLED", "variants": {"broken": True},
+                                    "targeting": {"guidon-broken-flag": []}}
+                        repaired[key] = flag
+                    data["flags"] = repaired
             return original_update(store, data)
 
         patch(store_module.FlagStore, "update", update)

@@ -113,7 +113,10 @@ import Testing
         }
     }
 
-    /// What the reference refuses the whole file for, lenient mode refuses too.
+    /// What the reference refuses the whole file for (a flag without a state, without variants,
+    /// with metadata that is not scalars, …) lenient mode loads *broken*: that one flag answers
+    /// every evaluation with ERROR / PARSE_ERROR naming its problem, the other flags are served,
+    /// and the problem is a warning. Strict mode refuses the file, naming it.
     @Test(arguments: [
         #""variants": {"on": true}"#,
         #""state": "on", "variants": {"on": true}"#,
@@ -123,10 +126,25 @@ import Testing
         #""state": "ENABLED", "variants": {"on": true}, "metadata": [1]"#,
         #""state": "ENABLED", "variants": {"on": true}, "metadata": {"a": null}"#,
         #""state": "ENABLED", "variants": {"on": true}, "metadata": {"": 1}"#,
+        #""state": "DISABLED""#,
     ])
-    func lenientRefusesWhatTheReferenceRefuses(flag: String) {
-        let report = rejection(Self.document(flag), mode: .lenient)
-        #expect(report.errors.count == 1, "\(report)")
+    func lenientLoadsAFlagTheReferenceRefusesBroken(flag: String) throws {
+        let strict = rejection(Self.document(flag))
+        #expect(strict.errors.count == 1 && strict.errors[0].path.hasPrefix("flags.f"), "\(strict)")
+        let snapshot = try compiled(Self.document(flag), mode: .lenient)
+        #expect(snapshot.warnings.contains { $0.path == strict.errors[0].path && !$0.message.isEmpty })
+        #expect(snapshot.evaluate("ok", context: EvaluationContext(), type: .string).value == "served")
+        for type in [ValueType.boolean, .string, nil] {
+            let result = snapshot.evaluate("f", context: EvaluationContext(), type: type)
+            #expect(result.reason == .error && result.errorCode == .parseError && result.value == nil)
+            #expect(result.errorMessage?.contains("could not be loaded") == true, "\(result)")
+        }
+        var lent: (Reason, ErrorCode?)?
+        snapshot.withResult("f", context: EvaluationContext()) { lent = ($0.reason, $0.errorCode) }
+        #expect(lent?.0 == .error && lent?.1 == .parseError)
+        // A flag that is not even an object is loaded broken too; a document-level problem is not.
+        _ = try compiled(#"{"flags": {"f": [1], "ok": {"state": "ENABLED", "variants": {"s": "served"}, "defaultVariant": "s"}}}"#, mode: .lenient)
+        #expect(rejection(#"{"flags": [1]}"#, mode: .lenient).errors.count == 1)
     }
 
     /// Compile reuse keeps such a flag as it was compiled, and replays its warning.
