@@ -33,6 +33,25 @@ let package = Package(
         .target(name: "GuidonEngine", dependencies: ["GuidonJSON"]),
         // The NDJSON wire protocol: zero-copy request decoding and reply encoding. No I/O.
         .target(name: "GuidonProtocol", dependencies: ["GuidonJSON", "GuidonEngine"]),
+        // Per-loop counters merged when read, exposure-event queues, the Prometheus text. No I/O.
+        .target(
+            name: "GuidonMetrics",
+            dependencies: [
+                "GuidonJSON", "GuidonEngine", "GuidonProtocol",
+                .product(name: "Atomics", package: "swift-atomics"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
+        ),
+        // The HTTP listener (/metrics, /healthz; OFREP next) on NIOHTTP1, on threads of its own.
+        .target(
+            name: "GuidonHTTP",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
+        ),
         // libsystemd, through pkg-config.
         .systemLibrary(
             name: "CSystemd",
@@ -56,6 +75,7 @@ let package = Package(
             name: "GuidonServer",
             dependencies: [
                 "GuidonJSON", "GuidonEngine", "GuidonProtocol", "GuidonSystemd", "GuidonUnixSocket", "CMalloc", "CLinux",
+                "GuidonMetrics", "GuidonHTTP",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -74,7 +94,7 @@ let package = Package(
         .executableTarget(
             name: "guidon",
             dependencies: [
-                "GuidonJSON", "GuidonEngine", "GuidonProtocol", "GuidonUnixSocket",
+                "GuidonJSON", "GuidonEngine", "GuidonProtocol", "GuidonUnixSocket", "GuidonMetrics",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -83,7 +103,7 @@ let package = Package(
         .executableTarget(
             name: "guidon-bench",
             dependencies: [
-                "GuidonJSON", "GuidonEngine", "GuidonProtocol", "GuidonUnixSocket", "CAllocCounter", "CLinux",
+                "GuidonJSON", "GuidonEngine", "GuidonProtocol", "GuidonUnixSocket", "CAllocCounter", "CLinux", "GuidonMetrics",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -105,7 +125,20 @@ let package = Package(
         .testTarget(
             name: "GuidonServerTests",
             dependencies: [
-                "GuidonJSON", "GuidonEngine", "GuidonProtocol", "GuidonServer", "GuidonUnixSocket",
+                "GuidonJSON", "GuidonEngine", "GuidonProtocol", "GuidonServer", "GuidonUnixSocket", "GuidonMetrics",
+            ]
+        ),
+        .testTarget(
+            name: "GuidonMetricsTests",
+            dependencies: ["GuidonJSON", "GuidonEngine", "GuidonProtocol", "GuidonMetrics"]
+        ),
+        .testTarget(
+            name: "GuidonHTTPTests",
+            dependencies: [
+                "GuidonHTTP",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
         .testTarget(name: "GuidonSystemdTests", dependencies: ["GuidonSystemd", "GuidonUnixSocket"]),

@@ -5,7 +5,7 @@ public import GuidonJSON
 public struct Request: Sendable {
     /// What the client asks for (`op`).
     public enum Operation: String, Sendable, CaseIterable {
-        case eval, evalAll, ping, status, list, watch
+        case eval, evalAll, ping, status, list, watch, stats, metrics
     }
 
     public var op: Operation
@@ -48,7 +48,7 @@ public struct Request: Sendable {
 }
 
 /// The error codes of protocol v1.
-public enum ProtocolErrorCode: String, Sendable {
+public enum ProtocolErrorCode: String, Sendable, CaseIterable {
     /// Malformed JSON, invalid UTF-8, a missing or mistyped member.
     case invalidRequest = "INVALID_REQUEST"
     /// `op` names no operation.

@@ -1,0 +1,211 @@
+public import Atomics
+public import GuidonEngine
+public import GuidonProtocol
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One event loop's counters. The loop's thread is their only writer; any thread may read them.
+///
+/// Nothing on the request path is shared between threads: a count is a relaxed atomic load and
+/// store of a counter only this loop writes (on x86-64 the same `mov`/`add`/`mov` as a plain
+/// increment, and no `lock` prefix), so the loops never contend for a cache line, and a reader
+/// (`MetricsRegistry.collect`) loads the counters without asking the loop for anything: a
+/// wedged or busy loop does not delay `/metrics`, and a scrape puts no task on the loops.
+///
+/// Two parts: a fixed block (the closed-label counter families of `MetricTable.counterFamilies`
+/// and the latency histogram), and the evaluation counters, a flat array laid out by the
+/// snapshot being served (`EvaluationLayout`): a flag's counters are found by its position,
+/// so that counting an evaluation hashes nothing and allocates nothing. When the loop takes a
+/// new configuration (`adopt(_:)`), the array is replaced by one laid out for it and the old
+/// one's counts are folded into the registry's totals, kept by flag and variant name.
+///
+/// `@unchecked Sendable`: the counters are atomics; `evaluations` and `layout` are replaced by
+/// the loop's thread only, under the registry's lock, which readers take too.
+public final class LoopCounters: @unchecked Sendable {
+    public typealias Cell = UInt64.AtomicRepresentation
+
+    @usableFromInline let block: UnsafeMutablePointer<Cell>
+    @usableFromInline let latencyBounds: UnsafeMutablePointer<UInt64>
+    @usableFromInline var evaluations: UnsafeMutablePointer<Cell>
+    @usableFromInline var layout: EvaluationLayout
+    private var evaluationBytes: Int
+    unowned let registry: MetricsRegistry
+    /// Where this loop's exposure events go, when the daemon writes them.
+    public let exposures: ExposureQueue?
+    /// Whether anything is counted (`guidond --no-metrics` turns it off, to measure its cost).
+    public let isCounting: Bool
+
+    // The fixed block: each counter family's values, then the histogram's buckets and sum.
+    // (Copied into each instance: reading a global on the request path costs a call.)
+    static let requestErrorsBase = MetricTable.requests.values.count
+    static let evaluationErrorsBase = requestErrorsBase + MetricTable.requestErrors.values.count
+    static let latencyBase = MetricTable.counterFamilies.reduce(0) { $0 + $1.values.count }
+    static let latencySum = latencyBase + LatencyBuckets.count
+    static let blockCount = latencySum + 1
+    @usableFromInline let invalidRequests = MetricTable.requests.values.count - 1
+    @usableFromInline let requestErrorsBase = LoopCounters.requestErrorsBase
+    @usableFromInline let evaluationErrorsBase = LoopCounters.evaluationErrorsBase
+    @usableFromInline let latencyBase = LoopCounters.latencyBase
+    @usableFromInline let latencySum = LoopCounters.latencySum
+    @usableFromInline let finiteBounds = LatencyBuckets.boundsNanoseconds.count
+
+    init(registry: MetricsRegistry, layout: EvaluationLayout, counting: Bool, exposures: ExposureQueue?) {
+        self.registry = registry
+        self.isCounting = counting
+        self.exposures = exposures
+        // Own cache lines: no other thread's data shares them.
+        let bytes = (Self.blockCount * MemoryLayout<Cell>.stride + 127) & ~127
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 128)
+        raw.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
+        block = raw.bindMemory(to: Cell.self, capacity: Self.blockCount)
+        latencyBounds = .allocate(capacity: LatencyBuckets.boundsNanoseconds.count)
+        latencyBounds.initialize(from: LatencyBuckets.boundsNanoseconds, count: LatencyBuckets.boundsNanoseconds.count)
+        self.layout = layout
+        (evaluations, evaluationBytes) = Self.zeroedCells(layout.slotCount)
+    }
+
+    deinit {
+        UnsafeMutableRawPointer(block).deallocate()
+        latencyBounds.deallocate()
+        Self.release(evaluations, bytes: evaluationBytes)
+    }
+
+    // MARK: - On the loop's thread
+
+    /// A request line with operation `op` was answered.
+    @inlinable
+    public func request(_ op: Request.Operation) {
+        Self.bump(block + MetricTable.operationIndex(op))
+    }
+
+    /// A request line was refused with `code` (and, for `INVALID_REQUEST` and `UNKNOWN_OP`,
+    /// counted as a request of operation `invalid`).
+    @inlinable
+    public func refused(_ code: ProtocolErrorCode) {
+        if code == .invalidRequest || code == .unknownOp {
+            Self.bump(block + invalidRequests)
+        }
+        let index = MetricTable.requestErrorCodes.firstIndex(of: code) ?? 0
+        Self.bump(block + requestErrorsBase + index)
+    }
+
+    /// One evaluation: of the flag at `position` in the snapshot being served (`nil` for an
+    /// unknown key, counted without it), serving the variant at `variant` (or none).
+    @inlinable
+    public func evaluation(position: Int?, variant: Int?, reason: Reason, error: ErrorCode?) {
+        if let position {
+            Self.bump(evaluations + layout.slot(position, variant: variant, reason: MetricTable.reasonIndex(reason)))
+        }
+        if let error {
+            Self.bump(block + evaluationErrorsBase + (MetricTable.evaluationErrorCodes.firstIndex(of: error) ?? 0))
+        }
+    }
+
+    /// `requests` request lines were answered `nanoseconds` after the read that brought them.
+    @inlinable
+    public func answered(_ requests: Int, nanoseconds: UInt64) {
+        let n = UInt64(requests)
+        Self.bump(block + latencyBase + LatencyBuckets.index(nanoseconds, bounds: latencyBounds, finite: finiteBounds), by: n)
+        Self.bump(block + latencySum, by: nanoseconds &* n)
+    }
+
+    /// Where a counter family's counters start in the block: for features that count with
+    /// `count(_:_:)` (resolve it once, not per event).
+    public func handle(_ family: CounterFamily) -> CounterHandle {
+        var base = 0
+        for known in MetricTable.counterFamilies {
+            if known == family { return CounterHandle(base: base) }
+            base += known.values.count
+        }
+        preconditionFailure("\(family.family.name) is not in MetricTable.counterFamilies")
+    }
+
+    /// One event of `handle`'s family, with the label value at `value`.
+    @inlinable
+    public func count(_ handle: CounterHandle, _ value: Int, by n: UInt64 = 1) {
+        Self.bump(block + handle.base + value, by: n)
+    }
+
+    /// The flag at `position` asks for exposure events (and the daemon writes them).
+    @inlinable
+    public func tracks(_ position: Int) -> Bool {
+        exposures != nil && layout.isTracked(position)
+    }
+
+    /// The loop answers from `snapshot` from now on: lay the evaluation counters out for it.
+    /// Call on the loop's thread, before answering from it.
+    public func adopt(_ snapshot: Snapshot) {
+        let new = registry.layout(for: snapshot)
+        guard new !== layout else { return }
+        let (cells, bytes) = Self.zeroedCells(new.slotCount)
+        let (oldCells, oldBytes, oldLayout) = (evaluations, evaluationBytes, layout)
+        registry.replacing { totals in
+            evaluations = cells
+            evaluationBytes = bytes
+            layout = new
+            MetricsRegistry.fold(oldCells, oldLayout, into: &totals)
+        }
+        Self.release(oldCells, bytes: oldBytes)
+    }
+
+    @inlinable @inline(__always)
+    static func bump(_ cell: UnsafeMutablePointer<Cell>, by n: UInt64 = 1) {
+        let value = Cell.atomicLoad(at: cell, ordering: .relaxed)
+        Cell.atomicStore(value &+ n, at: cell, ordering: .relaxed)
+    }
+
+    // MARK: - From any thread (under the registry's lock for `evaluations`)
+
+    static func load(_ cell: UnsafeMutablePointer<Cell>) -> UInt64 {
+        Cell.atomicLoad(at: cell, ordering: .relaxed)
+    }
+
+    func fixed(_ index: Int) -> UInt64 { Self.load(block + index) }
+
+    /// Adds this loop's fixed counters into `sums` (`blockCount` long).
+    func addFixed(into sums: inout [UInt64]) {
+        for i in 0..<Self.blockCount { sums[i] &+= Self.load(block + i) }
+    }
+
+    /// Adds this loop's evaluation counts into `totals`. Call under the registry's lock.
+    func addEvaluations(into totals: inout [EvaluationKey: UInt64]) {
+        MetricsRegistry.fold(evaluations, layout, into: &totals)
+    }
+
+    // MARK: - Memory
+
+    /// Zeroed counters from `mmap`: pages that no evaluation touches are never made resident,
+    /// so 10,000 flags of which a few are asked for cost a few pages, not 1.2 MB per loop.
+    private static func zeroedCells(_ count: Int) -> (UnsafeMutablePointer<Cell>, Int) {
+        let bytes = max(1, count) * MemoryLayout<Cell>.stride
+        let mapped = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        guard let mapped, mapped != MAP_FAILED else { preconditionFailure("out of memory for \(count) counters") }
+        return (mapped.bindMemory(to: Cell.self, capacity: max(1, count)), bytes)
+    }
+
+    private static func release(_ cells: UnsafeMutablePointer<Cell>, bytes: Int) {
+        munmap(UnsafeMutableRawPointer(cells), bytes)
+    }
+}
+
+/// A counter family's place in a loop's block (`LoopCounters.handle(_:)`).
+public struct CounterHandle: Sendable {
+    @usableFromInline let base: Int
+}
+
+/// An evaluation counter's identity across reloads: flag and variant by name.
+public struct EvaluationKey: Hashable, Sendable {
+    public var flag: String
+    /// `""` when no variant was served.
+    public var variant: String
+    /// The position of the reason in `MetricTable.reasons`.
+    public var reason: Int
+
+    public init(flag: String, variant: String, reason: Int) {
+        self.flag = flag
+        self.variant = variant
+        self.reason = reason
+    }
+}
