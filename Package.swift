@@ -77,6 +77,7 @@ let package = Package(
                 "GuidonJSON", "GuidonEngine", "GuidonProtocol", "GuidonSystemd", "GuidonUnixSocket", "CMalloc", "CLinux",
                 "GuidonMetrics", "GuidonHTTP",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Atomics", package: "swift-atomics"),

@@ -29,7 +29,8 @@ public final class LoopCounters: @unchecked Sendable {
     @usableFromInline let block: UnsafeMutablePointer<Cell>
     @usableFromInline let latencyBounds: UnsafeMutablePointer<UInt64>
     @usableFromInline var evaluations: UnsafeMutablePointer<Cell>
-    @usableFromInline var layout: EvaluationLayout
+    /// How `evaluations` is laid out: by the snapshot the loop answers from.
+    public internal(set) var layout: EvaluationLayout
     private var evaluationBytes: Int
     unowned let registry: MetricsRegistry
     /// Where this loop's exposure events go, when the daemon writes them.

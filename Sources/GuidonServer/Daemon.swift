@@ -22,11 +22,14 @@ public struct DaemonConfiguration: Sendable {
     public var eventLoopThreads: Int?
     /// Whether to reload when the file changes (SIGHUP always reloads).
     public var watchFile: Bool
+    /// Counters, `/metrics`, exposure events.
+    public var observability: ObservabilityConfiguration
 
     public init(
         configPath: String, socketPath: String, compileOptions: CompileOptions = CompileOptions(),
         maxLineBytes: Int = 64 * 1024, maxConnections: Int = 1024,
-        eventLoopThreads: Int? = nil, watchFile: Bool = true
+        eventLoopThreads: Int? = nil, watchFile: Bool = true,
+        observability: ObservabilityConfiguration = ObservabilityConfiguration()
     ) {
         self.configPath = configPath
         self.socketPath = socketPath
@@ -35,6 +38,7 @@ public struct DaemonConfiguration: Sendable {
         self.maxConnections = maxConnections
         self.eventLoopThreads = eventLoopThreads
         self.watchFile = watchFile
+        self.observability = observability
     }
 
     public var isLenient: Bool {
@@ -113,12 +117,21 @@ public final class Daemon: Sendable {
             throw error
         }
         Reloader.logWarnings(store.current.snapshot, logger: logger)
+        let observability: Observability
+        do throws(StartupError) {
+            observability = try Observability(config.observability, daemonVersion: Self.version, logger: logger)
+        } catch {
+            watcher?.stop()
+            throw error
+        }
 
         let connections = Connections(limit: config.maxConnections, logger: logger)
         let reloader = Reloader(
             path: config.configPath, options: config.compileOptions, store: store, connections: connections, logger: logger)
         watcher?.start { reloader.reload(trigger: "inotify") }
-        let service = ServiceContext(store: store, connections: connections, maxLineBytes: config.maxLineBytes) {
+        let service = ServiceContext(
+            store: store, connections: connections, maxLineBytes: config.maxLineBytes, observability: observability
+        ) {
             let served = store.current
             return DaemonStatus(
                 daemonVersion: Daemon.version, configPath: config.configPath, configVersion: served.version,
@@ -134,6 +147,7 @@ public final class Daemon: Sendable {
         } catch {
             watcher?.stop()
             reloader.shutdown()
+            observability.shutdown()
             throw error
         }
         do throws(StartupError) {
@@ -144,6 +158,18 @@ public final class Daemon: Sendable {
             listener.close()
             watcher?.stop()
             reloader.shutdown()
+            observability.shutdown()
+            throw error
+        }
+        do throws(StartupError) {
+            try observability.startHTTP(service: service, loops: server.loops, logger: logger)
+        } catch {
+            server.closeListener()
+            listener.removeSocketFile()
+            server.stop()
+            watcher?.stop()
+            reloader.shutdown()
+            observability.shutdown()
             throw error
         }
 
@@ -170,6 +196,7 @@ public final class Daemon: Sendable {
         SystemdNotifier.stopping(status: "shutting down: answering requests in flight")
         watchdog?.stop()
         hangup.cancel()
+        observability.stopHTTP()
         server.closeListener()
         // Nothing accepts on the path any more: give it up now rather than after the drain, so
         // that a successor started meanwhile binds a fresh file which this instance never touches.
@@ -180,6 +207,7 @@ public final class Daemon: Sendable {
         watcher?.stop()
         reloader.shutdown()
         server.stop()
+        observability.shutdown()
         logger.info("stopped")
     }
 

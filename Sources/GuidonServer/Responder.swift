@@ -1,5 +1,6 @@
 import GuidonEngine
 import GuidonJSON
+import GuidonMetrics
 public import GuidonProtocol
 
 /// What every connection shares.
@@ -14,16 +15,32 @@ public struct ServiceContext: Sendable {
     public var replyBudget: Int
     /// Builds the `status` reply body.
     public var status: @Sendable () -> DaemonStatus
+    /// The counters, exposure events and HTTP listener; `nil`: nothing is counted (`stats`
+    /// and `metrics` then show the configuration and connections only).
+    public var observability: Observability?
 
     public init(
         store: ConfigStore, connections: Connections, maxLineBytes: Int, replyBudget: Int = 256 * 1024,
-        status: @escaping @Sendable () -> DaemonStatus
+        observability: Observability? = nil, status: @escaping @Sendable () -> DaemonStatus
     ) {
         self.store = store
         self.connections = connections
         self.maxLineBytes = maxLineBytes
         self.replyBudget = replyBudget
+        self.observability = observability
         self.status = status
+    }
+
+    /// What `stats` and `metrics` show.
+    func metricsReport() -> MetricsReport {
+        if let observability { return observability.report(store: store, connections: connections) }
+        let served = store.current
+        let enabled = served.snapshot.flags.reduce(0) { $0 + ($1.state == .enabled ? 1 : 0) }
+        return MetricsReport(
+            counters: CounterSample(), counting: false, daemonVersion: Daemon.version, startedAt: served.loadedAt,
+            uptimeSeconds: 0, connections: connections.count, configVersion: served.version, configLoadedAt: served.loadedAt,
+            servedFlags: Set(served.snapshot.flags.map(\.key)), enabledFlags: enabled,
+            disabledFlags: served.snapshot.count - enabled, reloads: store.reloadCounts, exposures: nil)
     }
 }
 
@@ -31,13 +48,37 @@ public struct ServiceContext: Sendable {
 ///
 /// Keeps one `Request` between lines, so that decoding reuses its storage and the usual
 /// request allocates nothing.
+///
+/// Counts what it answers into its loop's counters (`LoopCounters`): the request's operation,
+/// each evaluation by the flag's position, variant and reason, errors by type. For a flag that
+/// asks for exposure events, the evaluation is noted while the reply is written and its event
+/// recorded after (the context is read only then, and only for such flags).
 struct Responder {
     let service: ServiceContext
     private let parser = RequestParser()
     private var request = Request(op: .ping)
+    /// The loop's counters, unretained (its `LoopConfig` holds them for as long as the loop
+    /// runs): a line's counts then cost no reference counting.
+    private let counters: Unmanaged<LoopCounters>?
+    private let counting: Bool
+    private let tracking: Bool
+    /// Evaluations of flags that ask for exposure events, in the reply being written.
+    private var exposed: [Exposed] = []
+    /// Request lines answered since the session last asked (for the latency histogram).
+    var answered = 0
 
-    init(service: ServiceContext) {
+    private struct Exposed {
+        var position: Int
+        var variant: Int?
+        var reason: Reason
+        var error: ErrorCode?
+    }
+
+    init(service: ServiceContext, counters: LoopCounters? = nil) {
         self.service = service
+        self.counters = counters.map { Unmanaged.passUnretained($0) }
+        counting = counters?.isCounting ?? false
+        tracking = counters?.exposures != nil
     }
 
     /// Answers `line` (without its newline) from `config`, appending the reply to `replies`.
@@ -49,29 +90,55 @@ struct Responder {
         var line = line
         if let last = line.last, last == UInt8(ascii: "\r") { line = UnsafeRawBufferPointer(rebasing: line.dropLast()) }
         if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { return }
+        answered += 1
         do {
             try parser.parse(line, into: &request)
         } catch {
-            ReplyEncoder.error(error, into: &replies)
+            refuse(error, into: &replies)
             return
         }
+        if counting { counters?._withUnsafeGuaranteedRef { $0.request(request.op) } }
         let snapshot = config.snapshot
+        // Trivial values, captured by the closures below without counting references.
+        let (counters, counting, tracking) = (self.counters, self.counting, self.tracking)
+        var exposed: [Exposed] = []
+        if tracking { swap(&exposed, &self.exposed) }
+        /// Counts one result, and notes it when its flag asks for exposure events.
+        func observe(_ result: EncodedResult) {
+            guard let counters else { return }
+            counters._withUnsafeGuaranteedRef { counters in
+                if counting {
+                    counters.evaluation(
+                        position: result.flagPosition, variant: result.variantIndex, reason: result.reason, error: result.errorCode)
+                }
+                if tracking, let position = result.flagPosition, counters.tracks(position) {
+                    exposed.append(Exposed(position: position, variant: result.variantIndex, reason: result.reason, error: result.errorCode))
+                }
+            }
+        }
         switch request.op {
         case .eval:
             if let keys = request.flags {
                 let type = request.type
                 ReplyEncoder.evalMany(id: request.id, default: request.defaultValue, into: &replies) { each in
-                    snapshot.forEachResult(keys, context: request.context, type: type, each)
+                    snapshot.forEachResult(keys, context: request.context, type: type) { result in
+                        each(result)
+                        observe(result)
+                    }
                 }
             } else {
                 let (id, defaultValue) = (request.id, request.defaultValue)
                 snapshot.withResult(request.flag ?? "", context: request.context, type: request.type) { result in
                     ReplyEncoder.eval(id: id, result: result, default: defaultValue, into: &replies)
+                    observe(result)
                 }
             }
         case .evalAll:
             ReplyEncoder.evalAll(id: request.id, into: &replies) { each in
-                snapshot.forEachResult(context: request.context, each)
+                snapshot.forEachResult(context: request.context) { result in
+                    each(result)
+                    observe(result)
+                }
             }
         case .ping:
             ReplyEncoder.ping(id: request.id, configVersion: config.version, flagCount: snapshot.count, into: &replies)
@@ -83,6 +150,40 @@ struct Responder {
             subscribe()
             let now = service.store.current
             ReplyEncoder.reply(id: request.id, ["ok": true, "watching": true, "configVersion": .string(now.version)], into: &replies)
+        case .stats:
+            ReplyEncoder.reply(id: request.id, service.metricsReport().statsJSON, into: &replies)
+        case .metrics:
+            let text = String(decoding: service.metricsReport().prometheusText(), as: UTF8.self)
+            ReplyEncoder.reply(
+                id: request.id, ["contentType": .string(MetricsReport.prometheusContentType), "text": .string(text)], into: &replies)
+        }
+        if !exposed.isEmpty {
+            recordExposures(exposed, config: config)
+            exposed.removeAll(keepingCapacity: true)
+        }
+        if tracking { swap(&exposed, &self.exposed) }
+    }
+
+    /// Answers a refused line with its error, and counts it.
+    mutating func refuse(_ error: RequestError, into replies: inout [UInt8]) {
+        if counting { counters?._withUnsafeGuaranteedRef { $0.refused(error.code) } }
+        ReplyEncoder.error(error, into: &replies)
+    }
+
+    /// Records an exposure event for each evaluation in `exposed` (reading the request's context
+    /// for its targeting key and `tenantId`).
+    private mutating func recordExposures(_ exposed: [Exposed], config: ServedConfig) {
+        guard let counters = counters?.takeUnretainedValue(), let queue = counters.exposures else { return }
+        let context = request.context
+        let tenant = context.attributes["tenantId"]?.string
+        let seconds = ExposureQueue.monotonicSeconds()
+        let layout = counters.layout
+        for event in exposed {
+            let variants = layout.variants[event.position]
+            queue.record(
+                flag: layout.keys[event.position], variant: event.variant.map { variants[$0] }, reason: event.reason,
+                error: event.error, targetingKey: context.targetingKey, tenant: tenant, configVersion: config.version,
+                monotonicSeconds: seconds, unixNanoseconds: ExposureQueue.unixNanoseconds)
         }
     }
 }

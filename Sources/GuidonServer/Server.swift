@@ -28,7 +28,9 @@ final class Server: Sendable {
             loops[i].start()
         }
         self.loops = loops
-        let configs = loops.map { _ in LoopConfig(store: service.store) }
+        let configs = loops.map { _ in
+            LoopConfig(store: service.store, counters: service.observability?.makeCounters(serving: service.store.current.snapshot))
+        }
         service.store.onPublish { [loops] in
             for (loop, config) in zip(loops, configs) { loop.execute { config.refresh() } }
         }
