@@ -211,18 +211,40 @@ final class RotatingFile: ExposureSink {
         return (fd, Int(info.st_size))
     }
 
+    /// Appends whole lines, rotating between two lines whenever the next would take the file
+    /// past `maxBytes` (a single line longer than that gets a file of its own).
     func write(_ bytes: [UInt8]) throws(ExposureWriter.Failure) {
-        if size > 0 && size + bytes.count > maxBytes { try rotate() }
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + offset, $0.count - offset) }
+        var start = 0
+        while start < bytes.count {
+            var end = bytes.count
+            if size + (end - start) > maxBytes {
+                // The last line end that still fits.
+                end = min(bytes.count, start + max(0, maxBytes - size))
+                while end > start && bytes[end - 1] != UInt8(ascii: "\n") { end -= 1 }
+                if end == start {
+                    if size > 0 {
+                        try rotate()
+                        continue
+                    }
+                    end = (bytes[start...].firstIndex(of: UInt8(ascii: "\n")) ?? bytes.count - 1) + 1
+                }
+            }
+            try append(bytes, start..<end)
+            start = end
+        }
+    }
+
+    private func append(_ bytes: [UInt8], _ range: Range<Int>) throws(ExposureWriter.Failure) {
+        var offset = range.lowerBound
+        while offset < range.upperBound {
+            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + offset, range.upperBound - offset) }
             if n < 0 {
                 if errno == EINTR { continue }
                 throw ExposureWriter.Failure(description: "\(path): \(String(cString: strerror(errno)))")
             }
             offset += n
         }
-        size += bytes.count
+        size += range.count
     }
 
     private func rotate() throws(ExposureWriter.Failure) {
