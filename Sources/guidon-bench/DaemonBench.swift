@@ -18,7 +18,8 @@ struct DaemonBench: ParsableCommand {
             redis-server, and measures all three with the same client, in alternating rounds. \
             Stages: latency (1 connection, 1 request in flight), throughput (connections × requests in \
             flight), reload (p99 while a 10,000-flag file is rewritten every 100 ms, reload time, RSS once loaded, at its peak and after) \
-            and startup (spawn to first answered ping).
+            startup (spawn to first answered ping) and counting (guidond with counting off, on, and on with \
+            exposure events for the benchmarked flag, alternating: what counting costs).
             """
     )
 
@@ -73,8 +74,11 @@ struct DaemonBench: ParsableCommand {
     @Option(help: "guidond starts per flag file in the startup stage (default 7, --quick 2).")
     var startupRuns: Int?
 
-    @Option(help: "Stages to run, comma-separated: latency, throughput, reload, startup.")
-    var stages: String = "latency,throughput,reload,startup"
+    @Option(help: "Stages to run, comma-separated: latency, throughput, reload, startup, counting.")
+    var stages: String = "latency,throughput,reload,startup,counting"
+
+    @Option(help: "Alternating rounds of the counting stage (default 6, --quick 2).")
+    var countingRounds: Int?
 
     @Flag(help: "Skip the Redis baseline even when redis-server is installed.")
     var noRedis = false
@@ -88,9 +92,9 @@ struct DaemonBench: ParsableCommand {
         guard !integerList(connections).isEmpty, !integerList(inFlight).isEmpty else {
             throw ValidationError("--connections and --in-flight take comma-separated positive integers")
         }
-        let known: Set = ["latency", "throughput", "reload", "startup"]
+        let known: Set = ["latency", "throughput", "reload", "startup", "counting"]
         for stage in stageList where !known.contains(stage) {
-            throw ValidationError("unknown stage '\(stage)' (known: latency, throughput, reload, startup)")
+            throw ValidationError("unknown stage '\(stage)' (known: latency, throughput, reload, startup, counting)")
         }
     }
 
@@ -111,7 +115,8 @@ struct DaemonBench: ParsableCommand {
             reloadSamples: reloadSamples ?? (quick ? 3 : 10),
             startupRuns: startupRuns ?? (quick ? 2 : 7),
             stages: Set(stageList),
-            redis: !noRedis
+            redis: !noRedis,
+            countingRounds: countingRounds ?? (quick ? 2 : 6)
         )
         let directory = try TemporaryDirectory(prefix: "guidon-bench")
         defer { directory.remove() }
@@ -164,6 +169,7 @@ struct BenchSettings {
     var startupRuns: Int
     var stages: Set<String>
     var redis: Bool
+    var countingRounds: Int = 6
 }
 
 func printError(_ text: String) {

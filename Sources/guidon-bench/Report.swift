@@ -16,6 +16,8 @@ enum Goal {
     case redisRatioAtLeast(Double)
     /// guidond ÷ the figure's reference (e.g. steady state) ≤ x.
     case referenceRatioAtMost(Double, reference: String)
+    /// guidond ÷ the figure's reference ≥ x (rates).
+    case referenceRatioAtLeast(Double, reference: String)
     case atMost(Double)
     case atLeast(Double)
 
@@ -25,6 +27,7 @@ enum Goal {
         case .floorRatioAtLeast(let x): "≥ \(formatRatio(x)) floor"
         case .redisRatioAtLeast(let x): "≥ \(formatRatio(x)) redis"
         case .referenceRatioAtMost(let x, let reference): "≤ \(formatRatio(x)) \(reference)"
+        case .referenceRatioAtLeast(let x, let reference): "≥ \(formatRatio(x)) \(reference)"
         case .atMost(let x): "≤ \(unit.format(x))"
         case .atLeast(let x): "≥ \(unit.format(x))"
         }
@@ -37,6 +40,7 @@ enum Unit: String {
     case perSecond = "/s"
     case mebibytes = "MiB"
     case count = ""
+    case ratio = "×"
 
     func format(_ value: Double) -> String {
         switch self {
@@ -45,6 +49,7 @@ enum Unit: String {
         case .perSecond: formatGrouped(value)
         case .mebibytes: formatFixed(value, 1)
         case .count: formatGrouped(value)
+        case .ratio: formatFixed(value, 3) + "×"
         }
     }
 }
@@ -72,6 +77,7 @@ struct Figure {
         case .floorRatioAtLeast(let x): return floorRatio.map { $0 >= x }
         case .redisRatioAtLeast(let x): return redisRatio.map { $0 >= x }
         case .referenceRatioAtMost(let x, _): return ratio(value, reference).map { $0 <= x }
+        case .referenceRatioAtLeast(let x, _): return ratio(value, reference).map { $0 >= x }
         case .atMost(let x): return value <= x
         case .atLeast(let x): return value >= x
         }
@@ -100,7 +106,7 @@ struct Report {
                 sections[rows.count] = figure.section
                 lastSection = figure.section
             }
-            let name = figure.unit == .count ? figure.name : "\(figure.name) (\(figure.unit.rawValue))"
+            let name = figure.unit == .count || figure.unit == .ratio ? figure.name : "\(figure.name) (\(figure.unit.rawValue))"
             rows.append([
                 name,
                 figure.guidond.map(figure.unit.format) ?? "—",
