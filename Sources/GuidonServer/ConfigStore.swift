@@ -33,6 +33,7 @@ public final class ConfigStore: Sendable {
     private let lastAttempt: ManagedAtomic<ReloadRecord?>
     private let publicationCount = ManagedAtomic<Int>(0)
     private let observers = NIOLockedValueBox<[@Sendable () -> Void]>([])
+    private let preparers = NIOLockedValueBox<[@Sendable (ServedConfig) -> Void]>([])
     /// Reload attempts by result (`guidon_config_reloads_total`), and when the last one succeeded.
     private let reloadsOK = ManagedAtomic<UInt64>(0)
     private let reloadsUnchanged = ManagedAtomic<UInt64>(0)
@@ -54,9 +55,16 @@ public final class ConfigStore: Sendable {
     var publications: Int { publicationCount.load(ordering: .acquiring) }
 
     func publish(_ config: ServedConfig) {
+        for prepare in preparers.withLockedValue({ $0 }) { prepare(config) }
         served.store(config, ordering: .releasing)
         publicationCount.wrappingIncrement(ordering: .releasing)
         for observer in observers.withLockedValue({ $0 }) { observer() }
+    }
+
+    /// Calls `prepare` with each configuration before it is published, on the publishing thread
+    /// (work that readers would otherwise do when they first take it).
+    func beforePublish(_ prepare: @escaping @Sendable (ServedConfig) -> Void) {
+        preparers.withLockedValue { $0.append(prepare) }
     }
 
     /// Calls `observer` after each publication, on the publishing thread.
