@@ -22,6 +22,17 @@ public final class EvaluationLayout: @unchecked Sendable {
     public let anyTracked: Bool
     public var slotCount: Int { offsets[keys.count] }
 
+    /// For tracked flags, the bytes an exposure event copies, as raw memory (an event then
+    /// touches no string or array that every loop shares): flag `i`'s names start at entry
+    /// `names[i]` (−1 when untracked) of `nameRanges` — the key, each variant's name, then an
+    /// empty name for "no variant" — and `pairHashes` holds, per variant entry, the FNV-1a hash
+    /// of the key and the variant name, which the event's deduplication continues with the
+    /// targeting key.
+    @usableFromInline let names: UnsafeMutablePointer<Int>
+    @usableFromInline let nameRanges: UnsafeMutablePointer<(start: Int, count: Int)>
+    @usableFromInline let pairHashes: UnsafeMutablePointer<UInt64>
+    @usableFromInline let nameBytes: UnsafeMutableRawPointer
+
     /// Counters per row: one per reason (`MetricTable.reasons`).
     @inlinable static var rowWidth: Int { 5 }
 
@@ -42,11 +53,62 @@ public final class EvaluationLayout: @unchecked Sendable {
         }
         offsets[flags.count] = offset
         anyTracked = any
+
+        // Names of tracked flags.
+        names = .allocate(capacity: max(1, flags.count))
+        var entries: [(start: Int, count: Int)] = []
+        var hashes: [UInt64] = []
+        var bytes: [UInt8] = []
+        for (i, flag) in flags.enumerated() {
+            guard tracked[i] else {
+                names[i] = -1
+                continue
+            }
+            names[i] = entries.count
+            let key = Array(flag.key.utf8)
+            entries.append((bytes.count, key.count))
+            hashes.append(0)
+            bytes += key
+            var keyHash = ExposureQueue.fnvBasis
+            ExposureQueue.hash(key, into: &keyHash)
+            for name in flag.variants.map({ Array($0.utf8) }) + [[]] {
+                entries.append((bytes.count, name.count))
+                var pair = keyHash
+                ExposureQueue.hash(name, into: &pair)
+                hashes.append(pair)
+                bytes += name
+            }
+        }
+        nameRanges = .allocate(capacity: max(1, entries.count))
+        nameRanges.initialize(from: entries, count: entries.count)
+        pairHashes = .allocate(capacity: max(1, hashes.count))
+        pairHashes.initialize(from: hashes, count: hashes.count)
+        nameBytes = .allocate(byteCount: max(1, bytes.count), alignment: 8)
+        bytes.withUnsafeBytes { if let base = $0.baseAddress { nameBytes.copyMemory(from: base, byteCount: $0.count) } }
     }
 
     deinit {
         offsets.deallocate()
         tracked.deallocate()
+        names.deallocate()
+        nameRanges.deallocate()
+        pairHashes.deallocate()
+        nameBytes.deallocate()
+    }
+
+    /// The entry of flag `position`'s name (`variant: nil`) or of one of its variants' (the
+    /// entry after the last variant is "no variant"). The flag must be tracked.
+    @inlinable
+    func nameEntry(_ position: Int, variant: Int?) -> Int {
+        let base = names[position]
+        guard let variant else { return base + 1 + (offsets[position + 1] - offsets[position]) / Self.rowWidth - 1 }
+        return base + 1 + variant
+    }
+
+    @inlinable
+    func name(_ entry: Int) -> UnsafeRawBufferPointer {
+        let range = nameRanges[entry]
+        return UnsafeRawBufferPointer(start: nameBytes + range.start, count: range.count)
     }
 
     /// The counter of flag `position` serving `variant` (or none) for the reason at `reason`.

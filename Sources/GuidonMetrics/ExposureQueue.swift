@@ -139,15 +139,45 @@ public final class ExposureQueue: @unchecked Sendable {
         flag: String, variant: String?, reason: Reason, error: ErrorCode?, targetingKey: String?, tenant: String?,
         configVersion: String, monotonicSeconds: UInt32, unixNanoseconds: () -> UInt64
     ) {
-        var hash = Self.fnvBasis
-        Self.hash(targetingKey, into: &hash)
-        Self.hash(flag, into: &hash)
-        Self.hash(variant, into: &hash)
+        let flagBytes = Array(flag.utf8)
+        let variantBytes = variant.map { Array($0.utf8) } ?? []
+        let versionBytes = Array(configVersion.utf8)
+        var pair = Self.fnvBasis
+        Self.hash(flagBytes, into: &pair)
+        Self.hash(variantBytes, into: &pair)
+        flagBytes.withUnsafeBytes { flagRaw in
+            variantBytes.withUnsafeBytes { variantRaw in
+                versionBytes.withUnsafeBytes { versionRaw in
+                    record(
+                        flag: flagRaw, variant: variant == nil ? nil : variantRaw, pairHash: pair, reason: reason, error: error,
+                        targetingKey: targetingKey, tenant: tenant, configVersion: versionRaw,
+                        monotonicSeconds: monotonicSeconds, unixNanoseconds: unixNanoseconds)
+                }
+            }
+        }
+    }
+
+    /// `record` from the bytes of the names and `pairHash`, the FNV-1a hash of the flag's key
+    /// and the variant's name (`EvaluationLayout` keeps both for tracked flags): on the request
+    /// path, an event reads no string that other threads share.
+    public func record(
+        flag: UnsafeRawBufferPointer, variant: UnsafeRawBufferPointer?, pairHash: UInt64, reason: Reason, error: ErrorCode?,
+        targetingKey: String?, tenant: String?, configVersion: UnsafeRawBufferPointer, monotonicSeconds: UInt32,
+        unixNanoseconds: () -> UInt64
+    ) {
+        var hash = pairHash
+        if let targetingKey {
+            let hashed: Void? = targetingKey.utf8.withContiguousStorageIfAvailable { Self.hash(UnsafeRawBufferPointer($0), into: &hash) }
+            if hashed == nil { Self.hash(Array(targetingKey.utf8), into: &hash) }
+        } else {
+            hash ^= 0xfe  // no key is not the empty key
+            hash &*= 0x0000_0100_0000_01b3
+        }
         guard deduplicator.admit(hash, now: monotonicSeconds) else {
             return bump(0)
         }
-        var total = Self.headerBytes + flag.utf8.count + configVersion.utf8.count
-        total += (variant?.utf8.count ?? 0) + (targetingKey?.utf8.count ?? 0) + (tenant?.utf8.count ?? 0)
+        var total = Self.headerBytes + flag.count + configVersion.count + (variant?.count ?? 0)
+        total += (targetingKey?.utf8.count ?? 0) + (tenant?.utf8.count ?? 0)
         guard total <= Self.slotBytes else { return bump(2) }
         let position = Int.AtomicRepresentation.atomicLoad(at: head, ordering: .relaxed)
         if position - knownTail >= capacity {
@@ -160,17 +190,16 @@ public final class ExposureQueue: @unchecked Sendable {
         let errorIndex = error.flatMap { MetricTable.evaluationErrorCodes.firstIndex(of: $0) }.map { UInt8($0 + 1) } ?? 0
         slot.storeBytes(of: errorIndex, toByteOffset: 9, as: UInt8.self)
         var offset = Self.headerBytes
-        func put(_ field: String?, _ i: Int) {
-            guard let field else { return slot.storeBytes(of: Self.none, toByteOffset: 10 + 2 * i, as: UInt16.self) }
-            let utf8 = field.utf8
-            let copied: Void? = utf8.withContiguousStorageIfAvailable { bytes in
-                if let base = bytes.baseAddress { (slot + offset).copyMemory(from: base, byteCount: bytes.count) }
-            }
-            if copied == nil {
-                for (j, byte) in utf8.enumerated() { slot.storeBytes(of: byte, toByteOffset: offset + j, as: UInt8.self) }
-            }
-            slot.storeBytes(of: UInt16(utf8.count), toByteOffset: 10 + 2 * i, as: UInt16.self)
-            offset += utf8.count
+        func put(_ bytes: UnsafeRawBufferPointer?, _ i: Int) {
+            guard let bytes else { return slot.storeBytes(of: Self.none, toByteOffset: 10 + 2 * i, as: UInt16.self) }
+            if let base = bytes.baseAddress { (slot + offset).copyMemory(from: base, byteCount: bytes.count) }
+            slot.storeBytes(of: UInt16(bytes.count), toByteOffset: 10 + 2 * i, as: UInt16.self)
+            offset += bytes.count
+        }
+        func put(_ text: String?, _ i: Int) {
+            guard let text else { return put(nil as UnsafeRawBufferPointer?, i) }
+            let copied: Void? = text.utf8.withContiguousStorageIfAvailable { put(UnsafeRawBufferPointer($0), i) }
+            if copied == nil { Array(text.utf8).withUnsafeBytes { put($0, i) } }
         }
         put(flag, 0)
         put(variant, 1)
@@ -188,16 +217,18 @@ public final class ExposureQueue: @unchecked Sendable {
 
     static let fnvBasis: UInt64 = 0xcbf2_9ce4_8422_2325
 
-    /// FNV-1a of the string's bytes, then a separator no UTF-8 text contains.
-    static func hash(_ text: String?, into hash: inout UInt64) {
-        if let text {
-            for byte in text.utf8 {
-                hash ^= UInt64(byte)
-                hash &*= 0x0000_0100_0000_01b3
-            }
+    /// FNV-1a of the bytes, then a separator no UTF-8 text contains.
+    static func hash(_ bytes: UnsafeRawBufferPointer, into hash: inout UInt64) {
+        for byte in bytes {
+            hash ^= UInt64(byte)
+            hash &*= 0x0000_0100_0000_01b3
         }
         hash ^= 0xff
         hash &*= 0x0000_0100_0000_01b3
+    }
+
+    static func hash(_ bytes: [UInt8], into hash: inout UInt64) {
+        bytes.withUnsafeBytes { Self.hash($0, into: &hash) }
     }
 
     // MARK: - From any thread

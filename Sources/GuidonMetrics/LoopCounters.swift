@@ -31,6 +31,11 @@ public final class LoopCounters: @unchecked Sendable {
     @usableFromInline var evaluations: UnsafeMutablePointer<Cell>
     /// How `evaluations` is laid out: by the snapshot the loop answers from.
     public internal(set) var layout: EvaluationLayout
+    /// `layout`'s row starts and tracked flags, as pointers: the request path reads them
+    /// without touching `layout`, an object every loop shares (calling it would count
+    /// references to it, an atomic operation on memory the loops' cores pass back and forth).
+    @usableFromInline var offsets: UnsafeMutablePointer<Int>
+    @usableFromInline var tracked: UnsafeMutablePointer<Bool>
     private var evaluationBytes: Int
     unowned let registry: MetricsRegistry
     /// Where this loop's exposure events go, when the daemon writes them.
@@ -64,12 +69,15 @@ public final class LoopCounters: @unchecked Sendable {
         latencyBounds = .allocate(capacity: LatencyBuckets.boundsNanoseconds.count)
         latencyBounds.initialize(from: LatencyBuckets.boundsNanoseconds, count: LatencyBuckets.boundsNanoseconds.count)
         self.layout = layout
+        offsets = layout.offsets
+        tracked = layout.tracked
         (evaluations, evaluationBytes) = Self.zeroedCells(layout.slotCount)
     }
 
     deinit {
         UnsafeMutableRawPointer(block).deallocate()
         latencyBounds.deallocate()
+        version.deallocate()
         Self.release(evaluations, bytes: evaluationBytes)
     }
 
@@ -97,7 +105,9 @@ public final class LoopCounters: @unchecked Sendable {
     @inlinable
     public func evaluation(position: Int?, variant: Int?, reason: Reason, error: ErrorCode?) {
         if let position {
-            Self.bump(evaluations + layout.slot(position, variant: variant, reason: MetricTable.reasonIndex(reason)))
+            let width = EvaluationLayout.rowWidth
+            let row = variant.map { offsets[position] + $0 * width } ?? (offsets[position + 1] - width)
+            Self.bump(evaluations + row + MetricTable.reasonIndex(reason))
         }
         if let error {
             Self.bump(block + evaluationErrorsBase + (MetricTable.evaluationErrorCodes.firstIndex(of: error) ?? 0))
@@ -132,12 +142,35 @@ public final class LoopCounters: @unchecked Sendable {
     /// The flag at `position` asks for exposure events (and the daemon writes them).
     @inlinable
     public func tracks(_ position: Int) -> Bool {
-        exposures != nil && layout.isTracked(position)
+        exposures != nil && tracked[position]
     }
 
-    /// The loop answers from `snapshot` from now on: lay the evaluation counters out for it.
-    /// Call on the loop's thread, before answering from it.
-    public func adopt(_ snapshot: Snapshot) {
+    /// Records an exposure event for the flag at `position` (which `tracks`), serving the
+    /// variant at `variant` (or none), for `targetingKey` in `tenant`: everything but the two
+    /// context strings is read from this loop's copies (no shared object's references counted).
+    public func exposure(position: Int, variant: Int?, reason: Reason, error: ErrorCode?, targetingKey: String?, tenant: String?) {
+        guard let queue = exposures else { return }
+        let layout = Unmanaged.passUnretained(layout)
+        layout._withUnsafeGuaranteedRef { layout in
+            let entry = layout.nameEntry(position, variant: variant)
+            queue.record(
+                flag: layout.name(layout.names[position]), variant: variant == nil ? nil : layout.name(entry),
+                pairHash: layout.pairHashes[entry], reason: reason, error: error, targetingKey: targetingKey, tenant: tenant,
+                configVersion: UnsafeRawBufferPointer(start: version, count: versionCount),
+                monotonicSeconds: ExposureQueue.monotonicSeconds(), unixNanoseconds: ExposureQueue.unixNanoseconds)
+        }
+    }
+
+    /// The configuration version's bytes, for exposure events (this loop's copy; 64 bytes at most).
+    private let version = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 8)
+    private var versionCount = 0
+
+    /// The loop answers from `snapshot` (version `version`) from now on: lay the evaluation
+    /// counters out for it. Call on the loop's thread, before answering from it.
+    public func adopt(_ snapshot: Snapshot, version: String = "") {
+        let versionBytes = Array(version.utf8.prefix(64))
+        versionBytes.withUnsafeBytes { if let base = $0.baseAddress { self.version.copyMemory(from: base, byteCount: $0.count) } }
+        versionCount = versionBytes.count
         let new = registry.layout(for: snapshot)
         guard new !== layout else { return }
         let (cells, bytes) = Self.zeroedCells(new.slotCount)
@@ -146,6 +179,8 @@ public final class LoopCounters: @unchecked Sendable {
             evaluations = cells
             evaluationBytes = bytes
             layout = new
+            offsets = new.offsets
+            tracked = new.tracked
             MetricsRegistry.fold(oldCells, oldLayout, into: &totals)
         }
         Self.release(oldCells, bytes: oldBytes)

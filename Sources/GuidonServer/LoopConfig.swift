@@ -29,7 +29,7 @@ final class LoopConfig: @unchecked Sendable {
         // The count first: a publication in between makes the next read take it.
         seen = store.publications
         config = store.current
-        counters?.adopt(config.snapshot)
+        counters?.adopt(config.snapshot, version: config.version)
     }
 
     /// Lends `body` the configuration to answer from. (It is not retained: this holds it, and
@@ -46,6 +46,6 @@ final class LoopConfig: @unchecked Sendable {
         guard published != seen else { return }
         seen = published
         config = store.current
-        counters?.adopt(config.snapshot)
+        counters?.adopt(config.snapshot, version: config.version)
     }
 }

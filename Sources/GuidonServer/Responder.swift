@@ -158,7 +158,7 @@ struct Responder {
                 id: request.id, ["contentType": .string(MetricsReport.prometheusContentType), "text": .string(text)], into: &replies)
         }
         if !exposed.isEmpty {
-            recordExposures(exposed, config: config)
+            recordExposures(exposed)
             exposed.removeAll(keepingCapacity: true)
         }
         if tracking { swap(&exposed, &self.exposed) }
@@ -172,18 +172,16 @@ struct Responder {
 
     /// Records an exposure event for each evaluation in `exposed` (reading the request's context
     /// for its targeting key and `tenantId`).
-    private mutating func recordExposures(_ exposed: [Exposed], config: ServedConfig) {
-        guard let counters = counters?.takeUnretainedValue(), let queue = counters.exposures else { return }
+    private mutating func recordExposures(_ exposed: [Exposed]) {
+        guard let counters else { return }
         let context = request.context
         let tenant = context.attributes["tenantId"]?.string
-        let seconds = ExposureQueue.monotonicSeconds()
-        let layout = counters.layout
-        for event in exposed {
-            let variants = layout.variants[event.position]
-            queue.record(
-                flag: layout.keys[event.position], variant: event.variant.map { variants[$0] }, reason: event.reason,
-                error: event.error, targetingKey: context.targetingKey, tenant: tenant, configVersion: config.version,
-                monotonicSeconds: seconds, unixNanoseconds: ExposureQueue.unixNanoseconds)
+        counters._withUnsafeGuaranteedRef { counters in
+            for event in exposed {
+                counters.exposure(
+                    position: event.position, variant: event.variant, reason: event.reason, error: event.error,
+                    targetingKey: context.targetingKey, tenant: tenant)
+            }
         }
     }
 }

@@ -40,14 +40,14 @@ extension BenchSession {
             client?.run(for: latencyTiming.warmup, recording: false)
             clients.append(client)
         }
-        let slices = max(1, Int((Double(rounds) * latencyTiming.duration / 0.02).rounded()))
+        let slices = max(1, Int((Double(rounds) * settings.countingSeconds / 0.02).rounded()))
         progress("counting stage: latency, \(slices) slices of 20 ms per server")
         for _ in 0..<slices {
             for client in clients { client?.run(for: 0.02) }
         }
 
         // Throughput: 16 connections × 16 in flight, each server once per round.
-        let timing = LoadTiming(warmup: settings.warmup, duration: settings.throughputSeconds)
+        let timing = LoadTiming(warmup: 0.05, duration: settings.countingSeconds)
         var totals = [LoadResult](repeating: LoadResult(), count: servers.count)
         var roundRatios: [[Double]] = [[], []]
         for round in 1...rounds {
@@ -94,8 +94,10 @@ extension BenchSession {
         report.add(Figure(section: section, name: "failed requests", unit: .count, guidond: Double(failures), goal: .atMost(0)))
         for (name, ratios) in zip(["on ÷ off", "events ÷ off"], roundRatios) where !ratios.isEmpty {
             let sorted = ratios.sorted()
+            let quartiles = (sorted[sorted.count / 4], sorted[sorted.count / 2], sorted[(3 * sorted.count) / 4])
             report.notes.append(
-                "counting stage, throughput \(name) per round: median \(formatFixed(sorted[sorted.count / 2], 3)), "
+                "counting stage, throughput \(name) per round: median \(formatFixed(quartiles.1, 3)), "
+                    + "quartiles \(formatFixed(quartiles.0, 3))–\(formatFixed(quartiles.2, 3)), "
                     + "range \(formatFixed(sorted.first!, 3))–\(formatFixed(sorted.last!, 3)) over \(sorted.count) rounds")
         }
         if let stats = try? exchange(socket: servers[2].socket, line: #"{"op":"stats"}"#) {

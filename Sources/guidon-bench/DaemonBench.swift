@@ -77,8 +77,11 @@ struct DaemonBench: ParsableCommand {
     @Option(help: "Stages to run, comma-separated: latency, throughput, reload, startup, counting.")
     var stages: String = "latency,throughput,reload,startup,counting"
 
-    @Option(help: "Alternating rounds of the counting stage (default 6, --quick 2).")
+    @Option(help: "Alternating rounds of the counting stage (default 24, --quick 4).")
     var countingRounds: Int?
+
+    @Option(help: "Seconds per server per round of the counting stage's throughput (default 0.25, after 0.05 of warm-up).")
+    var countingSeconds: Double = 0.25
 
     @Flag(help: "Skip the Redis baseline even when redis-server is installed.")
     var noRedis = false
@@ -116,7 +119,8 @@ struct DaemonBench: ParsableCommand {
             startupRuns: startupRuns ?? (quick ? 2 : 7),
             stages: Set(stageList),
             redis: !noRedis,
-            countingRounds: countingRounds ?? (quick ? 2 : 6)
+            countingRounds: countingRounds ?? (quick ? 4 : 24),
+            countingSeconds: countingSeconds
         )
         let directory = try TemporaryDirectory(prefix: "guidon-bench")
         defer { directory.remove() }
@@ -169,7 +173,8 @@ struct BenchSettings {
     var startupRuns: Int
     var stages: Set<String>
     var redis: Bool
-    var countingRounds: Int = 6
+    var countingRounds: Int = 24
+    var countingSeconds: Double = 0.25
 }
 
 func printError(_ text: String) {
