@@ -108,8 +108,9 @@ public final class ExposureQueue: @unchecked Sendable {
     private let tail: UnsafeMutablePointer<Int.AtomicRepresentation>
     private let producerCounts: UnsafeMutablePointer<UInt64.AtomicRepresentation>
     private let lines: UnsafeMutableRawPointer
-    /// The producer's copy of `tail`, refreshed only when the ring looks full.
-    private var knownTail = 0
+    /// The producer's copy of `tail`, refreshed only when the ring looks full. (Unchecked: the
+    /// producer's alone, and a dynamic exclusivity check would cost more than the read.)
+    @exclusivity(unchecked) private var knownTail = 0
     public let deduplicator: ExposureDeduplicator
 
     /// `capacity` slots (a power of two; 1,024 by default: 512 KiB per loop).
@@ -150,7 +151,7 @@ public final class ExposureQueue: @unchecked Sendable {
                 versionBytes.withUnsafeBytes { versionRaw in
                     record(
                         flag: flagRaw, variant: variant == nil ? nil : variantRaw, pairHash: pair, reason: reason, error: error,
-                        targetingKey: targetingKey, tenant: tenant, configVersion: versionRaw,
+                        targetingKey: targetingKey, tenant: { tenant }, configVersion: versionRaw,
                         monotonicSeconds: monotonicSeconds, unixNanoseconds: unixNanoseconds)
                 }
             }
@@ -162,13 +163,12 @@ public final class ExposureQueue: @unchecked Sendable {
     /// path, an event reads no string that other threads share.
     public func record(
         flag: UnsafeRawBufferPointer, variant: UnsafeRawBufferPointer?, pairHash: UInt64, reason: Reason, error: ErrorCode?,
-        targetingKey: String?, tenant: String?, configVersion: UnsafeRawBufferPointer, monotonicSeconds: UInt32,
+        targetingKey: String?, tenant: () -> String?, configVersion: UnsafeRawBufferPointer, monotonicSeconds: UInt32,
         unixNanoseconds: () -> UInt64
     ) {
         var hash = pairHash
-        if let targetingKey {
-            let hashed: Void? = targetingKey.utf8.withContiguousStorageIfAvailable { Self.hash(UnsafeRawBufferPointer($0), into: &hash) }
-            if hashed == nil { Self.hash(Array(targetingKey.utf8), into: &hash) }
+        if var targetingKey {
+            targetingKey.withUTF8 { Self.hash(UnsafeRawBufferPointer($0), into: &hash) }
         } else {
             hash ^= 0xfe  // no key is not the empty key
             hash &*= 0x0000_0100_0000_01b3
@@ -176,6 +176,7 @@ public final class ExposureQueue: @unchecked Sendable {
         guard deduplicator.admit(hash, now: monotonicSeconds) else {
             return bump(0)
         }
+        let tenant = tenant()
         var total = Self.headerBytes + flag.count + configVersion.count + (variant?.count ?? 0)
         total += (targetingKey?.utf8.count ?? 0) + (tenant?.utf8.count ?? 0)
         guard total <= Self.slotBytes else { return bump(2) }
@@ -197,9 +198,8 @@ public final class ExposureQueue: @unchecked Sendable {
             offset += bytes.count
         }
         func put(_ text: String?, _ i: Int) {
-            guard let text else { return put(nil as UnsafeRawBufferPointer?, i) }
-            let copied: Void? = text.utf8.withContiguousStorageIfAvailable { put(UnsafeRawBufferPointer($0), i) }
-            if copied == nil { Array(text.utf8).withUnsafeBytes { put($0, i) } }
+            guard var text else { return put(nil as UnsafeRawBufferPointer?, i) }
+            text.withUTF8 { put(UnsafeRawBufferPointer($0), i) }
         }
         put(flag, 0)
         put(variant, 1)
@@ -208,6 +208,10 @@ public final class ExposureQueue: @unchecked Sendable {
         put(configVersion, 4)
         Int.AtomicRepresentation.atomicStore(position + 1, at: head, ordering: .releasing)
     }
+
+    /// An event dropped before it reached the queue (too many in one request), counted as
+    /// `queue_full`.
+    public func countDropped() { bump(1) }
 
     private func bump(_ counter: Int) {
         let cell = producerCounts + counter

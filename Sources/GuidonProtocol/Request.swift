@@ -30,6 +30,11 @@ public struct Request: Sendable {
         set { contextSlot.set(newValue) }
     }
 
+    /// Lends `body` the context (see `context`), without copying it: for reading a member or two.
+    public mutating func withContext<Result>(_ body: (EvaluationContext) -> Result) -> Result {
+        contextSlot.withContext(body)
+    }
+
     /// The context, decoded or as text, with the storage that decoding reuses.
     var contextSlot: ContextSlot
 

@@ -62,17 +62,8 @@ struct Responder {
     private let counters: Unmanaged<LoopCounters>?
     private let counting: Bool
     private let tracking: Bool
-    /// Evaluations of flags that ask for exposure events, in the reply being written.
-    private var exposed: [Exposed] = []
     /// Request lines answered since the session last asked (for the latency histogram).
     var answered = 0
-
-    private struct Exposed {
-        var position: Int
-        var variant: Int?
-        var reason: Reason
-        var error: ErrorCode?
-    }
 
     init(service: ServiceContext, counters: LoopCounters? = nil) {
         self.service = service
@@ -97,47 +88,34 @@ struct Responder {
             refuse(error, into: &replies)
             return
         }
-        if counting { counters?._withUnsafeGuaranteedRef { $0.request(request.op) } }
+        let op = request.op
+        if counting { counters?._withUnsafeGuaranteedRef { $0.request(op) } }
         let snapshot = config.snapshot
-        // Trivial values, captured by the closures below without counting references.
+        // Trivial values, captured by the closures below without counting references (and
+        // nothing mutable: a mutable capture there costs a dynamic exclusivity check per result).
         let (counters, counting, tracking) = (self.counters, self.counting, self.tracking)
-        var exposed: [Exposed] = []
-        if tracking { swap(&exposed, &self.exposed) }
-        /// Counts one result, and notes it when its flag asks for exposure events.
-        func observe(_ result: EncodedResult) {
-            guard let counters else { return }
-            counters._withUnsafeGuaranteedRef { counters in
-                if counting {
-                    counters.evaluation(
-                        position: result.flagPosition, variant: result.variantIndex, reason: result.reason, error: result.errorCode)
-                }
-                if tracking, let position = result.flagPosition, counters.tracks(position) {
-                    exposed.append(Exposed(position: position, variant: result.variantIndex, reason: result.reason, error: result.errorCode))
-                }
-            }
-        }
-        switch request.op {
+        switch op {
         case .eval:
             if let keys = request.flags {
                 let type = request.type
                 ReplyEncoder.evalMany(id: request.id, default: request.defaultValue, into: &replies) { each in
                     snapshot.forEachResult(keys, context: request.context, type: type) { result in
                         each(result)
-                        observe(result)
+                        Self.observe(result, counters, counting, tracking)
                     }
                 }
             } else {
                 let (id, defaultValue) = (request.id, request.defaultValue)
                 snapshot.withResult(request.flag ?? "", context: request.context, type: request.type) { result in
                     ReplyEncoder.eval(id: id, result: result, default: defaultValue, into: &replies)
-                    observe(result)
+                    Self.observe(result, counters, counting, tracking)
                 }
             }
         case .evalAll:
             ReplyEncoder.evalAll(id: request.id, into: &replies) { each in
                 snapshot.forEachResult(context: request.context) { result in
                     each(result)
-                    observe(result)
+                    Self.observe(result, counters, counting, tracking)
                 }
             }
         case .ping:
@@ -157,11 +135,23 @@ struct Responder {
             ReplyEncoder.reply(
                 id: request.id, ["contentType": .string(MetricsReport.prometheusContentType), "text": .string(text)], into: &replies)
         }
-        if !exposed.isEmpty {
-            recordExposures(exposed)
-            exposed.removeAll(keepingCapacity: true)
+        if tracking, let counters, counters._withUnsafeGuaranteedRef({ $0.hasPendingExposures }) {
+            recordExposures(counters)
         }
-        if tracking { swap(&exposed, &self.exposed) }
+    }
+
+    /// Counts one result, and notes it when its flag asks for exposure events.
+    @inline(__always)
+    private static func observe(_ result: EncodedResult, _ counters: Unmanaged<LoopCounters>?, _ counting: Bool, _ tracking: Bool) {
+        guard let counters else { return }
+        counters._withUnsafeGuaranteedRef { counters in
+            if counting {
+                counters.evaluation(position: result.flagPosition, variant: result.variantIndex, reason: result.reason, error: result.errorCode)
+            }
+            if tracking, let position = result.flagPosition, counters.tracks(position) {
+                counters.noteExposure(position: position, variant: result.variantIndex, reason: result.reason, error: result.errorCode)
+            }
+        }
     }
 
     /// Answers a refused line with its error, and counts it.
@@ -170,17 +160,12 @@ struct Responder {
         ReplyEncoder.error(error, into: &replies)
     }
 
-    /// Records an exposure event for each evaluation in `exposed` (reading the request's context
-    /// for its targeting key and `tenantId`).
-    private mutating func recordExposures(_ exposed: [Exposed]) {
-        guard let counters else { return }
-        let context = request.context
-        let tenant = context.attributes["tenantId"]?.string
-        counters._withUnsafeGuaranteedRef { counters in
-            for event in exposed {
-                counters.exposure(
-                    position: event.position, variant: event.variant, reason: event.reason, error: event.error,
-                    targetingKey: context.targetingKey, tenant: tenant)
+    /// Records the exposure events noted while the reply was written (reading the request's
+    /// context for its targeting key and `tenantId`).
+    private mutating func recordExposures(_ counters: Unmanaged<LoopCounters>) {
+        request.withContext { context in
+            counters._withUnsafeGuaranteedRef {
+                $0.recordNotedExposures(targetingKey: context.targetingKey, tenant: { context.attributes["tenantId"]?.string })
             }
         }
     }

@@ -147,10 +147,13 @@ struct WriteFlags: ParsableCommand {
     @Option(help: "How many flags.")
     var count: Int = 200
 
+    @Option(name: .customLong("track-events"), help: "A flag that asks for exposure events (metadata.trackEvents; repeatable).")
+    var trackEvents: [String] = []
+
     @Argument(help: "Where to write it.")
     var path: String
 
     func run() throws {
-        try writeFileAtomically(path, BenchFlags.file(count: count, generation: 0))
+        try writeFileAtomically(path, BenchFlags.file(count: count, generation: 0, trackEvents: Set(trackEvents)))
     }
 }
