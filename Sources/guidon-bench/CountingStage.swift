@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import GuidonJSON
 
 /// The counting stage: what counting and exposure events cost, measured in one run against
@@ -50,6 +53,9 @@ extension BenchSession {
         let timing = LoadTiming(warmup: 0.05, duration: settings.countingSeconds)
         var totals = [LoadResult](repeating: LoadResult(), count: servers.count)
         var roundRatios: [[Double]] = [[], []]
+        // The daemons' CPU time (user + system) during their loads: what a request costs them,
+        // which time spent waiting for a core on a busy machine does not inflate.
+        var cpuTicks = [Int](repeating: 0, count: servers.count)
         for round in 1...rounds {
             progress("counting stage: throughput 16 × 16, round \(round)/\(rounds)")
             var rates: [Double] = []
@@ -57,9 +63,11 @@ extension BenchSession {
             let order = (0..<servers.count).map { ($0 + round) % servers.count }
             var results = [LoadResult](repeating: LoadResult(), count: servers.count)
             for i in order {
+                let before = Self.cpuTicks(servers[i].process.pid)
                 results[i] = LoadClient.load(
                     socket: servers[i].socket, request: request, connections: 16, inFlight: 16,
                     threads: settings.clientThreads, timing: timing)
+                cpuTicks[i] += Self.cpuTicks(servers[i].process.pid) - before
                 totals[i].merge(results[i])
             }
             rates = results.map(\.repliesPerSecond)
@@ -90,6 +98,17 @@ extension BenchSession {
             reference: micros(latency[0]), goal: .referenceRatioAtMost(1.10, reference: "off")))
         report.add(Figure(section: section, name: "p50 on ÷ off", unit: .ratio, guidond: ratio(Double(latency[1]), Double(latency[0]))))
         report.add(Figure(section: section, name: "p50 events ÷ off", unit: .ratio, guidond: ratio(Double(latency[2]), Double(latency[0]))))
+        // CPU per request: over the whole load (warm-up included), so divide by every reply sent.
+        let hz = Double(sysconf(Int32(_SC_CLK_TCK)))
+        let cpuPerRequest = zip(cpuTicks, totals).map { ticks, total -> Double in
+            let requests = total.repliesPerSecond * total.seconds * (timing.warmup + timing.duration) / timing.duration
+            return requests > 0 ? Double(ticks) / hz / requests * 1e6 : 0
+        }
+        report.add(Figure(section: section, name: "guidond CPU per request, counting off", unit: .microseconds, guidond: cpuPerRequest[0]))
+        report.add(Figure(section: section, name: "guidond CPU per request, counting on", unit: .microseconds, guidond: cpuPerRequest[1]))
+        report.add(Figure(section: section, name: "guidond CPU per request, counting + events", unit: .microseconds, guidond: cpuPerRequest[2]))
+        report.add(Figure(section: section, name: "CPU per request on ÷ off", unit: .ratio, guidond: ratio(cpuPerRequest[1], cpuPerRequest[0])))
+        report.add(Figure(section: section, name: "CPU per request events ÷ off", unit: .ratio, guidond: ratio(cpuPerRequest[2], cpuPerRequest[0])))
         let failures = totals.reduce(0) { $0 + $1.failures } + clients.reduce(0) { $0 + ($1?.result.failures ?? 1) }
         report.add(Figure(section: section, name: "failed requests", unit: .count, guidond: Double(failures), goal: .atMost(0)))
         for (name, ratios) in zip(["on ÷ off", "events ÷ off"], roundRatios) where !ratios.isEmpty {
@@ -106,6 +125,15 @@ extension BenchSession {
     }
 
     private func ratio(_ a: Double, _ b: Double) -> Double? { b > 0 ? a / b : nil }
+
+    /// utime + stime of `pid`, in clock ticks (`/proc/PID/stat` fields 14 and 15).
+    static func cpuTicks(_ pid: pid_t) -> Int {
+        guard let stat = readTextFile("/proc/\(pid)/stat"), let close = stat.lastIndex(of: ")") else { return 0 }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        // After the command: state is field 3, so utime (14) and stime (15) are at 11 and 12.
+        guard fields.count > 12, let user = Int(fields[11]), let system = Int(fields[12]) else { return 0 }
+        return user + system
+    }
 
     /// `written N, deduplicated N, dropped N` from a `stats` reply.
     private static func eventSummary(_ stats: String) -> String {
