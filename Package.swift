@@ -126,7 +126,7 @@ let package = Package(
         .testTarget(
             name: "GuidonServerTests",
             dependencies: [
-                "GuidonJSON", "GuidonEngine", "GuidonProtocol", "GuidonServer", "GuidonUnixSocket", "GuidonMetrics",
+                "GuidonJSON", "GuidonEngine", "GuidonProtocol", "GuidonServer", "GuidonUnixSocket", "GuidonMetrics", "GuidonHTTP",
             ]
         ),
         .testTarget(

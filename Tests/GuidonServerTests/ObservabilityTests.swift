@@ -1,5 +1,6 @@
 import Foundation
 import GuidonEngine
+import GuidonHTTP
 import GuidonJSON
 import GuidonMetrics
 import GuidonProtocol
@@ -320,5 +321,38 @@ struct ExposureWriterTests {
         let writer = ExposureWriter(ExposureEventsConfiguration(path: "/unused"), sink: SlowSink(delayMicroseconds: 0), logger: Logger(label: "t"))
         writer.shutdown()
         writer.shutdown()
+    }
+}
+
+/// A loop that runs tasks at once, or never (a wedged loop).
+struct FakeLoop: TaskRunner {
+    var runs: Bool
+    func execute(_ task: @escaping @Sendable () -> Void) { if runs { task() } }
+}
+
+@Suite("/healthz")
+struct HealthTests {
+    func health(loops: [FakeLoop]) throws -> (status: Int, body: String) {
+        let h = try CountingHarness()
+        let listener = HTTPListener(
+            configuration: HTTPListenerConfiguration(port: 0), router: h.observability.routes(service: h.service, loops: loops))
+        try listener.start()
+        defer { listener.shutdown() }
+        let reply = try httpRequest(port: try #require(listener.port), "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        return (reply.status, reply.body)
+    }
+
+    @Test func healthyWhenEveryLoopRunsATask() throws {
+        let reply = try health(loops: [FakeLoop(runs: true), FakeLoop(runs: true)])
+        #expect(reply.status == 200)
+        #expect(reply.body == "ok: serving 3 flags (config v1); 2 event loop(s) answering\n")
+    }
+
+    @Test func unavailableWhenALoopIsWedged() throws {
+        let started = ContinuousClock.now
+        let reply = try health(loops: [FakeLoop(runs: true), FakeLoop(runs: false)])
+        #expect(reply.status == 503)
+        #expect(reply.body == "unavailable: 1 of 2 event loop(s) did not answer within 1 s\n")
+        #expect(ContinuousClock.now - started >= .seconds(1))
     }
 }
