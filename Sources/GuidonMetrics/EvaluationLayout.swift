@@ -44,10 +44,10 @@ public final class EvaluationLayout: @unchecked Sendable {
         tracked = .allocate(capacity: max(1, flags.count))
         var offset = 0
         var any = false
-        for (i, flag) in flags.enumerated() {
+        for i in flags.indices {
             offsets[i] = offset
-            offset += (flag.variants.count + 1) * Self.rowWidth
-            let wants = flag.metadata["trackEvents"] == .bool(true)
+            offset += (flags[i].variants.count + 1) * Self.rowWidth
+            let wants = !flags[i].metadata.isEmpty && flags[i].metadata["trackEvents"] == .bool(true)
             tracked[i] = wants
             any = any || wants
         }

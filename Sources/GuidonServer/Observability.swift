@@ -54,9 +54,15 @@ public final class Observability: Sendable {
         }
     }
 
-    /// Counters, and an exposure-event queue when events are written, for one more event loop.
-    func makeCounters(serving snapshot: Snapshot) -> LoopCounters {
-        registry.addLoop(serving: snapshot, exposures: events?.makeQueue())
+    /// Whether the loops need counters: they count, or write exposure events. (With neither,
+    /// `--no-metrics`, the loops do exactly what they did before counting existed.)
+    var loopsNeedCounters: Bool { configuration.counting || events != nil }
+
+    /// Counters, and an exposure-event queue when events are written, for one more event loop;
+    /// `nil` when the loops need none.
+    func makeCounters(serving snapshot: Snapshot) -> LoopCounters? {
+        guard loopsNeedCounters else { return nil }
+        return registry.addLoop(serving: snapshot, exposures: events?.makeQueue())
     }
 
     /// Everything `stats`, `/metrics` and `guidon metrics` show, now.

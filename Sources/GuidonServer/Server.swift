@@ -29,7 +29,8 @@ final class Server: Sendable {
             loops[i].start()
         }
         self.loops = loops
-        if let registry = service.observability?.registry {
+        if let observability = service.observability, observability.loopsNeedCounters {
+            let registry = observability.registry
             // The counters' layout for a new snapshot is built on the reload thread, not by the
             // first loop to take it (about a millisecond for 10,000 flags).
             service.store.beforePublish { _ = registry.layout(for: $0.snapshot) }
