@@ -41,6 +41,25 @@ let package = Package(
         .target(name: "GuidonEditing", dependencies: ["GuidonJSON", "GuidonEngine"]),
         // The NDJSON wire protocol: zero-copy request decoding and reply encoding. No I/O.
         .target(name: "GuidonProtocol", dependencies: ["GuidonJSON", "GuidonEngine", "GuidonEditing"]),
+        // Per-loop counters merged when read, exposure-event queues, the Prometheus text. No I/O.
+        .target(
+            name: "GuidonMetrics",
+            dependencies: [
+                "GuidonJSON", "GuidonEngine", "GuidonProtocol",
+                .product(name: "Atomics", package: "swift-atomics"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
+        ),
+        // The HTTP listener (/metrics, /healthz; OFREP next) on NIOHTTP1, on threads of its own.
+        .target(
+            name: "GuidonHTTP",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
+        ),
         // libsystemd, through pkg-config.
         .systemLibrary(
             name: "CSystemd",
@@ -64,8 +83,9 @@ let package = Package(
             name: "GuidonServer",
             dependencies: [
                 "GuidonJSON", "GuidonEngine", "GuidonEditing", "GuidonFiles", "GuidonProtocol", "GuidonSystemd", "GuidonUnixSocket",
-                "CMalloc", "CLinux",
+                "CMalloc", "CLinux", "GuidonMetrics", "GuidonHTTP",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Atomics", package: "swift-atomics"),
@@ -83,7 +103,7 @@ let package = Package(
         .executableTarget(
             name: "guidon",
             dependencies: [
-                "GuidonJSON", "GuidonEngine", "GuidonEditing", "GuidonFiles", "GuidonProtocol", "GuidonUnixSocket",
+                "GuidonJSON", "GuidonEngine", "GuidonEditing", "GuidonFiles", "GuidonProtocol", "GuidonUnixSocket", "GuidonMetrics",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -135,7 +155,20 @@ let package = Package(
         .testTarget(
             name: "GuidonServerTests",
             dependencies: [
-                "GuidonJSON", "GuidonEngine", "GuidonEditing", "GuidonProtocol", "GuidonServer", "GuidonUnixSocket",
+                "GuidonJSON", "GuidonEngine", "GuidonEditing", "GuidonProtocol", "GuidonServer", "GuidonUnixSocket", "GuidonMetrics", "GuidonHTTP",
+            ]
+        ),
+        .testTarget(
+            name: "GuidonMetricsTests",
+            dependencies: ["GuidonJSON", "GuidonEngine", "GuidonProtocol", "GuidonMetrics"]
+        ),
+        .testTarget(
+            name: "GuidonHTTPTests",
+            dependencies: [
+                "GuidonHTTP",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
         .testTarget(name: "GuidonSystemdTests", dependencies: ["GuidonSystemd", "GuidonUnixSocket"]),

@@ -130,17 +130,21 @@ final class CompiledFlag: Sendable {
         result(of: decide(context: context, type: type, now: now))
     }
 
-    /// Lends `body` the reply members of the result for `context` (see `EncodedResult`).
-    func withEncoded(context: () -> EvaluationContext, type: ValueType?, now: Int64, _ body: (EncodedResult) -> Void) {
+    /// Lends `body` the reply members of the result for `context` (see `EncodedResult`);
+    /// `position` is this flag's in its snapshot.
+    func withEncoded(
+        context: () -> EvaluationContext, type: ValueType?, now: Int64, position: Int, _ body: (EncodedResult) -> Void
+    ) {
         let verdict = decide(context: context, type: type, now: now)
         // A converted value has no text written for it.
-        if verdict.converted { return result(of: verdict).withEncoded(body) }
+        if verdict.converted { return result(of: verdict).withEncoded(position: position, variant: verdict.variant, body) }
         resultText.withMembers(flag: true, variant: verdict.variant) { flag, served, metadata in
             // Every compiled flag's members are written; without them, the result writes its own.
-            guard let flag else { return result(of: verdict).withEncoded(body) }
+            guard let flag else { return result(of: verdict).withEncoded(position: position, variant: verdict.variant, body) }
             body(EncodedResult(
                 flag: flag, served: served, reason: verdict.reason, errorCode: verdict.errorCode,
-                errorMessage: verdict.errorMessage, metadata: metadata))
+                errorMessage: verdict.errorMessage, metadata: metadata, flagPosition: position,
+                variantIndex: verdict.variant))
         }
     }
 

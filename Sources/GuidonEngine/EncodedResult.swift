@@ -21,11 +21,17 @@ public struct EncodedResult {
     public let errorMessage: String?
     /// The metadata object.
     public let metadata: UnsafeRawBufferPointer
+    /// Where the flag is in the snapshot that evaluated it (`nil` for an unknown key), and
+    /// the variant served (its index in the flag's variants, in document order), so that a
+    /// server can count results by position rather than by name.
+    public internal(set) var flagPosition: Int?
+    public internal(set) var variantIndex: Int?
 
     /// A result whose members are text written elsewhere (entitlements lend theirs this way).
     public init(
         flag: UnsafeRawBufferPointer, served: UnsafeRawBufferPointer?, reason: Reason,
-        errorCode: ErrorCode? = nil, errorMessage: String? = nil, metadata: UnsafeRawBufferPointer
+        errorCode: ErrorCode? = nil, errorMessage: String? = nil, metadata: UnsafeRawBufferPointer,
+        flagPosition: Int? = nil, variantIndex: Int? = nil
     ) {
         self.flag = flag
         self.served = served
@@ -33,6 +39,8 @@ public struct EncodedResult {
         self.errorCode = errorCode
         self.errorMessage = errorMessage
         self.metadata = metadata
+        self.flagPosition = flagPosition
+        self.variantIndex = variantIndex
     }
 
     /// The flag's key as a JSON string (`flag` without its `"flag":`).
@@ -77,6 +85,16 @@ extension EvaluationResult {
                 let served = needsValue ? UnsafeRawBufferPointer(rebasing: bytes[flagEnd...]) : sharedServed
                 return body(encoded(flag: flag, served: served, metadata: metadata))
             }
+        }
+    }
+
+    /// `withEncoded(_:)` for a result of the flag at `position` serving the variant at `variant`.
+    func withEncoded(position: Int, variant: Int?, _ body: (EncodedResult) -> Void) {
+        withEncoded { encoded in
+            var encoded = encoded
+            encoded.flagPosition = position
+            encoded.variantIndex = variant
+            body(encoded)
         }
     }
 

@@ -20,7 +20,7 @@ public enum Reason: String, Sendable {
 }
 
 /// OpenFeature error codes, as the flagd reference evaluator reports them.
-public enum ErrorCode: String, Sendable {
+public enum ErrorCode: String, Sendable, CaseIterable {
     case flagNotFound = "FLAG_NOT_FOUND"
     case typeMismatch = "TYPE_MISMATCH"
     case parseError = "PARSE_ERROR"

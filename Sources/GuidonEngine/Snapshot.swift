@@ -137,7 +137,7 @@ public final class Snapshot: Sendable {
         _ body: (EncodedResult) -> Void
     ) {
         guard let i = position(of: key) else { return Self.notFound(key).withEncoded(body) }
-        return withFlag(i) { $0.withEncoded(context: context, type: type, now: now ?? clock(), body) }
+        return withFlag(i) { $0.withEncoded(context: context, type: type, now: now ?? clock(), position: i, body) }
     }
 
     /// Evaluates the given flags, in order, against this one snapshot. `context` is evaluated
@@ -175,7 +175,7 @@ public final class Snapshot: Sendable {
         let now = now ?? clock()
         var once = OnceContext()
         for i in compiled.indices {
-            withFlag(i) { $0.withEncoded(context: { once.value(context) }, type: nil, now: now, body) }
+            withFlag(i) { $0.withEncoded(context: { once.value(context) }, type: nil, now: now, position: i, body) }
         }
     }
 

@@ -51,6 +51,12 @@ struct ContextSlot: Sendable {
         return decoded
     }
 
+    /// Lends `body` the request's context (decoded now if it was not yet), without copying it.
+    mutating func withContext<Result>(_ body: (EvaluationContext) -> Result) -> Result {
+        if pending { decodePending() }
+        return body(decoded)
+    }
+
     mutating func set(_ context: EvaluationContext) {
         decoded = context
         decodedLayout.removeAll()

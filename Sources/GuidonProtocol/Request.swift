@@ -5,7 +5,7 @@ public import GuidonJSON
 public struct Request: Sendable {
     /// What the client asks for (`op`).
     public enum Operation: String, Sendable, CaseIterable {
-        case eval, evalAll, ping, status, list, watch
+        case eval, evalAll, ping, status, list, watch, stats, metrics
     }
 
     public var op: Operation
@@ -30,6 +30,11 @@ public struct Request: Sendable {
         set { contextSlot.set(newValue) }
     }
 
+    /// Lends `body` the context (see `context`), without copying it: for reading a member or two.
+    public mutating func withContext<Result>(_ body: (EvaluationContext) -> Result) -> Result {
+        contextSlot.withContext(body)
+    }
+
     /// The context, decoded or as text, with the storage that decoding reuses.
     var contextSlot: ContextSlot
 
@@ -48,7 +53,7 @@ public struct Request: Sendable {
 }
 
 /// The error codes of protocol v1.
-public enum ProtocolErrorCode: String, Sendable {
+public enum ProtocolErrorCode: String, Sendable, CaseIterable {
     /// Malformed JSON, invalid UTF-8, a missing or mistyped member.
     case invalidRequest = "INVALID_REQUEST"
     /// `op` names no operation.

@@ -244,7 +244,7 @@ private struct Decoder {
             }
             throw RequestError(
                 code: .unknownOp,
-                message: "unknown op \"\(unknownOp)\"; expected eval, evalAll, ping, status, list or watch", id: id)
+                message: "unknown op \"\(unknownOp)\"; expected eval, evalAll, ping, status, list, watch, stats or metrics", id: id)
         }
         guard let op else { throw invalid("missing \"op\"") }
         if op == .eval {
@@ -340,9 +340,9 @@ extension Request.Operation {
     init?(utf8 raw: UnsafeRawBufferPointer) {
         switch raw.count {
         case 4: if equals(raw, "eval") { self = .eval } else if equals(raw, "ping") { self = .ping } else if equals(raw, "list") { self = .list } else { return nil }
-        case 5: if equals(raw, "watch") { self = .watch } else { return nil }
+        case 5: if equals(raw, "watch") { self = .watch } else if equals(raw, "stats") { self = .stats } else { return nil }
         case 6: if equals(raw, "status") { self = .status } else { return nil }
-        case 7: if equals(raw, "evalAll") { self = .evalAll } else { return nil }
+        case 7: if equals(raw, "evalAll") { self = .evalAll } else if equals(raw, "metrics") { self = .metrics } else { return nil }
         default: return nil
         }
     }

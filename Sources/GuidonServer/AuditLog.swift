@@ -1,3 +1,4 @@
+import CLinux
 import GuidonEditing
 import GuidonFiles
 import GuidonJSON

@@ -1,5 +1,6 @@
 public import Atomics
 public import GuidonEngine
+public import GuidonMetrics
 public import GuidonProtocol
 import NIOConcurrencyHelpers
 
@@ -32,10 +33,17 @@ public final class ConfigStore: Sendable {
     private let lastAttempt: ManagedAtomic<ReloadRecord?>
     private let publicationCount = ManagedAtomic<Int>(0)
     private let observers = NIOLockedValueBox<[@Sendable () -> Void]>([])
+    private let preparers = NIOLockedValueBox<[@Sendable (ServedConfig) -> Void]>([])
+    /// Reload attempts by result (`guidon_config_reloads_total`), and when the last one succeeded.
+    private let reloadsOK = ManagedAtomic<UInt64>(0)
+    private let reloadsUnchanged = ManagedAtomic<UInt64>(0)
+    private let reloadsFailed = ManagedAtomic<UInt64>(0)
+    private let lastSuccess: ManagedAtomic<Int64>
 
     public init(_ initial: ServedConfig) {
         served = ManagedAtomic(initial)
         lastAttempt = ManagedAtomic(nil)
+        lastSuccess = ManagedAtomic(initial.loadedAt)
     }
 
     /// The configuration to answer a request from.
@@ -47,9 +55,16 @@ public final class ConfigStore: Sendable {
     var publications: Int { publicationCount.load(ordering: .acquiring) }
 
     func publish(_ config: ServedConfig) {
+        for prepare in preparers.withLockedValue({ $0 }) { prepare(config) }
         served.store(config, ordering: .releasing)
         publicationCount.wrappingIncrement(ordering: .releasing)
         for observer in observers.withLockedValue({ $0 }) { observer() }
+    }
+
+    /// Calls `prepare` with each configuration before it is published, on the publishing thread
+    /// (work that readers would otherwise do when they first take it).
+    func beforePublish(_ prepare: @escaping @Sendable (ServedConfig) -> Void) {
+        preparers.withLockedValue { $0.append(prepare) }
     }
 
     /// Calls `observer` after each publication, on the publishing thread.
@@ -61,7 +76,23 @@ public final class ConfigStore: Sendable {
     public var lastReload: ReloadAttempt? { lastAttempt.load(ordering: .acquiring)?.attempt }
 
     func record(_ attempt: ReloadAttempt) {
+        // Counted here, where every attempt passes: a new version is recorded before it is
+        // published, so the served version tells a change from an unchanged file.
+        if !attempt.ok {
+            reloadsFailed.wrappingIncrement(ordering: .relaxed)
+        } else {
+            let counter = attempt.configVersion == current.version ? reloadsUnchanged : reloadsOK
+            counter.wrappingIncrement(ordering: .relaxed)
+            lastSuccess.store(attempt.at, ordering: .relaxed)
+        }
         lastAttempt.store(ReloadRecord(attempt), ordering: .releasing)
+    }
+
+    /// Reload attempts so far, by result.
+    public var reloadCounts: ReloadCounts {
+        ReloadCounts(
+            ok: reloadsOK.load(ordering: .relaxed), unchanged: reloadsUnchanged.load(ordering: .relaxed),
+            failed: reloadsFailed.load(ordering: .relaxed), lastSuccessAt: lastSuccess.load(ordering: .relaxed))
     }
 }
 

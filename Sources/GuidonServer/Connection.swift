@@ -1,4 +1,5 @@
 import CLinux
+import GuidonMetrics
 import GuidonProtocol
 import Logging
 
@@ -33,6 +34,7 @@ final class Connection: EventLoopHandler, @unchecked Sendable {
     static func open(_ fd: Int32, on loop: EventLoop, config: LoopConfig, service: ServiceContext) {
         let connection = Connection(fd: fd, loop: loop, config: config, service: service)
         guard service.connections.admit(connection) else {
+            if let counters = config.counters, counters.isCounting { counters.refused(.overloaded) }
             var reply: [UInt8] = []
             let limit = service.connections.limit
             ReplyEncoder.error(RequestError(code: .overloaded, message: "too many connections (limit \(limit)); try again later"), into: &reply)

@@ -25,11 +25,14 @@ public struct DaemonConfiguration: Sendable {
     public var watchFile: Bool
     /// The admin socket and the audit log.
     public var admin: AdminConfiguration
+    /// Counters, `/metrics`, exposure events.
+    public var observability: ObservabilityConfiguration
 
     public init(
         configPath: String, socketPath: String, compileOptions: CompileOptions = CompileOptions(),
         maxLineBytes: Int = 64 * 1024, maxConnections: Int = 1024,
-        eventLoopThreads: Int? = nil, watchFile: Bool = true, admin: AdminConfiguration = AdminConfiguration()
+        eventLoopThreads: Int? = nil, watchFile: Bool = true, admin: AdminConfiguration = AdminConfiguration(),
+        observability: ObservabilityConfiguration = ObservabilityConfiguration()
     ) {
         self.configPath = configPath
         self.socketPath = socketPath
@@ -39,6 +42,7 @@ public struct DaemonConfiguration: Sendable {
         self.eventLoopThreads = eventLoopThreads
         self.watchFile = watchFile
         self.admin = admin
+        self.observability = observability
     }
 
     public var isLenient: Bool {
@@ -124,134 +128,125 @@ public final class Daemon: Sendable {
 
         var logger = self.logger
         logger[metadataKey: "configPath"] = "\(config.configPath)"
-        // The watch is armed before the file is read, and reports from before the first request
-        // is answered: no change can fall between the load and the watch unseen.
-        let watcher = config.watchFile ? Self.armWatcher(config.configPath, logger: logger) : nil
-
-        // Only the store holds the first configuration: a local of this function would keep the
-        // first snapshot in memory for as long as the daemon runs, after reloads replaced it.
-        let store: ConfigStore
+        // What has been started, to be stopped in reverse order should a later step fail.
+        let started = StartedParts()
         do throws(StartupError) {
-            store = try Self.loadFlagFile(config)
-        } catch {
-            watcher?.stop()
-            throw error
-        }
-        Reloader.logWarnings(store.current.snapshot, logger: logger)
+            // The watch is armed before the file is read, and reports from before the first
+            // request is answered: no change can fall between the load and the watch unseen.
+            let watcher = config.watchFile ? Self.armWatcher(config.configPath, logger: logger) : nil
+            if let watcher { started.add { watcher.stop() } }
 
-        let connections = Connections(limit: config.maxConnections, logger: logger)
-        let reloader = Reloader(
-            path: config.configPath, options: config.compileOptions, store: store, connections: connections, logger: logger)
-        watcher?.start { reloader.reload(trigger: "inotify") }
-        // Both sockets first: whether there is an admin socket decides what the query socket
-        // says to a write.
-        let inherited = SocketActivation.inheritedSockets()
-        let listener: ListeningSocket
-        let adminListener: ListeningSocket?
-        do throws(StartupError) {
-            listener = try ListeningSocket.open(path: config.socketPath, role: .query, inherited: inherited, logger: logger)!
-            do throws(StartupError) {
-                adminListener = try config.admin.socketPath.flatMap { path throws(StartupError) in
-                    try ListeningSocket.open(path: path, role: .admin, inherited: inherited, mode: mode_t(config.admin.socketMode), logger: logger)
-                }
-            } catch {
-                listener.close()
-                throw error
+            // Only the store holds the first configuration: a local of this function would keep
+            // the first snapshot in memory for as long as the daemon runs, after reloads replaced it.
+            let store = try Self.loadFlagFile(config)
+            Reloader.logWarnings(store.current.snapshot, logger: logger)
+            let observability = try Observability(config.observability, daemonVersion: Self.version, logger: logger)
+            started.add { observability.shutdown() }
+
+            let connections = Connections(limit: config.maxConnections, logger: logger)
+            let reloader = Reloader(
+                path: config.configPath, options: config.compileOptions, store: store, connections: connections, logger: logger)
+            started.add { reloader.shutdown() }
+            watcher?.start { reloader.reload(trigger: "inotify") }
+
+            // Both sockets first: whether there is an admin socket decides what the query socket
+            // says to a write.
+            let inherited = SocketActivation.inheritedSockets()
+            let listener = try ListeningSocket.open(path: config.socketPath, role: .query, inherited: inherited, logger: logger)!
+            let queryPart = started.add { listener.close() }
+            let adminListener = try config.admin.socketPath.flatMap { path throws(StartupError) in
+                try ListeningSocket.open(path: path, role: .admin, inherited: inherited, mode: mode_t(config.admin.socketMode), logger: logger)
             }
-        } catch {
-            watcher?.stop()
-            reloader.shutdown()
-            throw error
-        }
-        if config.admin.socketPath != nil && adminListener == nil {
-            logger.warning("no admin socket: systemd passed none named \"admin\" (is guidon-admin.socket enabled?); writes are refused")
-        }
-        let writer = DocumentWriter(
-            documents: [FlagsDocument(path: config.configPath, options: config.compileOptions, store: store, reloader: reloader)],
-            audit: AuditLog(path: config.admin.auditLogPath, logger: logger), reloader: reloader, logger: logger)
-        if adminListener != nil { DocumentFile.removeStaleTemporaries(of: config.configPath) }
-        let adminPath = adminListener != nil ? config.admin.socketPath : nil
-        let service = ServiceContext(
-            store: store, connections: connections, maxLineBytes: config.maxLineBytes, adminSocketPath: adminPath,
-            refusedWrite: { line, error, socket in writer.auditForbidden(line, error: error, peer: Peer.of(socket, named: false)) }
-        ) {
-            let served = store.current
-            return DaemonStatus(
-                daemonVersion: Daemon.version, configPath: config.configPath, configVersion: served.version,
-                flagCount: served.snapshot.count, loadedAt: served.loadedAt, uptimeSeconds: (ContinuousClock.now - startedAt).components.seconds,
-                lenient: config.isLenient, warnings: served.snapshot.warnings.count, connections: connections.count,
-                lastReload: store.lastReload)
-        }
+            let adminPart = adminListener.map { socket in started.add { socket.close() } }
+            if config.admin.socketPath != nil && adminListener == nil {
+                logger.warning("no admin socket: systemd passed none named \"admin\" (is guidon-admin.socket enabled?); writes are refused")
+            }
+            let writer = DocumentWriter(
+                documents: [FlagsDocument(path: config.configPath, options: config.compileOptions, store: store, reloader: reloader)],
+                audit: AuditLog(path: config.admin.auditLogPath, logger: logger), reloader: reloader, logger: logger)
+            started.add { writer.shutdown() }
+            if adminListener != nil { DocumentFile.removeStaleTemporaries(of: config.configPath) }
+            let adminPath = adminListener != nil ? config.admin.socketPath : nil
+            let service = ServiceContext(
+                store: store, connections: connections, maxLineBytes: config.maxLineBytes, adminSocketPath: adminPath,
+                refusedWrite: { line, error, socket in writer.auditForbidden(line, error: error, peer: Peer.of(socket, named: false)) },
+                observability: observability
+            ) {
+                let served = store.current
+                return DaemonStatus(
+                    daemonVersion: Daemon.version, configPath: config.configPath, configVersion: served.version,
+                    flagCount: served.snapshot.count, loadedAt: served.loadedAt, uptimeSeconds: (ContinuousClock.now - startedAt).components.seconds,
+                    lenient: config.isLenient, warnings: served.snapshot.warnings.count, connections: connections.count,
+                    lastReload: store.lastReload)
+            }
 
-        let server: Server
-        let admin: AdminServer?
-        do throws(StartupError) {
-            server = try Server(
-                threads: config.eventLoopThreads ?? System.coreCount, socket: listener,
-                service: service, logger: logger)
-        } catch {
-            listener.close()
-            adminListener?.close()
-            watcher?.stop()
-            reloader.shutdown()
-            throw error
-        }
-        do throws(StartupError) {
-            admin = try adminListener.map { socket throws(StartupError) in
+            let server = try Server(
+                threads: config.eventLoopThreads ?? System.coreCount, socket: listener, service: service, logger: logger)
+            // The loops own the listening socket now.
+            started.replace(queryPart) {
+                server.closeListener()
+                listener.removeSocketFile()
+                server.stop()
+            }
+            let admin = try adminListener.map { socket throws(StartupError) in
                 try AdminServer(
                     socket: socket, path: adminPath, service: service, writer: writer,
                     maxConnections: config.admin.maxConnections, logger: logger)
             }
-        } catch {
-            adminListener?.close()
+            if let admin, let adminPart {
+                started.replace(adminPart) {
+                    admin.closeListener()
+                    admin.stop()
+                }
+            }
+            try observability.startHTTP(service: service, loops: server.loops, logger: logger)
+
+            let hangup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: signalQueue)
+            hangup.setEventHandler {
+                logger.info("SIGHUP: reloading")
+                SystemdNotifier.reloading(status: "reloading \(config.configPath)")
+                reloader.reloadAsync(trigger: "sighup") { _ in
+                    SystemdNotifier.ready(status: Reloader.statusLine(store))
+                }
+            }
+            hangup.resume()
+
+            let watchdog = Watchdog(loops: server.loops + (admin.map { [$0.loop] } ?? []), interval: SystemdNotifier.watchdogInterval)
+            watchdog?.start()
+
+            Self.logReady(store.current, logger: logger)
+            SystemdNotifier.ready(status: Reloader.statusLine(store))
+
+            stop.wait()
+
+            let signalName = stopSignal.load(ordering: .relaxed) == SIGINT ? "SIGINT" : "SIGTERM"
+            logger.notice("\(signalName): shutting down")
+            SystemdNotifier.stopping(status: "shutting down: answering requests in flight")
+            watchdog?.stop()
+            hangup.cancel()
+            observability.stopHTTP()
             server.closeListener()
+            admin?.closeListener()
+            // Nothing accepts on the path any more: give it up now rather than after the drain, so
+            // that a successor started meanwhile binds a fresh file which this instance never touches.
             listener.removeSocketFile()
-            server.stop()
+            // Writes in progress finish (and are answered) before the reload thread stops.
+            if let admin, !admin.drain(timeout: .seconds(10)) {
+                logger.warning("some admin connections did not finish within 10 s; closing them")
+            }
+            if !server.drain(connections, timeout: .seconds(10)) {
+                logger.warning("some connections did not finish within 10 s; closing them")
+            }
             watcher?.stop()
             reloader.shutdown()
+            writer.shutdown()
+            admin?.stop()
+            server.stop()
+            observability.shutdown()
+        } catch {
+            started.stopAll()
             throw error
         }
-
-        let hangup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: signalQueue)
-        hangup.setEventHandler {
-            logger.info("SIGHUP: reloading")
-            SystemdNotifier.reloading(status: "reloading \(config.configPath)")
-            reloader.reloadAsync(trigger: "sighup") { _ in
-                SystemdNotifier.ready(status: Reloader.statusLine(store))
-            }
-        }
-        hangup.resume()
-
-        let watchdog = Watchdog(loops: server.loops + (admin.map { [$0.loop] } ?? []), interval: SystemdNotifier.watchdogInterval)
-        watchdog?.start()
-
-        Self.logReady(store.current, logger: logger)
-        SystemdNotifier.ready(status: Reloader.statusLine(store))
-
-        stop.wait()
-
-        let signalName = stopSignal.load(ordering: .relaxed) == SIGINT ? "SIGINT" : "SIGTERM"
-        logger.notice("\(signalName): shutting down")
-        SystemdNotifier.stopping(status: "shutting down: answering requests in flight")
-        watchdog?.stop()
-        hangup.cancel()
-        server.closeListener()
-        admin?.closeListener()
-        // Nothing accepts on the path any more: give it up now rather than after the drain, so
-        // that a successor started meanwhile binds a fresh file which this instance never touches.
-        listener.removeSocketFile()
-        // Writes in progress finish (and are answered) before the reload thread stops.
-        if let admin, !admin.drain(timeout: .seconds(10)) {
-            logger.warning("some admin connections did not finish within 10 s; closing them")
-        }
-        if !server.drain(connections, timeout: .seconds(10)) {
-            logger.warning("some connections did not finish within 10 s; closing them")
-        }
-        watcher?.stop()
-        reloader.shutdown()
-        writer.shutdown()
-        admin?.stop()
-        server.stop()
         logger.info("stopped")
     }
 
@@ -271,6 +266,26 @@ public final class Daemon: Sendable {
             return ConfigStore(try ConfigFile.load(config.configPath, options: config.compileOptions).0)
         } catch {
             throw StartupError(description: error.description)
+        }
+    }
+
+    /// The parts of a starting daemon that need stopping, newest first, should it fail to start.
+    private final class StartedParts {
+        private var stops: [() -> Void] = []
+
+        /// Adds how to stop a part; the index names it for `replace`.
+        @discardableResult
+        func add(_ stop: @escaping () -> Void) -> Int {
+            stops.append(stop)
+            return stops.count - 1
+        }
+
+        /// A part changed hands (a socket taken over by its loops): stop it the new way.
+        func replace(_ index: Int, with stop: @escaping () -> Void) { stops[index] = stop }
+
+        func stopAll() {
+            for stop in stops.reversed() { stop() }
+            stops = []
         }
     }
 

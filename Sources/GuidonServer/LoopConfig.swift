@@ -1,3 +1,5 @@
+import GuidonMetrics
+
 /// One event loop's reference to the configuration being served.
 ///
 /// Connections answer from their loop's reference, borrowed, rather than loading the store's
@@ -8,18 +10,26 @@
 /// client was told about; and the store's publication queues a task on every loop that takes
 /// the new one at once, so that a loop without traffic keeps no old snapshot alive.
 ///
+/// It also holds the loop's counters (`LoopCounters`): they count by the position of a flag in
+/// the snapshot being answered from, so they are laid out anew exactly when the loop takes a
+/// new configuration. Counters belong to the thread that answers, not to connections.
+///
 /// `@unchecked Sendable`: confined to its loop's thread once handed to it.
 final class LoopConfig: @unchecked Sendable {
     private let store: ConfigStore
     private var config: ServedConfig
     /// The store's publication count when `config` was taken.
     private var seen: Int
+    /// This loop's counters; `nil` when nothing is counted here (tests).
+    let counters: LoopCounters?
 
-    init(store: ConfigStore) {
+    init(store: ConfigStore, counters: LoopCounters? = nil) {
         self.store = store
+        self.counters = counters
         // The count first: a publication in between makes the next read take it.
         seen = store.publications
         config = store.current
+        counters?.adopt(config.snapshot, version: config.version)
     }
 
     /// Lends `body` the configuration to answer from. (It is not retained: this holds it, and
@@ -36,5 +46,6 @@ final class LoopConfig: @unchecked Sendable {
         guard published != seen else { return }
         seen = published
         config = store.current
+        counters?.adopt(config.snapshot, version: config.version)
     }
 }

@@ -1,5 +1,6 @@
 import GuidonEngine
 import GuidonJSON
+import GuidonMetrics
 public import GuidonProtocol
 
 /// What every connection shares.
@@ -19,11 +20,14 @@ public struct ServiceContext: Sendable {
     /// Called on the loop with every write refused on this socket (the request line, the error
     /// and the connection's socket), to audit it off the loop.
     public var refusedWrite: (@Sendable (_ line: [UInt8], _ error: RequestError, _ socket: Int32) -> Void)?
+    /// The counters, exposure events and HTTP listener; `nil`: nothing is counted (`stats`
+    /// and `metrics` then show the configuration and connections only).
+    public var observability: Observability?
 
     public init(
         store: ConfigStore, connections: Connections, maxLineBytes: Int, replyBudget: Int = 256 * 1024,
         adminSocketPath: String? = nil, refusedWrite: (@Sendable ([UInt8], RequestError, Int32) -> Void)? = nil,
-        status: @escaping @Sendable () -> DaemonStatus
+        observability: Observability? = nil, status: @escaping @Sendable () -> DaemonStatus
     ) {
         self.store = store
         self.connections = connections
@@ -31,7 +35,20 @@ public struct ServiceContext: Sendable {
         self.replyBudget = replyBudget
         self.adminSocketPath = adminSocketPath
         self.refusedWrite = refusedWrite
+        self.observability = observability
         self.status = status
+    }
+
+    /// What `stats` and `metrics` show.
+    func metricsReport() -> MetricsReport {
+        if let observability { return observability.report(store: store, connections: connections) }
+        let served = store.current
+        let enabled = served.snapshot.flags.reduce(0) { $0 + ($1.state == .enabled ? 1 : 0) }
+        return MetricsReport(
+            counters: CounterSample(), counting: false, daemonVersion: Daemon.version, startedAt: served.loadedAt,
+            uptimeSeconds: 0, connections: connections.count, configVersion: served.version, configLoadedAt: served.loadedAt,
+            servedFlags: Set(served.snapshot.flags.map(\.key)), enabledFlags: enabled,
+            disabledFlags: served.snapshot.count - enabled, reloads: store.reloadCounts, exposures: nil)
     }
 }
 
@@ -39,16 +56,31 @@ public struct ServiceContext: Sendable {
 ///
 /// Keeps one `Request` between lines, so that decoding reuses its storage and the usual
 /// request allocates nothing.
+///
+/// Counts what it answers into its loop's counters (`LoopCounters`): the request's operation,
+/// each evaluation by the flag's position, variant and reason, errors by type. For a flag that
+/// asks for exposure events, the evaluation is noted while the reply is written and its event
+/// recorded after (the context is read only then, and only for such flags).
 struct Responder {
     let service: ServiceContext
     /// The connection's socket (for the credentials of a refused write), -1 for none.
     let socket: Int32
     private let parser = RequestParser()
     private var request = Request(op: .ping)
+    /// The loop's counters, unretained (its `LoopConfig` holds them for as long as the loop
+    /// runs): a line's counts then cost no reference counting.
+    private let counters: Unmanaged<LoopCounters>?
+    private let counting: Bool
+    private let tracking: Bool
+    /// Request lines answered since the session last asked (for the latency histogram).
+    var answered = 0
 
-    init(service: ServiceContext, socket: Int32 = -1) {
+    init(service: ServiceContext, socket: Int32 = -1, counters: LoopCounters? = nil) {
         self.service = service
         self.socket = socket
+        self.counters = counters.map { Unmanaged.passUnretained($0) }
+        counting = counters?.isCounting ?? false
+        tracking = counters?.exposures != nil
     }
 
     /// Answers `line` (without its newline) from `config`, appending the reply to `replies`.
@@ -60,30 +92,43 @@ struct Responder {
         var line = line
         if let last = line.last, last == UInt8(ascii: "\r") { line = UnsafeRawBufferPointer(rebasing: line.dropLast()) }
         if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { return }
+        answered += 1
         do {
             try parser.parse(line, into: &request)
         } catch {
             if error.code == .forbidden { return refuseWrite(line, error, into: &replies) }
-            ReplyEncoder.error(error, into: &replies)
+            refuse(error, into: &replies)
             return
         }
+        let op = request.op
+        if counting { counters?._withUnsafeGuaranteedRef { $0.request(op) } }
         let snapshot = config.snapshot
-        switch request.op {
+        // Trivial values, captured by the closures below without counting references (and
+        // nothing mutable: a mutable capture there costs a dynamic exclusivity check per result).
+        let (counters, counting, tracking) = (self.counters, self.counting, self.tracking)
+        switch op {
         case .eval:
             if let keys = request.flags {
                 let type = request.type
                 ReplyEncoder.evalMany(id: request.id, default: request.defaultValue, into: &replies) { each in
-                    snapshot.forEachResult(keys, context: request.context, type: type, each)
+                    snapshot.forEachResult(keys, context: request.context, type: type) { result in
+                        each(result)
+                        Self.observe(result, counters, counting, tracking)
+                    }
                 }
             } else {
                 let (id, defaultValue) = (request.id, request.defaultValue)
                 snapshot.withResult(request.flag ?? "", context: request.context, type: request.type) { result in
                     ReplyEncoder.eval(id: id, result: result, default: defaultValue, into: &replies)
+                    Self.observe(result, counters, counting, tracking)
                 }
             }
         case .evalAll:
             ReplyEncoder.evalAll(id: request.id, into: &replies) { each in
-                snapshot.forEachResult(context: request.context, each)
+                snapshot.forEachResult(context: request.context) { result in
+                    each(result)
+                    Self.observe(result, counters, counting, tracking)
+                }
             }
         case .ping:
             ReplyEncoder.ping(id: request.id, configVersion: config.version, flagCount: snapshot.count, into: &replies)
@@ -95,11 +140,50 @@ struct Responder {
             subscribe()
             let now = service.store.current
             ReplyEncoder.reply(id: request.id, ["ok": true, "watching": true, "configVersion": .string(now.version)], into: &replies)
+        case .stats:
+            ReplyEncoder.reply(id: request.id, service.metricsReport().statsJSON, into: &replies)
+        case .metrics:
+            let text = String(decoding: service.metricsReport().prometheusText(), as: UTF8.self)
+            ReplyEncoder.reply(
+                id: request.id, ["contentType": .string(MetricsReport.prometheusContentType), "text": .string(text)], into: &replies)
+        }
+        if tracking, let counters, counters._withUnsafeGuaranteedRef({ $0.hasPendingExposures }) {
+            recordExposures(counters)
+        }
+    }
+
+    /// Counts one result, and notes it when its flag asks for exposure events.
+    @inline(__always)
+    private static func observe(_ result: EncodedResult, _ counters: Unmanaged<LoopCounters>?, _ counting: Bool, _ tracking: Bool) {
+        guard let counters else { return }
+        counters._withUnsafeGuaranteedRef { counters in
+            if counting {
+                counters.evaluation(position: result.flagPosition, variant: result.variantIndex, reason: result.reason, error: result.errorCode)
+            }
+            if tracking, let position = result.flagPosition, counters.tracks(position) {
+                counters.noteExposure(position: position, variant: result.variantIndex, reason: result.reason, error: result.errorCode)
+            }
+        }
+    }
+
+    /// Answers a refused line with its error, and counts it.
+    mutating func refuse(_ error: RequestError, into replies: inout [UInt8]) {
+        if counting { counters?._withUnsafeGuaranteedRef { $0.refused(error.code) } }
+        ReplyEncoder.error(error, into: &replies)
+    }
+
+    /// Records the exposure events noted while the reply was written (reading the request's
+    /// context for its targeting key and `tenantId`).
+    private mutating func recordExposures(_ counters: Unmanaged<LoopCounters>) {
+        request.withContext { context in
+            counters._withUnsafeGuaranteedRef {
+                $0.recordNotedExposures(targetingKey: context.targetingKey, tenant: { context.attributes["tenantId"]?.string })
+            }
         }
     }
 
     /// An admin operation on the query socket: `FORBIDDEN`, naming the admin socket, and audited.
-    private func refuseWrite(_ line: UnsafeRawBufferPointer, _ error: RequestError, into replies: inout [UInt8]) {
+    private mutating func refuseWrite(_ line: UnsafeRawBufferPointer, _ error: RequestError, into replies: inout [UInt8]) {
         var refusal = error
         if let path = service.adminSocketPath {
             refusal.message += "; send it to the admin socket, \(path)"
@@ -107,6 +191,6 @@ struct Responder {
             refusal.message += "; this guidond has no admin socket (start it with --admin-socket PATH)"
         }
         service.refusedWrite?(Array(line), refusal, socket)
-        ReplyEncoder.error(refusal, into: &replies)
+        refuse(refusal, into: &replies)
     }
 }

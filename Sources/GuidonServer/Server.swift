@@ -1,4 +1,5 @@
 import Dispatch
+import GuidonMetrics
 import Logging
 
 #if canImport(Glibc)
@@ -28,7 +29,15 @@ final class Server: Sendable {
             loops[i].start()
         }
         self.loops = loops
-        let configs = loops.map { _ in LoopConfig(store: service.store) }
+        if let observability = service.observability, observability.loopsNeedCounters {
+            let registry = observability.registry
+            // The counters' layout for a new snapshot is built on the reload thread, not by the
+            // first loop to take it (about a millisecond for 10,000 flags).
+            service.store.beforePublish { _ = registry.layout(for: $0.snapshot) }
+        }
+        let configs = loops.map { _ in
+            LoopConfig(store: service.store, counters: service.observability?.makeCounters(serving: service.store.current.snapshot))
+        }
         service.store.onPublish { [loops] in
             for (loop, config) in zip(loops, configs) { loop.execute { config.refresh() } }
         }

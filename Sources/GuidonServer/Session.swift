@@ -1,4 +1,5 @@
 import CLinux
+import GuidonMetrics
 import GuidonProtocol
 
 #if canImport(Glibc)
@@ -16,6 +17,10 @@ import Glibc
 /// `send`. Replies that the socket does not take wait in `out`, and until they have gone
 /// nothing more is read or answered: a client that stops reading its replies stops being
 /// served, and its memory stays bounded (the reply budget, plus one read).
+///
+/// Each call that answers lines times itself for the latency histogram: from before the read
+/// to after the replies' `send`, every line answered in it counted at that duration, since its
+/// reply left with the others (two clock reads per read burst, whatever its size).
 struct Session {
     /// What the connection waits for next.
     enum Next {
@@ -51,12 +56,38 @@ struct Session {
     private static let retainedBytes = 64 * 1024
     private static let newline = Int32(UInt8(ascii: "\n"))
 
+    /// The loop's counters, when it counts: unretained, as `Responder`'s.
+    private let counters: Unmanaged<LoopCounters>?
+
     init(fd: Int32, config: LoopConfig, service: ServiceContext) {
         self.fd = fd
         self.config = config
         self.service = service
-        responder = Responder(service: service, socket: fd)
+        responder = Responder(service: service, socket: fd, counters: config.counters)
+        counters = config.counters.flatMap { $0.isCounting ? Unmanaged.passUnretained($0) : nil }
         out.reserveCapacity(4096)
+    }
+
+    /// The monotonic clock in nanoseconds, when counting (else 0: no clock read).
+    @inline(__always)
+    private func startTiming() -> UInt64 {
+        counters == nil ? 0 : Self.monotonicNanoseconds()
+    }
+
+    /// Counts the lines answered since `started`.
+    @inline(__always)
+    private mutating func stopTiming(_ started: UInt64) {
+        guard let counters, responder.answered > 0 else { return }
+        let elapsed = Self.monotonicNanoseconds() &- started
+        counters._withUnsafeGuaranteedRef { $0.answered(responder.answered, nanoseconds: elapsed) }
+        responder.answered = 0
+    }
+
+    /// `CLOCK_MONOTONIC` (the vDSO reads it without entering the kernel).
+    static func monotonicNanoseconds() -> UInt64 {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return UInt64(now.tv_sec) &* 1_000_000_000 &+ UInt64(now.tv_nsec)
     }
 
     /// Bytes written by the session and not yet taken by the socket.
@@ -65,6 +96,8 @@ struct Session {
     /// The socket is readable: reads once into `scratch` and answers what came.
     /// `subscribe` is called for a `watch` request.
     mutating func readable(into scratch: UnsafeMutableRawBufferPointer, subscribe: () -> Void) -> Next {
+        let started = startTiming()
+        defer { stopTiming(started) }
         let count = recv(fd, scratch.baseAddress, scratch.count, 0)
         if count > 0 {
             let received = UnsafeRawBufferPointer(rebasing: scratch[0..<count])
@@ -83,7 +116,7 @@ struct Session {
         } else if errno != EAGAIN && errno != EINTR {
             return .close
         }
-        return advance(subscribe: subscribe)
+        return proceed(subscribe: subscribe)
     }
 
     /// The daemon is stopping: answer what has arrived, write it out, then close.
@@ -101,6 +134,12 @@ struct Session {
 
     /// Writes what waits, answers held lines, and decides what to wait for next.
     mutating func advance(subscribe: () -> Void) -> Next {
+        let started = startTiming()
+        defer { stopTiming(started) }
+        return proceed(subscribe: subscribe)
+    }
+
+    private mutating func proceed(subscribe: () -> Void) -> Next {
         while !broken {
             switch flush() {
             case .done: break
@@ -185,7 +224,7 @@ struct Session {
     private mutating func tooLarge() {
         refused = true
         finishing = true
-        ReplyEncoder.error(
+        responder.refuse(
             RequestError(code: .tooLarge, message: "request line longer than \(service.maxLineBytes) bytes; closing the connection"),
             into: &out)
     }

@@ -1,3 +1,4 @@
+import CLinux
 import GuidonUnixSocket
 
 #if canImport(Glibc)

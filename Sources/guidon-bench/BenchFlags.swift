@@ -45,8 +45,8 @@ enum BenchFlags {
     }
 
     /// The whole file with `count` flags (at least 4) and the generation flag set to `generation`.
-    static func file(count: Int, generation: Int) -> [UInt8] {
-        FileTemplate(count: count).bytes(generation: generation)
+    static func file(count: Int, generation: Int, trackEvents: Set<String> = []) -> [UInt8] {
+        FileTemplate(count: count, trackEvents: trackEvents).bytes(generation: generation)
     }
 
     /// The file up to the generation flag, which goes last so that a new generation costs
@@ -54,7 +54,8 @@ enum BenchFlags {
     struct FileTemplate {
         private let prefix: [UInt8]
 
-        init(count: Int) {
+        /// `trackEvents`: the flags that ask for exposure events (`metadata.trackEvents`).
+        init(count: Int, trackEvents: Set<String> = []) {
             var flags = JSONObject()
             flags[staticKey] = BenchFlags.flag(["on": true, "off": false], default: "on")
             flags[targetedKey] = BenchFlags.flag(
@@ -76,6 +77,12 @@ enum BenchFlags {
                 targeting: ["fractional": [["control", 34], ["variant-a", 33], ["variant-b", 33]]])
             for i in 0..<max(0, count - 4) {
                 flags[fillerKey(i)] = filler(i)
+            }
+            for key in trackEvents {
+                if case .object(var flag)? = flags[key] {
+                    flag["metadata"] = ["trackEvents": true]
+                    flags[key] = .object(flag)
+                }
             }
             var out: [UInt8] = []
             JSONWriter.write(["$schema": "https://flagd.dev/schema/v0/flags.json", "flags": .object(flags)], into: &out)
@@ -140,10 +147,13 @@ struct WriteFlags: ParsableCommand {
     @Option(help: "How many flags.")
     var count: Int = 200
 
+    @Option(name: .customLong("track-events"), help: "A flag that asks for exposure events (metadata.trackEvents; repeatable).")
+    var trackEvents: [String] = []
+
     @Argument(help: "Where to write it.")
     var path: String
 
     func run() throws {
-        try writeFileAtomically(path, BenchFlags.file(count: count, generation: 0))
+        try writeFileAtomically(path, BenchFlags.file(count: count, generation: 0, trackEvents: Set(trackEvents)))
     }
 }

@@ -19,7 +19,8 @@ struct DaemonBench: ParsableCommand {
             Stages: latency (1 connection, 1 request in flight), throughput (connections × requests in \
             flight), reload (p99 while a 10,000-flag file is rewritten every 100 ms, reload time, RSS once loaded, at its peak and after), \
             admin (write → answered through the admin socket on the 10,000-flag file; reads and 16 × 16 throughput with and \
-            without 10 writes per second) and startup (spawn to first answered ping).
+            without 10 writes per second), startup (spawn to first answered ping) and counting (guidond with counting off, on, \
+            and on with exposure events for the benchmarked flag, alternating: what counting costs).
             """
     )
 
@@ -80,8 +81,13 @@ struct DaemonBench: ParsableCommand {
     @Option(help: "Seconds per 16 × 16 throughput phase per round in the admin stage (default 1, --quick 0.5).")
     var adminThroughputSeconds: Double?
 
-    @Option(help: "Stages to run, comma-separated: latency, throughput, reload, admin, startup.")
-    var stages: String = "latency,throughput,reload,admin,startup"
+    @Option(help: "Stages to run, comma-separated: latency, throughput, reload, admin, startup, counting.")
+    var stages: String = "latency,throughput,reload,admin,startup,counting"
+    @Option(help: "Alternating rounds of the counting stage (default 24, --quick 4).")
+    var countingRounds: Int?
+
+    @Option(help: "Seconds per server per round of the counting stage's throughput (default 0.25, after 0.05 of warm-up).")
+    var countingSeconds: Double = 0.25
 
     @Flag(help: "Skip the Redis baseline even when redis-server is installed.")
     var noRedis = false
@@ -95,9 +101,9 @@ struct DaemonBench: ParsableCommand {
         guard !integerList(connections).isEmpty, !integerList(inFlight).isEmpty else {
             throw ValidationError("--connections and --in-flight take comma-separated positive integers")
         }
-        let known: Set = ["latency", "throughput", "reload", "admin", "startup"]
+        let known: Set = ["latency", "throughput", "reload", "admin", "startup", "counting"]
         for stage in stageList where !known.contains(stage) {
-            throw ValidationError("unknown stage '\(stage)' (known: latency, throughput, reload, admin, startup)")
+            throw ValidationError("unknown stage '\(stage)' (known: latency, throughput, reload, admin, startup, counting)")
         }
     }
 
@@ -120,7 +126,9 @@ struct DaemonBench: ParsableCommand {
             adminSamples: adminSamples ?? (quick ? 8 : 30),
             adminThroughputSeconds: adminThroughputSeconds ?? (quick ? 0.5 : 1),
             stages: Set(stageList),
-            redis: !noRedis
+            redis: !noRedis,
+            countingRounds: countingRounds ?? (quick ? 4 : 24),
+            countingSeconds: countingSeconds
         )
         let directory = try TemporaryDirectory(prefix: "guidon-bench")
         defer { directory.remove() }
@@ -175,6 +183,8 @@ struct BenchSettings {
     var adminThroughputSeconds: Double
     var stages: Set<String>
     var redis: Bool
+    var countingRounds: Int = 24
+    var countingSeconds: Double = 0.25
 }
 
 func printError(_ text: String) {

@@ -40,6 +40,7 @@ enum Unit: String {
     case perSecond = "/s"
     case mebibytes = "MiB"
     case count = ""
+    case ratio = "×"
 
     func format(_ value: Double) -> String {
         switch self {
@@ -48,6 +49,7 @@ enum Unit: String {
         case .perSecond: formatGrouped(value)
         case .mebibytes: formatFixed(value, 1)
         case .count: formatGrouped(value)
+        case .ratio: formatFixed(value, 3) + "×"
         }
     }
 }
@@ -104,7 +106,7 @@ struct Report {
                 sections[rows.count] = figure.section
                 lastSection = figure.section
             }
-            let name = figure.unit == .count ? figure.name : "\(figure.name) (\(figure.unit.rawValue))"
+            let name = figure.unit == .count || figure.unit == .ratio ? figure.name : "\(figure.name) (\(figure.unit.rawValue))"
             rows.append([
                 name,
                 figure.guidond.map(figure.unit.format) ?? "—",

@@ -1,5 +1,6 @@
 import ArgumentParser
 import GuidonEngine
+import GuidonHTTP
 import GuidonServer
 import GuidonSystemd
 import Logging
@@ -58,6 +59,24 @@ struct Guidond: ParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
+    @Flag(name: .customLong("no-metrics"), help: "Count nothing (stats and /metrics show only gauges); for measuring what counting costs.")
+    var noMetrics = false
+
+    @Option(name: .customLong("metrics-listen"), help: "Serve GET /metrics and /healthz over HTTP on [ADDRESS:]PORT (loopback unless an address is given).")
+    var metricsListen: String?
+
+    @Option(name: .customLong("events"), help: "Write exposure events of flags with metadata.trackEvents to this file (JSON lines).")
+    var events: String?
+
+    @Option(name: .customLong("events-max-bytes"), help: "Rotate the events file before it grows past this.")
+    var eventsMaxBytes = 64 << 20
+
+    @Option(name: .customLong("events-keep"), help: "Rotated events files kept (PATH.1 … PATH.N).")
+    var eventsKeep = 5
+
+    @Option(name: .customLong("events-window"), help: "Seconds within which the same (targeting key, flag, variant) is recorded once; 0 records every evaluation.")
+    var eventsWindow = 60
+
     func validate() throws {
         guard maxLineBytes >= 64 else { throw ValidationError("--max-line-bytes must be at least 64") }
         guard maxConnections >= 1 else { throw ValidationError("--max-connections must be at least 1") }
@@ -68,6 +87,23 @@ struct Guidond: ParsableCommand {
         }
         _ = mode
         guard maxAdminConnections >= 1 else { throw ValidationError("--max-admin-connections must be at least 1") }
+        if let metricsListen {
+            do throws(HTTPListenerError) { _ = try HTTPListenerConfiguration(listen: metricsListen) } catch {
+                throw ValidationError("--metrics-listen \(error.message)")
+            }
+        }
+        guard eventsMaxBytes >= 4096 else { throw ValidationError("--events-max-bytes must be at least 4096") }
+        guard eventsKeep >= 0 else { throw ValidationError("--events-keep must be 0 or more") }
+        guard (0...30 * 86_400).contains(eventsWindow) else { throw ValidationError("--events-window must be 0 to 2592000 seconds (30 days)") }
+    }
+
+    var observability: ObservabilityConfiguration {
+        ObservabilityConfiguration(
+            counting: !noMetrics,
+            http: metricsListen.flatMap { try? HTTPListenerConfiguration(listen: $0) },
+            events: events.map {
+                ExposureEventsConfiguration(path: $0, maxBytes: eventsMaxBytes, keep: eventsKeep, windowSeconds: UInt32(eventsWindow))
+            })
     }
 
     func run() throws {
@@ -80,7 +116,8 @@ struct Guidond: ParsableCommand {
             eventLoopThreads: threads, watchFile: !noWatch,
             admin: AdminConfiguration(
                 socketPath: adminSocket, socketMode: UInt32(adminSocketMode, radix: 8) ?? 0o600, auditLogPath: auditLog,
-                maxConnections: maxAdminConnections))
+                maxConnections: maxAdminConnections),
+            observability: observability)
         do {
             try Daemon(configuration: configuration, logger: logger).run()
         } catch {

@@ -44,6 +44,8 @@ cases = [
     ({"op": "ping", "id": None}, "ping-reply.schema.json"),
     ({"op": "status", "id": 4.5}, "status-reply.schema.json"),
     ({"op": "list", "id": True}, "list-reply.schema.json"),
+    ({"op": "stats", "id": 5}, "stats-reply.schema.json"),
+    ({"op": "metrics"}, "metrics-reply.schema.json"),
 ]
 bad = [
     (b"not json", "error-reply.schema.json"),

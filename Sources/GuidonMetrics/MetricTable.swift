@@ -1,0 +1,164 @@
+public import GuidonEngine
+public import GuidonProtocol
+
+/// One metric family as Prometheus shows it: its name, kind, help text and label names.
+public struct MetricFamily: Sendable, Hashable {
+    public enum Kind: String, Sendable {
+        case counter, gauge, histogram
+    }
+
+    public let name: String
+    public let kind: Kind
+    public let help: String
+    public let labels: [String]
+
+    public init(_ name: String, _ kind: Kind, help: String, labels: [String] = []) {
+        self.name = name
+        self.kind = kind
+        self.help = help
+        self.labels = labels
+    }
+}
+
+/// A counter family whose one label takes a closed set of values known when the daemon is
+/// built (operations, error types, …): each loop keeps one counter per value, at a fixed
+/// place in its block (see `LoopCounters`).
+///
+/// A feature that brings its own counters adds one entry to `MetricTable.counterFamilies` and
+/// one `LoopCounters.count(_:_:)` call where the event happens, e.g. for the admin socket:
+/// `CounterFamily(MetricFamily("guidon_admin_writes_total", .counter, help: …, labels: ["action"]), values: […])`.
+public struct CounterFamily: Sendable, Hashable {
+    public let family: MetricFamily
+    public let values: [String]
+
+    public init(_ family: MetricFamily, values: [String]) {
+        precondition(family.labels.count == 1, "a counter family has one label")
+        self.family = family
+        self.values = values
+    }
+}
+
+/// Every metric guidond exposes, in one place: names (`guidon_` prefix, `_total` for counters,
+/// `_seconds` for times), help texts and labels. The Prometheus text, `stats`, the Grafana
+/// dashboard check (`.ci/metrics-check`) and the documentation all follow this table.
+public enum MetricTable {
+    // MARK: Counted on the event loops
+
+    /// Request lines answered, by operation; `invalid` for lines refused before an operation was
+    /// known (`INVALID_REQUEST`, `UNKNOWN_OP`).
+    public static let requests = CounterFamily(
+        MetricFamily(
+            "guidon_requests_total", .counter, help: "Request lines answered on the query socket, by operation.",
+            labels: ["op"]),
+        values: operations.map(\.rawValue) + ["invalid"])
+
+    /// Protocol errors by their wire code, lower-cased (`invalid_request`, `unknown_op`,
+    /// `too_large`, `overloaded`, and any code a later version adds to `ProtocolErrorCode`).
+    public static let requestErrors = CounterFamily(
+        MetricFamily(
+            "guidon_request_errors_total", .counter,
+            help: "Requests refused with a protocol error, by error type.", labels: ["error_type"]),
+        values: requestErrorCodes.map { $0.rawValue.lowercased() })
+
+    /// Evaluations that ended in an error, by OpenTelemetry's `error.type` values
+    /// (`flag_not_found`, `type_mismatch`, `parse_error`, `general`). Unknown flag keys are counted
+    /// here only, without their key: a client asking for random keys cannot grow memory.
+    public static let evaluationErrors = CounterFamily(
+        MetricFamily(
+            "guidon_evaluation_errors_total", .counter,
+            help: "Flag evaluations that ended in an error, by error type (flag_not_found counts unknown keys).",
+            labels: ["error_type"]),
+        values: evaluationErrorCodes.map { $0.rawValue.lowercased() })
+
+    /// The families with a closed label set, in the order of each loop's counter block.
+    /// Families of features still being built — `guidon_admin_writes_total{action,result}`,
+    /// `guidon_entitlement_denials_total{reason}`, `guidon_quota_answers_total{result}` — are
+    /// added here when those features land (see docs/OBSERVABILITY.md).
+    public static let counterFamilies: [CounterFamily] = [requests, requestErrors, evaluationErrors]
+
+    /// Evaluations of flags that exist, by flag, variant served (`""` when none) and reason
+    /// (OpenTelemetry's `feature_flag.result.reason` values, lower case).
+    public static let evaluations = MetricFamily(
+        "guidon_evaluations_total", .counter,
+        help: "Flag evaluations by flag, variant served (empty when none) and reason.",
+        labels: ["flag", "variant", "reason"])
+
+    public static let requestDuration = MetricFamily(
+        "guidon_request_duration_seconds", .histogram,
+        help: "Time from the read that brought a request line to the send that carried its reply.")
+
+    // MARK: Read when collected
+
+    public static let connections = MetricFamily(
+        "guidon_connections", .gauge, help: "Open connections on the query socket.")
+    public static let reloads = MetricFamily(
+        "guidon_config_reloads_total", .counter,
+        help: "Reload attempts of the flag file by result (ok: a new version is served; unchanged: same bytes; failed: the last good version keeps serving).",
+        labels: ["result"])
+    public static let lastReloadSuccess = MetricFamily(
+        "guidon_config_last_reload_success_timestamp_seconds", .gauge,
+        help: "When the flag file was last loaded or reloaded successfully (Unix time; the start counts).")
+    public static let configLoaded = MetricFamily(
+        "guidon_config_loaded_timestamp_seconds", .gauge,
+        help: "When the configuration being served was loaded (Unix time).")
+    public static let configInfo = MetricFamily(
+        "guidon_config_info", .gauge, help: "The configuration being served (value 1).", labels: ["config_version"])
+    public static let flags = MetricFamily(
+        "guidon_flags", .gauge, help: "Flags being served, by state.", labels: ["state"])
+    public static let buildInfo = MetricFamily(
+        "guidon_build_info", .gauge, help: "The guidond version (value 1).", labels: ["version"])
+    public static let startTime = MetricFamily(
+        "guidon_start_time_seconds", .gauge, help: "When guidond started (Unix time).")
+    public static let exposureEvents = MetricFamily(
+        "guidon_exposure_events_total", .counter,
+        help: "Evaluations of flags with metadata.trackEvents: events written, or left out as repeats within the window.",
+        labels: ["outcome"])
+    public static let exposureEventsDropped = MetricFamily(
+        "guidon_exposure_events_dropped_total", .counter,
+        help: "Exposure events dropped, by reason (queue_full: the writer fell behind; too_large; write_failed).",
+        labels: ["reason"])
+
+    /// Every family, in the order the Prometheus text shows them.
+    public static let all: [MetricFamily] =
+        [evaluations] + counterFamilies.map(\.family) + [
+            requestDuration, connections, reloads, lastReloadSuccess, configLoaded, configInfo, flags, buildInfo,
+            startTime, exposureEvents, exposureEventsDropped,
+        ]
+
+    // MARK: Label values
+
+    /// Every protocol error code, including those later versions add.
+    public static let requestErrorCodes: [ProtocolErrorCode] = ProtocolErrorCode.allCases
+    /// Every evaluation error code.
+    public static let evaluationErrorCodes: [ErrorCode] = ErrorCode.allCases
+
+    /// The operations of `guidon_requests_total`, in the order of `operationIndex`.
+    public static let operations: [Request.Operation] = Request.Operation.allCases
+
+    /// The position of `op` in `operations` (the declaration order of `Request.Operation`).
+    @inlinable
+    public static func operationIndex(_ op: Request.Operation) -> Int {
+        // Request lines are mostly `eval`: one comparison for them.
+        if op == .eval { return 0 }
+        return operations.firstIndex(of: op) ?? 0
+    }
+
+    /// The reasons of `guidon_evaluations_total`, in the order of `reasonIndex`.
+    public static let reasons: [Reason] = [.static, .targetingMatch, .default, .disabled, .error]
+
+    @inlinable
+    public static func reasonIndex(_ reason: Reason) -> Int {
+        switch reason {
+        case .static: 0
+        case .targetingMatch: 1
+        case .default: 2
+        case .disabled: 3
+        case .error: 4
+        }
+    }
+
+    /// OpenTelemetry's `feature_flag.result.reason` value: the wire reason in lower case.
+    public static func label(_ reason: Reason) -> String {
+        reason.rawValue.lowercased()
+    }
+}
