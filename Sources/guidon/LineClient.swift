@@ -20,7 +20,9 @@ struct LineClient: ~Copyable {
         guard fd >= 0 else { throw Failure(description: "socket: \(String(cString: strerror(errno)))") }
         guard UnixSocket.connect(fd, to: path) == 0 else {
             let reason = String(cString: strerror(errno))
-            close(fd)
+            // No close here: an initializer that throws once every property is set runs
+            // `deinit`, which closes it. Closing it here too closed whatever a test opened next
+            // under the same number.
             throw Failure(description: "cannot connect to guidond at \(path): \(reason)")
         }
         if let timeout {

@@ -16,7 +16,7 @@ import Testing
 
     func configuration(_ socket: String) -> GuidonClientConfiguration {
         GuidonClientConfiguration(
-            socket: socket, timeout: .seconds(5), reconnectBackoff: .init(initial: .milliseconds(5), maximum: .milliseconds(100)))
+            socket: socket, timeout: .seconds(30), reconnectBackoff: .init(initial: .milliseconds(5), maximum: .milliseconds(100)))
     }
 
     /// The next element, or a failure after `timeout`.

@@ -16,7 +16,9 @@ final class LineClient {
         guard fd >= 0 else { throw TestFailure("socket failed") }
         guard connectUnix(fd, path) == 0 else {
             let reason = String(cString: strerror(errno))
-            close(fd)
+            // No close here: an initializer that throws once every property is set runs
+            // `deinit`, which closes it. Closing it here too closed whatever a test opened next
+            // under the same number.
             throw TestFailure("connect \(path): \(reason)")
         }
         var tv = timeval(tv_sec: timeoutSeconds, tv_usec: 0)

@@ -17,7 +17,9 @@ final class LineClient {
         guard fd >= 0 else { throw HarnessError("socket(): \(String(cString: strerror(errno)))") }
         guard UnixSocket.connect(fd, to: path) == 0 else {
             let reason = String(cString: strerror(errno))
-            close(fd)
+            // No close here: an initializer that throws once every property is set runs
+            // `deinit`, which closes it. Closing it here too closed whatever a test opened next
+            // under the same number.
             throw HarnessError("connect(\(path)): \(reason)")
         }
     }
