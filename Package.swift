@@ -16,6 +16,7 @@ let package = Package(
         .executable(name: "guidon", targets: ["guidon"]),
         .executable(name: "guidon-bench", targets: ["guidon-bench"]),
         .library(name: "GuidonEngine", targets: ["GuidonEngine"]),
+        .library(name: "GuidonQuota", targets: ["GuidonQuota"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
@@ -33,6 +34,14 @@ let package = Package(
         .target(name: "GuidonEngine", dependencies: ["GuidonJSON"]),
         // The NDJSON wire protocol: zero-copy request decoding and reply encoding. No I/O.
         .target(name: "GuidonProtocol", dependencies: ["GuidonJSON", "GuidonEngine"]),
+        // A minimal Redis client: RESP2 encoding and parsing, pipelined connections with deadlines.
+        .target(name: "GuidonRESP", dependencies: ["GuidonUnixSocket", "CLinux"]),
+        // Usage limits: calendar windows in a time zone (pure), and the stores that count
+        // (embedded, durable under a state directory; or shared through Redis).
+        .target(
+            name: "GuidonQuota",
+            dependencies: ["GuidonRESP", "CLinux", .product(name: "Logging", package: "swift-log")]
+        ),
         // libsystemd, through pkg-config.
         .systemLibrary(
             name: "CSystemd",
@@ -84,6 +93,7 @@ let package = Package(
             name: "guidon-bench",
             dependencies: [
                 "GuidonJSON", "GuidonEngine", "GuidonProtocol", "GuidonUnixSocket", "CAllocCounter", "CLinux",
+                "GuidonRESP", "GuidonQuota",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -107,6 +117,11 @@ let package = Package(
             dependencies: [
                 "GuidonJSON", "GuidonEngine", "GuidonProtocol", "GuidonServer", "GuidonUnixSocket",
             ]
+        ),
+        .testTarget(name: "GuidonRESPTests", dependencies: ["GuidonRESP"]),
+        .testTarget(
+            name: "GuidonQuotaTests",
+            dependencies: ["GuidonQuota", "GuidonRESP", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(name: "GuidonSystemdTests", dependencies: ["GuidonSystemd", "GuidonUnixSocket"]),
         .testTarget(
