@@ -130,7 +130,7 @@ struct CalendarWindowTests {
         }
     }
 
-    @Test("hour and minute windows tile time across every change of a zone, each 30 to 120 minutes long")
+    @Test("hour and day windows tile time across four years of changes (hours 30 to 120 minutes, days 23 to 25 hours)")
     func tiling() throws {
         for name in ["Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Asia/Tehran"] {
             let rules = try zone(name)
