@@ -3,7 +3,7 @@
 public struct QuotaStoreError: Error, Sendable, Hashable, CustomStringConvertible {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private enum Value: Hashable, Sendable {
-            case invalidAmount, invalidLimit, invalidKey, overflow, stateUnreadable, stateUnwritable, stopped
+            case invalidAmount, invalidLimit, invalidKey, overflow, stateUnreadable, stateUnwritable, stopped, invalidAddress, unavailable
         }
         private let value: Value
         private init(_ value: Value) { self.value = value }
@@ -23,6 +23,11 @@ public struct QuotaStoreError: Error, Sendable, Hashable, CustomStringConvertibl
         public static let stateUnwritable = Code(.stateUnwritable)
         /// The store is not running (not started, or shut down).
         public static let stopped = Code(.stopped)
+        /// The Redis address is not `redis://HOST:PORT` or `redis+unix:///PATH`, or its host
+        /// does not resolve.
+        public static let invalidAddress = Code(.invalidAddress)
+        /// Redis could not be asked in time, for an operation that has no `failMode` (`reset`).
+        public static let unavailable = Code(.unavailable)
 
         public var description: String {
             switch value {
@@ -33,6 +38,8 @@ public struct QuotaStoreError: Error, Sendable, Hashable, CustomStringConvertibl
             case .stateUnreadable: "stateUnreadable"
             case .stateUnwritable: "stateUnwritable"
             case .stopped: "stopped"
+            case .invalidAddress: "invalidAddress"
+            case .unavailable: "unavailable"
             }
         }
     }
