@@ -268,8 +268,9 @@ public final class EmbeddedQuotaStore: SynchronousQuotaStore {
     /// How many counts the stripes hold (tests).
     var countsInMemory: Int { stripes.reduce(0) { n, stripe in n + stripe.state.withLock { $0.counters.count } } }
 
-    /// Waits until everything counted so far is written to the log (tests).
-    func flushNow() { flusher.flushNow() }
+    /// Writes what has been counted so far, now, and returns once it is in the log (tests and
+    /// benchmarks; the flusher does this every `flushInterval` by itself).
+    public func flushNow() { flusher.flushNow() }
 }
 
 extension CounterKey {

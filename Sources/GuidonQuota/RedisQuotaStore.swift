@@ -98,11 +98,18 @@ public final class RedisQuotaStore: QuotaStore {
 
     // MARK: - consume
 
-    public func consume(_ request: QuotaRequest, completion: @escaping QuotaCompletion<QuotaAnswer>) {
-        do throws(QuotaStoreError) { try QuotaDecision.validate(request) } catch { return completion(.failure(error)) }
+    /// What one `consume` sends: the script's keys and arguments, and how limits map to counts.
+    struct Prepared: Sendable {
+        var keyCount: Int
+        var arguments: [String]
+        var windows: [CalendarWindow]
+        /// Limit i reads count `countOf[i]` (limits of one unit and scope share one).
+        var countOf: [Int]
+    }
+
+    func prepare(_ request: QuotaRequest) -> Prepared {
         let limits = request.limits
         let windows = limits.map { request.zone.window($0.per, containing: request.now) }
-        // One count per (unit, scope): `owners[i]` is limit i's position among the counts.
         var countOf = [Int](repeating: 0, count: limits.count)
         var counts: [Int] = []  // the limit owning each count
         for i in limits.indices {
@@ -114,32 +121,45 @@ public final class RedisQuotaStore: QuotaStore {
                 countOf[i] = countOf[owner]
             }
         }
-        let hasReceipt = request.idempotencyKey != nil
         var arguments: [String] = []
-        arguments.reserveCapacity(3 + counts.count * 4 + 6 + limits.count * 3)
+        arguments.reserveCapacity(counts.count * 4 + 7 + limits.count * 3)
         for j in counts { arguments.append(counterKey(request.subject, limits[j], windows[j])) }
         if let key = request.idempotencyKey { arguments.append(receiptKey(request.subject, key)) }
         let keyCount = arguments.count
-        arguments += [String(request.amount), String(request.now), String(counts.count), String(limits.count), hasReceipt ? "1" : "0",
-                      String(QuotaRequest.idempotencyWindow)]
+        arguments += [String(request.amount), String(request.now), String(counts.count), String(limits.count),
+                      request.idempotencyKey != nil ? "1" : "0", String(QuotaRequest.idempotencyWindow)]
         for j in counts {
+            // Relative to the request's clock, not Redis's: the window was computed on this host.
             let ttl = max(1, windows[j].end + configuration.expiryGrace - request.now)
             arguments += [String(ttl), String(windows[j].start), String(windows[j].end)]
         }
         for i in limits.indices {
             arguments += [String(countOf[i] + 1), String(limits[i].max), limits[i].mode == .hard ? "h" : limits[i].mode == .soft ? "s" : "w"]
         }
+        return Prepared(keyCount: keyCount, arguments: arguments, windows: windows, countOf: countOf)
+    }
+
+    /// The `EVALSHA` a `consume` of `request` sends (for benchmarks: the bare round trip it is
+    /// measured against).
+    public func scriptCommand(for request: QuotaRequest) -> [UInt8] {
+        let prepared = prepare(request)
+        return Self.script(sha: true, keyCount: prepared.keyCount, prepared.arguments)
+    }
+
+    public func consume(_ request: QuotaRequest, completion: @escaping QuotaCompletion<QuotaAnswer>) {
+        do throws(QuotaStoreError) { try QuotaDecision.validate(request) } catch { return completion(.failure(error)) }
+        let prepared = prepare(request)
         let deadline = RESPClient.now() &+ timeoutNanos
-        let command = Self.script(sha: true, keyCount: keyCount, arguments)
-        client.send(command, deadline: deadline) { [self, arguments, countOf] result in
+        let command = Self.script(sha: true, keyCount: prepared.keyCount, prepared.arguments)
+        client.send(command, deadline: deadline) { [self] result in
             if case .failure(let error) = result, error.code == .serverError, error.message.hasPrefix("NOSCRIPT") {
                 // Redis restarted or its scripts were flushed: EVAL loads the script again.
-                client.send(Self.script(sha: false, keyCount: keyCount, arguments), deadline: deadline) { [self] result in
-                    finish(result, request, windows, countOf, completion)
+                client.send(Self.script(sha: false, keyCount: prepared.keyCount, prepared.arguments), deadline: deadline) { [self] result in
+                    finish(result, request, prepared.windows, prepared.countOf, completion)
                 }
                 return
             }
-            finish(result, request, windows, countOf, completion)
+            finish(result, request, prepared.windows, prepared.countOf, completion)
         }
     }
 
@@ -157,7 +177,6 @@ public final class RedisQuotaStore: QuotaStore {
         _ result: Result<RESPValue, RESPError>, _ request: QuotaRequest, _ windows: [CalendarWindow], _ countOf: [Int],
         _ completion: QuotaCompletion<QuotaAnswer>
     ) {
-        let limits = request.limits
         switch result {
         case .success(let value):
             guard let text = value.string, let answer = Self.parseReply(text, request, countOf) else {
@@ -170,7 +189,6 @@ public final class RedisQuotaStore: QuotaStore {
         case .failure(let error) where error.code == .serverError && error.message.hasPrefix("OVERFLOW"):
             completion(.failure(QuotaStoreError(.overflow, "feature '\(request.subject.feature)': \(error.message)")))
         case .failure(let error):
-            _ = limits
             degrade(error, request, windows, completion)
         }
     }

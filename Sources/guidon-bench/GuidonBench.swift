@@ -5,7 +5,7 @@ struct GuidonBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "guidon-bench",
         abstract: "Guidon benchmarks.",
-        subcommands: [DaemonBench.self, EngineBench.self, EchoServer.self, NIOEchoServer.self, WriteFlags.self],
+        subcommands: [DaemonBench.self, EngineBench.self, QuotaBench.self, EchoServer.self, NIOEchoServer.self, WriteFlags.self, QuotaLoad.self],
         defaultSubcommand: DaemonBench.self
     )
 }
