@@ -37,6 +37,14 @@ extension TimeZoneRules {
     /// Windows therefore tile time: each one's `end` is the next one's `start`.
     public func window(_ unit: WindowUnit, containing instant: Int64) -> CalendarWindow {
         let t = min(max(instant, Self.supportedInstants.lowerBound), Self.supportedInstants.upperBound)
+        // The common case: no change of offset between the window's boundaries and `t`.
+        let offset = Int64(self.offset(at: t))
+        let boundary = unit.floor(t + offset)
+        let start = boundary - offset
+        let end = unit.next(boundary) - offset
+        if transition(atOrBefore: t).map({ start >= $0.at }) ?? true, transition(after: t).map({ end < $0.at }) ?? true {
+            return CalendarWindow(unit: unit, start: start, end: end)
+        }
         return CalendarWindow(unit: unit, start: windowStart(unit, t), end: windowEnd(unit, t))
     }
 

@@ -141,6 +141,9 @@ public final class EmbeddedQuotaStore: SynchronousQuotaStore {
         var owner: Int
         var before: Int64 = 0
         var after: Int64 = 0
+        /// Where the count is in the stripe's table (set for owners whose count exists), so that
+        /// it is hashed once per request, not twice.
+        var index: Dictionary<CounterKey, Counter>.Index?
     }
 
     @inline(__always)
@@ -149,16 +152,25 @@ public final class EmbeddedQuotaStore: SynchronousQuotaStore {
     }
 
     static func stripeIndex(feature: String, tenant: String) -> Int {
-        var hasher = Hasher()
-        hasher.combine(feature)
-        hasher.combine(tenant)
-        return hasher.finalize()
+        SubjectHash.of(feature: feature, tenant: tenant)
+    }
+
+    /// The digests of a request's subject: the tenant's counts' and the user's counts'.
+    private struct Digests {
+        var tenant: Int
+        var user: Int
+        init(_ subject: QuotaSubject) {
+            let tenant = SubjectHash.of(feature: subject.feature, tenant: subject.tenant)
+            self.tenant = tenant
+            user = subject.user.map { SubjectHash.of(featureTenant: tenant, user: $0) } ?? tenant
+        }
     }
 
     @inline(__always)
-    private static func counterKey(_ subject: QuotaSubject, _ limit: QuotaLimit, _ window: CalendarWindow) -> CounterKey {
-        CounterKey(feature: subject.feature, tenant: subject.tenant, user: limit.scope == .user ? subject.user ?? "" : "",
-                   unit: limit.per, windowStart: window.start)
+    private static func counterKey(_ subject: QuotaSubject, _ digests: Digests, _ limit: QuotaLimit, _ window: CalendarWindow) -> CounterKey {
+        let user = limit.scope == .user
+        return CounterKey(feature: subject.feature, tenant: subject.tenant, user: user ? subject.user ?? "" : "",
+                          unit: limit.per, windowStart: window.start, digest: user ? digests.user : digests.tenant)
     }
 
     public func consume(_ request: QuotaRequest) throws(QuotaStoreError) -> QuotaAnswer {
@@ -173,7 +185,8 @@ public final class EmbeddedQuotaStore: SynchronousQuotaStore {
                     window: request.zone.window(limits[i].per, containing: now), owner: QuotaDecision.counterOwner(limits, i)))
             }
             defer { _ = slots.deinitialize() }
-            return stripe(subject).state.withLock { state -> Result<QuotaAnswer, QuotaStoreError> in
+            let digests = Digests(subject)
+            return stripes[digests.tenant & mask].state.withLock { state -> Result<QuotaAnswer, QuotaStoreError> in
                 guard state.open else { return .failure(QuotaStoreError(.stopped, "the quota store is not running")) }
                 var receiptKey: ReceiptKey?
                 if let idempotencyKey = request.idempotencyKey {
@@ -189,7 +202,9 @@ public final class EmbeddedQuotaStore: SynchronousQuotaStore {
                 for i in limits.indices {
                     let owner = slots[i].owner
                     if owner == i {
-                        slots[i].before = state.counters[Self.counterKey(subject, limits[i], slots[i].window)]?.used ?? 0
+                        let index = state.counters.index(forKey: Self.counterKey(subject, digests, limits[i], slots[i].window))
+                        slots[i].index = index
+                        slots[i].before = index.map { state.counters.values[$0].used } ?? 0
                     } else {
                         slots[i].before = slots[owner].before
                     }
@@ -202,11 +217,13 @@ public final class EmbeddedQuotaStore: SynchronousQuotaStore {
                 }
                 for i in limits.indices { slots[i].after = slots[i].before &+ (refused == nil ? amount : 0) }
                 if refused == nil {
+                    // Existing counts first, in place: an insertion may move the others.
                     for i in limits.indices where slots[i].owner == i {
-                        let key = Self.counterKey(subject, limits[i], slots[i].window)
-                        let counter = Counter(used: slots[i].after, resetAt: slots[i].window.end)
-                        state.counters[key] = counter
-                        QuotaRecord.appendCounter(key, counter, to: &state.journal)
+                        guard let index = slots[i].index else { continue }
+                        state.record(index, used: slots[i].after)
+                    }
+                    for i in limits.indices where slots[i].owner == i && slots[i].index == nil {
+                        state.insert(Self.counterKey(subject, digests, limits[i], slots[i].window), Counter(used: slots[i].after, resetAt: slots[i].window.end))
                     }
                     state.consumed &+= 1
                 } else {
@@ -229,10 +246,11 @@ public final class EmbeddedQuotaStore: SynchronousQuotaStore {
         try QuotaDecision.validate(request.subject, request.limits)
         let limits = request.limits
         let windows = limits.map { request.zone.window($0.per, containing: request.now) }
-        let result = stripe(request.subject).state.withLock { state -> Result<[Int64], QuotaStoreError> in
+        let digests = Digests(request.subject)
+        let result = stripes[digests.tenant & mask].state.withLock { state -> Result<[Int64], QuotaStoreError> in
             guard state.open else { return .failure(QuotaStoreError(.stopped, "the quota store is not running")) }
             return .success(limits.indices.map { i in
-                state.counters[Self.counterKey(request.subject, limits[i], windows[i])]?.used ?? 0
+                state.counters[Self.counterKey(request.subject, digests, limits[i], windows[i])]?.used ?? 0
             })
         }
         let used = try result.get()
@@ -295,5 +313,40 @@ struct StripeState {
     var denied: UInt64 = 0
     var replayed: UInt64 = 0
 
+    /// Bumped by the flusher each time it takes the journal.
+    var generation: UInt32 = 1
+
     init() { journal.reserveCapacity(16 * 1024) }
+
+    /// Sets the count at `index` and notes it in the journal (rewriting its record in place when
+    /// the journal already holds one).
+    @inline(__always)
+    mutating func record(_ index: Dictionary<CounterKey, Counter>.Index, used: Int64) {
+        counters.values[index].used = used
+        let counter = counters.values[index]
+        if counter.journalGeneration == generation {
+            journal.withUnsafeMutableBytes {
+                $0.storeBytes(of: used.littleEndian, toByteOffset: Int(counter.journalOffset) + QuotaRecord.counterUsedOffset, as: Int64.self)
+            }
+        } else {
+            let offset = journal.count
+            QuotaRecord.appendCounter(counters.keys[index], counter, to: &journal)
+            if offset <= Int(Int32.max) {
+                counters.values[index].journalOffset = Int32(offset)
+                counters.values[index].journalGeneration = generation
+            }
+        }
+    }
+
+    /// Adds a new count and notes it in the journal.
+    mutating func insert(_ key: CounterKey, _ counter: Counter) {
+        var counter = counter
+        let offset = journal.count
+        QuotaRecord.appendCounter(key, counter, to: &journal)
+        if offset <= Int(Int32.max) {
+            counter.journalOffset = Int32(offset)
+            counter.journalGeneration = generation
+        }
+        counters[key] = counter
+    }
 }

@@ -41,13 +41,14 @@ struct PosixTZRule: Sendable, Hashable {
         }
     }
 
-    /// The offset changes the rule makes in `year`, in time order: `(at, offset after)`.
-    func transitions(in year: Int64) -> [(at: Int64, before: Int32, after: Int32)] {
-        guard let dst = daylight else { return [] }
+    /// The two offset changes the rule makes in `year`, in time order (none without daylight time).
+    func transitions(in year: Int64) -> (TimeZoneRules.Transition, TimeZoneRules.Transition)? {
+        guard let dst = daylight else { return nil }
         let start = dst.start.day(in: year) * 86_400 + dst.startTime - Int64(standardOffset)
         let end = dst.end.day(in: year) * 86_400 + dst.endTime - Int64(dst.offset)
-        let pair = [(at: start, before: standardOffset, after: dst.offset), (at: end, before: dst.offset, after: standardOffset)]
-        return start <= end ? pair : pair.reversed()
+        let on = TimeZoneRules.Transition(at: start, before: standardOffset, after: dst.offset)
+        let off = TimeZoneRules.Transition(at: end, before: dst.offset, after: standardOffset)
+        return start <= end ? (on, off) : (off, on)
     }
 
     // MARK: - Parsing

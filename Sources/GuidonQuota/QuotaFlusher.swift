@@ -131,7 +131,10 @@ final class Flusher: @unchecked Sendable {
     private func flush() {
         let before = pending.count
         for i in stripes.indices {
-            stripes[i].state.withLock { state in swap(&state.journal, &spares[i]) }
+            stripes[i].state.withLock { state in
+                swap(&state.journal, &spares[i])
+                state.generation &+= 1
+            }
             pending += spares[i]
             spares[i].removeAll(keepingCapacity: true)
         }

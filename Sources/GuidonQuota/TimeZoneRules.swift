@@ -91,8 +91,7 @@ public struct TimeZoneRules: Sendable, Hashable {
         let i = upperBound(t)
         if i < times.count { return Transition(at: times[i], before: offsets[i], after: offsets[i + 1]) }
         guard let rule else { return nil }
-        let year = civilFromDays(floorDiv(t, 86_400)).year
-        return ruleTransitions(years: (year - 1)...(year + 1), rule).first { $0.at > t }
+        return withRuleTransitions(around: t, rule) { changes in changes.first { $0.at > t } }
     }
 
     /// The index of the first table instant after `t`.
@@ -108,28 +107,40 @@ public struct TimeZoneRules: Sendable, Hashable {
 
     /// The rule's latest change at or before `t`, later than the table's last instant.
     private func ruleTransition(atOrBefore t: Int64, _ rule: PosixTZRule) -> Transition? {
-        let year = civilFromDays(floorDiv(t, 86_400)).year
         let tableEnd = times.last ?? Int64.min
-        return ruleTransitions(years: (year - 1)...(year + 1), rule).last { $0.at <= t && $0.at > tableEnd }
+        return withRuleTransitions(around: t, rule) { changes in changes.last { $0.at <= t && $0.at > tableEnd } }
     }
 
-    /// The rule's changes over `years`, in time order. Changes at one instant are merged and
-    /// those that leave the offset as it was dropped (TZif v3's all-year daylight time writes
-    /// a change at the turn of each year that cancels out).
-    private func ruleTransitions(years: ClosedRange<Int64>, _ rule: PosixTZRule) -> [Transition] {
-        var all: [Transition] = []
-        for year in years {
-            for t in rule.transitions(in: year) { all.append(Transition(at: t.at, before: t.before, after: t.after)) }
-        }
-        var merged: [Transition] = []
-        for t in all {
-            if let last = merged.last, last.at == t.at {
-                merged[merged.count - 1].after = t.after
-            } else {
-                merged.append(t)
+    /// Calls `body` with the rule's changes in the years around `t`'s (the year before to the
+    /// year after), in time order, in a buffer on the stack: this runs per request for every
+    /// instant past the zone file's table (all of them with "slim" TZif files). Changes at one
+    /// instant are merged and those that leave the offset as it was dropped (TZif v3's all-year
+    /// daylight time writes a change at the turn of each year that cancels out).
+    private func withRuleTransitions<R>(around t: Int64, _ rule: PosixTZRule, _ body: (UnsafeMutableBufferPointer<Transition>) -> R) -> R {
+        let year = civilFromDays(floorDiv(t, 86_400)).year
+        return withUnsafeTemporaryAllocation(of: Transition.self, capacity: 6) { buffer in
+            var count = 0
+            func add(_ change: Transition) {
+                if count > 0, buffer[count - 1].at == change.at {
+                    buffer[count - 1].after = change.after
+                } else {
+                    buffer.initializeElement(at: count, to: change)
+                    count += 1
+                }
             }
+            for y in (year - 1)...(year + 1) {
+                guard let pair = rule.transitions(in: y) else { continue }
+                add(pair.0)
+                add(pair.1)
+            }
+            var kept = 0
+            for i in 0..<count where buffer[i].before != buffer[i].after {
+                buffer[kept] = buffer[i]
+                kept += 1
+            }
+            // Transition is a trivial type: nothing to deinitialize.
+            return body(UnsafeMutableBufferPointer(rebasing: buffer[0..<kept]))
         }
-        return merged.filter { $0.before != $0.after }
     }
 }
 

@@ -40,6 +40,9 @@ struct QuotaBench: ParsableCommand {
     @Option(help: "Alternating rounds (redis stage).")
     var rounds = 4
 
+    @Option(help: "The embedded store's flush interval in the embedded stage, in ms (0: no flush while measuring).")
+    var flushIntervalMs = 200
+
     @Option(help: "Stages, comma-separated: embedded, windows, durability, redis.")
     var stages = "embedded,windows,durability,redis"
 
@@ -61,53 +64,66 @@ struct QuotaBench: ParsableCommand {
 
     static let limits = [QuotaLimit(per: .day, max: QuotaLimit.maximumValue, scope: .user), QuotaLimit(per: .month, max: QuotaLimit.maximumValue)]
 
-    static func request(tenant: String, user: String = "user-4217", now: Int64 = 1_781_524_800) -> QuotaRequest {
-        QuotaRequest(subject: QuotaSubject(feature: "video_generation", tenant: tenant, user: user), limits: limits, now: now)
+    /// Now, by the wall clock (the stores drop windows that ended by it).
+    static func request(tenant: String, user: String = "user-4217") -> QuotaRequest {
+        QuotaRequest(subject: QuotaSubject(feature: "video_generation", tenant: tenant, user: user), limits: limits,
+                     now: EmbeddedQuotaStore.wallClock())
     }
 
     func embedded(_ directory: TemporaryDirectory) throws {
-        print("embedded consume, 2 limits (day per user, month per tenant), in-process, \(iterations) calls × \(runs) runs (median)")
+        print("embedded consume, 2 limits (day per user, month per tenant), in-process, \(iterations) calls × \(runs) runs (median);"
+            + " flusher every \(flushIntervalMs == 0 ? "hour (idle)" : "\(flushIntervalMs) ms")")
         print(pad("scenario", 44) + pad("ns/call", 10, right: true) + pad("allocs/call", 13, right: true))
         for stripes in [64, 1] {
-            let store = EmbeddedQuotaStore(configuration: .init(stateDirectory: directory.file("embedded-\(stripes)"), stripes: stripes),
+            let interval: Duration = flushIntervalMs == 0 ? .seconds(3600) : .milliseconds(flushIntervalMs)
+            let store = EmbeddedQuotaStore(configuration: .init(stateDirectory: directory.file("embedded-\(stripes)"), stripes: stripes, flushInterval: interval),
                                            logger: Logger(label: "bench") { _ in SwiftLogNoOpLogHandler() })
             try store.start()
             defer { store.shutdown() }
             let label = stripes == 1 ? "1 lock" : "\(stripes) striped locks"
             let single = Self.request(tenant: "tenant-42")
-            report("1 thread, \(label)", median { n in
-                for _ in 0..<n { _ = try? store.consume(single) }
+            report("1 thread, \(label)", median { n, allocs in
+                counting(allocs) { for _ in 0..<n { _ = try? store.consume(single) } }
             })
             // Two threads at once, each on its own tenant (two loops serving different tenants).
             let requests = [Self.request(tenant: "tenant-a"), Self.request(tenant: "tenant-b")]
-            report("2 threads, 2 tenants, \(label)", median { n in
+            report("2 threads, 2 tenants, \(label)", median { n, allocs in
                 _ = onThreads(2) { t in
-                    for _ in 0..<n { _ = try? store.consume(requests[t]) }
+                    counting(allocs) { for _ in 0..<n { _ = try? store.consume(requests[t]) } }
                 }
             })
-            report("2 threads, 1 tenant, 2 users, \(label)", median { n in
+            let users = [Self.request(tenant: "tenant-42", user: "user-0"), Self.request(tenant: "tenant-42", user: "user-1")]
+            report("2 threads, 1 tenant, 2 users, \(label)", median { n, allocs in
                 _ = onThreads(2) { t in
-                    let request = Self.request(tenant: "tenant-42", user: "user-\(t)")
-                    for _ in 0..<n { _ = try? store.consume(request) }
+                    counting(allocs) { for _ in 0..<n { _ = try? store.consume(users[t]) } }
                 }
             })
         }
-        print("(2 threads: wall time per call of one thread; both run at once)\n")
+        print("(2 threads: wall time per call of one thread; both run at once. Allocations: the calling threads' own, not the flusher's)\n")
     }
 
-    /// Median nanoseconds and allocations per call of `body(iterations)`.
-    func median(_ body: (Int) -> Void) -> (Double, Double) {
-        body(min(iterations, 20_000))  // warm-up: tables grown, code paged in
+    /// Median nanoseconds and allocations per call of `body(iterations)`; `body` adds the
+    /// allocations of its calling threads to the counter it is given.
+    func median(_ body: (Int, AllocationTally) -> Void) -> (Double, Double) {
+        let allocs = AllocationTally()
+        body(min(iterations, 20_000), allocs)  // warm-up: tables grown, code paged in
         var times: [Double] = []
         var allocations: [Double] = []
         for _ in 0..<runs {
-            let allocs = guidon_alloc_count()
+            allocs.value.store(0, ordering: .relaxed)
             let start = monotonicNanos()
-            body(iterations)
+            body(iterations, allocs)
             times.append(Double(monotonicNanos() - start) / Double(iterations))
-            allocations.append(Double(guidon_alloc_count() - allocs) / Double(iterations))
+            allocations.append(Double(allocs.value.load(ordering: .relaxed)) / Double(iterations))
         }
         return (times.sorted()[runs / 2], allocations.sorted()[runs / 2])
+    }
+
+    /// Runs `body` and adds the allocations it made on this thread to `counter`.
+    func counting(_ counter: AllocationTally, _ body: () -> Void) {
+        let before = guidon_thread_alloc_count()
+        body()
+        counter.value.wrappingAdd(guidon_thread_alloc_count() - before, ordering: .relaxed)
     }
 
     func report(_ name: String, _ m: (Double, Double)) {
@@ -123,8 +139,8 @@ struct QuotaBench: ParsableCommand {
         for (name, zone) in [("UTC", TimeZoneRules.utc), ("Europe/Berlin", berlin)] {
             for unit in [WindowUnit.day, .month] {
                 var sink: Int64 = 0
-                let m = median { n in
-                    for i in 0..<n { sink &+= zone.window(unit, containing: t &+ Int64(i & 1023)).end }
+                let m = median { n, allocs in
+                    counting(allocs) { for i in 0..<n { sink &+= zone.window(unit, containing: t &+ Int64(i & 1023)).end } }
                 }
                 if sink == 42 { print("") }
                 report("\(name) \(unit)", m)
@@ -132,8 +148,8 @@ struct QuotaBench: ParsableCommand {
         }
         // Beyond the zone file's table (the footer's POSIX rule, computed per call).
         var sink: Int64 = 0
-        let late = median { n in
-            for i in 0..<n { sink &+= berlin.window(.day, containing: 2_216_250_000 &+ Int64(i & 1023)).end }
+        let late = median { n, allocs in
+            counting(allocs) { for i in 0..<n { sink &+= berlin.window(.day, containing: 2_216_250_000 &+ Int64(i & 1023)).end } }
         }
         if sink == 42 { print("") }
         report("Europe/Berlin day, year 2040 (rule)", late)
@@ -143,10 +159,15 @@ struct QuotaBench: ParsableCommand {
     // MARK: - Durability
 
     func durability(_ directory: TemporaryDirectory) throws {
-        print("embedded durability: \(keys) counts (distinct tenants), 2 limits each")
+        print("embedded durability: \(keys) consumes of distinct tenants, 2 limits each")
+        for sync in [true, false] { try durability(directory, sync: sync) }
+        print("")
+    }
+
+    func durability(_ directory: TemporaryDirectory, sync: Bool) throws {
         let quiet = Logger(label: "bench") { _ in SwiftLogNoOpLogHandler() }
-        let path = directory.file("durable")
-        let store = EmbeddedQuotaStore(configuration: .init(stateDirectory: path, flushInterval: .seconds(3600), compactAfterBytes: Int.max), logger: quiet)
+        let path = directory.file("durable-\(sync)")
+        let store = EmbeddedQuotaStore(configuration: .init(stateDirectory: path, flushInterval: .seconds(3600), sync: sync, compactAfterBytes: Int.max), logger: quiet)
         try store.start()
         // One flush of everything the loops counted since the last one.
         var flushTimes: [Double] = []
@@ -157,8 +178,12 @@ struct QuotaBench: ParsableCommand {
             flushTimes.append(Double(monotonicNanos() - start) / 1e6)
         }
         let logBytes = fileSize(path + "/quota.log")
-        print("  flush of \(keys / 5) consumes (\(keys / 5 * 2) count records, \(logBytes / 5 / 1024) KiB) with fdatasync: "
+        print("  flush of \(keys / 5) consumes (\(keys / 5 * 2) count records, \(logBytes / 5 / 1024) KiB) \(sync ? "with" : "without") fdatasync: "
             + "median \(fmt(flushTimes.sorted()[2], 2)) ms (\(flushTimes.map { fmt($0, 1) }.joined(separator: ", ")))")
+        guard sync else {
+            store.shutdown()
+            return
+        }
         // The log as a kill -9 leaves it, without a snapshot: replayed at start.
         let crashed = directory.file("crashed")
         mkdir(crashed, 0o700)
@@ -176,7 +201,6 @@ struct QuotaBench: ParsableCommand {
             }
             print("  recovery from the \(name), \(bytes / 1024) KiB: median \(fmt(times.sorted()[1], 1)) ms")
         }
-        print("")
     }
 
     // MARK: - Redis
@@ -254,6 +278,11 @@ struct QuotaBench: ParsableCommand {
         print("store p50 / bare p50 = \(fmt(ratio, 2)) (daemon target ≤ 1.3 once wired); "
             + "allocations per store consume: \(fmt(Double(storeAllocations) / Double(rounds * requests), 1)); degraded: \(degraded.load(ordering: .relaxed))\n")
     }
+}
+
+/// Allocations made by the measured threads.
+final class AllocationTally: Sendable {
+    let value = Atomic<UInt64>(0)
 }
 
 private func pad(_ s: String, _ width: Int, right: Bool = false) -> String {
