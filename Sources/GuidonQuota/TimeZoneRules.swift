@@ -17,7 +17,35 @@ public struct TimeZoneRules: Sendable, Hashable {
     /// Coordinated Universal Time: no file needed.
     public static let utc = TimeZoneRules(name: "UTC", times: [], offsets: [0], rule: nil)
 
+    /// The rule's changes are added to the table up to this year, so that windows of the years
+    /// that matter are a binary search, not a computation of the rule's dates (10× slower): a
+    /// "slim" TZif file ends its table at the zone's last change of rules (1996 for Berlin).
+    static let tabulatedUntilYear: Int64 = 2100
+
     private init(name: String, times: [Int64], offsets: [Int32], rule: PosixTZRule?) {
+        var times = times
+        var offsets = offsets
+        if let rule, rule.daylight != nil {
+            let from = times.last.map { civilFromDays(floorDiv($0, 86_400)).year } ?? 1970
+            for year in from...Self.tabulatedUntilYear {
+                guard let (first, second) = rule.transitions(in: year) else { break }
+                for change in [first, second] {
+                    if let last = times.last, change.at <= last {
+                        guard change.at == last else { continue }
+                        // Two changes at one instant: keep the second's offset; drop both if
+                        // they cancel out (TZif v3's all-year daylight time).
+                        offsets[offsets.count - 1] = change.after
+                        if offsets[offsets.count - 1] == offsets[offsets.count - 2] {
+                            times.removeLast()
+                            offsets.removeLast()
+                        }
+                    } else if change.after != offsets[offsets.count - 1] {
+                        times.append(change.at)
+                        offsets.append(change.after)
+                    }
+                }
+            }
+        }
         self.name = name
         self.times = times
         self.offsets = offsets

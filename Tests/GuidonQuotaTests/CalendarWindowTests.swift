@@ -67,13 +67,17 @@ struct CalendarWindowTests {
         expectWindow(z, .minute, at: "2026-10-25T02:59:30+02:00", start: "2026-10-25T02:59:00+02:00", end: "2026-10-25T02:00:00+01:00")
     }
 
-    @Test("Europe/Berlin after the zone file's table ends (the footer's rule), and a leap February")
+    @Test("Europe/Berlin after the zone file's table ends (the footer's rule, tabulated and beyond), and a leap February")
     func berlinFooter() throws {
         let z = try zone("Europe/Berlin")
         expectWindow(z, .day, at: "2040-03-25T12:00:00+02:00", start: "2040-03-25T00:00:00+01:00", end: "2040-03-26T00:00:00+02:00")
         expectWindow(z, .day, at: "2040-10-28T12:00:00+01:00", start: "2040-10-28T00:00:00+02:00", end: "2040-10-29T00:00:00+01:00")
         expectWindow(z, .hour, at: "2040-10-28T02:10:00+01:00", start: "2040-10-28T02:00:00+01:00", end: "2040-10-28T03:00:00+01:00")
         expectWindow(z, .month, at: "2028-02-29T23:59:59+01:00", start: "2028-02-01T00:00:00+01:00", end: "2028-03-01T00:00:00+01:00")
+        // Past the years tabulated from the rule (2100): the rule itself.
+        expectWindow(z, .day, at: "2150-03-29T12:00:00+02:00", start: "2150-03-29T00:00:00+01:00", end: "2150-03-30T00:00:00+02:00")
+        expectWindow(z, .hour, at: "2150-10-25T02:10:00+01:00", start: "2150-10-25T02:00:00+01:00", end: "2150-10-25T03:00:00+01:00")
+        expectWindow(z, .hour, at: "2150-10-25T02:10:00+02:00", start: "2150-10-25T02:00:00+02:00", end: "2150-10-25T02:00:00+01:00")
         #expect(z.offset(at: instant("2040-07-01T00:00:00Z")) == 7200)
         #expect(z.offset(at: instant("2040-12-01T00:00:00Z")) == 3600)
     }
