@@ -48,10 +48,14 @@ public final class RedisQuotaStore: QuotaStore {
         self.configuration = configuration
         self.logger = logger
         let (seconds, attoseconds) = configuration.timeout.components
-        timeoutNanos = UInt64(max(0, seconds)) &* 1_000_000_000 &+ UInt64(max(0, attoseconds) / 1_000_000_000)
+        let timeout = max(2_000_000, UInt64(max(0, seconds)) &* 1_000_000_000 &+ UInt64(max(0, attoseconds) / 1_000_000_000))
+        // The client fails a command up to one tick after its deadline: the deadline is one tick
+        // short of the timeout, so that no caller waits longer than the timeout.
+        let tick = min(5_000_000, timeout / 5)
+        timeoutNanos = timeout - tick
         do throws(RESPError) {
             client = try RESPClient(configuration: RESPClient.Configuration(
-                address: configuration.address, connections: configuration.connections, connection: configuration.connection))
+                address: configuration.address, connections: configuration.connections, connection: configuration.connection, tick: tick))
         } catch {
             throw QuotaStoreError(.invalidAddress, error.message)
         }
