@@ -62,11 +62,15 @@ final class Flusher: @unchecked Sendable {
     /// Reads the state directory into the replica and the stripes.
     func recover() throws(QuotaStoreError) {
         let start = EmbeddedQuotaStore.monotonicNanos()
-        let cut = try files.open { apply($0) }
+        let cut = try files.open(
+            sizeHint: { bytes in self.counters.reserveCapacity(bytes / 56) },
+            apply: { self.apply($0) })
         if cut > 0 {
             logger.warning("quota log ended with \(cut) bytes of an incomplete write (cut off): counts written in the last moments before a crash are lost")
         }
         dropExpired(now: configuration.clock(), inStripes: false)
+        let perStripe = counters.count / stripes.count + counters.count / (4 * stripes.count) + 16
+        for stripe in stripes { stripe.state.withLock { $0.counters.reserveCapacity(perStripe) } }
         for (key, counter) in counters {
             stripes[EmbeddedQuotaStore.stripeIndex(feature: key.feature, tenant: key.tenant) & mask].state.withLock { $0.counters[key] = counter }
         }

@@ -30,11 +30,15 @@ struct QuotaStateFiles {
     /// Creates the directory if needed, reads the snapshot and the log (calling `apply` for each
     /// record in order), cuts a torn tail off the log and opens it for appending.
     /// Returns what was cut off, in bytes (0 normally).
-    mutating func open(apply: (QuotaRecord) -> Void) throws(QuotaStoreError) -> Int {
+    /// `sizeHint` is told the bytes about to be read (to reserve room for what they hold).
+    mutating func open(sizeHint: (Int) -> Void = { _ in }, apply: (QuotaRecord) -> Void) throws(QuotaStoreError) -> Int {
         if mkdir(directory, 0o700) != 0 && errno != EEXIST {
             throw QuotaStoreError(.stateUnwritable, "cannot create the quota state directory \(directory): \(String(cString: strerror(errno)))")
         }
-        if let snapshot = try readFile(snapshotPath) {
+        let snapshot = try readFile(snapshotPath)
+        let log = try readFile(logPath) ?? []
+        sizeHint((snapshot?.count ?? 0) + log.count)
+        if let snapshot {
             snapshotBytes = snapshot.count
             let result: Result<Void, QuotaStoreError> = snapshot.withUnsafeBytes { raw in Result { () throws(QuotaStoreError) in
                 guard raw.count >= 12, raw.prefix(4).elementsEqual(Self.snapshotMagic) else {
@@ -56,7 +60,6 @@ struct QuotaStateFiles {
             try result.get()
         }
         var cut = 0
-        let log = try readFile(logPath) ?? []
         var valid = 0
         log.withUnsafeBytes { raw in
             while raw.count - valid >= 12, raw[valid..<valid + 4].elementsEqual(Self.logMagic) {
