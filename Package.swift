@@ -35,12 +35,19 @@ let package = Package(
         // The NDJSON wire protocol: zero-copy request decoding and reply encoding. No I/O.
         .target(name: "GuidonProtocol", dependencies: ["GuidonJSON", "GuidonEngine"]),
         // A minimal Redis client: RESP2 encoding and parsing, pipelined connections with deadlines.
-        .target(name: "GuidonRESP", dependencies: ["GuidonUnixSocket", "CLinux"]),
+        .target(
+            name: "GuidonRESP",
+            dependencies: ["GuidonUnixSocket", "CLinux", .product(name: "NIOConcurrencyHelpers", package: "swift-nio")]
+        ),
         // Usage limits: calendar windows in a time zone (pure), and the stores that count
         // (embedded, durable under a state directory; or shared through Redis).
         .target(
             name: "GuidonQuota",
-            dependencies: ["GuidonRESP", "CLinux", .product(name: "Logging", package: "swift-log")]
+            dependencies: [
+                "GuidonRESP", "CLinux",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
         ),
         // libsystemd, through pkg-config.
         .systemLibrary(

@@ -1,6 +1,6 @@
 import CLinux
 public import Logging
-import Synchronization
+import NIOConcurrencyHelpers
 
 #if canImport(Glibc)
 import Glibc
@@ -79,7 +79,7 @@ public final class EmbeddedQuotaStore: SynchronousQuotaStore {
     private let logger: Logger
     private let stripes: [Stripe]
     private let mask: Int
-    private let lifecycle = Mutex(State.idle)
+    private let lifecycle = NIOLockedValueBox(State.idle)
     private let flusher: Flusher
 
     public init(configuration: Configuration, logger: Logger) {
@@ -96,14 +96,14 @@ public final class EmbeddedQuotaStore: SynchronousQuotaStore {
 
     /// Reads the state directory back (dropping expired windows) and starts the flusher.
     public func start() throws(QuotaStoreError) {
-        let result: Result<Void, QuotaStoreError> = lifecycle.withLock { state in
+        let result: Result<Void, QuotaStoreError> = lifecycle.withLockedValue { state in
             guard case .idle = state else { return .success(()) }
             do throws(QuotaStoreError) {
                 try flusher.recover()
             } catch {
                 return .failure(error)
             }
-            for stripe in stripes { stripe.state.withLock { $0.open = true } }
+            for stripe in stripes { stripe.state.withLockedValue { $0.open = true } }
             let box = Unmanaged.passRetained(flusher).toOpaque()
             var thread = pthread_t()
             let created = pthread_create(&thread, nil, { box in
@@ -122,13 +122,13 @@ public final class EmbeddedQuotaStore: SynchronousQuotaStore {
     /// Refuses new requests, writes every count (log, then a fresh snapshot) and stops the
     /// flusher. Safe to call twice.
     public func shutdown() {
-        let thread: pthread_t? = lifecycle.withLock { state in
+        let thread: pthread_t? = lifecycle.withLockedValue { state in
             defer { state = .stopped }
             if case .running(let thread) = state { return thread }
             return nil
         }
         guard let thread else { return }
-        for stripe in stripes { stripe.state.withLock { $0.open = false } }
+        for stripe in stripes { stripe.state.withLockedValue { $0.open = false } }
         flusher.stop()
         pthread_join(thread, nil)
     }
@@ -186,7 +186,7 @@ public final class EmbeddedQuotaStore: SynchronousQuotaStore {
             }
             defer { _ = slots.deinitialize() }
             let digests = Digests(subject)
-            return stripes[digests.tenant & mask].state.withLock { state -> Result<QuotaAnswer, QuotaStoreError> in
+            return stripes[digests.tenant & mask].state.withLockedValue { state -> Result<QuotaAnswer, QuotaStoreError> in
                 guard state.open else { return .failure(QuotaStoreError(.stopped, "the quota store is not running")) }
                 var receiptKey: ReceiptKey?
                 if let idempotencyKey = request.idempotencyKey {
@@ -247,7 +247,7 @@ public final class EmbeddedQuotaStore: SynchronousQuotaStore {
         let limits = request.limits
         let windows = limits.map { request.zone.window($0.per, containing: request.now) }
         let digests = Digests(request.subject)
-        let result = stripes[digests.tenant & mask].state.withLock { state -> Result<[Int64], QuotaStoreError> in
+        let result = stripes[digests.tenant & mask].state.withLockedValue { state -> Result<[Int64], QuotaStoreError> in
             guard state.open else { return .failure(QuotaStoreError(.stopped, "the quota store is not running")) }
             return .success(limits.indices.map { i in
                 state.counters[Self.counterKey(request.subject, digests, limits[i], windows[i])]?.used ?? 0
@@ -260,7 +260,7 @@ public final class EmbeddedQuotaStore: SynchronousQuotaStore {
     public func reset(_ subject: QuotaSubject) throws(QuotaStoreError) -> Int {
         try QuotaDecision.key(subject.feature, "feature")
         try QuotaDecision.key(subject.tenant, "tenant")
-        let result = stripe(subject).state.withLock { state -> Result<Int, QuotaStoreError> in
+        let result = stripe(subject).state.withLockedValue { state -> Result<Int, QuotaStoreError> in
             guard state.open else { return .failure(QuotaStoreError(.stopped, "the quota store is not running")) }
             // A scan of one stripe (1/64 of the counts): an audited admin operation, not a request.
             let doomed = state.counters.keys.filter { $0.matches(feature: subject.feature, tenant: subject.tenant, user: subject.user) }
@@ -274,7 +274,7 @@ public final class EmbeddedQuotaStore: SynchronousQuotaStore {
     public var statistics: QuotaStoreStatistics {
         var total = QuotaStoreStatistics()
         for stripe in stripes {
-            stripe.state.withLock { state in
+            stripe.state.withLockedValue { state in
                 total.consumed &+= state.consumed
                 total.denied &+= state.denied
                 total.replayed &+= state.replayed
@@ -284,7 +284,7 @@ public final class EmbeddedQuotaStore: SynchronousQuotaStore {
     }
 
     /// How many counts the stripes hold (tests).
-    var countsInMemory: Int { stripes.reduce(0) { n, stripe in n + stripe.state.withLock { $0.counters.count } } }
+    var countsInMemory: Int { stripes.reduce(0) { n, stripe in n + stripe.state.withLockedValue { $0.counters.count } } }
 
     /// Writes what has been counted so far, now, and returns once it is in the log (tests and
     /// benchmarks; the flusher does this every `flushInterval` by itself).
@@ -299,7 +299,7 @@ extension CounterKey {
 
 /// One lock's share of the counts.
 final class Stripe: Sendable {
-    let state = Mutex(StripeState())
+    let state = NIOLockedValueBox(StripeState())
 }
 
 struct StripeState {

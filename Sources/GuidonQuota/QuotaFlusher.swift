@@ -1,6 +1,6 @@
 import CLinux
 import Logging
-import Synchronization
+import NIOConcurrencyHelpers
 
 #if canImport(Glibc)
 import Glibc
@@ -34,7 +34,7 @@ final class Flusher: @unchecked Sendable {
         var requested: UInt64 = 0
         var done: UInt64 = 0
     }
-    private let control = Mutex(Control())
+    private let control = NIOLockedValueBox(Control())
     /// An eventfd: `stop` and `flushNow` write to it to cut the wait short.
     private let wakeFD: Int32
 
@@ -70,12 +70,12 @@ final class Flusher: @unchecked Sendable {
         }
         dropExpired(now: configuration.clock(), inStripes: false)
         let perStripe = counters.count / stripes.count + counters.count / (4 * stripes.count) + 16
-        for stripe in stripes { stripe.state.withLock { $0.counters.reserveCapacity(perStripe) } }
+        for stripe in stripes { stripe.state.withLockedValue { $0.counters.reserveCapacity(perStripe) } }
         for (key, counter) in counters {
-            stripes[EmbeddedQuotaStore.stripeIndex(feature: key.feature, tenant: key.tenant) & mask].state.withLock { $0.counters[key] = counter }
+            stripes[EmbeddedQuotaStore.stripeIndex(feature: key.feature, tenant: key.tenant) & mask].state.withLockedValue { $0.counters[key] = counter }
         }
         for (key, receipt) in receipts {
-            stripes[EmbeddedQuotaStore.stripeIndex(feature: key.feature, tenant: key.tenant) & mask].state.withLock { $0.receipts[key] = receipt }
+            stripes[EmbeddedQuotaStore.stripeIndex(feature: key.feature, tenant: key.tenant) & mask].state.withLockedValue { $0.receipts[key] = receipt }
         }
         let ms = Double(EmbeddedQuotaStore.monotonicNanos() - start) / 1e6
         logger.info("quota state read from \(configuration.stateDirectory): \(counters.count) counts, \(receipts.count) idempotency keys in \(ms) ms")
@@ -84,18 +84,18 @@ final class Flusher: @unchecked Sendable {
     // MARK: - From other threads
 
     func stop() {
-        control.withLock { $0.stopping = true }
+        control.withLockedValue { $0.stopping = true }
         wake()
     }
 
     /// Returns once a flush that started after this call has finished.
     func flushNow() {
-        let ticket = control.withLock { control -> UInt64 in
+        let ticket = control.withLockedValue { control -> UInt64 in
             control.requested &+= 1
             return control.requested
         }
         wake()
-        while control.withLock({ $0.done < ticket && !$0.stopping }) { usleep(1000) }
+        while control.withLockedValue({ $0.done < ticket && !$0.stopping }) { usleep(1000) }
     }
 
     private func wake() {
@@ -113,7 +113,7 @@ final class Flusher: @unchecked Sendable {
             _ = poll(&fds, 1, intervalMs)
             var value: UInt64 = 0
             _ = read(wakeFD, &value, 8)
-            let (stopping, requested) = control.withLock { ($0.stopping, $0.requested) }
+            let (stopping, requested) = control.withLockedValue { ($0.stopping, $0.requested) }
             flush()
             let now = configuration.clock()
             if now - lastExpiry >= 5 || stopping {
@@ -123,7 +123,7 @@ final class Flusher: @unchecked Sendable {
             if stopping || (files.logBytes >= configuration.compactAfterBytes && files.logBytes >= files.snapshotBytes) {
                 compact()
             }
-            control.withLock { $0.done = max($0.done, requested) }
+            control.withLockedValue { $0.done = max($0.done, requested) }
             if stopping {
                 files.close()
                 return
@@ -135,7 +135,7 @@ final class Flusher: @unchecked Sendable {
     private func flush() {
         let before = pending.count
         for i in stripes.indices {
-            stripes[i].state.withLock { state in
+            stripes[i].state.withLockedValue { state in
                 swap(&state.journal, &spares[i])
                 state.generation &+= 1
             }
@@ -218,7 +218,7 @@ final class Flusher: @unchecked Sendable {
         for key in doomedCounters { byStripe[EmbeddedQuotaStore.stripeIndex(feature: key.feature, tenant: key.tenant) & mask].0.append(key) }
         for key in doomedReceipts { byStripe[EmbeddedQuotaStore.stripeIndex(feature: key.feature, tenant: key.tenant) & mask].1.append(key) }
         for (i, (counterKeys, receiptKeys)) in byStripe.enumerated() where !counterKeys.isEmpty || !receiptKeys.isEmpty {
-            stripes[i].state.withLock { state in
+            stripes[i].state.withLockedValue { state in
                 for key in counterKeys { state.counters.removeValue(forKey: key) }
                 for key in receiptKeys { state.receipts.removeValue(forKey: key) }
             }

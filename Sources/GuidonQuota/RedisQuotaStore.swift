@@ -1,6 +1,6 @@
 public import GuidonRESP
 public import Logging
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// Counts shared by every guidond of a fleet, in one Redis: `consume` is one `EVALSHA` of
 /// `QuotaScript` (atomic in Redis), pipelined over a few connections of a `RESPClient`.
@@ -41,8 +41,8 @@ public final class RedisQuotaStore: QuotaStore {
     private let client: RESPClient
     private let logger: Logger
     private let timeoutNanos: UInt64
-    private let stats = Mutex(QuotaStoreStatistics())
-    private let degradedLog = Mutex(RateLimitedLog())
+    private let stats = NIOLockedValueBox(QuotaStoreStatistics())
+    private let degradedLog = NIOLockedValueBox(RateLimitedLog())
 
     public init(configuration: Configuration, logger: Logger) throws(QuotaStoreError) {
         self.configuration = configuration
@@ -72,7 +72,7 @@ public final class RedisQuotaStore: QuotaStore {
 
     public func shutdown() { client.shutdown() }
 
-    public var statistics: QuotaStoreStatistics { stats.withLock { $0 } }
+    public var statistics: QuotaStoreStatistics { stats.withLockedValue { $0 } }
 
     // MARK: - Keys
 
@@ -186,7 +186,7 @@ public final class RedisQuotaStore: QuotaStore {
             guard let text = value.string, let answer = Self.parseReply(text, request, countOf) else {
                 return degrade(RESPError(.malformedReply, "unexpected reply to the quota script: \(value)"), request, windows, completion)
             }
-            stats.withLock { stats in
+            stats.withLockedValue { stats in
                 if answer.replayed { stats.replayed &+= 1 } else if answer.allowed { stats.consumed &+= 1 } else { stats.denied &+= 1 }
             }
             completion(.success(answer))
@@ -198,8 +198,8 @@ public final class RedisQuotaStore: QuotaStore {
     }
 
     private func degrade(_ error: RESPError, _ request: QuotaRequest, _ windows: [CalendarWindow], _ completion: QuotaCompletion<QuotaAnswer>) {
-        stats.withLock { $0.degraded &+= 1 }
-        if let suppressed = degradedLog.withLock({ $0.shouldLog(now: RESPClient.now()) }) {
+        stats.withLockedValue { $0.degraded &+= 1 }
+        if let suppressed = degradedLog.withLockedValue({ $0.shouldLog(now: RESPClient.now()) }) {
             logger.warning("quota: Redis at \(configuration.address) did not answer in time; each limit's failMode decides (\(error))\(suppressed > 0 ? "; \(suppressed) more such answers since the last report" : "")")
         }
         completion(.success(QuotaDecision.degraded(request.limits) { windows[$0] }))
@@ -250,7 +250,7 @@ public final class RedisQuotaStore: QuotaStore {
     }
 
     private func degradeUsage(_ error: RESPError) {
-        if let suppressed = degradedLog.withLock({ $0.shouldLog(now: RESPClient.now()) }) {
+        if let suppressed = degradedLog.withLockedValue({ $0.shouldLog(now: RESPClient.now()) }) {
             logger.warning("quota: Redis at \(configuration.address) did not answer a usage read in time (\(error))\(suppressed > 0 ? "; \(suppressed) more since the last report" : "")")
         }
     }

@@ -1,5 +1,6 @@
 import CLinux
 import GuidonUnixSocket
+import NIOConcurrencyHelpers
 import Synchronization
 
 #if canImport(Glibc)
@@ -42,7 +43,7 @@ public final class RESPClient: Sendable {
         }
     }
 
-    private struct Submission {
+    private struct Submission: Sendable {
         var command: [UInt8]
         var deadline: UInt64
         var completion: Completion
@@ -72,13 +73,13 @@ public final class RESPClient: Sendable {
             /// Bytes are waiting in `outgoing` for the poll thread to write.
             var wantsWrite = false
         }
-        let state: Mutex<State>
-        init(_ configuration: RESPConnectionConfiguration) { state = Mutex(State(machine: Machine(configuration: configuration))) }
+        let state: NIOLockedValueBox<State>
+        init(_ configuration: RESPConnectionConfiguration) { state = NIOLockedValueBox(State(machine: Machine(configuration: configuration))) }
     }
 
     public let configuration: Configuration
-    private let queue = Mutex(Queue())
-    private let state = Mutex(State.idle)
+    private let queue = NIOLockedValueBox(Queue())
+    private let state = NIOLockedValueBox(State.idle)
     /// An eventfd: `send` writes to it to wake `poll`.
     private let wakeFD: Int32
     private let target: ConnectTarget
@@ -95,7 +96,7 @@ public final class RESPClient: Sendable {
 
     deinit {
         close(wakeFD)
-        for c in connections { c.state.withLock { if $0.fd >= 0 { close($0.fd) } } }
+        for c in connections { c.state.withLockedValue { if $0.fd >= 0 { close($0.fd) } } }
     }
 
     /// Monotonic nanoseconds: the clock of every deadline here.
@@ -109,7 +110,7 @@ public final class RESPClient: Sendable {
 
     /// Starts the poll thread (connections open on first use).
     public func start() {
-        state.withLock { state in
+        state.withLockedValue { state in
             guard case .idle = state else { return }
             let loop = PollLoop(client: self)
             let box = Unmanaged.passRetained(loop).toOpaque()
@@ -130,7 +131,7 @@ public final class RESPClient: Sendable {
     /// plus `tick` at the latest.
     public func send(_ command: [UInt8], deadline: UInt64, completion: @escaping Completion) {
         if sendDirectly(command, deadline: deadline, completion: completion) { return }
-        let (wake, refused) = queue.withLock { queue -> (Bool, Bool) in
+        let (wake, refused) = queue.withLockedValue { queue -> (Bool, Bool) in
             if queue.stopping { return (false, true) }
             queue.items.append(Submission(command: command, deadline: deadline, completion: completion))
             defer { queue.woken = true }
@@ -156,7 +157,7 @@ public final class RESPClient: Sendable {
         let first = nextConnection.wrappingAdd(1, ordering: .relaxed).oldValue
         for k in 0..<connections.count {
             let connection = connections[(first &+ k) % connections.count]
-            let (handled, refusal, needsPollThread): (Bool, Result<RESPValue, RESPError>?, Bool) = connection.state.withLock { c in
+            let (handled, refusal, needsPollThread): (Bool, Result<RESPValue, RESPError>?, Bool) = connection.state.withLockedValue { c in
                 guard c.fd >= 0, case .connected = c.machine.phase, c.machine.outgoing.isEmpty, !c.wantsWrite else { return (false, nil, false) }
                 var refusal: Result<RESPValue, RESPError>?
                 for action in c.machine.enqueue(completion, command: command, deadline: deadline, now: Self.now()) {
@@ -189,15 +190,15 @@ public final class RESPClient: Sendable {
     /// Fails what is waiting with `shutdown`, closes the connections and stops the thread.
     /// Safe to call twice, and from a completion (then it does not wait for the thread).
     public func shutdown() {
-        let thread: pthread_t? = state.withLock { state in
+        let thread: pthread_t? = state.withLockedValue { state in
             defer { state = .stopped }
             if case .running(let thread) = state { return thread }
             return nil
         }
-        queue.withLock { $0.stopping = true }
+        queue.withLockedValue { $0.stopping = true }
         guard let thread else {
             // Never started: fail what was queued here.
-            let items = queue.withLock { queue in defer { queue.items = [] }; return queue.items }
+            let items = queue.withLockedValue { queue in defer { queue.items = [] }; return queue.items }
             for item in items { item.completion(.failure(RESPError(.shutdown, "the Redis client is shut down"))) }
             return
         }
@@ -210,7 +211,7 @@ public final class RESPClient: Sendable {
     }
 
     private func take() -> (items: [Submission], stopping: Bool) {
-        queue.withLock { queue in
+        queue.withLockedValue { queue in
             defer {
                 queue.items.removeAll(keepingCapacity: true)
                 queue.woken = false
@@ -240,7 +241,7 @@ public final class RESPClient: Sendable {
                 var now = RESPClient.now()
                 var timeout: Int32 = -1
                 for (i, connection) in connections.enumerated() {
-                    let (fd, events, deadline, open) = connection.state.withLock { c -> (Int32, Int16, UInt64?, Bool) in
+                    let (fd, events, deadline, open) = connection.state.withLockedValue { c -> (Int32, Int16, UInt64?, Bool) in
                         var events = Int16(POLLIN)
                         var open = false
                         switch c.machine.phase {
@@ -303,7 +304,7 @@ public final class RESPClient: Sendable {
         /// Runs `body` under the connection's lock, carries out the actions it returns (socket
         /// work under the lock), then calls the completions after releasing it.
         private func withConnection(_ c: Connection, now: UInt64, _ body: (inout Connection.State) -> [Machine.Action]) {
-            c.state.withLock { state in
+            c.state.withLockedValue { state in
                 var pending = body(&state)
                 while !pending.isEmpty {
                     var next: [Machine.Action] = []
@@ -331,7 +332,7 @@ public final class RESPClient: Sendable {
             var best: Connection?
             var bestRank = Int.max
             for c in connections {
-                let rank = c.state.withLock { state -> Int in
+                let rank = c.state.withLockedValue { state -> Int in
                     switch state.machine.phase {
                     case .connected: return state.machine.pendingCount
                     case .connecting: return 1_000_000 + state.machine.pendingCount
