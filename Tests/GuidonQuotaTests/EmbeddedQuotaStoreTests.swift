@@ -1,5 +1,6 @@
 import Foundation
 @testable import GuidonQuota
+import GuidonRESP
 import Testing
 
 /// Runs `body` with a started embedded store on a fresh state directory, then shuts it down.
@@ -99,7 +100,7 @@ struct EmbeddedQuotaStoreTests {
             #expect(!log.isEmpty)
             log.append(contentsOf: Array("GQL1".utf8) + [200, 0, 0, 0, 1, 2, 3, 4] + [9, 9])
             try FileManager.default.createDirectory(atPath: scratch.file("crashed"), withIntermediateDirectories: true)
-            FileManager.default.createFile(atPath: scratch.file("crashed/quota.log"), contents: log)
+            #expect(FileManager.default.createFile(atPath: scratch.file("crashed/quota.log"), contents: log))
         }
         let crashed = ScratchDirectory(existing: scratch.file("crashed-root"))
         try FileManager.default.createDirectory(atPath: crashed.path, withIntermediateDirectories: true)
@@ -160,7 +161,7 @@ struct EmbeddedQuotaStoreTests {
         let path = scratch.file("state/quota.snapshot")
         var bytes = try #require(FileManager.default.contents(atPath: path))
         bytes[bytes.count - 1] ^= 0xFF
-        FileManager.default.createFile(atPath: path, contents: bytes)
+        #expect(FileManager.default.createFile(atPath: path, contents: bytes))
         let store = EmbeddedQuotaStore(configuration: .init(stateDirectory: scratch.file("state")), logger: quietLogger)
         #expect { try store.start() } throws: { error in
             guard let error = error as? QuotaStoreError else { return false }
@@ -169,3 +170,31 @@ struct EmbeddedQuotaStoreTests {
     }
 }
 
+
+@Suite("Quota configuration")
+struct QuotaConfigurationTests {
+    @Test("--quota-store: absent is the embedded store under the state directory; Redis addresses parse; others are refused")
+    func parse() throws {
+        #expect(try QuotaConfiguration(quotaStore: nil, stateDirectory: "/var/lib/guidon").store == .embedded(stateDirectory: "/var/lib/guidon/quota"))
+        #expect(try QuotaConfiguration(quotaStore: "redis://10.0.0.5:6380", stateDirectory: "/s").store == .redis(.tcp(host: "10.0.0.5", port: 6380)))
+        #expect(try QuotaConfiguration(quotaStore: "redis+unix:///run/redis.sock", stateDirectory: "/s").store == .redis(.unix(path: "/run/redis.sock")))
+        #expect {
+            try QuotaConfiguration(quotaStore: "memcached://x", stateDirectory: "/s")
+        } throws: { ($0 as? QuotaStoreError)?.code == .invalidAddress && "\($0)".contains("--quota-store") }
+    }
+
+    @Test("the embedded backend answers on the caller's thread and keeps its counts across a restart")
+    func embeddedBackend() throws {
+        let scratch = try ScratchDirectory()
+        defer { scratch.remove() }
+        let configuration = try QuotaConfiguration(quotaStore: nil, stateDirectory: scratch.path)
+        for expected: Int64 in [1, 2] {
+            let backend = try QuotaBackend.start(configuration, logger: quietLogger)
+            guard case .immediate(let store) = backend else { Issue.record("not immediate"); return }
+            let answer = try store.consume(consumeRequest([QuotaLimit(per: .month, max: 5)], now: EmbeddedQuotaStore.wallClock()))
+            #expect(answer.used == expected)
+            backend.shutdown()
+            backend.shutdown()
+        }
+    }
+}
