@@ -69,6 +69,7 @@ struct KillDurabilityTests {
             store.shutdown()
             // Counts of the rounds add up: this round's are on top of what the last one left.
             let gained = Int(recovered - before)
+            print("kill -9 round \(round): acknowledged \(ackedSecondBefore) a second before the kill and \(ackedAtKill) by it; recovered \(gained)")
             #expect(gained >= ackedSecondBefore,
                     "round \(round): recovered \(gained), but \(ackedSecondBefore) were acknowledged a second before the kill (\(ackedAtKill) by the kill)")
             // Nothing is invented: at most what was acknowledged by the last report before the
