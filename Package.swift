@@ -17,6 +17,7 @@ let package = Package(
         .executable(name: "guidon-bench", targets: ["guidon-bench"]),
         .library(name: "GuidonEngine", targets: ["GuidonEngine"]),
         .library(name: "GuidonClient", targets: ["GuidonClient"]),
+        .library(name: "GuidonQuota", targets: ["GuidonQuota"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
@@ -57,6 +58,21 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
+        ),
+        // A minimal Redis client: RESP2 encoding and parsing, pipelined connections with deadlines.
+        .target(
+            name: "GuidonRESP",
+            dependencies: ["GuidonUnixSocket", "CLinux", .product(name: "NIOConcurrencyHelpers", package: "swift-nio")]
+        ),
+        // Usage limits: calendar windows in a time zone (pure), and the stores that count
+        // (embedded, durable under a state directory; or shared through Redis).
+        .target(
+            name: "GuidonQuota",
+            dependencies: [
+                "GuidonRESP", "CLinux",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
@@ -125,8 +141,9 @@ let package = Package(
             name: "guidon-bench",
             dependencies: [
                 "GuidonJSON", "GuidonEngine", "GuidonProtocol", "GuidonUnixSocket", "CAllocCounter", "CLinux", "GuidonClient",
-                "GuidonEntitlements", "CMalloc",
+                "GuidonEntitlements", "CMalloc", "GuidonRESP", "GuidonQuota",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
@@ -170,6 +187,11 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
+        ),
+        .testTarget(name: "GuidonRESPTests", dependencies: ["GuidonRESP"]),
+        .testTarget(
+            name: "GuidonQuotaTests",
+            dependencies: ["GuidonQuota", "GuidonRESP", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(name: "GuidonSystemdTests", dependencies: ["GuidonSystemd", "GuidonUnixSocket"]),
         .testTarget(

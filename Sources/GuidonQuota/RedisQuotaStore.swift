@@ -1,0 +1,319 @@
+public import GuidonRESP
+public import Logging
+import NIOConcurrencyHelpers
+
+/// Counts shared by every guidond of a fleet, in one Redis: `consume` is one `EVALSHA` of
+/// `QuotaScript` (atomic in Redis), pipelined over a few connections of a `RESPClient`.
+///
+/// No caller waits longer than `timeout` (50 ms): past it, or at once while Redis is down
+/// (the client backs off between reconnection attempts), each hard limit's `failMode` decides
+/// and the answer says `degraded`; such answers are counted and logged at most once every 10 s.
+/// The client reconnects by itself, so answers come from Redis again as soon as it is back.
+/// Completions are called on the client's thread.
+public final class RedisQuotaStore: QuotaStore {
+    public struct Configuration: Sendable {
+        public var address: RedisAddress
+        /// The longest a request may wait for Redis (default 50 ms).
+        public var timeout: Duration
+        /// Connections to Redis (default 2).
+        public var connections: Int
+        /// Prefix of every key this store writes (default `gq`).
+        public var keyPrefix: String
+        /// A count's key lives this long after its window ends (default 60 s).
+        public var expiryGrace: Int64
+        /// Reconnection backoff and limits of each connection.
+        public var connection: RESPConnectionConfiguration
+
+        public init(
+            address: RedisAddress, timeout: Duration = .milliseconds(50), connections: Int = 2, keyPrefix: String = "gq",
+            expiryGrace: Int64 = 60, connection: RESPConnectionConfiguration = RESPConnectionConfiguration()
+        ) {
+            self.address = address
+            self.timeout = timeout
+            self.connections = connections
+            self.keyPrefix = keyPrefix
+            self.expiryGrace = expiryGrace
+            self.connection = connection
+        }
+    }
+
+    public let configuration: Configuration
+    private let client: RESPClient
+    private let logger: Logger
+    private let timeoutNanos: UInt64
+    private let stats = NIOLockedValueBox(QuotaStoreStatistics())
+    private let degradedLog = NIOLockedValueBox(RateLimitedLog())
+
+    public init(configuration: Configuration, logger: Logger) throws(QuotaStoreError) {
+        self.configuration = configuration
+        self.logger = logger
+        let (seconds, attoseconds) = configuration.timeout.components
+        let timeout = max(2_000_000, UInt64(max(0, seconds)) &* 1_000_000_000 &+ UInt64(max(0, attoseconds) / 1_000_000_000))
+        // The client fails a command up to one tick after its deadline: the deadline is one tick
+        // short of the timeout, so that no caller waits longer than the timeout.
+        let tick = min(5_000_000, timeout / 5)
+        timeoutNanos = timeout - tick
+        do throws(RESPError) {
+            client = try RESPClient(configuration: RESPClient.Configuration(
+                address: configuration.address, connections: configuration.connections, connection: configuration.connection, tick: tick))
+        } catch {
+            throw QuotaStoreError(.invalidAddress, error.message)
+        }
+    }
+
+    /// Starts the client and loads the script (answers do not wait for it: `EVALSHA` falls
+    /// back to `EVAL` when Redis does not know the script).
+    public func start() {
+        client.start()
+        client.send(RESPCommand.encode(["SCRIPT", "LOAD", QuotaScript.source]), timeout: .seconds(5)) { [logger] result in
+            if case .failure(let error) = result { logger.info("quota: Redis script not loaded yet (\(error)); it will load on first use") }
+        }
+    }
+
+    public func shutdown() { client.shutdown() }
+
+    public var statistics: QuotaStoreStatistics { stats.withLockedValue { $0 } }
+
+    // MARK: - Keys
+
+    private func appendPart(_ s: String, to key: inout String) {
+        key += String(s.utf8.count)
+        key += ":"
+        key += s
+    }
+
+    func counterKey(_ subject: QuotaSubject, _ limit: QuotaLimit, _ window: CalendarWindow) -> String {
+        var key = configuration.keyPrefix + ":c:"
+        appendPart(subject.feature, to: &key)
+        appendPart(subject.tenant, to: &key)
+        appendPart(limit.scope == .user ? subject.user ?? "" : "", to: &key)
+        key += limit.per.rawValue + ":" + String(window.start)
+        return key
+    }
+
+    func receiptKey(_ subject: QuotaSubject, _ idempotencyKey: String) -> String {
+        var key = configuration.keyPrefix + ":r:"
+        appendPart(subject.feature, to: &key)
+        appendPart(subject.tenant, to: &key)
+        appendPart(subject.user ?? "", to: &key)
+        appendPart(idempotencyKey, to: &key)
+        return key
+    }
+
+    // MARK: - consume
+
+    /// What one `consume` sends: the script's keys and arguments, and how limits map to counts.
+    struct Prepared: Sendable {
+        var keyCount: Int
+        var arguments: [String]
+        var windows: [CalendarWindow]
+        /// Limit i reads count `countOf[i]` (limits of one unit and scope share one).
+        var countOf: [Int]
+    }
+
+    func prepare(_ request: QuotaRequest) -> Prepared {
+        let limits = request.limits
+        let windows = limits.map { request.zone.window($0.per, containing: request.now) }
+        var countOf = [Int](repeating: 0, count: limits.count)
+        var counts: [Int] = []  // the limit owning each count
+        for i in limits.indices {
+            let owner = QuotaDecision.counterOwner(limits, i)
+            if owner == i {
+                countOf[i] = counts.count
+                counts.append(i)
+            } else {
+                countOf[i] = countOf[owner]
+            }
+        }
+        var arguments: [String] = []
+        arguments.reserveCapacity(counts.count * 4 + 7 + limits.count * 3)
+        for j in counts { arguments.append(counterKey(request.subject, limits[j], windows[j])) }
+        if let key = request.idempotencyKey { arguments.append(receiptKey(request.subject, key)) }
+        let keyCount = arguments.count
+        arguments += [String(request.amount), String(request.now), String(counts.count), String(limits.count),
+                      request.idempotencyKey != nil ? "1" : "0", String(QuotaRequest.idempotencyWindow)]
+        for j in counts {
+            // Relative to the request's clock, not Redis's: the window was computed on this host.
+            let ttl = max(1, windows[j].end + configuration.expiryGrace - request.now)
+            arguments += [String(ttl), String(windows[j].start), String(windows[j].end)]
+        }
+        for i in limits.indices {
+            arguments += [String(countOf[i] + 1), String(limits[i].max), limits[i].mode == .hard ? "h" : limits[i].mode == .soft ? "s" : "w"]
+        }
+        return Prepared(keyCount: keyCount, arguments: arguments, windows: windows, countOf: countOf)
+    }
+
+    /// The `EVALSHA` a `consume` of `request` sends (for benchmarks: the bare round trip it is
+    /// measured against).
+    public func scriptCommand(for request: QuotaRequest) -> [UInt8] {
+        let prepared = prepare(request)
+        return Self.script(sha: true, keyCount: prepared.keyCount, prepared.arguments)
+    }
+
+    public func consume(_ request: QuotaRequest, completion: @escaping QuotaCompletion<QuotaAnswer>) {
+        do throws(QuotaStoreError) { try QuotaDecision.validate(request) } catch { return completion(.failure(error)) }
+        let prepared = prepare(request)
+        let deadline = RESPClient.now() &+ timeoutNanos
+        let command = Self.script(sha: true, keyCount: prepared.keyCount, prepared.arguments)
+        client.send(command, deadline: deadline) { [self] result in
+            if case .failure(let error) = result, error.code == .serverError, error.message.hasPrefix("NOSCRIPT") {
+                // Redis restarted or its scripts were flushed: EVAL loads the script again.
+                client.send(Self.script(sha: false, keyCount: prepared.keyCount, prepared.arguments), deadline: deadline) { [self] result in
+                    finish(result, request, prepared.windows, prepared.countOf, completion)
+                }
+                return
+            }
+            finish(result, request, prepared.windows, prepared.countOf, completion)
+        }
+    }
+
+    private static func script(sha: Bool, keyCount: Int, _ arguments: [String]) -> [UInt8] {
+        var out: [UInt8] = []
+        RESPCommand.appendHeader(count: 3 + arguments.count, to: &out)
+        RESPCommand.appendArgument(sha ? "EVALSHA" : "EVAL", to: &out)
+        RESPCommand.appendArgument(sha ? QuotaScript.sha : QuotaScript.source, to: &out)
+        RESPCommand.appendArgument(Int64(keyCount), to: &out)
+        for argument in arguments { RESPCommand.appendArgument(argument, to: &out) }
+        return out
+    }
+
+    private func finish(
+        _ result: Result<RESPValue, RESPError>, _ request: QuotaRequest, _ windows: [CalendarWindow], _ countOf: [Int],
+        _ completion: QuotaCompletion<QuotaAnswer>
+    ) {
+        switch result {
+        case .success(let value):
+            guard let text = value.string, let answer = Self.parseReply(text, request, countOf) else {
+                return degrade(RESPError(.malformedReply, "unexpected reply to the quota script: \(value)"), request, windows, completion)
+            }
+            stats.withLockedValue { stats in
+                if answer.replayed { stats.replayed &+= 1 } else if answer.allowed { stats.consumed &+= 1 } else { stats.denied &+= 1 }
+            }
+            completion(.success(answer))
+        case .failure(let error) where error.code == .serverError && error.message.hasPrefix("OVERFLOW"):
+            completion(.failure(QuotaStoreError(.overflow, "feature '\(request.subject.feature)': \(error.message)")))
+        case .failure(let error):
+            degrade(error, request, windows, completion)
+        }
+    }
+
+    private func degrade(_ error: RESPError, _ request: QuotaRequest, _ windows: [CalendarWindow], _ completion: QuotaCompletion<QuotaAnswer>) {
+        stats.withLockedValue { $0.degraded &+= 1 }
+        if let suppressed = degradedLog.withLockedValue({ $0.shouldLog(now: RESPClient.now()) }) {
+            logger.warning("quota: Redis at \(configuration.address) did not answer in time; each limit's failMode decides (\(error))\(suppressed > 0 ? "; \(suppressed) more such answers since the last report" : "")")
+        }
+        completion(.success(QuotaDecision.degraded(request.limits) { windows[$0] }))
+    }
+
+    /// Reads the script's reply back into an answer.
+    static func parseReply(_ text: String, _ request: QuotaRequest, _ countOf: [Int]) -> QuotaAnswer? {
+        let replayed = text.hasPrefix("r:")
+        guard replayed || text.hasPrefix("n:") else { return nil }
+        let fields = text.dropFirst(2).split(separator: ",").map { Int64($0) }
+        let countCount = (countOf.max() ?? -1) + 1
+        guard fields.count == 1 + 3 * countCount, fields.allSatisfy({ $0 != nil }) else { return nil }
+        let numbers = fields.map { $0! }
+        let refusedAt = Int(numbers[0])
+        let refused = refusedAt == 0 ? nil : refusedAt - 1
+        let limits = request.limits
+        guard refused.map({ limits.indices.contains($0) }) ?? true else { return nil }
+        func used(_ i: Int) -> Int64 { numbers[1 + 3 * countOf[i]] }
+        func window(_ i: Int) -> CalendarWindow {
+            CalendarWindow(unit: limits[i].per, start: numbers[2 + 3 * countOf[i]], end: numbers[3 + 3 * countOf[i]])
+        }
+        let counted = refused == nil
+        var answer = QuotaDecision.answer(
+            limits, amount: request.amount, refusedBy: refused, window: window,
+            before: { counted ? used($0) - request.amount : used($0) }, after: used)
+        answer.replayed = replayed
+        return answer
+    }
+
+    // MARK: - usage and reset
+
+    public func usage(_ request: QuotaUsageRequest, completion: @escaping QuotaCompletion<[QuotaLimitStatus]>) {
+        do throws(QuotaStoreError) { try QuotaDecision.validate(request.subject, request.limits) } catch { return completion(.failure(error)) }
+        let limits = request.limits
+        let windows = limits.map { request.zone.window($0.per, containing: request.now) }
+        let keys = limits.indices.map { counterKey(request.subject, limits[$0], windows[$0]) }
+        client.send(RESPCommand.encode(["MGET"] + keys), deadline: RESPClient.now() &+ timeoutNanos) { [self] result in
+            guard case .success(.array(let values)) = result, values.count == keys.count else {
+                if case .failure(let error) = result { degradeUsage(error) }
+                // Unknown counts: `used` is nil, as in a degraded consume.
+                return completion(.success(limits.indices.map { i in
+                    QuotaLimitStatus(index: i, limit: limits[i], used: nil, window: windows[i], over: false)
+                }))
+            }
+            let used = values.map { $0.integer ?? 0 }
+            completion(.success(QuotaDecision.usage(limits, window: { windows[$0] }, used: { used[$0] })))
+        }
+    }
+
+    private func degradeUsage(_ error: RESPError) {
+        if let suppressed = degradedLog.withLockedValue({ $0.shouldLog(now: RESPClient.now()) }) {
+            logger.warning("quota: Redis at \(configuration.address) did not answer a usage read in time (\(error))\(suppressed > 0 ? "; \(suppressed) more since the last report" : "")")
+        }
+    }
+
+    /// Deletes the keys of `subject` with `SCAN … MATCH` and `DEL`: a walk over the whole
+    /// keyspace, acceptable for an audited admin operation (never on the request path).
+    public func reset(_ subject: QuotaSubject, completion: @escaping QuotaCompletion<Int>) {
+        do throws(QuotaStoreError) {
+            try QuotaDecision.key(subject.feature, "feature")
+            try QuotaDecision.key(subject.tenant, "tenant")
+        } catch { return completion(.failure(error)) }
+        var prefix = configuration.keyPrefix + ":c:"
+        appendPart(subject.feature, to: &prefix)
+        appendPart(subject.tenant, to: &prefix)
+        if let user = subject.user { appendPart(user, to: &prefix) }
+        scan(cursor: "0", pattern: Self.globEscaped(prefix) + "*", deleted: 0, completion: completion)
+    }
+
+    private func scan(cursor: String, pattern: String, deleted: Int, completion: @escaping QuotaCompletion<Int>) {
+        let deadline = RESPClient.now() &+ 5_000_000_000
+        client.send(RESPCommand.encode(["SCAN", cursor, "MATCH", pattern, "COUNT", "1000"]), deadline: deadline) { [self] result in
+            guard case .success(.array(let parts)) = result, parts.count == 2, let next = parts[0].string, case .array(let found) = parts[1] else {
+                return completion(.failure(QuotaStoreError(.unavailable, "reset: Redis did not answer SCAN: \(result)")))
+            }
+            let keys = found.compactMap(\.string)
+            @Sendable func proceed(_ deletedNow: Int) {
+                if next == "0" { completion(.success(deleted + deletedNow)) } else { scan(cursor: next, pattern: pattern, deleted: deleted + deletedNow, completion: completion) }
+            }
+            guard !keys.isEmpty else { return proceed(0) }
+            client.send(RESPCommand.encode(["DEL"] + keys), deadline: deadline) { result in
+                guard case .success(.integer(let n)) = result else {
+                    return completion(.failure(QuotaStoreError(.unavailable, "reset: Redis did not answer DEL: \(result)")))
+                }
+                proceed(Int(n))
+            }
+        }
+    }
+
+    static func globEscaped(_ text: String) -> String {
+        var out = ""
+        for character in text {
+            if "*?[]\\".contains(character) { out.append("\\") }
+            out.append(character)
+        }
+        return out
+    }
+}
+
+/// At most one line every 10 s, with the count of the ones held back.
+struct RateLimitedLog {
+    private var last: UInt64 = 0
+    private var suppressed = 0
+
+    /// The number held back since the last line when a line should be written now, else nil.
+    mutating func shouldLog(now: UInt64) -> Int? {
+        if last != 0 && now - last < 10_000_000_000 {
+            suppressed += 1
+            return nil
+        }
+        defer {
+            last = now
+            suppressed = 0
+        }
+        return suppressed
+    }
+}
