@@ -61,6 +61,8 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
+        // OFREP (the OpenFeature Remote Evaluation Protocol): requests read, results written. No I/O.
+        .target(name: "GuidonOFREP", dependencies: ["GuidonJSON", "GuidonEngine"]),
         // A minimal Redis client: RESP2 encoding and parsing, pipelined connections with deadlines.
         .target(
             name: "GuidonRESP",
@@ -99,7 +101,7 @@ let package = Package(
             name: "GuidonServer",
             dependencies: [
                 "GuidonJSON", "GuidonEngine", "GuidonEditing", "GuidonFiles", "GuidonProtocol", "GuidonSystemd", "GuidonUnixSocket",
-                "CMalloc", "CLinux", "GuidonMetrics", "GuidonHTTP",
+                "CMalloc", "CLinux", "GuidonMetrics", "GuidonHTTP", "GuidonOFREP",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -173,6 +175,7 @@ let package = Package(
             name: "GuidonServerTests",
             dependencies: [
                 "GuidonJSON", "GuidonEngine", "GuidonEditing", "GuidonProtocol", "GuidonServer", "GuidonUnixSocket", "GuidonMetrics", "GuidonHTTP",
+                "GuidonOFREP", "GuidonSystemd",
             ]
         ),
         .testTarget(
@@ -188,6 +191,7 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
+        .testTarget(name: "GuidonOFREPTests", dependencies: ["GuidonJSON", "GuidonEngine", "GuidonOFREP"]),
         .testTarget(name: "GuidonRESPTests", dependencies: ["GuidonRESP"]),
         .testTarget(
             name: "GuidonQuotaTests",

@@ -3,12 +3,33 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 
-/// Where and how the HTTP listener serves.
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where and how the HTTP listener serves one site (an address and its limits).
 public struct HTTPListenerConfiguration: Sendable, Hashable {
-    /// The address to bind: loopback unless one is given.
-    public var host: String
-    /// The TCP port; 0 picks a free one (see `HTTPListener.port`).
-    public var port: Int
+    /// Where a site listens.
+    public enum Endpoint: Sendable, Hashable, CustomStringConvertible {
+        /// A TCP address and port (0: a free port, see `HTTPListener.ports`).
+        case tcp(host: String, port: Int)
+        /// A Unix stream socket at a path, which must not exist (the caller deals with a stale
+        /// file, and removes the socket file after `shutdown()`).
+        case unix(path: String)
+        /// A listening stream socket bound elsewhere (one systemd passed by socket activation):
+        /// served as it is, and closed at `shutdown()`. `name` says where it came from, for logs.
+        case socket(descriptor: Int32, name: String)
+
+        public var description: String {
+            switch self {
+            case .tcp(let host, let port): host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+            case .unix(let path): path
+            case .socket(let descriptor, let name): "the socket systemd passed as \"\(name)\" (fd \(descriptor))"
+            }
+        }
+    }
+
+    public var endpoint: Endpoint
     /// Largest request body accepted (larger: `413`). 64 KiB: room for an OFREP bulk evaluation's context.
     public var maxBodyBytes: Int
     /// Largest request head (request line and headers; larger: `431`). 16 KiB.
@@ -20,19 +41,36 @@ public struct HTTPListenerConfiguration: Sendable, Hashable {
     public var maxConnections: Int
 
     public init(
-        host: String = "127.0.0.1", port: Int, maxBodyBytes: Int = 64 * 1024, maxHeaderBytes: Int = 16 * 1024,
+        endpoint: Endpoint, maxBodyBytes: Int = 64 * 1024, maxHeaderBytes: Int = 16 * 1024,
         requestTimeout: Duration = .seconds(10), maxConnections: Int = 64
     ) {
-        self.host = host
-        self.port = port
+        self.endpoint = endpoint
         self.maxBodyBytes = maxBodyBytes
         self.maxHeaderBytes = maxHeaderBytes
         self.requestTimeout = requestTimeout
         self.maxConnections = maxConnections
     }
 
-    /// `HOST:PORT`, `[V6]:PORT`, or `PORT` alone (on loopback).
+    /// A TCP site (loopback unless `host` is given).
+    public init(
+        host: String = "127.0.0.1", port: Int, maxBodyBytes: Int = 64 * 1024, maxHeaderBytes: Int = 16 * 1024,
+        requestTimeout: Duration = .seconds(10), maxConnections: Int = 64
+    ) {
+        self.init(
+            endpoint: .tcp(host: host, port: port), maxBodyBytes: maxBodyBytes, maxHeaderBytes: maxHeaderBytes,
+            requestTimeout: requestTimeout, maxConnections: maxConnections)
+    }
+
+    /// `HOST:PORT`, `[V6]:PORT`, `PORT` alone (on loopback), or a Unix-socket path (starting
+    /// with `/` or `.`).
     public init(listen text: String) throws(HTTPListenerError) {
+        if text.hasPrefix("/") || text.hasPrefix(".") {
+            guard text.utf8.count < 108 else {
+                throw HTTPListenerError(.invalidAddress, "'\(text)': a Unix-socket path must be shorter than 108 bytes")
+            }
+            self.init(endpoint: .unix(path: text))
+            return
+        }
         let host: String
         let portText: Substring
         if text.hasPrefix("["), let close = text.firstIndex(of: "]") {
@@ -48,10 +86,22 @@ public struct HTTPListenerConfiguration: Sendable, Hashable {
             portText = Substring(text)
         }
         guard let port = Int(portText), (0...65535).contains(port) else {
-            throw HTTPListenerError(.invalidAddress, "'\(text)': the port must be a number from 0 to 65535")
+            throw HTTPListenerError(.invalidAddress, "'\(text)': the port must be a number from 0 to 65535 (or give a Unix-socket path)")
         }
         guard !host.isEmpty else { throw HTTPListenerError(.invalidAddress, "'\(text)': no address before the port") }
         self.init(host: host, port: port)
+    }
+
+    /// The TCP address, for a TCP site.
+    public var host: String? {
+        if case .tcp(let host, _) = endpoint { return host }
+        return nil
+    }
+
+    /// The configured TCP port, for a TCP site.
+    public var port: Int? {
+        if case .tcp(_, let port) = endpoint { return port }
+        return nil
     }
 }
 
@@ -85,27 +135,43 @@ public struct HTTPListenerError: Error, Sendable, CustomStringConvertible {
 }
 
 /// An HTTP/1.1 server on NIOHTTP1, on one event-loop thread of its own: whatever its clients do,
-/// the Unix-socket loops never run its code. Requests are read whole (head and body, within the
-/// configured limits) and handed to an `HTTPRouter`; malformed requests get `400`, oversized
-/// heads `431`, oversized bodies `413`, and the connection is closed.
+/// the Unix-socket loops never run its code. It serves one or more sites (an endpoint, its
+/// limits and its router), all on that one thread, so that a handler's state is confined to it
+/// whichever site a request came in on. Requests are read whole (head and body, within the
+/// site's limits) and handed to the site's `HTTPRouter`; malformed requests get `400`,
+/// oversized heads `431`, oversized bodies `413`, and the connection is closed.
 public final class HTTPListener: Sendable {
+    /// One address and what answers there.
+    public struct Site: Sendable {
+        public var configuration: HTTPListenerConfiguration
+        public var router: HTTPRouter
+
+        public init(configuration: HTTPListenerConfiguration, router: HTTPRouter) {
+            self.configuration = configuration
+            self.router = router
+        }
+    }
+
     private enum State {
         case idle
-        case running(group: MultiThreadedEventLoopGroup, channel: any Channel)
+        case running(group: MultiThreadedEventLoopGroup, channels: [any Channel])
         case stopped
     }
 
-    public let configuration: HTTPListenerConfiguration
-    private let router: HTTPRouter
+    public let sites: [Site]
     private let state = NIOLockedValueBox(State.idle)
-    private let open = NIOLockedValueBox(0)
 
-    public init(configuration: HTTPListenerConfiguration, router: HTTPRouter) {
-        self.configuration = configuration
-        self.router = router
+    public init(sites: [Site]) {
+        precondition(!sites.isEmpty, "an HTTP listener serves at least one site")
+        self.sites = sites
     }
 
-    /// Binds and starts serving; returns once the socket listens.
+    public convenience init(configuration: HTTPListenerConfiguration, router: HTTPRouter) {
+        self.init(sites: [Site(configuration: configuration, router: router)])
+    }
+
+    /// Binds (or adopts) every site's socket and starts serving; returns once they all listen.
+    /// When one cannot be bound, none is served (and an adopted socket is closed).
     public func start() throws(HTTPListenerError) {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let claimed = state.withLockedValue { state -> Bool in
@@ -117,13 +183,27 @@ public final class HTTPListener: Sendable {
             try? group.syncShutdownGracefully()
             throw HTTPListenerError(.alreadyStarted, "the HTTP listener was started before")
         }
-        let configuration = configuration
-        let router = router
-        let open = open
+        var channels: [any Channel] = []
+        for site in sites {
+            do {
+                channels.append(try Self.bootstrap(site, group: group).wait())
+            } catch {
+                for channel in channels { try? channel.close().wait() }
+                if case .socket(let descriptor, _) = site.configuration.endpoint { close(descriptor) }
+                try? group.syncShutdownGracefully()
+                throw HTTPListenerError(.cannotBind, "cannot listen on \(site.configuration.endpoint): \(error)")
+            }
+        }
+        state.withLockedValue { $0 = .running(group: group, channels: channels) }
+    }
+
+    private static func bootstrap(_ site: Site, group: MultiThreadedEventLoopGroup) -> EventLoopFuture<any Channel> {
+        let configuration = site.configuration
+        let router = site.router
+        let open = NIOLockedValueBox(0)
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 64)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 let admitted = open.withLockedValue { count -> Bool in
                     guard count < configuration.maxConnections else { return false }
@@ -136,32 +216,42 @@ public final class HTTPListener: Sendable {
                     try Self.configure(channel.pipeline.syncOperations, configuration, router)
                 }
             }
-        do {
-            let channel = try bootstrap.bind(host: configuration.host, port: configuration.port).wait()
-            state.withLockedValue { $0 = .running(group: group, channel: channel) }
-        } catch {
-            try? group.syncShutdownGracefully()
-            throw HTTPListenerError(.cannotBind, "cannot listen on \(configuration.host):\(configuration.port): \(error)")
+        switch configuration.endpoint {
+        case .tcp(let host, let port): return bootstrap.bind(host: host, port: port)
+        case .unix(let path): return bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: false)
+        case .socket(let descriptor, _): return bootstrap.withBoundSocket(descriptor)
         }
     }
 
-    /// The port it listens on (the one picked, for port 0), once started.
-    public var port: Int? {
+    /// The TCP port the first site listens on (the one picked, for port 0), once started.
+    public var port: Int? { ports.first ?? nil }
+
+    /// Each site's TCP port (`nil` for a Unix socket), in the order of `sites`, once started.
+    public var ports: [Int?] {
         state.withLockedValue { state in
-            guard case .running(_, let channel) = state else { return nil }
-            return channel.localAddress?.port
+            guard case .running(_, let channels) = state else { return [] }
+            return channels.map { $0.localAddress?.port }
         }
+    }
+
+    /// Runs `task` on the listener's thread (where every handler runs), if it is running.
+    public func execute(_ task: @escaping @Sendable () -> Void) {
+        let loop = state.withLockedValue { state -> (any EventLoop)? in
+            guard case .running(let group, _) = state else { return nil }
+            return group.next()
+        }
+        loop?.execute(task)
     }
 
     /// Stops listening, closes every connection and stops the thread. Safe to call twice.
     public func shutdown() {
-        let running = state.withLockedValue { state -> (MultiThreadedEventLoopGroup, any Channel)? in
+        let running = state.withLockedValue { state -> (MultiThreadedEventLoopGroup, [any Channel])? in
             defer { state = .stopped }
-            guard case .running(let group, let channel) = state else { return nil }
-            return (group, channel)
+            guard case .running(let group, let channels) = state else { return nil }
+            return (group, channels)
         }
-        guard let (group, channel) = running else { return }
-        try? channel.close().wait()
+        guard let (group, channels) = running else { return }
+        for channel in channels { try? channel.close().wait() }
         try? group.syncShutdownGracefully()
     }
 
@@ -176,6 +266,7 @@ public final class HTTPListener: Sendable {
         try pipeline.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes, limitConfiguration: limits)))
         try pipeline.addHandler(HTTPServerPipelineHandler())
         try pipeline.addHandler(BadRequestHandler())
+        try pipeline.addHandler(OversizedBodyHandler(router: router, limit: configuration.maxBodyBytes))
         try pipeline.addHandler(NIOHTTPServerRequestAggregator(maxContentLength: configuration.maxBodyBytes))
         try pipeline.addHandler(DeadlineHandler(timeout: TimeAmount.nanoseconds(Self.nanoseconds(configuration.requestTimeout))))
         try pipeline.addHandler(RouterHandler(router: router))
@@ -223,6 +314,48 @@ final class BadRequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .body: break
         }
         context.write(data, promise: promise)
+    }
+}
+
+/// Gives the `413` that `NIOHTTPServerRequestAggregator` sends for a body over the limit (an
+/// empty one) the body its router words for the request's path (`HTTPRouter.Refusal`): for
+/// OFREP, a JSON error saying what the limit is. It sits just before the aggregator, so it sees
+/// each request's head on the way in and the aggregator's response on the way out.
+final class OversizedBodyHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let router: HTTPRouter
+    private let limit: Int
+    /// The path of the request being read.
+    private var path = "/"
+    private var rewriting = false
+
+    init(router: HTTPRouter, limit: Int) {
+        self.router = router
+        self.limit = limit
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if case .head(let head) = unwrapInboundIn(data) { path = HTTPRequest(method: head.method, uri: head.uri).path }
+        context.fireChannelRead(data)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        switch unwrapOutboundIn(data) {
+        case .head(var head) where head.status == .payloadTooLarge && head.headers.first(name: "content-length") == "0":
+            let response = router.refusal(.payloadTooLarge(limit: limit), path: path)
+            for (name, value) in response.headers where name.lowercased() != "content-length" {
+                head.headers.replaceOrAdd(name: name, value: value)
+            }
+            head.headers.replaceOrAdd(name: "Content-Length", value: "\(response.body.count)")
+            context.write(wrapOutboundOut(.head(head)), promise: nil)
+            context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: response.body)))), promise: promise)
+        default:
+            context.write(data, promise: promise)
+        }
     }
 }
 
@@ -293,19 +426,18 @@ final class RouterHandler: ChannelInboundHandler {
         let head = full.head
         switch router.resolve(head.method, path: request.path) {
         case .notFound:
-            respond(context, head, .text("404 Not Found: no resource at \(request.path)", status: .notFound))
+            respond(context, head, router.refusal(.notFound, path: request.path))
         case .methodNotAllowed(let allowed):
-            var response = HTTPResponse.text("405 Method Not Allowed: \(request.path) answers \(allowed.map(\.rawValue).joined(separator: ", "))", status: .methodNotAllowed)
-            response.headers.add(name: "Allow", value: allowed.map(\.rawValue).joined(separator: ", "))
-            respond(context, head, response)
+            respond(context, head, router.refusal(.methodNotAllowed(allowed: allowed), path: request.path))
         case .handler(let handler, let parameters):
             request.parameters = parameters
+            let path = request.path
             let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
             handler(request, context.eventLoop).hop(to: context.eventLoop).whenComplete { result in
                 let (handler, context) = bound.value
                 switch result {
                 case .success(let response): handler.respond(context, head, response)
-                case .failure(let error): handler.respond(context, head, .text("500 Internal Server Error: \(error)", status: .internalServerError))
+                case .failure(let error): handler.respond(context, head, handler.router.refusal(.failed(error), path: path))
                 }
             }
         }
@@ -313,14 +445,16 @@ final class RouterHandler: ChannelInboundHandler {
 
     private func respond(_ context: ChannelHandlerContext, _ request: HTTPRequestHead, _ response: HTTPResponse) {
         var response = response
-        if let etag = response.etag, response.status == .ok, let wanted = request.headers.first(name: "If-None-Match"),
-            wanted == "*" || wanted.split(separator: ",").contains(where: { $0.trimmingSpaces == etag })
-        {
+        if let etag = response.etag, response.status == .ok, HTTPRequest.ifNoneMatch(request.headers, matches: etag) {
             response = HTTPResponse(status: .notModified, headers: ["ETag": etag])
         }
         let keepAlive = request.isKeepAlive
         var headers = response.headers
-        headers.replaceOrAdd(name: "Content-Length", value: "\(response.body.count)")
+        if response.status == .notModified {
+            headers.remove(name: "Content-Length")  // a 304 has no body, and no length of its own
+        } else {
+            headers.replaceOrAdd(name: "Content-Length", value: "\(response.body.count)")
+        }
         headers.replaceOrAdd(name: "Connection", value: keepAlive ? "keep-alive" : "close")
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: request.version, status: response.status, headers: headers))), promise: nil)
         if request.method != .HEAD && !response.body.isEmpty && response.status != .notModified {
@@ -331,14 +465,5 @@ final class RouterHandler: ChannelInboundHandler {
             let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
             written.whenComplete { _ in bound.value.close(promise: nil) }
         }
-    }
-}
-
-extension Substring {
-    fileprivate var trimmingSpaces: Substring {
-        var text = self
-        while text.first == " " { text.removeFirst() }
-        while text.last == " " { text.removeLast() }
-        return text
     }
 }

@@ -26,6 +26,27 @@ public struct HTTPRequest: Sendable {
         self.headers = headers
         self.body = body
     }
+
+    /// Whether the request's `If-None-Match` names `etag` (or is `*`): its cached copy is current.
+    public func ifNoneMatch(matches etag: String) -> Bool {
+        Self.ifNoneMatch(headers, matches: etag)
+    }
+
+    /// Whether `If-None-Match` in `headers` names `etag` (or is `*`), compared weakly as RFC 9110
+    /// asks for it (`W/"x"` matches `"x"`).
+    public static func ifNoneMatch(_ headers: HTTPHeaders, matches etag: String) -> Bool {
+        let wanted = headers[canonicalForm: "If-None-Match"]
+        guard !wanted.isEmpty else { return false }
+        let tag = weak(Substring(etag))
+        return wanted.contains { $0 == "*" || weak($0) == tag }
+    }
+
+    private static func weak(_ tag: Substring) -> Substring {
+        var tag = tag
+        while tag.first == " " { tag.removeFirst() }
+        while tag.last == " " { tag.removeLast() }
+        return tag.hasPrefix("W/") ? tag.dropFirst(2) : tag
+    }
 }
 
 /// An HTTP response: status, headers and a body the listener sends with a `Content-Length`.
@@ -68,13 +89,18 @@ public struct HTTPResponse: Sendable {
 
 /// Routes requests by method and path to handlers.
 ///
-/// A pattern is a path whose segments are literal or `{name}` (one segment, any text); the
+/// A pattern is a path whose segments are literal or `{name}` (one segment, any text); its last
+/// segment may be `{name...}`: the rest of the path, one segment or more, slashes and all. The
 /// first route whose pattern and method match wins. A path that a route matches with another
 /// method gets `405 Method Not Allowed` with `Allow`; one that no route matches, `404`. `HEAD`
-/// is answered wherever `GET` is, without the body.
+/// is answered wherever `GET` is, without the body. Parameters are percent-decoded (as UTF-8):
+/// `%2F` in a `{name}` segment is a slash in its value.
 ///
 /// Handlers return a future, so that one can wait for other threads (a health check asks every
 /// event loop) without blocking the listener's thread; `on(_:_:sync:)` wraps a plain function.
+///
+/// The listener's own refusals (`404`, `405`, `413`, `500`) are plain text, except under a path
+/// prefix given to `refusals(under:_:)`, whose protocol words them its own way.
 public struct HTTPRouter: Sendable {
     public typealias Handler = @Sendable (HTTPRequest, any EventLoop) -> EventLoopFuture<HTTPResponse>
 
@@ -87,6 +113,8 @@ public struct HTTPRouter: Sendable {
     private enum Segment: Sendable, Equatable {
         case literal(String)
         case parameter(String)
+        /// The rest of the path (last segment only).
+        case rest(String)
     }
 
     /// What a request resolves to.
@@ -96,13 +124,35 @@ public struct HTTPRouter: Sendable {
         case methodNotAllowed(allowed: [HTTPMethod])
     }
 
+    /// Why the listener answers a request itself rather than a handler.
+    public enum Refusal: Sendable {
+        /// No route matches the path.
+        case notFound
+        /// Routes match the path with other methods.
+        case methodNotAllowed(allowed: [HTTPMethod])
+        /// The body is longer than the listener's limit (the connection is then closed).
+        case payloadTooLarge(limit: Int)
+        /// The handler's future failed.
+        case failed(any Error)
+    }
+
+    public typealias RefusalWriter = @Sendable (Refusal, _ path: String) -> HTTPResponse
+
     private var routes: [Route] = []
+    private var refusalWriters: [(prefix: String, write: RefusalWriter)] = []
 
     public init() {}
 
     public mutating func on(_ method: HTTPMethod, _ pattern: String, _ handler: @escaping Handler) {
-        let segments = Self.split(pattern).map { part -> Segment in
-            part.hasPrefix("{") && part.hasSuffix("}") ? .parameter(String(part.dropFirst().dropLast())) : .literal(part)
+        let parts = Self.split(pattern)
+        let segments = parts.enumerated().map { index, part -> Segment in
+            guard part.hasPrefix("{") && part.hasSuffix("}") else { return .literal(String(part)) }
+            let name = part.dropFirst().dropLast()
+            if name.hasSuffix("...") {
+                precondition(index == parts.count - 1, "{\(name)} must be the last segment of \(pattern)")
+                return .rest(String(name.dropLast(3)))
+            }
+            return .parameter(String(name))
         }
         routes.append(Route(method: method, segments: segments, handler: handler))
     }
@@ -111,11 +161,23 @@ public struct HTTPRouter: Sendable {
         on(method, pattern) { request, loop in loop.makeSucceededFuture(handler(request)) }
     }
 
+    /// Words the listener's refusals for paths starting with `prefix` (the longest prefix given wins).
+    public mutating func refusals(under prefix: String, _ write: @escaping RefusalWriter) {
+        refusalWriters.append((prefix, write))
+    }
+
+    /// Adds `other`'s routes after these, and its refusal writers: one router for a site that
+    /// serves both.
+    public mutating func merge(_ other: HTTPRouter) {
+        routes += other.routes
+        refusalWriters += other.refusalWriters
+    }
+
     public func resolve(_ method: HTTPMethod, path: String) -> Resolution {
         let parts = Self.split(path)
         var allowed: [HTTPMethod] = []
         for route in routes {
-            guard let parameters = Self.match(route.segments, parts) else { continue }
+            guard let parameters = Self.match(route.segments, parts, in: path) else { continue }
             if route.method == method || (method == .HEAD && route.method == .GET) {
                 return .handler(route.handler, parameters: parameters)
             }
@@ -125,20 +187,48 @@ public struct HTTPRouter: Sendable {
         return allowed.isEmpty ? .notFound : .methodNotAllowed(allowed: allowed)
     }
 
-    private static func split(_ path: String) -> [String] {
-        path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
+    /// The response to `refusal` of a request for `path`: the writer for the longest prefix of
+    /// `path` given to `refusals(under:_:)`, else plain text. A `405` always carries `Allow`.
+    public func refusal(_ refusal: Refusal, path: String) -> HTTPResponse {
+        let writer = refusalWriters.filter { path.hasPrefix($0.prefix) }.max { $0.prefix.count < $1.prefix.count }
+        var response = writer?.write(refusal, path) ?? Self.plainText(refusal, path: path)
+        if case .methodNotAllowed(let allowed) = refusal {
+            response.headers.replaceOrAdd(name: "Allow", value: allowed.map(\.rawValue).joined(separator: ", "))
+        }
+        return response
     }
 
-    private static func match(_ segments: [Segment], _ parts: [String]) -> [String: String]? {
-        guard segments.count == parts.count else { return nil }
+    private static func plainText(_ refusal: Refusal, path: String) -> HTTPResponse {
+        switch refusal {
+        case .notFound:
+            .text("404 Not Found: no resource at \(path)", status: .notFound)
+        case .methodNotAllowed(let allowed):
+            .text("405 Method Not Allowed: \(path) answers \(allowed.map(\.rawValue).joined(separator: ", "))", status: .methodNotAllowed)
+        case .payloadTooLarge(let limit):
+            .text("413 Payload Too Large: a request body may have at most \(limit) bytes", status: .payloadTooLarge)
+        case .failed(let error):
+            .text("500 Internal Server Error: \(error)", status: .internalServerError)
+        }
+    }
+
+    private static func split(_ path: String) -> [Substring] {
+        path.split(separator: "/", omittingEmptySubsequences: true)
+    }
+
+    private static func match(_ segments: [Segment], _ parts: [Substring], in path: String) -> [String: String]? {
         var parameters: [String: String] = [:]
-        for (segment, part) in zip(segments, parts) {
+        for (i, segment) in segments.enumerated() {
+            guard i < parts.count else { return nil }
             switch segment {
-            case .literal(let text): if text != part { return nil }
-            case .parameter(let name): parameters[name] = part.removingPercentEncoding
+            case .literal(let text): if parts[i] != text { return nil }
+            case .parameter(let name): parameters[name] = String(parts[i]).removingPercentEncoding
+            case .rest(let name):
+                // Everything from this segment on, as sent (a slash inside, or at the end, stays).
+                parameters[name] = String(path[parts[i].startIndex...]).removingPercentEncoding
+                return parameters
             }
         }
-        return parameters
+        return segments.count == parts.count ? parameters : nil
     }
 }
 

@@ -70,11 +70,35 @@ public enum MetricTable {
             labels: ["error_type"]),
         values: evaluationErrorCodes.map { $0.rawValue.lowercased() })
 
+    /// OFREP requests (`guidond --ofrep-listen`), counted on the HTTP listener's thread, by
+    /// endpoint: `flag` (`POST /ofrep/v1/evaluate/flags/{key}`), `bulk` (`POST
+    /// /ofrep/v1/evaluate/flags`), `other` (a path under `/ofrep/` or a method that OFREP does
+    /// not serve). Their evaluations count in `guidon_evaluations_total` and
+    /// `guidon_evaluation_errors_total` like the query socket's.
+    public static let ofrepRequests = CounterFamily(
+        MetricFamily(
+            "guidon_ofrep_requests_total", .counter,
+            help: "OFREP requests answered over HTTP, by endpoint (flag, bulk, other: a path or method OFREP does not serve).",
+            labels: ["endpoint"]),
+        values: ["flag", "bulk", "other"])
+
+    /// OFREP responses by HTTP status: `200`; `304` (a bulk evaluation the client has, by
+    /// `If-None-Match`); `400` (a body that is not JSON, a context that is not an object, an
+    /// evaluation that failed); `404` (`FLAG_NOT_FOUND`, or no such path); `405`; `413` (a body
+    /// over the listener's limit); `500`.
+    public static let ofrepResponses = CounterFamily(
+        MetricFamily(
+            "guidon_ofrep_responses_total", .counter, help: "OFREP responses over HTTP, by status code.", labels: ["code"]),
+        values: ofrepStatusCodes.map(String.init))
+
+    /// The status codes of `guidon_ofrep_responses_total`.
+    public static let ofrepStatusCodes = [200, 304, 400, 404, 405, 413, 500]
+
     /// The families with a closed label set, in the order of each loop's counter block.
     /// Families of features still being built — `guidon_admin_writes_total{action,result}`,
     /// `guidon_entitlement_denials_total{reason}`, `guidon_quota_answers_total{result}` — are
     /// added here when those features land (see docs/OBSERVABILITY.md).
-    public static let counterFamilies: [CounterFamily] = [requests, requestErrors, evaluationErrors]
+    public static let counterFamilies: [CounterFamily] = [requests, requestErrors, evaluationErrors, ofrepRequests, ofrepResponses]
 
     /// Evaluations of flags that exist, by flag, variant served (`""` when none) and reason
     /// (OpenTelemetry's `feature_flag.result.reason` values, lower case).

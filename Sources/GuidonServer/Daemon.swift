@@ -2,6 +2,7 @@ import Atomics
 import Dispatch
 public import GuidonEngine
 import GuidonFiles
+public import GuidonHTTP
 import GuidonProtocol
 import GuidonSystemd
 public import Logging
@@ -27,12 +28,15 @@ public struct DaemonConfiguration: Sendable {
     public var admin: AdminConfiguration
     /// Counters, `/metrics`, exposure events.
     public var observability: ObservabilityConfiguration
+    /// Where to serve OFREP (`--ofrep-listen`); `nil`: nowhere, unless systemd passes a socket
+    /// named `ofrep` or `http`.
+    public var ofrep: HTTPListenerConfiguration?
 
     public init(
         configPath: String, socketPath: String, compileOptions: CompileOptions = CompileOptions(),
         maxLineBytes: Int = 64 * 1024, maxConnections: Int = 1024,
         eventLoopThreads: Int? = nil, watchFile: Bool = true, admin: AdminConfiguration = AdminConfiguration(),
-        observability: ObservabilityConfiguration = ObservabilityConfiguration()
+        observability: ObservabilityConfiguration = ObservabilityConfiguration(), ofrep: HTTPListenerConfiguration? = nil
     ) {
         self.configPath = configPath
         self.socketPath = socketPath
@@ -43,6 +47,7 @@ public struct DaemonConfiguration: Sendable {
         self.watchFile = watchFile
         self.admin = admin
         self.observability = observability
+        self.ofrep = ofrep
     }
 
     public var isLenient: Bool {
@@ -199,7 +204,10 @@ public final class Daemon: Sendable {
                     admin.stop()
                 }
             }
-            try observability.startHTTP(service: service, loops: server.loops, logger: logger)
+            let http = try HTTPFront.start(
+                HTTPPlan(metrics: config.observability.http, ofrep: config.ofrep, inherited: inherited),
+                service: service, loops: server.loops, observability: observability, logger: logger)
+            if let http { started.add { http.shutdown() } }
 
             let hangup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: signalQueue)
             hangup.setEventHandler {
@@ -224,7 +232,7 @@ public final class Daemon: Sendable {
             SystemdNotifier.stopping(status: "shutting down: answering requests in flight")
             watchdog?.stop()
             hangup.cancel()
-            observability.stopHTTP()
+            http?.shutdown()
             server.closeListener()
             admin?.closeListener()
             // Nothing accepts on the path any more: give it up now rather than after the drain, so

@@ -39,7 +39,9 @@ struct ListeningSocket {
             let listeners = inherited.filter(\.isUnixStreamListener)
             let chosen: InheritedSocket?
             switch role {
-            case .query: chosen = listeners.first { $0.name == Role.query.rawValue } ?? listeners.first { $0.name != Role.admin.rawValue }
+            case .query:
+                chosen = listeners.first { $0.name == Role.query.rawValue }
+                    ?? listeners.first { $0.name != Role.admin.rawValue && !HTTPPlan.socketNames.contains($0.name) }
             case .admin: chosen = listeners.first { $0.name == Role.admin.rawValue }
             }
             guard let activated = chosen else {

@@ -16,7 +16,8 @@ public struct ObservabilityConfiguration: Sendable, Hashable {
     /// Whether the event loops count requests, evaluations, errors and latencies (on by
     /// default; `guidond --no-metrics` turns it off, to measure what counting costs).
     public var counting: Bool
-    /// The HTTP listener for `/metrics` and `/healthz` (`--metrics-listen`); `nil`: none.
+    /// Where to serve `/metrics` and `/healthz` (`--metrics-listen`); `nil`: nowhere, unless
+    /// systemd passes a socket named `metrics` or `http`.
     public var http: HTTPListenerConfiguration?
     /// Exposure events (`--events PATH`); `nil`: none.
     public var events: ExposureEventsConfiguration?
@@ -28,8 +29,9 @@ public struct ObservabilityConfiguration: Sendable, Hashable {
     }
 }
 
-/// The daemon's counters, exposure-event writer and HTTP listener: made before the event loops
-/// (each loop takes its counters from here), shut down after them.
+/// The daemon's counters, exposure-event writer and the HTTP routes `/metrics` and `/healthz`
+/// (which `HTTPFront` serves): made before the event loops (each loop takes its counters from
+/// here), shut down after them.
 public final class Observability: Sendable {
     public let registry: MetricsRegistry
     public let events: ExposureWriter?
@@ -37,7 +39,6 @@ public final class Observability: Sendable {
     let daemonVersion: String
     let startedAt: Int64
     private let started = ContinuousClock.now
-    private let listener = NIOLockedValueBox<HTTPListener?>(nil)
 
     /// Opens the events file (when asked for) and starts its writer.
     public init(_ configuration: ObservabilityConfiguration, daemonVersion: String, logger: Logger) throws(StartupError) {
@@ -84,19 +85,6 @@ public final class Observability: Sendable {
             enabledFlags: enabled, disabledFlags: flags.count - enabled, reloads: store.reloadCounts, exposures: exposures)
     }
 
-    /// Starts the HTTP listener, when one is configured: `GET /metrics` and `GET /healthz`.
-    func startHTTP(service: ServiceContext, loops: [any TaskRunner], logger: Logger) throws(StartupError) {
-        guard let http = configuration.http else { return }
-        let listener = HTTPListener(configuration: http, router: routes(service: service, loops: loops))
-        do throws(HTTPListenerError) {
-            try listener.start()
-        } catch {
-            throw StartupError(description: "--metrics-listen: \(error.message)")
-        }
-        self.listener.withLockedValue { $0 = listener }
-        logger.info("serving /metrics and /healthz on http://\(http.host):\(listener.port ?? http.port)")
-    }
-
     /// The listener's routes. `/healthz` answers 200 when every event loop runs a task within a
     /// second (the loops are alive and not wedged: what the systemd watchdog checks too), and
     /// 503 otherwise.
@@ -133,18 +121,9 @@ public final class Observability: Sendable {
         return router
     }
 
-    /// The port the HTTP listener listens on (the one picked for port 0), when it runs.
-    public var httpPort: Int? { listener.withLockedValue { $0?.port } }
-
-    /// Stops the HTTP listener (call before the loops stop: its health check asks them).
-    func stopHTTP() {
-        listener.withLockedValue { $0 }?.shutdown()
-    }
-
-    /// Stops the HTTP listener, then writes the events still queued and stops the writer
-    /// (call after the loops have stopped). Safe to call twice.
+    /// Writes the events still queued and stops the writer (call after the loops and the HTTP
+    /// listener have stopped). Safe to call twice.
     public func shutdown() {
-        stopHTTP()
         events?.shutdown()
     }
 }

@@ -111,21 +111,21 @@ struct Responder {
             if let keys = request.flags {
                 let type = request.type
                 ReplyEncoder.evalMany(id: request.id, default: request.defaultValue, into: &replies) { each in
-                    snapshot.forEachResult(keys, context: request.context, type: type) { result in
+                    config.forEachResult(keys, context: request.context, type: type) { result in
                         each(result)
                         Self.observe(result, counters, counting, tracking)
                     }
                 }
             } else {
                 let (id, defaultValue) = (request.id, request.defaultValue)
-                snapshot.withResult(request.flag ?? "", context: request.context, type: request.type) { result in
+                config.withResult(request.flag ?? "", context: request.context, type: request.type) { result in
                     ReplyEncoder.eval(id: id, result: result, default: defaultValue, into: &replies)
                     Self.observe(result, counters, counting, tracking)
                 }
             }
         case .evalAll:
             ReplyEncoder.evalAll(id: request.id, into: &replies) { each in
-                snapshot.forEachResult(context: request.context) { result in
+                config.forEachResult(context: request.context) { result in
                     each(result)
                     Self.observe(result, counters, counting, tracking)
                 }
@@ -152,9 +152,9 @@ struct Responder {
         }
     }
 
-    /// Counts one result, and notes it when its flag asks for exposure events.
+    /// Counts one result, and notes it when its flag asks for exposure events (OFREP's answers too).
     @inline(__always)
-    private static func observe(_ result: EncodedResult, _ counters: Unmanaged<LoopCounters>?, _ counting: Bool, _ tracking: Bool) {
+    static func observe(_ result: EncodedResult, _ counters: Unmanaged<LoopCounters>?, _ counting: Bool, _ tracking: Bool) {
         guard let counters else { return }
         counters._withUnsafeGuaranteedRef { counters in
             if counting {

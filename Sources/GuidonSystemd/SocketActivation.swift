@@ -9,8 +9,18 @@ public struct InheritedSocket: Sendable, Hashable {
     public var fileDescriptor: Int32
     /// The `FileDescriptorName=` of the socket unit (`"unknown"` when none was set).
     public var name: String
-    /// Whether it is a listening Unix stream socket (the only kind Guidon serves on).
+    /// Whether it is a listening Unix stream socket (what the query and admin sockets are).
     public var isUnixStreamListener: Bool
+    /// Whether it is a listening stream socket of any family (TCP or Unix: what the HTTP
+    /// listener can serve on).
+    public var isStreamListener: Bool
+
+    public init(fileDescriptor: Int32, name: String, isUnixStreamListener: Bool, isStreamListener: Bool) {
+        self.fileDescriptor = fileDescriptor
+        self.name = name
+        self.isUnixStreamListener = isUnixStreamListener
+        self.isStreamListener = isStreamListener
+    }
 }
 
 public enum SocketActivation {
@@ -33,7 +43,8 @@ public enum SocketActivation {
             let fd = firstDescriptor + i
             let name = names?[Int(i)].map { String(cString: $0) } ?? "unknown"
             let unix = sd_is_socket_unix(fd, Int32(SOCK_STREAM.rawValue), 1, nil, 0) > 0
-            return InheritedSocket(fileDescriptor: fd, name: name, isUnixStreamListener: unix)
+            let stream = sd_is_socket(fd, AF_UNSPEC, Int32(SOCK_STREAM.rawValue), 1) > 0
+            return InheritedSocket(fileDescriptor: fd, name: name, isUnixStreamListener: unix, isStreamListener: stream)
         }
     }
 }

@@ -65,6 +65,9 @@ struct Guidond: ParsableCommand {
     @Option(name: .customLong("metrics-listen"), help: "Serve GET /metrics and /healthz over HTTP on [ADDRESS:]PORT (loopback unless an address is given).")
     var metricsListen: String?
 
+    @Option(name: .customLong("ofrep-listen"), help: "Serve OFREP (the OpenFeature Remote Evaluation Protocol) over HTTP on [ADDRESS:]PORT (loopback unless an address is given) or a Unix-socket path; the same address as --metrics-listen shares its listener.")
+    var ofrepListen: String?
+
     @Option(name: .customLong("events"), help: "Write exposure events of flags with metadata.trackEvents to this file (JSON lines).")
     var events: String?
 
@@ -92,6 +95,11 @@ struct Guidond: ParsableCommand {
                 throw ValidationError("--metrics-listen \(error.message)")
             }
         }
+        if let ofrepListen {
+            do throws(HTTPListenerError) { _ = try HTTPListenerConfiguration(listen: ofrepListen) } catch {
+                throw ValidationError("--ofrep-listen \(error.message)")
+            }
+        }
         guard eventsMaxBytes >= 4096 else { throw ValidationError("--events-max-bytes must be at least 4096") }
         guard eventsKeep >= 0 else { throw ValidationError("--events-keep must be 0 or more") }
         guard (0...30 * 86_400).contains(eventsWindow) else { throw ValidationError("--events-window must be 0 to 2592000 seconds (30 days)") }
@@ -117,7 +125,8 @@ struct Guidond: ParsableCommand {
             admin: AdminConfiguration(
                 socketPath: adminSocket, socketMode: UInt32(adminSocketMode, radix: 8) ?? 0o600, auditLogPath: auditLog,
                 maxConnections: maxAdminConnections),
-            observability: observability)
+            observability: observability,
+            ofrep: ofrepListen.flatMap { try? HTTPListenerConfiguration(listen: $0) })
         do {
             try Daemon(configuration: configuration, logger: logger).run()
         } catch {
