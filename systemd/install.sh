@@ -2,6 +2,7 @@
 # Installs (or, with --uninstall, removes) guidond, the guidon CLI and their systemd integration.
 #
 #   sudo systemd/install.sh                  build release binaries, install, enable guidon.socket and guidon-admin.socket
+#   sudo systemd/install.sh --ofrep          … and guidon-ofrep.socket (OFREP on 127.0.0.1:8016)
 #   sudo systemd/install.sh --uninstall      stop, disable and remove everything but /etc/guidon
 #   sudo systemd/install.sh --uninstall --purge-config    … and /etc/guidon too
 #
@@ -13,6 +14,9 @@
 #   --notify-reload    install the Type=notify-reload drop-in (default: when systemd >= 253)
 #   --no-notify-reload never install it
 #   --no-enable        install, but do not enable or start guidon.socket
+#   --metrics          also enable guidon-metrics.socket: /metrics and /healthz on 127.0.0.1:9464
+#   --ofrep            also enable guidon-ofrep.socket: OFREP on 127.0.0.1:8016
+#                      (both units are always installed; enable them later with systemctl)
 #   --uninstall        remove what an install put in place; the config stays unless --purge-config
 #   --purge-config     with --uninstall: also delete /etc/guidon (the operator's flags!)
 set -euo pipefail
@@ -29,6 +33,7 @@ enable=yes
 action=install
 purge_config=no
 created_config=no
+http_sockets=()
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -41,6 +46,8 @@ while [ $# -gt 0 ]; do
         --notify-reload) notify_reload=yes; shift ;;
         --no-notify-reload) notify_reload=no; shift ;;
         --no-enable) enable=no; shift ;;
+        --metrics) http_sockets+=(guidon-metrics.socket); shift ;;
+        --ofrep) http_sockets+=(guidon-ofrep.socket); shift ;;
         --uninstall) action=uninstall; shift ;;
         --purge-config) purge_config=yes; shift ;;
         -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -139,6 +146,8 @@ do_install() {
     install_file 0755 "$binaries/guidon" "$bindir/guidon"
     install_unit "$repo/systemd/guidon.socket" "$unitdir/guidon.socket"
     install_unit "$repo/systemd/guidon-admin.socket" "$unitdir/guidon-admin.socket"
+    install_unit "$repo/systemd/guidon-metrics.socket" "$unitdir/guidon-metrics.socket"
+    install_unit "$repo/systemd/guidon-ofrep.socket" "$unitdir/guidon-ofrep.socket"
     install_unit "$repo/systemd/guidon.service" "$unitdir/guidon.service"
     if [ "$notify_reload" = yes ]; then
         install_file 0644 "$repo/systemd/drop-ins/notify-reload.conf" "$dropindir/notify-reload.conf"
@@ -152,7 +161,7 @@ do_install() {
     if [ "$live" = no ]; then
         say "staged under $destdir; on the target run: systemd-sysusers; systemd-tmpfiles --create;"
         say "  chgrp guidon $confdir $confdir/flags.json; chmod 2770 $confdir;"
-        say "  systemctl daemon-reload; systemctl enable --now guidon.socket guidon-admin.socket"
+        say "  systemctl daemon-reload; systemctl enable --now guidon.socket guidon-admin.socket ${http_sockets[*]}"
         return
     fi
     systemd-sysusers "$sysusersdir/guidon.conf"
@@ -165,11 +174,18 @@ do_install() {
     systemd-tmpfiles --create "$tmpfilesdir/guidon.conf"
     systemctl daemon-reload
     if [ "$enable" = yes ]; then
-        systemctl enable --now guidon.socket guidon-admin.socket
-        # An upgrade: a running daemon picks up the new binary (and the admin socket).
+        systemctl enable --now guidon.socket guidon-admin.socket "${http_sockets[@]}"
+        # An upgrade: a running daemon picks up the new binary (and the sockets just enabled: a
+        # service receives its sockets when it starts).
         systemctl try-restart guidon.service
         say "guidon.socket is listening on /run/guidon/guidon.sock (group guidon may query it)"
         say "guidon-admin.socket is listening on /run/guidon/admin.sock (group guidon-admin may change flags)"
+        for unit in "${http_sockets[@]}"; do
+            case "$unit" in
+                guidon-metrics.socket) say "guidon-metrics.socket is listening on http://127.0.0.1:9464 (/metrics, /healthz)" ;;
+                guidon-ofrep.socket) say "guidon-ofrep.socket is listening on http://127.0.0.1:8016 (OFREP)" ;;
+            esac
+        done
     fi
 }
 
@@ -182,12 +198,14 @@ remove() { # TARGET (without DESTDIR)
 
 do_uninstall() {
     if [ "$live" = yes ]; then
-        systemctl disable --now guidon.socket guidon-admin.socket guidon.service 2>/dev/null || true
+        systemctl disable --now guidon.socket guidon-admin.socket guidon-metrics.socket guidon-ofrep.socket guidon.service 2>/dev/null || true
     fi
     remove "$bindir/guidond"
     remove "$bindir/guidon"
     remove "$unitdir/guidon.socket"
     remove "$unitdir/guidon-admin.socket"
+    remove "$unitdir/guidon-metrics.socket"
+    remove "$unitdir/guidon-ofrep.socket"
     remove "$unitdir/guidon.service"
     remove "$dropindir/notify-reload.conf"
     rmdir "$destdir$dropindir" 2>/dev/null || true

@@ -24,6 +24,8 @@ struct UnitFileTests {
         return root
     }
 
+    static let units = ["guidon.socket", "guidon-admin.socket", "guidon-metrics.socket", "guidon-ofrep.socket", "guidon.service"]
+
     @Test("systemd-analyze verify accepts the installed units")
     func verify() throws {
         let scratch = try TestEnvironment.scratchDirectory("verify")
@@ -32,15 +34,13 @@ struct UnitFileTests {
         // verify checks that ExecStart= exists on this machine: point it at the staged binary.
         let units = scratch.appendingPathComponent("units")
         try FileManager.default.createDirectory(at: units, withIntermediateDirectories: true)
-        for unit in ["guidon.socket", "guidon-admin.socket", "guidon.service"] {
+        for unit in Self.units {
             let text = try String(contentsOf: root.appendingPathComponent("usr/local/lib/systemd/system/\(unit)"), encoding: .utf8)
             try Data(text.replacingOccurrences(of: "/usr/local/bin/", with: root.path + "/usr/local/bin/").utf8)
                 .write(to: units.appendingPathComponent(unit))
         }
         let result = try Command.run("/usr/bin/systemd-analyze",
-                                     ["verify", units.appendingPathComponent("guidon.socket").path,
-                                      units.appendingPathComponent("guidon-admin.socket").path,
-                                      units.appendingPathComponent("guidon.service").path],
+                                     ["verify"] + Self.units.map { units.appendingPathComponent($0).path },
                                      scratch: scratch)
         #expect(result.status == 0, "systemd-analyze verify: \(result.error)")
         #expect(result.error.isEmpty, "systemd-analyze verify complained: \(result.error)")
@@ -60,7 +60,16 @@ struct UnitFileTests {
         #expect(figure <= 1.0)
         // The admin path is in the rated unit: both sockets, a writable config directory, the audit log.
         let service = try String(contentsOfFile: unit, encoding: .utf8)
-        #expect(service.contains("Sockets=guidon.socket guidon-admin.socket"))
+        #expect(service.contains("Sockets=guidon.socket guidon-admin.socket guidon-metrics.socket guidon-ofrep.socket"))
+        // …and so are the HTTP sockets, without loosening the sandbox that keeps guidond off the network.
+        for setting in ["PrivateNetwork=yes", "RestrictAddressFamilies=AF_UNIX\n", "IPAddressDeny=any"] {
+            #expect(service.contains(setting), "guidon.service lost \(setting)")
+        }
+        for (unit, address, name) in [("guidon-metrics.socket", "127.0.0.1:9464", "metrics"), ("guidon-ofrep.socket", "127.0.0.1:8016", "ofrep")] {
+            let socket = try String(contentsOfFile: root.appendingPathComponent("usr/local/lib/systemd/system/\(unit)").path, encoding: .utf8)
+            #expect(socket.contains("ListenStream=\(address)\n") && socket.contains("FileDescriptorName=\(name)\n"), "\(unit)")
+            #expect(socket.contains("IPAddressAllow=localhost\nIPAddressDeny=any\n"), "\(unit) admits local clients only")
+        }
         #expect(service.contains("--admin-socket /run/guidon/admin.sock --audit-log /var/lib/guidon/audit.jsonl"))
     }
 
@@ -72,6 +81,7 @@ struct UnitFileTests {
         let files = [
             "usr/local/bin/guidond", "usr/local/bin/guidon",
             "usr/local/lib/systemd/system/guidon.socket", "usr/local/lib/systemd/system/guidon-admin.socket",
+            "usr/local/lib/systemd/system/guidon-metrics.socket", "usr/local/lib/systemd/system/guidon-ofrep.socket",
             "usr/local/lib/systemd/system/guidon.service",
             "usr/local/lib/sysusers.d/guidon.conf", "usr/local/lib/tmpfiles.d/guidon.conf",
             "etc/guidon/flags.json",

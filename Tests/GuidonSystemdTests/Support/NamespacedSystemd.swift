@@ -25,7 +25,10 @@ final class NamespacedSystemd {
         /// `install.sh --destdir` on the host, users from `systemd-sysusers --root`, `config` as
         /// /etc/guidon/flags.json; the units are booted with the test target, the daemon started with
         /// `daemonArguments` appended and `serviceSettings` added to the test drop-in's [Service].
-        case staged(config: String, daemonArguments: [String] = [], serviceSettings: [String] = [])
+        /// `httpSockets` (unit → a loopback port) are started too, listening on that port instead of
+        /// their own (a test drop-in; the namespace shares the machine's network, where the
+        /// shipped ports may be taken).
+        case staged(config: String, daemonArguments: [String] = [], serviceSettings: [String] = [], httpSockets: [String: Int] = [:])
         /// Nothing installed: the test runs `install.sh` itself inside the booted namespace (whose
         /// /etc and /usr/local are overlays), exactly as an operator would.
         case none
@@ -50,8 +53,9 @@ final class NamespacedSystemd {
                 throw HarnessError("no guidond in \(TestEnvironment.binaries.path): build it first (swift build)")
             }
             switch installation {
-            case .staged(let config, let daemonArguments, let serviceSettings):
-                try systemd.stage(config: config, daemonArguments: daemonArguments, serviceSettings: serviceSettings)
+            case .staged(let config, let daemonArguments, let serviceSettings, let httpSockets):
+                try systemd.stage(
+                    config: config, daemonArguments: daemonArguments, serviceSettings: serviceSettings, httpSockets: httpSockets)
             case .none:
                 try systemd.prepareForLiveInstall()
             }
@@ -74,7 +78,10 @@ final class NamespacedSystemd {
 
     private static let unitsDirectory = "units"
 
-    private func stage(config: String, daemonArguments: [String], serviceSettings: [String]) throws {
+    /// Every unit install.sh installs (guidon.service names them all in `Sockets=`).
+    static let units = ["guidon.socket", "guidon-admin.socket", "guidon-metrics.socket", "guidon-ofrep.socket", "guidon.service"]
+
+    private func stage(config: String, daemonArguments: [String], serviceSettings: [String], httpSockets: [String: Int]) throws {
         // The machine's users, plus what sysusers.d/guidon.conf adds (into the staging root only).
         try FileManager.default.createDirectory(at: root.appendingPathComponent("etc"), withIntermediateDirectories: true)
         for file in ["passwd", "group"] {
@@ -92,12 +99,24 @@ final class NamespacedSystemd {
 
         let units = Self.unitsDirectory
         try FileManager.default.createDirectory(at: root.appendingPathComponent(units), withIntermediateDirectories: true)
-        for unit in ["guidon.socket", "guidon-admin.socket", "guidon.service"] {
+        for unit in Self.units {
             try FileManager.default.copyItem(
                 at: root.appendingPathComponent("usr/local/lib/systemd/system/\(unit)"),
                 to: root.appendingPathComponent("\(units)/\(unit)"))
         }
-        try writeTarget(wants: ["guidon-tmpfiles.service", "guidon.socket", "guidon-admin.socket"])
+        for (unit, port) in httpSockets.sorted(by: { $0.key < $1.key }) {
+            try write("""
+                # As guidon.socket.d/test.conf; and a free port of the machine's loopback.
+                [Unit]
+                DefaultDependencies=no
+                After=guidon-tmpfiles.service
+
+                [Socket]
+                ListenStream=
+                ListenStream=127.0.0.1:\(port)
+                """, to: "\(units)/\(unit).d/test.conf")
+        }
+        try writeTarget(wants: ["guidon-tmpfiles.service", "guidon.socket", "guidon-admin.socket"] + httpSockets.keys.sorted())
         // The real tmpfiles.d/guidon.conf, applied to the namespace's /run like systemd-tmpfiles-setup
         // would at boot (that unit is not booted here: it would also process every other tmpfiles.d).
         try write("""
