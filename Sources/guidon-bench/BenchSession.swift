@@ -46,6 +46,9 @@ final class BenchSession {
         if stages.contains("startup") {
             if attachedSocket == nil { try measureStartup() } else { report.notes.append("startup stage skipped: attached to a running guidond") }
         }
+        if stages.contains("ofrep") {
+            if attachedSocket == nil { try measureOFREP() } else { report.notes.append("ofrep stage skipped: attached to a running guidond") }
+        }
         if stages.contains("counting") {
             if attachedSocket == nil { try measureCountingCost() } else { report.notes.append("counting stage skipped: attached to a running guidond") }
         }

@@ -20,7 +20,8 @@ struct DaemonBench: ParsableCommand {
             flight), reload (p99 while a 10,000-flag file is rewritten every 100 ms, reload time, RSS once loaded, at its peak and after), \
             admin (write → answered through the admin socket on the 10,000-flag file; reads and 16 × 16 throughput with and \
             without 10 writes per second), startup (spawn to first answered ping) and counting (guidond with counting off, on, \
-            and on with exposure events for the benchmarked flag, alternating: what counting costs).
+            and on with exposure events for the benchmarked flag, alternating: what counting costs) and ofrep (the same flags \
+            through OFREP over a keep-alive HTTP connection and through the Unix socket, taking turns: their p50 side by side).
             """
     )
 
@@ -81,8 +82,8 @@ struct DaemonBench: ParsableCommand {
     @Option(help: "Seconds per 16 × 16 throughput phase per round in the admin stage (default 1, --quick 0.5).")
     var adminThroughputSeconds: Double?
 
-    @Option(help: "Stages to run, comma-separated: latency, throughput, reload, admin, startup, counting.")
-    var stages: String = "latency,throughput,reload,admin,startup,counting"
+    @Option(help: "Stages to run, comma-separated: latency, throughput, reload, admin, startup, counting, ofrep.")
+    var stages: String = "latency,throughput,reload,admin,startup,counting,ofrep"
     @Option(help: "Alternating rounds of the counting stage (default 24, --quick 4).")
     var countingRounds: Int?
 
@@ -101,9 +102,9 @@ struct DaemonBench: ParsableCommand {
         guard !integerList(connections).isEmpty, !integerList(inFlight).isEmpty else {
             throw ValidationError("--connections and --in-flight take comma-separated positive integers")
         }
-        let known: Set = ["latency", "throughput", "reload", "admin", "startup", "counting"]
+        let known: Set = ["latency", "throughput", "reload", "admin", "startup", "counting", "ofrep"]
         for stage in stageList where !known.contains(stage) {
-            throw ValidationError("unknown stage '\(stage)' (known: latency, throughput, reload, admin, startup, counting)")
+            throw ValidationError("unknown stage '\(stage)' (known: latency, throughput, reload, admin, startup, counting, ofrep)")
         }
     }
 

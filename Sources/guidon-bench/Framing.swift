@@ -14,6 +14,9 @@ enum ReplyFraming: Sendable {
     /// Redis RESP2 replies to `GET`: a bulk string (`$5\r\nhello\r\n`) is a success; a nil
     /// bulk (`$-1`) or an error (`-ERR …`) is a failure.
     case resp
+    /// HTTP/1.1 responses on a keep-alive connection (OFREP): a head, then a `Content-Length`
+    /// body. A status other than 200, or a body holding any of the markers, is a failure.
+    case http(failureMarkers: [[UInt8]])
 }
 
 /// An incremental reply parser for one connection. It consumes complete lines from a
@@ -29,6 +32,7 @@ struct ReplyScanner {
     @inline(__always)
     mutating func scan(_ bytes: UnsafeRawBufferPointer, reply: (Bool) -> Void) -> Int {
         guard let base = bytes.baseAddress else { return 0 }
+        if case .http(let markers) = framing { return Self.scanHTTP(bytes, markers, reply: reply) }
         var start = 0
         while start < bytes.count {
             guard let newline = memchr(base + start, 0x0A, bytes.count - start) else { break }
@@ -37,6 +41,8 @@ struct ReplyScanner {
             switch framing {
             case .lines(let markers):
                 reply(Self.contains(line, anyOf: markers))
+            case .http:
+                break
             case .resp:
                 if awaitingBulkBody {
                     awaitingBulkBody = false
@@ -54,6 +60,59 @@ struct ReplyScanner {
             start = end
         }
         return start
+    }
+
+    private static let headEnd = Array("\r\n\r\n".utf8)
+
+    /// Whole HTTP responses in `bytes`: consumed up to the end of the last whole one.
+    private static func scanHTTP(_ bytes: UnsafeRawBufferPointer, _ markers: [[UInt8]], reply: (Bool) -> Void) -> Int {
+        guard let base = bytes.baseAddress else { return 0 }
+        var start = 0
+        while start < bytes.count {
+            guard let end = headEnd.withUnsafeBytes({ memmem(base + start, bytes.count - start, $0.baseAddress!, $0.count) }) else { break }
+            let bodyStart = UnsafeRawPointer(end) - base + headEnd.count
+            let head = UnsafeRawBufferPointer(rebasing: bytes[start..<bodyStart])
+            let status = head.count > 12 ? Int(String(decoding: head[9..<12], as: UTF8.self)) ?? 0 : 0
+            let length = Self.contentLength(head) ?? 0
+            guard bodyStart + length <= bytes.count else { break }
+            let body = UnsafeRawBufferPointer(rebasing: bytes[bodyStart..<(bodyStart + length)])
+            reply(status != 200 || contains(body, anyOf: markers))
+            start = bodyStart + length
+        }
+        return start
+    }
+
+    private static let lengthField = Array("\ncontent-length:".utf8)
+
+    /// The `Content-Length` of a response head (the name in any case).
+    private static func contentLength(_ head: UnsafeRawBufferPointer) -> Int? {
+        let field = lengthField
+        var i = 0
+        while i + field.count <= head.count {
+            var matches = true
+            for j in 0..<field.count {
+                var byte = head[i + j]
+                if byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") { byte += 32 }
+                if byte != field[j] {
+                    matches = false
+                    break
+                }
+            }
+            if matches {
+                var k = i + field.count
+                while k < head.count && head[k] == UInt8(ascii: " ") { k += 1 }
+                var value = 0
+                var digits = 0
+                while k < head.count, head[k] >= UInt8(ascii: "0"), head[k] <= UInt8(ascii: "9") {
+                    value = value * 10 + Int(head[k] - UInt8(ascii: "0"))
+                    digits += 1
+                    k += 1
+                }
+                return digits > 0 ? value : nil
+            }
+            i += 1
+        }
+        return nil
     }
 
     @inline(__always)

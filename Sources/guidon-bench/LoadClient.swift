@@ -302,8 +302,13 @@ final class RoundTripClient {
     private var broken = false
     private var nextLine = 0
 
-    init(socket path: String, request: RequestSpec, timeout: Double) throws {
-        fd = try connectUnix(path)
+    convenience init(socket path: String, request: RequestSpec, timeout: Double) throws {
+        self.init(connected: try connectUnix(path), request: request, timeout: timeout)
+    }
+
+    /// A client of the connection `fd` (which it closes).
+    init(connected fd: Int32, request: RequestSpec, timeout: Double) {
+        self.fd = fd
         setTimeouts(fd, seconds: timeout)
         self.request = request
         scanner = ReplyScanner(request.framing)

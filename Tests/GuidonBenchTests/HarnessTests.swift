@@ -58,6 +58,19 @@ import Glibc
         #expect(consumed == "{\"value\":1}\n{\"ok\":false,\"error\":\"x\"}\n".utf8.count)
     }
 
+    @Test func httpResponsesAreFramedByTheirLengthAcrossReads() {
+        var scanner = ReplyScanner(.http(failureMarkers: [Array(#""errorCode""#.utf8)]))
+        let ok = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 12\r\n\r\n{\"value\":1}\n"
+        let notFound = "HTTP/1.1 404 Not Found\r\ncontent-length: 2\r\n\r\n{}"
+        let failed = "HTTP/1.1 200 OK\r\nContent-Length: 17\r\n\r\n{\"errorCode\":\"x\"}"
+        let first = scan(&scanner, ok + String(notFound.prefix(30)))
+        #expect(first.replies == [false])
+        #expect(first.consumed == ok.utf8.count)
+        let second = scan(&scanner, notFound + failed + "HTTP/1.1 200")
+        #expect(second.replies == [true, true])
+        #expect(second.consumed == (notFound + failed).utf8.count)
+    }
+
     @Test func respBulkStringsSpanTwoLinesAcrossReads() {
         var scanner = ReplyScanner(.resp)
         let first = scan(&scanner, "$5\r\nhel")
