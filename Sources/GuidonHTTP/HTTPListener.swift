@@ -329,8 +329,8 @@ final class OversizedBodyHandler: ChannelDuplexHandler, RemovableChannelHandler 
 
     private let router: HTTPRouter
     private let limit: Int
-    /// The path of the request being read.
-    private var path = "/"
+    /// The target of the request being read (its path is worked out only for a refusal).
+    private var uri = "/"
     private var rewriting = false
 
     init(router: HTTPRouter, limit: Int) {
@@ -339,14 +339,14 @@ final class OversizedBodyHandler: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if case .head(let head) = unwrapInboundIn(data) { path = HTTPRequest(method: head.method, uri: head.uri).path }
+        if case .head(let head) = unwrapInboundIn(data) { uri = head.uri }
         context.fireChannelRead(data)
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         switch unwrapOutboundIn(data) {
         case .head(var head) where head.status == .payloadTooLarge && head.headers.first(name: "content-length") == "0":
-            let response = router.refusal(.payloadTooLarge(limit: limit), path: path)
+            let response = router.refusal(.payloadTooLarge(limit: limit), path: HTTPRequest(method: .POST, uri: uri).path)
             for (name, value) in response.headers where name.lowercased() != "content-length" {
                 head.headers.replaceOrAdd(name: name, value: value)
             }

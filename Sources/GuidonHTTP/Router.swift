@@ -16,9 +16,9 @@ public struct HTTPRequest: Sendable {
 
     public init(method: HTTPMethod, uri: String, headers: HTTPHeaders = HTTPHeaders(), body: ByteBuffer? = nil) {
         self.method = method
-        if let mark = uri.firstIndex(of: "?") {
+        if let mark = uri.utf8.firstIndex(of: UInt8(ascii: "?")) {
             path = String(uri[..<mark])
-            query = String(uri[uri.index(after: mark)...])
+            query = String(uri[uri.utf8.index(after: mark)...])
         } else {
             path = uri
             query = nil
@@ -174,7 +174,7 @@ public struct HTTPRouter: Sendable {
     }
 
     public func resolve(_ method: HTTPMethod, path: String) -> Resolution {
-        let parts = Self.split(path)
+        let parts = Self.segments(path)
         var allowed: [HTTPMethod] = []
         for route in routes {
             guard let parameters = Self.match(route.segments, parts, in: path) else { continue }
@@ -215,13 +215,19 @@ public struct HTTPRouter: Sendable {
         path.split(separator: "/", omittingEmptySubsequences: true)
     }
 
-    private static func match(_ segments: [Segment], _ parts: [Substring], in path: String) -> [String: String]? {
+    /// The path's segments as bytes (every request is routed: Character-wise splitting and
+    /// comparing cost 27,000 instructions a request; callgrind).
+    private static func segments(_ path: String) -> [Substring.UTF8View] {
+        path.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: true)
+    }
+
+    private static func match(_ segments: [Segment], _ parts: [Substring.UTF8View], in path: String) -> [String: String]? {
         var parameters: [String: String] = [:]
         for (i, segment) in segments.enumerated() {
             guard i < parts.count else { return nil }
             switch segment {
-            case .literal(let text): if parts[i] != text { return nil }
-            case .parameter(let name): parameters[name] = String(parts[i]).removingPercentEncoding
+            case .literal(let text): if !parts[i].elementsEqual(text.utf8) { return nil }
+            case .parameter(let name): parameters[name] = String(Substring(parts[i])).removingPercentEncoding
             case .rest(let name):
                 // Everything from this segment on, as sent (a slash inside, or at the end, stays).
                 parameters[name] = String(path[parts[i].startIndex...]).removingPercentEncoding

@@ -22,9 +22,17 @@ public struct OFREPRequest: Sendable {
 
     public var target: Target
     public var context: EvaluationContext
-    /// A digest of the context as sent, its members sorted (64-bit FNV-1a): part of the bulk
-    /// response's `ETag`, so that a cached evaluation is never taken for another context's.
-    public var contextDigest: UInt64
+
+    /// A digest of the context, its members sorted (64-bit FNV-1a): part of the bulk response's
+    /// `ETag`, so that a cached evaluation is never taken for another context's. (Computed when
+    /// asked: a single-flag request has no use for it.)
+    public var contextDigest: UInt64 {
+        var canonical: [UInt8] = []
+        var object = context.attributes
+        if let key = context.targetingKey { object["targetingKey"] = .string(key) }
+        Self.writeCanonical(.object(object), into: &canonical)
+        return FNV1a.hash(canonical)
+    }
 
     /// Nesting accepted in a body (the body object is level 1), as on the query socket.
     public static let maxDepth = 32
@@ -32,11 +40,6 @@ public struct OFREPRequest: Sendable {
     public init(target: Target, context: EvaluationContext = EvaluationContext()) {
         self.target = target
         self.context = context
-        var canonical: [UInt8] = []
-        var object = context.attributes
-        if let key = context.targetingKey { object["targetingKey"] = .string(key) }
-        Self.writeCanonical(.object(object), into: &canonical)
-        contextDigest = FNV1a.hash(canonical)
     }
 
     /// Reads a request for `target` from its body and `Content-Type` (`nil`: not sent).
@@ -71,10 +74,18 @@ public struct OFREPRequest: Sendable {
         }
     }
 
-    /// `application/json`, or any `…/…+json`, with or without parameters (`; charset=utf-8`).
+    /// `application/json`, or any `application/…+json`, in any case, with or without parameters
+    /// (`; charset=utf-8`). On the bytes: this runs for every request (Character-wise splitting
+    /// and lower-casing cost 19,000 instructions of an OFREP request's 208,000; callgrind).
     static func isJSON(_ contentType: String) -> Bool {
-        let type = contentType.split(separator: ";", maxSplits: 1).first.map { $0.filter { $0 != " " && $0 != "\t" }.lowercased() } ?? ""
-        return type == "application/json" || (type.hasPrefix("application/") && type.hasSuffix("+json"))
+        var type = Array(contentType.utf8.prefix { $0 != UInt8(ascii: ";") })
+        while let last = type.last, last == UInt8(ascii: " ") || last == UInt8(ascii: "\t") { type.removeLast() }
+        let start = type.firstIndex { $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\t") } ?? type.endIndex
+        type = type[start...].map { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") ? $0 + 32 : $0 }
+        let application = Array("application/".utf8)
+        guard type.starts(with: application) else { return false }
+        let subtype = type.dropFirst(application.count)
+        return subtype.elementsEqual("json".utf8) || (subtype.count > 5 && subtype.suffix(5).elementsEqual("+json".utf8))
     }
 
     /// Compact JSON with every object's members sorted by key: equal contexts, equal text,
