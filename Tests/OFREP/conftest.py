@@ -25,6 +25,26 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_FLAGS = REPO / "protocol" / "examples" / "flags.json"
 EDGE_FLAGS = Path(__file__).resolve().parent / "edge-flags.json"
+SCHEMA = json.loads((REPO / "protocol" / "schema" / "ofrep.schema.json").read_text())
+
+
+def check_schema(response: Any, single: bool) -> None:
+    """Validates an OFREP response (a ``requests`` response) against protocol/schema/ofrep.schema.json."""
+    from jsonschema import Draft202012Validator
+
+    if response.status_code == 304:
+        assert response.content == b""
+        return
+    if response.status_code == 200:
+        definition = "evaluationSuccess" if single else "bulkEvaluationSuccess"
+    elif response.status_code in (400, 404) and "errorCode" in response.json():
+        definition = "evaluationFailure" if single else "bulkEvaluationFailure"
+    else:
+        definition = "generalError"
+    schema = dict(SCHEMA)
+    schema["$ref"] = f"#/$defs/{definition}"
+    errors = [error.message for error in Draft202012Validator(schema).iter_errors(response.json())]
+    assert not errors, f"{response.status_code} {response.text}: {errors}"
 
 
 def guidond_binary() -> str:

@@ -8,7 +8,8 @@ errors to its own; the bulk endpoint, its ETag and ``If-None-Match``; and bad in
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -19,7 +20,7 @@ from openfeature.evaluation_context import EvaluationContext
 from openfeature.exception import ErrorCode
 from openfeature.flag_evaluation import FlagEvaluationDetails
 
-from conftest import EXAMPLE_FLAGS, Daemon
+from conftest import EXAMPLE_FLAGS, Daemon, check_schema
 
 CONTEXTS: List[Optional[Dict[str, Any]]] = [
     None,
@@ -70,6 +71,9 @@ def socket_answer(daemon: Daemon, key: str, kind: str, context: Optional[Dict[st
 
 
 def compare(daemon: Daemon, client: OpenFeatureClient, key: str, kind: str, context: Optional[Dict[str, Any]]) -> None:
+    # The same request the provider sends, checked against the schema.
+    direct = post(daemon, f"/ofrep/v1/evaluate/flags/{quote(key, safe='')}", {} if context is None else {"context": context})
+    check_schema(direct, single=True)
     details = sdk_details(client, key, kind, context)
     reply = socket_answer(daemon, key, kind, context)
     where = f"{key} as {kind} for {context}: OFREP {details} / socket {reply}"
@@ -126,7 +130,10 @@ def test_the_sdk_maps_errors_as_the_socket_reports_them(example: Daemon, edge: D
 
 def post(daemon: Daemon, path: str, body: Any = None, headers: Optional[Dict[str, str]] = None,
          data: Optional[bytes] = None) -> requests.Response:
-    return requests.post(daemon.url + path, json=body, data=data, headers=headers, timeout=30)
+    """A POST, its response checked against protocol/schema/ofrep.schema.json."""
+    response = requests.post(daemon.url + path, json=body, data=data, headers=headers, timeout=30)
+    check_schema(response, single=path.rstrip("/") != "/ofrep/v1/evaluate/flags" and path.startswith("/ofrep/v1/evaluate/flags/"))
+    return response
 
 
 def test_bulk_evaluation_equals_evalall_and_its_etag_answers_if_none_match(example: Daemon) -> None:
@@ -197,6 +204,7 @@ def test_other_bad_input_gets_a_clear_json_error(example: Daemon) -> None:
     too_large = post(example, "/ofrep/v1/evaluate/flags/new-checkout", huge)
     assert too_large.status_code == 413 and "65536 bytes" in too_large.json()["errorDetails"]
     wrong_method = requests.get(example.url + "/ofrep/v1/evaluate/flags/new-checkout", timeout=30)
+    check_schema(wrong_method, single=True)
     assert wrong_method.status_code == 405 and wrong_method.headers["Allow"] == "POST"
     assert "POST" in wrong_method.json()["errorDetails"]
     nowhere = post(example, "/ofrep/v2/evaluate/flags/new-checkout", {})
