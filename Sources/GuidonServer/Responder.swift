@@ -1,4 +1,5 @@
 import GuidonEngine
+import GuidonEntitlements
 import GuidonJSON
 import GuidonMetrics
 public import GuidonProtocol
@@ -131,7 +132,11 @@ struct Responder {
                 }
             }
         case .ping:
-            ReplyEncoder.ping(id: request.id, configVersion: config.version, flagCount: snapshot.count, into: &replies)
+            let entitlements = config.entitlements.map { value in
+                (version: config.entitlementsVersion ?? "", features: value.features.count, plans: value.plans.count, tenants: value.tenantCount)
+            }
+            ReplyEncoder.ping(
+                id: request.id, configVersion: config.version, flagCount: snapshot.count, entitlements: entitlements, into: &replies)
         case .status:
             ReplyEncoder.reply(id: request.id, service.status().json, into: &replies)
         case .list:
