@@ -113,7 +113,7 @@ let package = Package(
         .executableTarget(
             name: "guidond",
             dependencies: [
-                "GuidonServer", "GuidonSystemd", "GuidonEntitlements",
+                "GuidonServer", "GuidonSystemd", "GuidonEntitlements", "GuidonFiles",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -122,6 +122,7 @@ let package = Package(
             name: "guidon",
             dependencies: [
                 "GuidonJSON", "GuidonEngine", "GuidonEditing", "GuidonFiles", "GuidonProtocol", "GuidonUnixSocket", "GuidonMetrics",
+                "GuidonEntitlements",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

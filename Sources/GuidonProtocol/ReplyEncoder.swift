@@ -148,6 +148,14 @@ public enum ReplyEncoder {
         append("}\n", to: &out)
     }
 
+    /// A reply whose members `body` writes (without braces), after `id` when given.
+    public static func members(id: JSONValue?, into out: inout [UInt8], _ body: (inout [UInt8]) -> Void) {
+        out.append(UInt8(ascii: "{"))
+        writeID(id, into: &out)
+        body(&out)
+        append("}\n", to: &out)
+    }
+
     /// Any other reply: `id` (when given) followed by the members of `body`.
     public static func reply(id: JSONValue?, _ body: JSONObject, into out: inout [UInt8]) {
         var object = JSONObject()

@@ -147,6 +147,12 @@ struct Responder {
             ReplyEncoder.reply(id: request.id, ["ok": true, "watching": true, "configVersion": .string(now.version)], into: &replies)
         case .stats:
             ReplyEncoder.reply(id: request.id, service.metricsReport().statsJSON, into: &replies)
+        case .entitlements, .tenants:
+            do {
+                try EntitlementsOps.answer(request, config: config, into: &replies)
+            } catch {
+                refuse(error, into: &replies)
+            }
         case .metrics:
             let text = String(decoding: service.metricsReport().prometheusText(), as: UTF8.self)
             ReplyEncoder.reply(

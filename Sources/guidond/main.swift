@@ -1,6 +1,7 @@
 import ArgumentParser
 import GuidonEngine
 import GuidonEntitlements
+import GuidonFiles
 import GuidonHTTP
 import GuidonServer
 import GuidonSystemd

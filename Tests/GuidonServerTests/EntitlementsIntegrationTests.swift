@@ -229,4 +229,76 @@ struct EntitlementsIntegrationTests {
         let status = try c.request(#"{"op":"status"}"#)
         #expect(status["lastReload"]?.object?["entitlementsVersion"] == status["entitlementsVersion"])
     }
+
+    @Test func entitlementsAndTenantsOps() throws {
+        let daemon = try RunningDaemon(flags: testEntitlementFlags, entitlements: testEntitlements)
+        defer { try? daemon.finish() }
+        let c = try daemon.client()
+
+        let five = try c.request(#"{"op":"entitlements","tenant":"5","id":1}"#)
+        #expect(five["id"] == 1)
+        #expect(five["found"] == true)
+        #expect(five["plan"] == "starter")
+        #expect(five["planApplies"] == true)
+        let voice = five["features"]?.object?["voice_ai"]?.object
+        #expect(voice?["value"] == true)
+        #expect(voice?["entitled"] == true)
+        #expect(voice?["why"]?.string?.contains("sam.okafor") == true)
+        #expect(five["features"]?.object?.count == 3)
+        // A numeric id is the tenant of those digits; an unknown tenant is every default, not an error.
+        #expect(try c.request(#"{"op":"entitlements","tenant":5}"#)["found"] == true)
+        let unknown = try c.request(#"{"op":"entitlements","tenant":"nobody"}"#)
+        #expect(unknown["found"] == false)
+        #expect(unknown["features"]?.object?["voice_ai"]?.object?["value"] == false)
+
+        // Paging by cursor, with filters.
+        let first = try c.request(#"{"op":"tenants","limit":2}"#)
+        #expect((first["tenants"]?.array ?? []).compactMap { $0.object?["id"]?.string } == ["5", "acme"])
+        #expect(first["total"] == 5)
+        #expect(first["next"] == "acme")
+        let second = try c.request(#"{"op":"tenants","limit":2,"after":"acme"}"#)
+        #expect((second["tenants"]?.array ?? []).compactMap { $0.object?["id"]?.string } == ["expired-override", "lapsed"])
+        let last = try c.request(#"{"op":"tenants","limit":2,"after":"lapsed"}"#)
+        #expect(last["next"] == nil)
+        let growth = try c.request(#"{"op":"tenants","plan":"growth","status":"active"}"#)
+        #expect(growth["total"] == 3)
+        #expect(try c.request(#"{"op":"tenants"}"#)["total"] == 5)
+
+        // Bad input: a clear INVALID_REQUEST naming what is wrong, and the connection goes on.
+        let refusals: [(String, String)] = [
+            (#"{"op":"entitlements"}"#, "needs \"tenant\""),
+            (#"{"op":"entitlements","tenant":true}"#, "\"tenant\" must be a string or an integer, not a boolean"),
+            (#"{"op":"entitlements","tenant":{"id":5}}"#, "not an object"),
+            (#"{"op":"entitlements","tenant":"5","tenantId":"5"}"#, "unknown member \"tenantId\""),
+            (#"{"op":"tenants","limit":0}"#, "between 1 and 1000"),
+            (#"{"op":"tenants","limit":"ten"}"#, "\"limit\" must be an integer"),
+            (#"{"op":"tenants","status":"paused"}"#, "\"paused\" is not a status"),
+            (#"{"op":"tenants","status":1}"#, "\"status\" must be a subscription status"),
+            (#"{"op":"tenants","plan":"gold"}"#, "no plan named \"gold\""),
+            (#"{"op":"tenants","plan":false}"#, "\"plan\" must be a plan's name"),
+            (#"{"op":"tenants","after":"removed-tenant"}"#, "start again without \"after\""),
+            (#"{"op":"tenants","after":[1]}"#, "\"after\" must be a tenant id"),
+        ]
+        for (line, message) in refusals {
+            let reply = try c.request(line)
+            let error = reply["error"]?.object
+            #expect(error?["code"] == "INVALID_REQUEST", "\(line)")
+            #expect(error?["message"]?.string?.contains(message) == true, "\(line): \(String(describing: error?["message"]))")
+        }
+        #expect(try c.request(#"{"op":"ping"}"#)["ok"] == true)
+    }
+
+    @Test func opsWithoutAnEntitlementsFile() throws {
+        let daemon = try RunningDaemon(flags: testEntitlementFlags)
+        defer { try? daemon.finish() }
+        let c = try daemon.client()
+        for line in [#"{"op":"entitlements","tenant":"5"}"#, #"{"op":"tenants"}"#] {
+            let error = try c.request(line)["error"]?.object
+            #expect(error?["code"] == "NOT_FOUND")
+            #expect(error?["message"]?.string?.contains("--entitlements") == true)
+        }
+        // Without one, ping says nothing of entitlements, and a feature's key is an unknown flag.
+        #expect(try c.request(#"{"op":"ping"}"#)["entitlementsVersion"] == nil)
+        #expect(try c.request(#"{"op":"eval","flag":"voice_ai"}"#)["errorCode"] == "FLAG_NOT_FOUND")
+    }
 }
