@@ -354,4 +354,24 @@ struct EntitlementsIntegrationTests {
         #expect(try process.waitForExit() == 1)
         #expect(process.log.contains("did you mean \"voice_ai\"?"), "\(process.log)")
     }
+
+    /// OFREP answers features through the same evaluation path as the socket.
+    @Test func featuresThroughOFREP() throws {
+        let dir = try ScratchDirectory()
+        try dir.write("entitlements.json", testEntitlements)
+        let ofrep = dir.file("ofrep.sock")
+        let daemon = try RunningDaemon(
+            flags: testEntitlementFlags, extraArguments: ["--entitlements", dir.file("entitlements.json"), "--ofrep-listen", ofrep], dir: dir)
+        defer { try? daemon.finish() }
+        try daemon.waitFor("the OFREP socket") { daemon.process.log.contains("serving OFREP on the Unix socket \(ofrep)") }
+        let one = try http(.unix(ofrep), "POST", "/ofrep/v1/evaluate/flags/voice_ai", body: #"{"context":{"tenantId":"5"}}"#)
+        #expect(one.status == 200, "\(one)")
+        let body = try jsonObject(one.body)
+        #expect(body["value"] as? Bool == true)
+        #expect(body["variant"] as? String == "override")
+        let bulk = try http(.unix(ofrep), "POST", "/ofrep/v1/evaluate/flags", body: #"{"context":{"tenantId":"acme"}}"#)
+        #expect(bulk.status == 200)
+        let keys = ((try jsonObject(bulk.body)["flags"] as? [[String: Any]]) ?? []).compactMap { $0["key"] as? String }
+        #expect(keys.contains("banner") && keys.contains("voice_ai") && keys.contains("payment_providers"), "\(keys)")
+    }
 }
