@@ -161,7 +161,19 @@ struct EntitlementsText {
         } catch {
             throw Self.syntax(error, path: "$")
         }
-        style = TextStyle.detect(bytes)
+        // Entitlements files are often laid out wider than flag files (a feature or a tenant on
+        // one line): new text may be as wide as the widest line there is (140 to 160 columns), and
+        // anything that fits is written on one line.
+        var style = TextStyle.detect(bytes)
+        var widest = 0
+        var lineStart = 0
+        for i in 0..<min(bytes.count, 1 << 20) where bytes[i] == 0x0A {
+            widest = max(widest, i - lineStart)
+            lineStart = i + 1
+        }
+        style.width = min(max(140, widest), 160)
+        style.inlineWhenFitting = true
+        self.style = style
     }
 
     static func syntax(_ error: JSONSyntaxError, path: String) -> EditError {

@@ -37,6 +37,12 @@ private func replacing(_ old: String, _ new: String, in document: [UInt8] = exam
     return source.replacingOccurrences(of: old, with: new)
 }
 
+/// `actual` is `expected`; otherwise the issue shows their unified diff.
+private func expectText(_ actual: [UInt8], _ expected: String, sourceLocation: SourceLocation = #_sourceLocation) {
+    let diff = TextDiff.unified(Array(expected.utf8), actual, path: "entitlements.json")
+    #expect(diff.isEmpty, "\n\(diff)", sourceLocation: sourceLocation)
+}
+
 private func value(_ edit: EntitlementsEdit, _ feature: String, _ tenant: String) -> JSONValue? {
     edit.entitlements.evaluate(feature, tenant: tenant, now: editNow)?.value
 }
@@ -51,7 +57,7 @@ struct EntitlementsEditingTests {
 
     @Test func setPlanChangesOnlyThePlansName() throws {
         let edit = try apply(.setPlan(tenant: "5", plan: "growth", status: nil))
-        #expect(text(edit.document) == replacing(
+        expectText(edit.document, replacing(
             #""plan": "starter", "status": "active", "validUntil": "2027-06-30T00:00:00Z""#,
             #""plan": "growth", "status": "active", "validUntil": "2027-06-30T00:00:00Z""#))
         #expect(edit.summary == "tenant 5: plan starter → growth")
@@ -64,21 +70,21 @@ struct EntitlementsEditingTests {
         let expected = replacing(
             #""expiresAt": "2027-01-15T00:00:00Z"}}}"#,
             #""expiresAt": "2027-01-15T00:00:00Z"}}},"# + "\n    " + #""wayne": {"plan": "growth", "status": "trialing"}"#)
-        #expect(text(edit.document) == expected)
+        expectText(edit.document, expected)
         #expect(edit.summary == "tenant wayne: created on plan growth (trialing)")
         #expect(variant(edit, "voice_ai", "wayne") == "plan:growth")
     }
 
     @Test func setStatusAndValidUntil() throws {
         let edit = try apply(.setStatus(tenant: "acme", status: "past_due", validUntil: .set(Instant.parse("2027-02-01")!)))
-        #expect(text(edit.document) == replacing(
+        expectText(edit.document, replacing(
             #""acme": {"name": "Acme Corp", "plan": "growth", "status": "active"}"#,
             #""acme": {"name": "Acme Corp", "plan": "growth", "status": "past_due", "validUntil": "2027-02-01T00:00:00Z"}"#))
         #expect(edit.summary == "tenant acme: status active → past_due, validUntil none → 2027-02-01T00:00:00Z")
         #expect(variant(edit, "voice_ai", "acme") == "default")
 
         let cleared = try apply(.setStatus(tenant: "globex", status: "active", validUntil: .clear))
-        #expect(text(cleared.document) == replacing(
+        expectText(cleared.document, replacing(
             #""plan": "growth", "status": "past_due", "validUntil": "2027-03-31T23:59:59+02:00","#,
             #""plan": "growth", "status": "active","#))
         #expect(variant(cleared, "voice_ai", "globex") == "plan:growth")
@@ -89,7 +95,7 @@ struct EntitlementsEditingTests {
             enabled: false, notes: "premium trial", by: "sam.okafor", at: Instant.parse("2026-12-01T10:00:00Z"),
             expiresAt: Instant.parse("2027-01-01T00:00:00Z"))
         let edit = try apply(.setOverride(tenant: "5", feature: "voice_ai", change))
-        #expect(text(edit.document) == replacing(#""voice_ai": {"enabled": true,"#, #""voice_ai": {"enabled": false,"#))
+        expectText(edit.document, replacing(#""voice_ai": {"enabled": true,"#, #""voice_ai": {"enabled": false,"#))
         #expect(edit.summary == "tenant 5: voice_ai off (override by sam.okafor, until 2027-01-01T00:00:00Z), was on")
         #expect(value(edit, "voice_ai", "5") == false)
     }
@@ -116,7 +122,7 @@ struct EntitlementsEditingTests {
                   }
                 },
             """)
-        #expect(text(edit.document) == expected, "\(text(edit.document))")
+        expectText(edit.document, expected)
         #expect(value(edit, "sso_saml", "acme") == true)
         let metadata = edit.entitlements.evaluate("sso_saml", tenant: "acme", now: editNow)?.metadata
         #expect(metadata?["by"] == "sam.okafor" && metadata?["notes"] == "enabled for the premium trial")
@@ -128,7 +134,7 @@ struct EntitlementsEditingTests {
             #""at": "2026-12-01T10:00:00Z", "expiresAt": "2027-01-01T00:00:00Z"}"#,
             #""at": "2026-12-01T10:00:00Z", "expiresAt": "2027-01-01T00:00:00Z"},"# + "\n        "
                 + #""analytics": {"enabled": false, "notes": "not yet", "by": "li.wei", "at": "2026-12-07T09:00:00Z"}"#)
-        #expect(text(edit.document) == expected, "\(text(edit.document))")
+        expectText(edit.document, expected)
         #expect(value(edit, "analytics", "5") == false)
     }
 
@@ -143,19 +149,19 @@ struct EntitlementsEditingTests {
                   }
             """,
             #""validUntil": "2027-06-30T00:00:00Z""#)
-        #expect(text(edit.document) == expected, "\(text(edit.document))")
+        expectText(edit.document, expected)
         #expect(edit.summary == "tenant 5: voice_ai override cleared (was on)")
         #expect(variant(edit, "voice_ai", "5") == "default")
 
         let one = try apply(.clearOverride(tenant: "initech", feature: "seats"))
-        #expect(text(one.document) == replacing(
+        expectText(one.document, replacing(
             #"by": "maria.lopez", "at": "2026-11-02T09:00:00Z"},"# + "\n        " + #""seats": {"enabled": true, "config": {"max": 8}, "notes": "three contractors for the launch", "by": "maria.lopez", "at": "2026-11-02T09:05:00Z"}"#,
             #"by": "maria.lopez", "at": "2026-11-02T09:00:00Z"}"#))
     }
 
     @Test func deleteTenant() throws {
         let edit = try apply(.deleteTenant("acme"))
-        #expect(text(edit.document) == replacing("\n    " + #""acme": {"name": "Acme Corp", "plan": "growth", "status": "active"},"#, ""))
+        expectText(edit.document, replacing("\n    " + #""acme": {"name": "Acme Corp", "plan": "growth", "status": "active"},"#, ""))
         #expect(edit.entitlements.tenant("acme") == nil)
     }
 
@@ -217,17 +223,17 @@ struct EntitlementsEditingTests {
         #expect(created.entitlements.plan("scale")?.inherits == "growth")
 
         let granted = try apply(.grant(plan: "starter", feature: "voice_ai", grant: true))
-        #expect(text(granted.document) == replacing(#""analytics": true"# + "\n      }", #""analytics": true,"# + "\n        " + #""voice_ai": true"# + "\n      }"))
+        expectText(granted.document, replacing(#""analytics": true"# + "\n      }", #""analytics": true,"# + "\n        " + #""voice_ai": true"# + "\n      }"))
         #expect(granted.summary == "plan starter: grants voice_ai")
         #expect(variant(granted, "voice_ai", "acme") == "plan:growth")
 
         let configured = try apply(.grant(plan: "starter", feature: "seats", grant: ["config": ["max": 10]]))
-        #expect(text(configured.document) == replacing(#""seats": {"config": {"max": 5}}"#, #""seats": {"config": {"max": 10}}"#))
+        expectText(configured.document, replacing(#""seats": {"config": {"max": 5}}"#, #""seats": {"config": {"max": 10}}"#))
         #expect(configured.summary == #"plan starter: grants seats {"config":{"max":10}} (was {"config":{"max":5}})"#)
 
         // Own grant, nothing inherited: removed.
         let removed = try apply(.revoke(plan: "growth", feature: "whatsapp_channel"))
-        #expect(text(removed.document) == replacing(#""whatsapp_channel": true,"# + "\n        ", ""))
+        expectText(removed.document, replacing(#""whatsapp_channel": true,"# + "\n        ", ""))
         #expect(removed.summary == "plan growth: no longer grants whatsapp_channel")
         // Inherited: false over it.
         let overInherited = try apply(.revoke(plan: "growth", feature: "analytics"))
@@ -248,7 +254,7 @@ struct EntitlementsEditingTests {
 
     @Test func addFeatureIsAlignedWithItsSiblings() throws {
         let edit = try apply(.addFeature(key: "beta_inbox", definition: ["default": false, "category": "channels", "description": "The new inbox"]))
-        #expect(text(edit.document) == replacing(
+        expectText(edit.document, replacing(
             #""priority_support":  {"description": "A four-hour response time", "category": "support", "default": false}"# + "\n  },",
             #""priority_support":  {"description": "A four-hour response time", "category": "support", "default": false},"# + "\n    "
                 + #""beta_inbox":        {"description": "The new inbox", "category": "channels", "default": false}"# + "\n  },"))
@@ -267,7 +273,7 @@ struct EntitlementsEditingTests {
         #expect(edit.entitlements.feature("seats") == nil)
         let unused = try apply(.removeFeature(key: "priority_support", cascade: false))
         #expect(unused.summary == "feature priority_support: removed")
-        #expect(text(unused.document) == replacing(
+        expectText(unused.document, replacing(
             #""audit_log_export":  {"description": "Export of the admin audit log", "category": "security", "default": false},"# + "\n    "
                 + #""priority_support":  {"description": "A four-hour response time", "category": "support", "default": false}"#,
             #""audit_log_export":  {"description": "Export of the admin audit log", "category": "security", "default": false}"#))
@@ -282,7 +288,7 @@ struct EntitlementsEditingTests {
         #expect(error.message.hasSuffix("would make an entitlements document that does not validate (1 error); nothing was changed"))
         let problem = try #require(error.report?.errors.first)
         #expect(problem.path.hasPrefix("plans.growth.grants.voice_ai"), "\(problem.path)")
-        #expect(problem.line == 38)
+        #expect(problem.line == 39)
 
         let override = try #require(refusal(.setOverride(tenant: "5", feature: "voice_ai", OverrideChange(enabled: true, config: ["a": 1]))))
         #expect(override.code == .invalidDocument)
@@ -318,7 +324,7 @@ struct EntitlementsEditingTests {
         let expected = document.replacingOccurrences(
             of: #""t2500": {"plan": "p", "status": "active"}"#,
             with: #""t2500": {"plan": "p", "status": "active", "overrides": {"a": {"enabled": false, "by": "x", "at": "2026-12-07T09:00:00Z"}}}"#)
-        #expect(text(edit.document) == expected)
+        expectText(edit.document, expected)
         #expect(edit.entitlements.evaluate("a", tenant: "t2500", now: editNow)?.value == false)
         #expect(edit.entitlements.evaluate("a", tenant: "t2501", now: editNow)?.value == true)
     }
