@@ -399,7 +399,7 @@ func tenantView(_ view: JSONObject) -> [String] {
         rows.append((key, value, why(answer)))
     }
     let keyWidth = rows.map(\.0.count).max() ?? 0
-    let valueWidth = min(rows.map(\.1.count).max() ?? 0, 40)
+    let valueWidth = min(rows.map(\.1.count).max() ?? 0, 24)
     for (key, value, why) in rows {
         let paddedKey = key.padding(toLength: keyWidth)
         let paddedValue = value.count >= valueWidth ? value : value.padding(toLength: valueWidth)
