@@ -101,8 +101,8 @@ let package = Package(
         .target(
             name: "GuidonServer",
             dependencies: [
-                "GuidonJSON", "GuidonEngine", "GuidonEditing", "GuidonFiles", "GuidonProtocol", "GuidonSystemd", "GuidonUnixSocket",
-                "CMalloc", "CLinux", "GuidonMetrics", "GuidonHTTP", "GuidonOFREP",
+                "GuidonJSON", "GuidonEngine", "GuidonEntitlements", "GuidonEditing", "GuidonFiles", "GuidonProtocol", "GuidonSystemd",
+                "GuidonUnixSocket", "CMalloc", "CLinux", "GuidonMetrics", "GuidonHTTP", "GuidonOFREP",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -114,7 +114,7 @@ let package = Package(
         .executableTarget(
             name: "guidond",
             dependencies: [
-                "GuidonServer", "GuidonSystemd",
+                "GuidonServer", "GuidonSystemd", "GuidonEntitlements", "GuidonFiles",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -177,7 +177,7 @@ let package = Package(
             name: "GuidonServerTests",
             dependencies: [
                 "GuidonJSON", "GuidonEngine", "GuidonEditing", "GuidonProtocol", "GuidonServer", "GuidonUnixSocket", "GuidonMetrics", "GuidonHTTP",
-                "GuidonOFREP", "GuidonSystemd",
+                "GuidonOFREP", "GuidonSystemd", "GuidonEntitlements",
             ]
         ),
         .testTarget(
