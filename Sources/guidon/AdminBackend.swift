@@ -212,7 +212,7 @@ extension FileBackend {
     /// (`EntitlementsEditor`, the same validating compile, the same atomic replacement); the
     /// `entitlements` view computed from the file.
     private func answerEntitlements(_ request: AdminRequest, bytes: [UInt8], revision: String) throws -> JSONObject {
-        let compileOptions = EntitlementsCompileOptions(mode: options.mode)
+        let compileOptions = EntitlementsCompileOptions(mode: options.mode, isKnownTimeZone: systemZoneExists)
         if request.op == "entitlements" {
             // The query op, answered from the file: compiled here, as guidond would serve it.
             let tenant = try EntitlementsRequests.entry(request)
