@@ -98,7 +98,7 @@ public struct EntitlementsEditor: Sendable {
     public static func definition(of entry: Entry, in bytes: [UInt8]) throws(EditError) -> JSONValue {
         let document = try EntitlementsText(bytes)
         let (map, key) = entry.location
-        guard let spans = try document.map(map), let member = spans.member(key) else {
+        guard let member = try document.member(key, of: map) else {
             throw try document.noSuch(entry)
         }
         return try document.located(member, map: map).value
@@ -182,8 +182,39 @@ struct EntitlementsText {
             report: ValidationReport(errors: [Diagnostic(severity: .error, path: path, line: error.line, column: error.column, message: error.reason)]))
     }
 
+    /// Maps already delimited (a bulk change looks tenants up many times: 100,000 tenants are
+    /// delimited once).
+    private final class Delimited {
+        var maps: [String: ObjectSpans] = [:]
+        var lookups: [String: Int] = [:]
+        var positions: [String: [String: Int]] = [:]
+    }
+
+    /// The member `key` of the root map `name`: found by a scan the first time, by an index
+    /// built on the second (a single edit does not pay for an index of 100,000 tenants).
+    func member(_ key: String, of name: String) throws(EditError) -> MemberSpan? {
+        guard let spans = try map(name) else { return nil }
+        if let index = delimited.positions[name] { return index[key].map { spans.members[$0] } }
+        delimited.lookups[name, default: 0] += 1
+        if delimited.lookups[name]! < 2 { return spans.member(key) }
+        var index: [String: Int] = [:]
+        index.reserveCapacity(spans.members.count)
+        for (i, member) in spans.members.enumerated() where index[member.key] == nil { index[member.key] = i }
+        delimited.positions[name] = index
+        return index[key].map { spans.members[$0] }
+    }
+
+    private let delimited = Delimited()
+
     /// The members of the root map `name`; `nil` when the document has none.
     func map(_ name: String) throws(EditError) -> ObjectSpans? {
+        if let known = delimited.maps[name] { return known }
+        let spans = try delimit(name)
+        delimited.maps[name] = spans
+        return spans
+    }
+
+    private func delimit(_ name: String) throws(EditError) -> ObjectSpans? {
         guard let member = root.member(name) else { return nil }
         guard bytes[member.valueRange.lowerBound] == UInt8(ascii: "{") else {
             throw EditError(.invalidDocument, "the document's \"\(name)\" is not an object; fix it by hand first")
@@ -253,8 +284,10 @@ struct EntitlementsText {
             let items = spans.members.map { Splicer.Item(range: $0.range, colon: $0.keyRange.upperBound..<$0.valueRange.lowerBound) }
             var keep = items.map { _ in true }
             var added: [(String, JSONValue)] = []
+            var positions: [String: Int] = [:]
+            for (i, member) in spans.members.enumerated() where positions[member.key] == nil { positions[member.key] = i }
             for edit in mine {
-                if let index = spans.members.firstIndex(where: { $0.key == edit.key }) {
+                if let index = positions[edit.key] {
                     if let value = edit.value {
                         splicer.change(try located(spans.members[index], map: name), to: value)
                     } else {
@@ -389,7 +422,7 @@ struct EntitlementsChanges {
 
     /// A tenant's definition, or `nil` when there is none.
     func tenant(_ id: String) throws(EditError) -> JSONObject? {
-        guard let spans = try document.map("tenants"), let member = spans.member(id) else { return nil }
+        guard let member = try document.member(id, of: "tenants") else { return nil }
         let value = try document.located(member, map: "tenants").value
         guard case .object(let object) = value else {
             throw EditError(.invalidDocument, "tenants.\(id) is \(article(value.typeName)), not a tenant (an object); fix it by hand first")
