@@ -374,4 +374,27 @@ struct EntitlementsIntegrationTests {
         let keys = ((try jsonObject(bulk.body)["flags"] as? [[String: Any]]) ?? []).compactMap { $0["key"] as? String }
         #expect(keys.contains("banner") && keys.contains("voice_ai") && keys.contains("payment_providers"), "\(keys)")
     }
+
+    /// An admin edit that changes the features checks the flags again: removing a feature that a
+    /// flag's `entitled` names is refused; adding one re-checks and serves.
+    @Test func adminFeatureEditsRecheckTheFlags() throws {
+        let flags = #"{"flags": {"voice-beta": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off", "targeting": {"if": [{"entitled": "voice_ai"}, "on", "off"]}}}}"#
+        let dir = try ScratchDirectory()
+        try dir.write("entitlements.json", testEntitlements)
+        let daemon = try RunningDaemon.withAdmin(flags: flags, extraArguments: ["--entitlements", dir.file("entitlements.json")], dir: dir)
+        defer { try? daemon.finish() }
+        let admin = try daemon.adminClient()
+        let query = try daemon.client()
+        let removal = try admin.ask(["op": "entitlements.removeFeature", "feature": "voice_ai", "cascade": true, "force": true, "by": "test"])
+        let error = removal["error"]?.object
+        #expect(error?["code"] == "INVALID_DOCUMENT", "\(removal)")
+        #expect(error?["message"]?.string?.contains("\"voice_ai\" is not a feature") == true, "\(removal)")
+        #expect(try query.request(#"{"op":"eval","flag":"voice-beta","context":{"tenantId":"acme"}}"#)["value"] == true)
+        let added = try admin.ask([
+            "op": "entitlements.addFeature", "feature": "sms", "definition": ["description": "SMS", "default": false], "force": true, "by": "test",
+        ])
+        #expect(added["error"] == nil, "\(added)")
+        #expect(try query.request(#"{"op":"ping"}"#)["features"] == 4)
+        #expect(try query.request(#"{"op":"eval","flag":"voice-beta","context":{"tenantId":"acme"}}"#)["value"] == true)
+    }
 }
