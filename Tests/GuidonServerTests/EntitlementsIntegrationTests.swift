@@ -126,6 +126,25 @@ struct EntitlementsIntegrationTests {
         #expect(status["entitlements"]?.object?["tenants"] == 5)
     }
 
+    /// `guidon entitlements TENANT` asks the query socket and prints the lines `guidon tenants
+    /// show` prints: the tenant's plan, then each feature, its value and why.
+    @Test func cliShowsATenantsEntitlements() throws {
+        let daemon = try RunningDaemon(flags: testEntitlementFlags, entitlements: testEntitlements)
+        defer { try? daemon.finish() }
+        let (status, output) = try runGuidon(["entitlements", "5", "--socket", daemon.socketPath])
+        #expect(status == 0, "\(output)")
+        let lines = output.split(separator: "\n").map(String.init)
+        #expect(lines.first == "tenant 5: plan starter (Starter), active until 2099-06-30T00:00:00Z")
+        let voice = lines.first { $0.hasPrefix("voice_ai ") } ?? ""
+        #expect(voice.contains(" on "), "\(voice)")
+        #expect(voice.contains(#"override by sam.okafor 2026-12-01 until 2099-01-01: "premium trial""#), "\(voice)")
+        let telegram = lines.first { $0.hasPrefix("telegram_bot ") } ?? ""
+        #expect(telegram.contains(" on "), "\(telegram)")
+        let (unknownStatus, unknown) = try runGuidon(["entitlements", "nobody", "--socket", daemon.socketPath])
+        #expect(unknownStatus == 0)
+        #expect(unknown.hasPrefix("tenant nobody: not in the entitlements file"), "\(unknown)")
+    }
+
     @Test func customTenantAttribute() throws {
         let daemon = try RunningDaemon(
             flags: testEntitlementFlags, entitlements: testEntitlements, extraArguments: ["--tenant-attribute", "org"])
