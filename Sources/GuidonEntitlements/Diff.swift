@@ -35,7 +35,10 @@ extension Entitlements {
         let newIndex = tenants.index
         let oldIndex = old.tenants.index
         var changes = EntitlementsDiff.Changes()
+        // Tenants reused from `old` by the compile have its ids and definitions: not compared again.
+        let reused = reusedFrom === old ? memo.reused : []
         for t in 0..<newIndex.count {
+            if t < reused.count && reused[t] >= 0 { continue }
             let key = newIndex.lookup.key(at: t)
             guard let j = oldIndex.lookup.position(of: key) else {
                 changes.added.append(newIndex.key(at: t))
