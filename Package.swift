@@ -101,7 +101,7 @@ let package = Package(
             name: "GuidonServer",
             dependencies: [
                 "GuidonJSON", "GuidonEngine", "GuidonEditing", "GuidonFiles", "GuidonProtocol", "GuidonSystemd", "GuidonUnixSocket",
-                "CMalloc", "CLinux", "GuidonMetrics", "GuidonHTTP", "GuidonOFREP",
+                "CMalloc", "CLinux", "GuidonMetrics", "GuidonHTTP", "GuidonOFREP", "GuidonEntitlements", "GuidonQuota",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -113,7 +113,7 @@ let package = Package(
         .executableTarget(
             name: "guidond",
             dependencies: [
-                "GuidonServer", "GuidonSystemd",
+                "GuidonServer", "GuidonSystemd", "GuidonQuota",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

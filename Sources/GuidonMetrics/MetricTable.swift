@@ -94,11 +94,22 @@ public enum MetricTable {
     /// The status codes of `guidon_ofrep_responses_total`.
     public static let ofrepStatusCodes = [200, 304, 400, 404, 405, 413, 500]
 
+    /// `consume` answers (issue 14), counted on the loop that answers: `allowed`, `denied` (by a
+    /// hard limit, or because the tenant is not entitled), `degraded` (the store could not be
+    /// asked in time and each limit's `failMode` decided, allowed or not).
+    public static let quotaAnswers = CounterFamily(
+        MetricFamily(
+            "guidon_quota_answers_total", .counter,
+            help: "Usage-limit consume answers: allowed, denied (a hard limit, or not entitled), degraded (the store did not answer in time; failMode decided).",
+            labels: ["result"]),
+        values: ["allowed", "denied", "degraded"])
+
     /// The families with a closed label set, in the order of each loop's counter block.
-    /// Families of features still being built — `guidon_admin_writes_total{action,result}`,
-    /// `guidon_entitlement_denials_total{reason}`, `guidon_quota_answers_total{result}` — are
+    /// Families of features still being built — `guidon_entitlement_denials_total{reason}` — are
     /// added here when those features land (see docs/OBSERVABILITY.md).
-    public static let counterFamilies: [CounterFamily] = [requests, requestErrors, evaluationErrors, ofrepRequests, ofrepResponses]
+    public static let counterFamilies: [CounterFamily] = [
+        requests, requestErrors, evaluationErrors, ofrepRequests, ofrepResponses, quotaAnswers,
+    ]
 
     /// Evaluations of flags that exist, by flag, variant served (`""` when none) and reason
     /// (OpenTelemetry's `feature_flag.result.reason` values, lower case).

@@ -6,7 +6,16 @@ public struct Request: Sendable {
     /// What the client asks for (`op`).
     public enum Operation: String, Sendable, CaseIterable {
         case eval, evalAll, ping, status, list, watch, stats, metrics
+        /// Count `amount` against a metered feature's limits (`feature`, `amount`, `idempotencyKey`).
+        case consume
+        /// A metered feature's counts, or every metered feature's, without counting.
+        case usage
     }
+
+    /// The largest `amount`: 2^53 − 1, the last integer JSON numbers hold exactly.
+    public static let maximumAmount: Int64 = (1 << 53) - 1
+    /// The longest `idempotencyKey`, in UTF-8 bytes.
+    public static let maximumIdempotencyKeyBytes = 512
 
     public var op: Operation
     /// The client's correlation id, echoed in the reply: a JSON scalar, or `nil` when absent.
@@ -19,6 +28,12 @@ public struct Request: Sendable {
     public var type: ValueType?
     /// `default`: the caller's default value, served when the result falls back to it.
     public var defaultValue: JSONValue?
+    /// `feature`: the metered feature a `consume` or `usage` is about.
+    public var feature: String?
+    /// `amount`: how much a `consume` counts (1 … `maximumAmount`, default 1).
+    public var amount: Int64 = 1
+    /// `idempotencyKey`: a `consume` repeated with it within 24 hours gets the first answer again.
+    public var idempotencyKey: String?
     /// `context`: who is asking (`targetingKey` plus attributes).
     ///
     /// A request decoded into a kept `Request` may hold its context as checked text until it is
@@ -62,6 +77,10 @@ public enum ProtocolErrorCode: String, Sendable, CaseIterable {
     case tooLarge = "TOO_LARGE"
     /// The daemon has too many connections; the connection is closed.
     case overloaded = "OVERLOADED"
+    /// What the request needs is not running or cannot be asked: usage limits are off (no
+    /// `--state-dir` or `--quota-store`), or the shared store cannot be reached for an
+    /// operation without a `failMode` (`usage.reset`). Nothing was counted or changed.
+    case unavailable = "UNAVAILABLE"
 
     // The admin protocol's (see `AdminRequest`).
 

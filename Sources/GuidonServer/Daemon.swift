@@ -4,6 +4,7 @@ public import GuidonEngine
 import GuidonFiles
 public import GuidonHTTP
 import GuidonProtocol
+public import GuidonQuota
 import GuidonSystemd
 public import Logging
 import NIOCore  // System.coreCount: the cores this process may use (cgroup quota, affinity)
@@ -31,13 +32,18 @@ public struct DaemonConfiguration: Sendable {
     /// Where to serve OFREP (`--ofrep-listen`); `nil`: nowhere, unless systemd passes a socket
     /// named `ofrep` or `http`.
     public var ofrep: HTTPListenerConfiguration?
+    /// Where usage limits are counted (`--state-dir`, `--quota-store`, `--quota-timeout`);
+    /// `nil`: usage limits are off (`consume` and `usage` answer `UNAVAILABLE`).
+    public var quota: QuotaConfiguration?
 
     public init(
         configPath: String, socketPath: String, compileOptions: CompileOptions = CompileOptions(),
         maxLineBytes: Int = 64 * 1024, maxConnections: Int = 1024,
         eventLoopThreads: Int? = nil, watchFile: Bool = true, admin: AdminConfiguration = AdminConfiguration(),
-        observability: ObservabilityConfiguration = ObservabilityConfiguration(), ofrep: HTTPListenerConfiguration? = nil
+        observability: ObservabilityConfiguration = ObservabilityConfiguration(), ofrep: HTTPListenerConfiguration? = nil,
+        quota: QuotaConfiguration? = nil
     ) {
+        self.quota = quota
         self.configPath = configPath
         self.socketPath = socketPath
         self.compileOptions = compileOptions
@@ -148,6 +154,9 @@ public final class Daemon: Sendable {
             let observability = try Observability(config.observability, daemonVersion: Self.version, logger: logger)
             started.add { observability.shutdown() }
 
+            let quotas = try Self.startQuotas(config.quota, logger: logger)
+            started.add { quotas.shutdown() }
+
             let connections = Connections(limit: config.maxConnections, logger: logger)
             let reloader = Reloader(
                 path: config.configPath, options: config.compileOptions, store: store, connections: connections, logger: logger)
@@ -175,7 +184,7 @@ public final class Daemon: Sendable {
             let service = ServiceContext(
                 store: store, connections: connections, maxLineBytes: config.maxLineBytes, adminSocketPath: adminPath,
                 refusedWrite: { line, error, socket in writer.auditForbidden(line, error: error, peer: Peer.of(socket, named: false)) },
-                observability: observability
+                observability: observability, quotas: quotas
             ) {
                 let served = store.current
                 return DaemonStatus(
@@ -250,12 +259,29 @@ public final class Daemon: Sendable {
             writer.shutdown()
             admin?.stop()
             server.stop()
+            // Every connection is closed: write every count (the embedded store's log and snapshot).
+            quotas.shutdown()
             observability.shutdown()
         } catch {
             started.stopAll()
             throw error
         }
         logger.info("stopped")
+    }
+
+    /// The usage-limit store, started (the embedded store reads its state back here).
+    private static func startQuotas(_ configuration: QuotaConfiguration?, logger: Logger) throws(StartupError) -> QuotaService {
+        do throws(QuotaStoreError) {
+            let service = try QuotaService(configuration, logger: logger)
+            switch configuration?.store {
+            case .embedded(let directory)?: logger.info("usage limits: counted here, durable under \(directory)")
+            case .redis(let address)?: logger.info("usage limits: counted in Redis at \(address)")
+            case nil: logger.info("usage limits: off (no --state-dir or --quota-store)")
+            }
+            return service
+        } catch {
+            throw StartupError(description: "usage limits: \(error.message)")
+        }
     }
 
     /// A watch on the flag file (not yet reporting), or `nil`, logged, when inotify refuses one.

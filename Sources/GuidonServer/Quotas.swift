@@ -1,0 +1,453 @@
+import CLinux
+import GuidonEngine
+public import GuidonEntitlements
+import GuidonJSON
+import GuidonMetrics
+import GuidonProtocol
+public import GuidonQuota
+public import Logging
+import NIOConcurrencyHelpers
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The daemon's usage limits: the started store, and the time zones of the entitlements
+/// documents served. Limits themselves come from the served entitlements (`ServedConfig`), so a
+/// reload that edits a limit applies to the next request.
+public final class QuotaService: Sendable {
+    /// The store; `nil` when usage limits are off (no `--state-dir`, no `--quota-store`).
+    let backend: QuotaBackend?
+    /// Why they are off, for the refusal.
+    let offReason: String
+    /// Zones by name, loaded once (`/usr/share/zoneinfo`): a connection asks once per document.
+    private let zones = NIOLockedValueBox<[String: TimeZoneRules]>(["UTC": .utc])
+    let logger: Logger
+
+    /// Starts the configured store (the embedded store reads its state back here).
+    public init(_ configuration: QuotaConfiguration?, logger: Logger) throws(QuotaStoreError) {
+        self.logger = logger
+        if let configuration {
+            backend = try QuotaBackend.start(configuration, logger: logger)
+            offReason = ""
+        } else {
+            backend = nil
+            offReason = "usage limits are off: start guidond with --state-dir DIR (counts kept on this host) or --quota-store redis://HOST:PORT"
+        }
+    }
+
+    /// Stops the store (the embedded store writes every count first). Safe to call twice.
+    public func shutdown() { backend?.shutdown() }
+
+    /// Counts since the start, for `/metrics` and `stats`; `nil` when off.
+    var statistics: QuotaStoreStatistics? { backend?.store.statistics }
+
+    /// The rules of zone `name` (an entitlements document's `timezone`, checked when it was
+    /// compiled), or `nil` when it cannot be loaded.
+    func zone(_ name: String) -> TimeZoneRules? {
+        if let known = zones.withLockedValue({ $0[name] }) { return known }
+        do throws(TimeZoneError) {
+            let rules = try TimeZoneRules.load(name)
+            zones.withLockedValue { $0[name] = rules }
+            return rules
+        } catch {
+            logger.error("usage limits: cannot load the time zone \(name): \(error)")
+            return nil
+        }
+    }
+
+    /// Unix seconds.
+    static func now() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec)
+    }
+}
+
+extension QuotaLimit {
+    /// An entitlements document's limit as the stores take it.
+    init(_ limit: Limit) {
+        let unit: WindowUnit
+        switch limit.per {
+        case .minute: unit = .minute
+        case .hour: unit = .hour
+        case .day: unit = .day
+        case .week: unit = .week
+        case .month: unit = .month
+        }
+        self.init(
+            per: unit, max: limit.max, scope: limit.scope == .user ? .user : .tenant,
+            mode: limit.mode == .hard ? .hard : (limit.mode == .soft ? .soft : .shadow),
+            failMode: limit.failMode == .closed ? .closed : .open)
+    }
+}
+
+/// How a `consume` ended, for `guidon_quota_answers_total`.
+enum QuotaOutcome: Int, Sendable {
+    case allowed = 0, denied = 1, degraded = 2
+
+    static func of(_ answer: QuotaAnswer) -> QuotaOutcome {
+        answer.degraded ? .degraded : (answer.allowed ? .allowed : .denied)
+    }
+}
+
+/// A reply that the store gives later (Redis): `start` asks it, and calls `deliver` once, on
+/// any thread, with the reply line and (for a `consume`) its outcome.
+struct QuotaDeferral {
+    let start: @Sendable (_ deliver: @escaping @Sendable ([UInt8], QuotaOutcome?) -> Void) -> Void
+}
+
+/// What a `consume` or `usage` is about, read from the request.
+private struct QuotaAsk {
+    var feature: String?
+    var tenant: String
+    var user: String?
+}
+
+// MARK: - Answering
+
+extension Responder {
+    /// Answers a `consume` or `usage` into `replies`, or returns the deferral that will (the
+    /// Redis store answers on its own thread).
+    mutating func answerQuota(config: ServedConfig, into replies: inout [UInt8]) -> QuotaDeferral? {
+        let id = request.id
+        let op = request.op
+        func fail(_ code: ProtocolErrorCode, _ message: String) -> QuotaDeferral? {
+            refuse(RequestError(code: code, message: message, id: id), into: &replies)
+            return nil
+        }
+        guard let quotas = service.quotas else { return fail(.unavailable, "usage limits are off in this guidond") }
+        guard let backend = quotas.backend else { return fail(.unavailable, quotas.offReason) }
+        guard let entitlements = config.entitlements else {
+            return fail(.invalidRequest, "this guidond serves no entitlements document (guidond --entitlements FILE), so no feature is metered")
+        }
+        let (tenantValue, user) = request.withContext { context in (context.attributes["tenantId"], context.targetingKey) }
+        guard let tenant = Entitlements.tenantID(from: tenantValue), !tenant.isEmpty else {
+            let found = tenantValue.map { "a \($0.typeName)" } ?? "none"
+            return fail(.invalidRequest, "\(op.rawValue) needs the tenant: the context's \"tenantId\", a string or an integer (found \(found))")
+        }
+        if let feature = request.feature, !entitlements.hasFeature(feature) {
+            return fail(.invalidRequest, "unknown feature \"\(feature)\": the entitlements document has no such feature")
+        }
+        guard let zone = zoneRules(for: entitlements, quotas) else {
+            return fail(.unavailable, "the entitlements document's time zone \"\(entitlements.timezone)\" cannot be loaded")
+        }
+        let now = QuotaService.now()
+        if op == .consume {
+            return consume(
+                request.feature!, tenant: tenant, user: user, amount: request.amount, key: request.idempotencyKey, now: now,
+                zone: zone, entitlements: entitlements, backend: backend, id: id, into: &replies)
+        }
+        return usage(
+            request.feature, tenant: tenant, user: user, now: now, zone: zone, entitlements: entitlements, backend: backend, id: id,
+            into: &replies)
+    }
+
+    /// The zone of `entitlements`' `timezone`, kept per connection.
+    private mutating func zoneRules(for entitlements: Entitlements, _ quotas: QuotaService) -> TimeZoneRules? {
+        let name = entitlements.timezone
+        if let cached = zoneCache, cached.name == name { return cached }
+        zoneCache = quotas.zone(name)
+        return zoneCache
+    }
+
+    private mutating func consume(
+        _ feature: String, tenant: String, user: String?, amount: Int64, key: String?, now: Int64, zone: TimeZoneRules,
+        entitlements: Entitlements, backend: QuotaBackend, id: JSONValue?, into replies: inout [UInt8]
+    ) -> QuotaDeferral? {
+        let counters = self.counters
+        let counting = self.counting
+        let answersHandle = self.quotaAnswers
+        func count(_ outcome: QuotaOutcome) {
+            if counting, let counters, let answersHandle {
+                counters._withUnsafeGuaranteedRef { $0.count(answersHandle, outcome.rawValue) }
+            }
+        }
+        // The limits that apply, into the kept request's storage.
+        var limits: [QuotaLimit] = []
+        swap(&limits, &quotaLimits)
+        limits.removeAll(keepingCapacity: true)
+        let entitled = entitlements.withLimits(tenant: tenant, feature: feature, now: now) { entitled, _, applying in
+            if entitled { for limit in applying { limits.append(QuotaLimit(limit)) } }
+            return entitled
+        } ?? false
+        defer { quotaLimits = limits }
+        guard entitled else {
+            count(.denied)
+            QuotaReply.notEntitled(id: id, feature: feature, tenant: tenant, entitlements: entitlements, now: now, into: &replies)
+            return nil
+        }
+        guard !limits.isEmpty else {
+            count(.allowed)
+            QuotaReply.unlimited(id: id, feature: feature, into: &replies)
+            return nil
+        }
+        let quotaRequest = QuotaRequest(
+            subject: QuotaSubject(feature: feature, tenant: tenant, user: user), limits: limits, zone: zone, amount: amount,
+            idempotencyKey: key, now: now)
+        switch backend {
+        case .immediate(let store):
+            do throws(QuotaStoreError) {
+                let answer = try store.consume(quotaRequest)
+                count(QuotaOutcome.of(answer))
+                QuotaReply.consumed(id: id, feature: feature, answer, into: &replies)
+            } catch {
+                refuse(QuotaReply.error(error, id: id), into: &replies)
+            }
+            return nil
+        case .deferred(let store):
+            limits = []  // the request holds them now
+            return QuotaDeferral { deliver in
+                store.consume(quotaRequest) { result in
+                    var line: [UInt8] = []
+                    switch result {
+                    case .success(let answer):
+                        QuotaReply.consumed(id: id, feature: feature, answer, into: &line)
+                        deliver(line, QuotaOutcome.of(answer))
+                    case .failure(let error):
+                        ReplyEncoder.error(QuotaReply.error(error, id: id), into: &line)
+                        deliver(line, nil)
+                    }
+                }
+            }
+        }
+    }
+
+    private func usage(
+        _ feature: String?, tenant: String, user: String?, now: Int64, zone: TimeZoneRules, entitlements: Entitlements,
+        backend: QuotaBackend, id: JSONValue?, into replies: inout [UInt8]
+    ) -> QuotaDeferral? {
+        // (feature, entitled, limits) for the one feature, or every metered feature.
+        var asks: [(feature: String, entitled: Bool, limits: [QuotaLimit])] = []
+        for key in feature.map({ [$0] }) ?? entitlements.features.map(\.key) {
+            let found = entitlements.withLimits(tenant: tenant, feature: key, now: now) { entitled, _, applying in
+                (entitled, entitled ? applying.map(QuotaLimit.init) : [])
+            }
+            guard let found else { continue }
+            if feature != nil || (found.0 && !found.1.isEmpty) { asks.append((key, found.0, found.1)) }
+        }
+        let requests = asks.map { ask in
+            QuotaUsageRequest(subject: QuotaSubject(feature: ask.feature, tenant: tenant, user: user), limits: ask.limits, zone: zone, now: now)
+        }
+        let store = backend.store
+        let single = feature != nil
+        let entitledFlags = asks.map(\.entitled)
+        let deferral = QuotaDeferral { deliver in
+            let gather = Gather(count: requests.count) { results in
+                var line: [UInt8] = []
+                if let failure = results.lazy.compactMap({ $0.failure }).first {
+                    ReplyEncoder.error(QuotaReply.error(failure, id: id), into: &line)
+                } else {
+                    let entries = zip(requests, results).enumerated().map { i, pair in
+                        (pair.0.subject.feature, entitledFlags[i], pair.1.success ?? [])
+                    }
+                    QuotaReply.usage(id: id, tenant: tenant, single: single, entries, into: &line)
+                }
+                deliver(line, nil)
+            }
+            for (i, request) in requests.enumerated() {
+                if request.limits.isEmpty {
+                    gather.set(i, .success([]))
+                } else {
+                    store.usage(request) { gather.set(i, $0) }
+                }
+            }
+        }
+        if case .immediate = backend {
+            // Answered on this thread, at once.
+            let box = NIOLockedValueBox<[UInt8]>([])
+            deferral.start { line, _ in box.withLockedValue { $0 = line } }
+            replies += box.withLockedValue { $0 }
+            return nil
+        }
+        return deferral
+    }
+}
+
+extension Result {
+    fileprivate var failure: Failure? {
+        if case .failure(let error) = self { return error }
+        return nil
+    }
+    fileprivate var success: Success? {
+        if case .success(let value) = self { return value }
+        return nil
+    }
+}
+
+/// Collects `count` results, given in any order on any thread, and calls `done` once with all.
+private final class Gather: Sendable {
+    private let state: NIOLockedValueBox<(left: Int, results: [Result<[QuotaLimitStatus], QuotaStoreError>])>
+    private let done: @Sendable ([Result<[QuotaLimitStatus], QuotaStoreError>]) -> Void
+
+    init(count: Int, done: @escaping @Sendable ([Result<[QuotaLimitStatus], QuotaStoreError>]) -> Void) {
+        state = NIOLockedValueBox((count, Array(repeating: .success([]), count: count)))
+        self.done = done
+        if count == 0 { done([]) }
+    }
+
+    func set(_ index: Int, _ result: Result<[QuotaLimitStatus], QuotaStoreError>) {
+        let finished: [Result<[QuotaLimitStatus], QuotaStoreError>]? = state.withLockedValue { state in
+            state.results[index] = result
+            state.left -= 1
+            return state.left == 0 ? state.results : nil
+        }
+        if let finished { done(finished) }
+    }
+}
+
+// MARK: - Replies
+
+/// The reply lines of `consume` and `usage` (see protocol/PROTOCOL.md §3.10–3.11).
+enum QuotaReply {
+    /// A store's refusal as a protocol error: bad input is `INVALID_REQUEST`, a store that is not
+    /// running or cannot be asked is `UNAVAILABLE`.
+    static func error(_ error: QuotaStoreError, id: JSONValue?) -> RequestError {
+        let code: ProtocolErrorCode = (error.code == .stopped || error.code == .unavailable) ? .unavailable : .invalidRequest
+        return RequestError(code: code, message: error.message, id: id)
+    }
+
+    static func consumed(id: JSONValue?, feature: String, _ answer: QuotaAnswer, into out: inout [UInt8]) {
+        var w = Writer(id: id, into: &out)
+        w.bool("allowed", answer.allowed)
+        if !answer.allowed { w.string("reason", answer.degraded ? "STORE_UNAVAILABLE" : "LIMIT_EXCEEDED") }
+        w.string("feature", feature)
+        w.int("used", answer.used)
+        w.int("limit", answer.limit)
+        w.int("remaining", answer.remaining)
+        w.string("resetAt", Timestamp.rfc3339(answer.resetAt))
+        w.string("window", answer.window.rawValue)
+        w.string("scope", answer.status.limit.scope.rawValue)
+        w.string("mode", answer.mode.rawValue)
+        if answer.status.over { w.bool("over", true) }
+        if answer.shadowOver { w.bool("shadowOver", true) }
+        if answer.replayed { w.bool("replayed", true) }
+        w.bool("degraded", answer.degraded)
+        w.end(into: &out)
+    }
+
+    static func unlimited(id: JSONValue?, feature: String, into out: inout [UInt8]) {
+        var w = Writer(id: id, into: &out)
+        w.bool("allowed", true)
+        w.string("feature", feature)
+        w.bool("unlimited", true)
+        w.bool("degraded", false)
+        w.end(into: &out)
+    }
+
+    /// Denied by the entitlement: its `reason` and `metadata` as `eval` gives them.
+    static func notEntitled(id: JSONValue?, feature: String, tenant: String, entitlements: Entitlements, now: Int64, into out: inout [UInt8]) {
+        var w = Writer(id: id, into: &out)
+        w.bool("allowed", false)
+        w.string("reason", "NOT_ENTITLED")
+        w.string("feature", feature)
+        w.end(into: &out, open: true)
+        _ = entitlements.withResult(feature: feature, tenant: tenant, now: now) { result in
+            out.append(contentsOf: ",\"entitlement\":{\"reason\":\"".utf8)
+            out.append(contentsOf: result.reason.rawValue.utf8)
+            out.append(UInt8(ascii: "\""))
+            // `served` is `,"value":…,"variant":…`; `metadata` the object.
+            if let served = result.served { out.append(contentsOf: served) }
+            out.append(contentsOf: ",\"metadata\":".utf8)
+            out.append(contentsOf: result.metadata)
+            out.append(UInt8(ascii: "}"))
+        }
+        out.append(contentsOf: ",\"degraded\":false}\n".utf8)
+    }
+
+    /// One limit's state: `{"per":…,"scope":…,"mode":…,"failMode":…,"max":…,"used":…,"remaining":…,"resetAt":…,"over":…}`.
+    static func limit(_ status: QuotaLimitStatus) -> JSONValue {
+        [
+            "per": .string(status.limit.per.rawValue), "scope": .string(status.limit.scope.rawValue),
+            "mode": .string(status.limit.mode.rawValue), "failMode": .string(status.limit.failMode.rawValue),
+            "max": .int(status.limit.max), "used": status.used.map(JSONValue.int) ?? .null,
+            "remaining": status.remaining.map(JSONValue.int) ?? .null, "resetAt": .string(Timestamp.rfc3339(status.window.end)),
+            "over": .bool(status.over),
+        ]
+    }
+
+    /// One feature's usage: the limit with the least remaining first-class, every limit under `limits`.
+    static func feature(_ feature: String, entitled: Bool, _ statuses: [QuotaLimitStatus]) -> JSONObject {
+        var body: JSONObject = ["feature": .string(feature), "entitled": .bool(entitled)]
+        let degraded = statuses.contains { $0.used == nil }
+        if statuses.isEmpty {
+            body["unlimited"] = .bool(entitled)
+        } else {
+            // The limit that decides next: the least remaining (hard and soft before shadow).
+            let decisive = statuses.min { a, b in
+                let rankA = a.limit.mode == .shadow ? 1 : 0, rankB = b.limit.mode == .shadow ? 1 : 0
+                if rankA != rankB { return rankA < rankB }
+                return (a.remaining ?? .max) < (b.remaining ?? .max)
+            }!
+            body["used"] = decisive.used.map(JSONValue.int) ?? .null
+            body["limit"] = .int(decisive.limit.max)
+            body["remaining"] = decisive.remaining.map(JSONValue.int) ?? .null
+            body["resetAt"] = .string(Timestamp.rfc3339(decisive.window.end))
+            body["window"] = .string(decisive.limit.per.rawValue)
+            body["mode"] = .string(decisive.limit.mode.rawValue)
+            body["limits"] = .array(statuses.map(limit))
+        }
+        body["degraded"] = .bool(degraded)
+        return body
+    }
+
+    static func usage(id: JSONValue?, tenant: String, single: Bool, _ entries: [(String, Bool, [QuotaLimitStatus])], into out: inout [UInt8]) {
+        if single, let entry = entries.first {
+            var body = feature(entry.0, entitled: entry.1, entry.2)
+            body["tenant"] = .string(tenant)
+            ReplyEncoder.reply(id: id, body, into: &out)
+            return
+        }
+        ReplyEncoder.reply(
+            id: id,
+            ["tenant": .string(tenant), "features": .array(entries.map { .object(feature($0.0, entitled: $0.1, $0.2)) })],
+            into: &out)
+    }
+
+    /// Writes a reply object member by member, without building it.
+    struct Writer {
+        private var first = true
+
+        init(id: JSONValue?, into out: inout [UInt8]) {
+            out.append(UInt8(ascii: "{"))
+            if let id {
+                out.append(contentsOf: "\"id\":".utf8)
+                JSONWriter.write(id, into: &out)
+                first = false
+            }
+            self.out = out
+            out = []
+        }
+
+        private var out: [UInt8]
+
+        private mutating func key(_ name: StaticString) {
+            if !first { out.append(UInt8(ascii: ",")) }
+            first = false
+            out.append(UInt8(ascii: "\""))
+            out.append(contentsOf: UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
+            out.append(contentsOf: "\":".utf8)
+        }
+
+        mutating func bool(_ name: StaticString, _ value: Bool) {
+            key(name)
+            out.append(contentsOf: (value ? "true" : "false").utf8)
+        }
+
+        mutating func int(_ name: StaticString, _ value: Int64?) {
+            key(name)
+            if let value { JSONWriter.writeInt(value, into: &out) } else { out.append(contentsOf: "null".utf8) }
+        }
+
+        mutating func string(_ name: StaticString, _ value: String) {
+            key(name)
+            JSONWriter.writeString(value, into: &out)
+        }
+
+        /// Closes the object and the line (or, with `open`, hands the bytes back unclosed).
+        mutating func end(into destination: inout [UInt8], open: Bool = false) {
+            if !open { out.append(contentsOf: "}\n".utf8) }
+            swap(&destination, &out)
+        }
+    }
+}
