@@ -135,6 +135,12 @@ final class DocumentWriter: Sendable {
         }
     }
 
+    /// Appends `record` on the reload thread (in order with the writes' records), then calls
+    /// `done` there with whether it was written.
+    func audit(_ record: AuditRecord, then done: @escaping @Sendable (Bool) -> Void) {
+        reloader.perform { [self] _ in done(append(record)) }
+    }
+
     // MARK: - On the reload thread
 
     private func handle(_ request: AdminRequest, from caller: Caller) -> Result<JSONObject, RequestError> {

@@ -3,7 +3,7 @@ import GuidonEngine
 public import GuidonEntitlements
 import GuidonJSON
 import GuidonMetrics
-import GuidonProtocol
+public import GuidonProtocol
 public import GuidonQuota
 public import Logging
 import NIOConcurrencyHelpers
@@ -448,6 +448,87 @@ enum QuotaReply {
         mutating func end(into destination: inout [UInt8], open: Bool = false) {
             if !open { out.append(contentsOf: "}\n".utf8) }
             swap(&destination, &out)
+        }
+    }
+}
+
+// MARK: - The admin operation
+
+/// `usage.reset` on the admin socket: forgets a tenant's counts of one feature (every window;
+/// every user's, or one user's with `user`), audited like a write: `by` and `reason` are
+/// required, and the record is written before the reply.
+enum QuotaAdmin {
+    static func handle(
+        _ request: AdminRequest, service: ServiceContext, writer: DocumentWriter, from caller: Caller,
+        reply: @escaping @Sendable ([UInt8]) -> Void
+    ) {
+        @Sendable func answer(_ result: Result<JSONObject, RequestError>) {
+            var line: [UInt8] = []
+            switch result {
+            case .success(let body): ReplyEncoder.reply(id: request.id, body, into: &line)
+            case .failure(let error): ReplyEncoder.error(error, into: &line)
+            }
+            reply(line)
+        }
+        func fail(_ code: ProtocolErrorCode, _ message: String) -> RequestError {
+            RequestError(code: code, message: message, id: request.id)
+        }
+        guard request.verb == "reset" else {
+            return answer(.failure(fail(.unknownOp, "unknown op \"\(request.op)\"; the usage operation of the admin socket is usage.reset (read usage with {\"op\":\"usage\"})")))
+        }
+        let subject: QuotaSubject
+        do throws(RequestError) {
+            let tenant = try request.string("tenant")
+            let feature = try request.string("feature")
+            let user = try request.optionalString("user")
+            guard !tenant.isEmpty, !feature.isEmpty else { throw fail(.invalidArgument, "\"tenant\" and \"feature\" must not be empty") }
+            guard let by = request.by, !by.isEmpty else { throw fail(.invalidArgument, "usage.reset needs \"by\": who resets (recorded in the audit log)") }
+            guard let reason = request.reason, !reason.isEmpty else {
+                throw fail(.invalidArgument, "usage.reset needs \"reason\": why (recorded in the audit log)")
+            }
+            _ = by
+            _ = reason
+            if let entitlements = service.store.current.entitlements, !entitlements.hasFeature(feature) {
+                throw fail(.notFound, "unknown feature \"\(feature)\": the entitlements document has no such feature")
+            }
+            subject = QuotaSubject(feature: feature, tenant: tenant, user: user)
+        } catch {
+            var record = AuditRecord(
+                socket: caller.socket, actor: caller.peer, request: request, action: request.op, document: "usage",
+                subject: request.members["feature"]?.string, result: .invalid)
+            record.error = error
+            return writer.audit(record) { _ in answer(.failure(error)) }
+        }
+        guard let store = service.quotas?.backend?.store else {
+            return answer(.failure(fail(.unavailable, service.quotas?.offReason ?? "usage limits are off in this guidond")))
+        }
+        store.reset(subject) { result in
+            var record = AuditRecord(
+                socket: caller.socket, actor: caller.peer, request: request, action: request.op, document: "usage",
+                subject: subject.feature, result: .applied)
+            let target: JSONObject = {
+                var target: JSONObject = ["tenant": .string(subject.tenant), "feature": .string(subject.feature)]
+                if let user = subject.user { target["user"] = .string(user) }
+                return target
+            }()
+            record.before = .object(target)
+            switch result {
+            case .success(let removed):
+                record.summary = "reset the usage of \(subject.feature) for tenant \(subject.tenant)\(subject.user.map { ", user \($0)" } ?? ""): \(removed) counts removed"
+                record.after = ["removed": .int(Int64(removed))]
+                writer.audit(record) { written in
+                    var body = target
+                    body["ok"] = .bool(true)
+                    body["removed"] = .int(Int64(removed))
+                    body["audited"] = .bool(written)
+                    answer(.success(body))
+                }
+            case .failure(let error):
+                let refusal = QuotaReply.error(error, id: request.id)
+                record.result = .failed
+                record.error = refusal
+                writer.audit(record) { _ in answer(.failure(refusal)) }
+            }
         }
     }
 }
