@@ -5,3 +5,7 @@ public import GuidonEntitlements
 extension ServedConfig {
     public var entitlements: Entitlements? { nil }
 }
+
+extension ServedConfig {
+    public var tenantAttribute: String { "tenantId" }
+}

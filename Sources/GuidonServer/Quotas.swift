@@ -121,10 +121,10 @@ extension Responder {
         guard let entitlements = config.entitlements else {
             return fail(.invalidRequest, "this guidond serves no entitlements document (guidond --entitlements FILE), so no feature is metered")
         }
-        let (tenantValue, user) = request.withContext { context in (context.attributes["tenantId"], context.targetingKey) }
+        let (tenantValue, user) = request.withContext { context in (context.attributes[config.tenantAttribute], context.targetingKey) }
         guard let tenant = Entitlements.tenantID(from: tenantValue), !tenant.isEmpty else {
             let found = tenantValue.map { "a \($0.typeName)" } ?? "none"
-            return fail(.invalidRequest, "\(op.rawValue) needs the tenant: the context's \"tenantId\", a string or an integer (found \(found))")
+            return fail(.invalidRequest, "\(op.rawValue) needs the tenant: the context's \"\(config.tenantAttribute)\", a string or an integer (found \(found))")
         }
         if let feature = request.feature, !entitlements.hasFeature(feature) {
             return fail(.invalidRequest, "unknown feature \"\(feature)\": the entitlements document has no such feature")
