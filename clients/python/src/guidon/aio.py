@@ -35,7 +35,9 @@ from .errors import (
 )
 from .types import (
     ConfigurationChanged,
+    ConsumeResult,
     EvaluationResult,
+    FeatureUsage,
     FlagList,
     PingResult,
     Status,
@@ -232,6 +234,26 @@ class AsyncClient:
             return {}
 
     # MARK: - Management (these raise GuidonError)
+
+    async def consume(
+        self,
+        feature: str,
+        context: proto.Context = None,
+        *,
+        amount: int = 1,
+        idempotency_key: Optional[str] = None,
+        timeout: Optional[float] = None,
+    ) -> ConsumeResult:
+        """:meth:`guidon.Client.consume`, awaited."""
+        return await self._call(proto.consume_request(feature, context, amount, idempotency_key), ConsumeResult.from_reply, timeout)
+
+    async def usage(self, feature: str, context: proto.Context = None, *, timeout: Optional[float] = None) -> FeatureUsage:
+        """:meth:`guidon.Client.usage`, awaited."""
+        return await self._call(proto.usage_request(feature, context), FeatureUsage.from_reply, timeout)
+
+    async def usage_all(self, context: proto.Context = None, *, timeout: Optional[float] = None) -> List[FeatureUsage]:
+        """:meth:`guidon.Client.usage_all`, awaited."""
+        return await self._call(proto.usage_request(None, context), FeatureUsage.all_from_reply, timeout)
 
     async def ping(self, *, timeout: Optional[float] = None) -> PingResult:
         return await self._call(proto.PING, PingResult.from_reply, timeout)

@@ -34,7 +34,9 @@ from .errors import (
 )
 from .types import (
     ConfigurationChanged,
+    ConsumeResult,
     EvaluationResult,
+    FeatureUsage,
     FlagList,
     PingResult,
     Status,
@@ -327,6 +329,34 @@ class Client:
                 raise
             self._warn_failure(error, "evalAll")
             return {}
+
+    # MARK: - Usage limits (these raise GuidonError)
+
+    def consume(
+        self,
+        feature: str,
+        context: proto.Context = None,
+        *,
+        amount: int = 1,
+        idempotency_key: Optional[str] = None,
+        timeout: Optional[float] = None,
+    ) -> ConsumeResult:
+        """Counts ``amount`` against the metered ``feature``'s limits for the context's tenant
+        (``tenantId``; the user is ``targetingKey``), atomically, and says whether to go ahead
+        (PROTOCOL.md §3.10). A repeat with the same ``idempotency_key`` within 24 hours gets the
+        first answer again. Raises :class:`~guidon.errors.GuidonError` when the daemon cannot
+        answer or refuses the request (an unknown feature, no tenant): a caller decides itself
+        whether that means go or stop."""
+        return self._call(proto.consume_request(feature, context, amount, idempotency_key), ConsumeResult.from_reply, timeout)
+
+    def usage(self, feature: str, context: proto.Context = None, *, timeout: Optional[float] = None) -> FeatureUsage:
+        """How much of ``feature``'s limits the context's tenant (and user) has used, counting
+        nothing (PROTOCOL.md §3.11)."""
+        return self._call(proto.usage_request(feature, context), FeatureUsage.from_reply, timeout)
+
+    def usage_all(self, context: proto.Context = None, *, timeout: Optional[float] = None) -> List[FeatureUsage]:
+        """Every metered feature's usage for the context's tenant (and user)."""
+        return self._call(proto.usage_request(None, context), FeatureUsage.all_from_reply, timeout)
 
     # MARK: - Management (these raise GuidonError)
 
