@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import calendar
 import json
 import time
 from pathlib import Path
@@ -122,6 +123,6 @@ def test_denial_for_a_degraded_refusal() -> None:
         {"allowed": False, "reason": "STORE_UNAVAILABLE", "feature": "sms", "used": None, "limit": 5, "remaining": None,
          "resetAt": "2030-01-01T00:00:00Z", "window": "day", "mode": "hard", "degraded": True}
     )
-    denial = usage_denial_for(result, now=time.mktime((2029, 12, 31, 23, 59, 0, 0, 0, 0)) - time.timezone)
+    denial = usage_denial_for(result, now=calendar.timegm((2029, 12, 31, 23, 59, 0)))
     assert denial is not None and denial.status == 429 and denial.body["degraded"] is True
     assert denial.headers["Retry-After"] == "60"
