@@ -148,6 +148,14 @@ public enum MetricTable {
         "guidon_exposure_events_total", .counter,
         help: "Evaluations of flags with metadata.trackEvents: events written, or left out as repeats within the window.",
         labels: ["outcome"])
+    /// Admin write attempts by operation and result (every audit record: `applied`, `unchanged`,
+    /// `conflict`, `invalid`, `forbidden` on the query socket, `notFound`, `failed`), counted by
+    /// the admin writer (off the event loops) and read when collected.
+    public static let adminWrites = MetricFamily(
+        "guidon_admin_writes_total", .counter,
+        help: "Admin write attempts (every audit record) by operation and result.",
+        labels: ["action", "result"])
+
     public static let exposureEventsDropped = MetricFamily(
         "guidon_exposure_events_dropped_total", .counter,
         help: "Exposure events dropped, by reason (queue_full: the writer fell behind; too_large; write_failed).",
@@ -157,7 +165,7 @@ public enum MetricTable {
     public static let all: [MetricFamily] =
         [evaluations] + counterFamilies.map(\.family) + [
             requestDuration, connections, reloads, lastReloadSuccess, configLoaded, configInfo, flags, buildInfo,
-            startTime, exposureEvents, exposureEventsDropped,
+            startTime, exposureEvents, exposureEventsDropped, adminWrites,
         ]
 
     // MARK: Label values

@@ -177,7 +177,8 @@ public final class Daemon: Sendable {
             }
             let writer = DocumentWriter(
                 documents: [FlagsDocument(path: config.configPath, options: config.compileOptions, store: store, reloader: reloader)],
-                audit: AuditLog(path: config.admin.auditLogPath, logger: logger), reloader: reloader, logger: logger)
+                audit: AuditLog(path: config.admin.auditLogPath, logger: logger), reloader: reloader, logger: logger,
+                counts: observability.adminWrites)
             started.add { writer.shutdown() }
             if adminListener != nil { DocumentFile.removeStaleTemporaries(of: config.configPath) }
             let adminPath = adminListener != nil ? config.admin.socketPath : nil

@@ -4,6 +4,7 @@ import Dispatch
 import GuidonEditing
 import GuidonFiles
 import GuidonJSON
+import GuidonMetrics
 import GuidonProtocol
 import Logging
 import NIOConcurrencyHelpers
@@ -75,8 +76,11 @@ final class DocumentWriter: Sendable {
     private let io = StagingThread()
     private let droppedForbidden = ManagedAtomic(0)
     static let forbiddenBacklog = 64
+    /// `guidon_admin_writes_total`: every audit record, by action and result.
+    private let counts: AdminWriteCounts?
 
-    init(documents: [any EditableDocument], audit: AuditLog, reloader: Reloader, logger: Logger) {
+    init(documents: [any EditableDocument], audit: AuditLog, reloader: Reloader, logger: Logger, counts: AdminWriteCounts? = nil) {
+        self.counts = counts
         var byName: [String: any EditableDocument] = [:]
         for document in documents { byName[document.namespace] = document }
         self.documents = byName
@@ -287,6 +291,7 @@ final class DocumentWriter: Sendable {
     /// Appends `record`; a failure is logged (the change itself stands: it is served already).
     @discardableResult
     private func append(_ record: AuditRecord) -> Bool {
+        counts?.count(action: record.action, result: record.result.rawValue)
         do {
             try audit.append(record)
             return true
