@@ -28,6 +28,15 @@ public final class QuotaService: Sendable {
     public init(_ configuration: QuotaConfiguration?, logger: Logger) throws(QuotaStoreError) {
         self.logger = logger
         if let configuration {
+            if case .embedded(let directory) = configuration.store {
+                // `--state-dir` itself is made when missing (systemd makes it under StateDirectory=);
+                // the store makes its `quota` directory inside.
+                let parent = String(directory.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false).dropLast()
+                    .map { String(decoding: $0, as: UTF8.self) }.joined(separator: "/"))
+                if !parent.isEmpty && mkdir(parent, 0o700) != 0 && errno != EEXIST {
+                    throw QuotaStoreError(.stateUnwritable, "cannot create the state directory \(parent): \(String(cString: strerror(errno)))")
+                }
+            }
             backend = try QuotaBackend.start(configuration, logger: logger)
             offReason = ""
         } else {
@@ -213,18 +222,30 @@ extension Responder {
         }
     }
 
-    private func usage(
+    private mutating func usage(
         _ feature: String?, tenant: String, user: String?, now: Int64, zone: TimeZoneRules, entitlements: Entitlements,
         backend: QuotaBackend, id: JSONValue?, into replies: inout [UInt8]
     ) -> QuotaDeferral? {
         // (feature, entitled, limits) for the one feature, or every metered feature.
+        // Limits counted per user are read only for a context with a targeting key.
         var asks: [(feature: String, entitled: Bool, limits: [QuotaLimit])] = []
         for key in feature.map({ [$0] }) ?? entitlements.features.map(\.key) {
             let found = entitlements.withLimits(tenant: tenant, feature: key, now: now) { entitled, _, applying in
-                (entitled, entitled ? applying.map(QuotaLimit.init) : [])
+                (entitled, entitled ? applying.map(QuotaLimit.init) : [], applying.count)
             }
-            guard let found else { continue }
-            if feature != nil || (found.0 && !found.1.isEmpty) { asks.append((key, found.0, found.1)) }
+            guard let (entitled, all, declared) = found else { continue }
+            let limits = user == nil ? all.filter { $0.scope == .tenant } : all
+            if feature != nil {
+                if limits.isEmpty && !all.isEmpty {
+                    refuse(RequestError(
+                        code: .invalidRequest,
+                        message: "feature \"\(key)\" is counted per user: give the context's targetingKey", id: id), into: &replies)
+                    return nil
+                }
+                asks.append((key, entitled, limits))
+            } else if entitled && declared > 0 && !limits.isEmpty {
+                asks.append((key, entitled, limits))
+            }
         }
         let requests = asks.map { ask in
             QuotaUsageRequest(subject: QuotaSubject(feature: ask.feature, tenant: tenant, user: user), limits: ask.limits, zone: zone, now: now)
