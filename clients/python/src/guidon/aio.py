@@ -53,7 +53,9 @@ _LINE_LIMIT = 64 * 1024 * 1024
 
 
 class _Stale(Exception):
-    pass
+    def __init__(self, delivered: bool = True) -> None:
+        super().__init__()
+        self.delivered = delivered
 
 
 class _Connection:
@@ -66,6 +68,8 @@ class _Connection:
 
     async def request(self, payload: bytes) -> bytes:
         writer = self.writer
+        if self.reused and (self.reader.at_eof() or writer.transport.is_closing()):
+            raise _Stale(False)  # closed before anything was sent
         try:
             writer.write(payload)
             if writer.transport.get_write_buffer_size():
@@ -245,7 +249,9 @@ class AsyncClient:
         timeout: Optional[float] = None,
     ) -> ConsumeResult:
         """:meth:`guidon.Client.consume`, awaited."""
-        return await self._call(proto.consume_request(feature, context, amount, idempotency_key), ConsumeResult.from_reply, timeout)
+        payload = proto.consume_request(feature, context, amount, idempotency_key)
+        line = await self._request(payload, timeout, retry=idempotency_key is not None)
+        return ConsumeResult.from_reply(proto.parse_reply(line))
 
     async def usage(self, feature: str, context: proto.Context = None, *, timeout: Optional[float] = None) -> FeatureUsage:
         """:meth:`guidon.Client.usage`, awaited."""
@@ -303,7 +309,7 @@ class AsyncClient:
     async def _call(self, payload: bytes, parse: Callable[[Dict[str, Any]], T], timeout: Optional[float]) -> T:
         return parse(proto.parse_reply(await self._request(payload, timeout)))
 
-    async def _request(self, payload: bytes, timeout: Optional[float]) -> bytes:
+    async def _request(self, payload: bytes, timeout: Optional[float], retry: bool = True) -> bytes:
         if timeout is None:
             timeout = self.timeout
         if os.getpid() != self._pid:
@@ -320,9 +326,14 @@ class AsyncClient:
         if conn is not None:
             try:
                 line = await asyncio.wait_for(conn.request(payload), timeout)
-            except _Stale:
+            except _Stale as stale:
                 conn.close()
                 self._drop_idle()
+                if stale.delivered and not retry:
+                    raise GuidonConnectionError(
+                        "the daemon closed the connection after the request was sent (it may have been carried out); "
+                        "send it again with an idempotency key to be sure"
+                    ) from None
             except BaseException as error:
                 conn.close()
                 raise self._transport_error(error) from None
