@@ -234,9 +234,10 @@ struct QuotaIntegrationTests {
         let highest = Locked<Int64>(0)
         let stop = Locked(false)
         let group = DispatchGroup()
+        let socketPath = daemon.socketPath
         for _ in 0..<4 {
             DispatchQueue.global().async(group: group) {
-                guard let client = try? daemon.client() else { return }
+                guard let client = try? LineClient(path: socketPath) else { return }
                 while !stop.withLockedValue({ $0 }) {
                     guard let reply = try? client.consume("sms", tenant: "t4"), case .int(let used)? = reply["used"] else { return }
                     highest.withLockedValue { $0 = max($0, used) }
