@@ -100,8 +100,8 @@ let package = Package(
         .target(
             name: "GuidonServer",
             dependencies: [
-                "GuidonJSON", "GuidonEngine", "GuidonEditing", "GuidonFiles", "GuidonProtocol", "GuidonSystemd", "GuidonUnixSocket",
-                "CMalloc", "CLinux", "GuidonMetrics", "GuidonHTTP", "GuidonOFREP", "GuidonEntitlements", "GuidonQuota",
+                "GuidonJSON", "GuidonEngine", "GuidonEntitlements", "GuidonEditing", "GuidonFiles", "GuidonProtocol", "GuidonSystemd",
+                "GuidonUnixSocket", "CMalloc", "CLinux", "GuidonMetrics", "GuidonHTTP", "GuidonOFREP", "GuidonQuota",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -113,7 +113,7 @@ let package = Package(
         .executableTarget(
             name: "guidond",
             dependencies: [
-                "GuidonServer", "GuidonSystemd", "GuidonQuota",
+                "GuidonServer", "GuidonSystemd", "GuidonEntitlements", "GuidonFiles", "GuidonQuota",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -122,6 +122,7 @@ let package = Package(
             name: "guidon",
             dependencies: [
                 "GuidonJSON", "GuidonEngine", "GuidonEditing", "GuidonFiles", "GuidonProtocol", "GuidonUnixSocket", "GuidonMetrics",
+                "GuidonEntitlements",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -175,7 +176,7 @@ let package = Package(
             name: "GuidonServerTests",
             dependencies: [
                 "GuidonJSON", "GuidonEngine", "GuidonEditing", "GuidonProtocol", "GuidonServer", "GuidonUnixSocket", "GuidonMetrics", "GuidonHTTP",
-                "GuidonOFREP", "GuidonSystemd",
+                "GuidonOFREP", "GuidonSystemd", "GuidonEntitlements",
             ]
         ),
         .testTarget(

@@ -139,6 +139,7 @@ private struct Decoder {
         var idempotencyKey: String?
         var seen: UInt16 = 0
         var unknown: [String] = []
+        var extras: JSONObject?
         // The previous request's storage, taken out so that it is uniquely referenced.
         let previousFlag = request.flag
         var flagStorage = request.flags.take() ?? []
@@ -158,7 +159,9 @@ private struct Decoder {
                     let text = name.decoded ?? String(decoding: name.raw!, as: UTF8.self)
                     if unknown.contains(text) { throw s.fail("duplicate member \"\(text)\"", at: name.offset) }
                     unknown.append(text)
-                    _ = try s.value(depth: 1)
+                    let value = try s.value(depth: 1)
+                    if extras == nil { extras = JSONObject() }
+                    extras![text] = value
                     continue
                 }
                 let bit: UInt16 = 1 << member.rawValue
@@ -273,7 +276,7 @@ private struct Decoder {
             }
             throw RequestError(
                 code: .unknownOp,
-                message: "unknown op \"\(unknownOp)\"; expected eval, evalAll, ping, status, list, watch, stats, metrics, consume or usage", id: id)
+                message: "unknown op \"\(unknownOp)\"; expected eval, evalAll, ping, status, list, watch, stats, metrics, entitlements, tenants, consume or usage", id: id)
         }
         guard let op else { throw invalid("missing \"op\"") }
         if op == .eval {
@@ -299,6 +302,7 @@ private struct Decoder {
         request.flags = flags
         request.type = type
         request.defaultValue = defaultValue
+        request.extras = extras
         request.feature = feature
         request.amount = amount ?? 1
         request.idempotencyKey = idempotencyKey
@@ -401,7 +405,8 @@ extension Request.Operation {
         case 5: if equals(raw, "watch") { self = .watch } else if equals(raw, "stats") { self = .stats } else if equals(raw, "usage") { self = .usage } else { return nil }
         case 6: if equals(raw, "status") { self = .status } else { return nil }
         case 7:
-            if equals(raw, "evalAll") { self = .evalAll } else if equals(raw, "metrics") { self = .metrics } else if equals(raw, "consume") { self = .consume } else { return nil }
+            if equals(raw, "evalAll") { self = .evalAll } else if equals(raw, "metrics") { self = .metrics } else if equals(raw, "tenants") { self = .tenants } else if equals(raw, "consume") { self = .consume } else { return nil }
+        case 12: if equals(raw, "entitlements") { self = .entitlements } else { return nil }
         default: return nil
         }
     }

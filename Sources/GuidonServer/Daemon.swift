@@ -1,6 +1,7 @@
 import Atomics
 import Dispatch
 public import GuidonEngine
+import GuidonEntitlements
 import GuidonFiles
 public import GuidonHTTP
 import GuidonProtocol
@@ -32,6 +33,13 @@ public struct DaemonConfiguration: Sendable {
     /// Where to serve OFREP (`--ofrep-listen`); `nil`: nowhere, unless systemd passes a socket
     /// named `ofrep` or `http`.
     public var ofrep: HTTPListenerConfiguration?
+    /// The entitlements file served with the flags (`--entitlements`), `nil`: none.
+    public var entitlements: EntitlementsFile?
+
+    /// Both files, as the reloader reads them.
+    var servedFiles: ServedFiles {
+        ServedFiles(flagPath: configPath, options: compileOptions, entitlements: entitlements)
+    }
     /// Where usage limits are counted (`--state-dir`, `--quota-store`, `--quota-timeout`);
     /// `nil`: usage limits are off (`consume` and `usage` answer `UNAVAILABLE`).
     public var quota: QuotaConfiguration?
@@ -41,9 +49,10 @@ public struct DaemonConfiguration: Sendable {
         maxLineBytes: Int = 64 * 1024, maxConnections: Int = 1024,
         eventLoopThreads: Int? = nil, watchFile: Bool = true, admin: AdminConfiguration = AdminConfiguration(),
         observability: ObservabilityConfiguration = ObservabilityConfiguration(), ofrep: HTTPListenerConfiguration? = nil,
-        quota: QuotaConfiguration? = nil
+        quota: QuotaConfiguration? = nil, entitlements: EntitlementsFile? = nil
     ) {
         self.quota = quota
+        self.entitlements = entitlements
         self.configPath = configPath
         self.socketPath = socketPath
         self.compileOptions = compileOptions
@@ -146,6 +155,8 @@ public final class Daemon: Sendable {
             // request is answered: no change can fall between the load and the watch unseen.
             let watcher = config.watchFile ? Self.armWatcher(config.configPath, logger: logger) : nil
             if let watcher { started.add { watcher.stop() } }
+            let entitlementsWatcher = config.watchFile ? config.entitlements.flatMap { Self.armWatcher($0.path, logger: logger) } : nil
+            if let entitlementsWatcher { started.add { entitlementsWatcher.stop() } }
 
             // Only the store holds the first configuration: a local of this function would keep
             // the first snapshot in memory for as long as the daemon runs, after reloads replaced it.
@@ -158,10 +169,10 @@ public final class Daemon: Sendable {
             started.add { quotas.shutdown() }
 
             let connections = Connections(limit: config.maxConnections, logger: logger)
-            let reloader = Reloader(
-                path: config.configPath, options: config.compileOptions, store: store, connections: connections, logger: logger)
+            let reloader = Reloader(files: config.servedFiles, store: store, connections: connections, logger: logger)
             started.add { reloader.shutdown() }
             watcher?.start { reloader.reload(trigger: "inotify") }
+            entitlementsWatcher?.start { reloader.reload(trigger: "inotify") }
 
             // Both sockets first: whether there is an admin socket decides what the query socket
             // says to a write.
@@ -192,7 +203,12 @@ public final class Daemon: Sendable {
                     daemonVersion: Daemon.version, configPath: config.configPath, configVersion: served.version,
                     flagCount: served.snapshot.count, loadedAt: served.loadedAt, uptimeSeconds: (ContinuousClock.now - startedAt).components.seconds,
                     lenient: config.isLenient, warnings: served.snapshot.warnings.count, connections: connections.count,
-                    lastReload: store.lastReload)
+                    lastReload: store.lastReload,
+                    entitlements: Daemon.zip2(config.entitlements, served.entitlements, served.entitlementsVersion).map { file, value, version in
+                        EntitlementsStatus(
+                            path: file.path, version: version, features: value.features.count, plans: value.plans.count,
+                            tenants: value.tenantCount, warnings: value.warnings.count)
+                    })
             }
 
             let server = try Server(
@@ -256,6 +272,7 @@ public final class Daemon: Sendable {
                 logger.warning("some connections did not finish within 10 s; closing them")
             }
             watcher?.stop()
+            entitlementsWatcher?.stop()
             reloader.shutdown()
             writer.shutdown()
             admin?.stop()
@@ -285,7 +302,12 @@ public final class Daemon: Sendable {
         }
     }
 
-    /// A watch on the flag file (not yet reporting), or `nil`, logged, when inotify refuses one.
+    private static func zip2<A, B, C>(_ a: A?, _ b: B?, _ c: C?) -> (A, B, C)? {
+        guard let a, let b, let c else { return nil }
+        return (a, b, c)
+    }
+
+    /// A watch on a served file (not yet reporting), or `nil`, logged, when inotify refuses one.
     private static func armWatcher(_ path: String, logger: Logger) -> FileWatcher? {
         do throws(FileWatcher.WatchError) {
             return try FileWatcher(path: path)
@@ -298,7 +320,7 @@ public final class Daemon: Sendable {
     /// The store serving the flag file as it is now.
     private static func loadFlagFile(_ config: DaemonConfiguration) throws(StartupError) -> ConfigStore {
         do throws(ConfigLoadError) {
-            return ConfigStore(try ConfigFile.load(config.configPath, options: config.compileOptions).0)
+            return ConfigStore(try config.servedFiles.load())
         } catch {
             throw StartupError(description: error.description)
         }
@@ -326,8 +348,8 @@ public final class Daemon: Sendable {
 
     private static func logReady(_ served: ServedConfig, logger: Logger) {
         logger.notice(
-            "guidond \(Daemon.version) ready: \(served.snapshot.count) flags",
-            metadata: ["configVersion": "\(served.version)", "reloadResult": "startup"])
+            "guidond \(Daemon.version) ready: \(served.snapshot.count) flags\(served.entitlements.map { ", \($0.features.count) features, \($0.plans.count) plans, \($0.tenantCount) tenants" } ?? "")",
+            metadata: ["configVersion": "\(served.version)", "entitlementsVersion": "\(served.entitlementsVersion ?? "-")", "reloadResult": "startup"])
     }
 
 }

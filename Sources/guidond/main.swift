@@ -1,5 +1,7 @@
 import ArgumentParser
 import GuidonEngine
+import GuidonEntitlements
+import GuidonFiles
 import GuidonHTTP
 import GuidonQuota
 import GuidonServer
@@ -26,6 +28,12 @@ struct Guidond: ParsableCommand {
 
     @Option(name: .long, help: "The flag file (flagd flag-definition JSON).")
     var config: String
+
+    @Option(name: .long, help: "An entitlements file (features, plans, tenants) to serve with the flags: its features are answered by eval and evalAll for the context's tenant. Watched and reloaded with the flag file, as one version.")
+    var entitlements: String?
+
+    @Option(name: .customLong("tenant-attribute"), help: "The context attribute that names the tenant (a string, or an integer as its digits).")
+    var tenantAttribute: String = "tenantId"
 
     @Option(name: .long, help: "The Unix socket to listen on, unless systemd passes one.")
     var socket: String = "/run/guidon/guidon.sock"
@@ -112,6 +120,7 @@ struct Guidond: ParsableCommand {
         guard (1...60_000).contains(quotaTimeout) else { throw ValidationError("--quota-timeout must be 1 to 60000 milliseconds") }
         if let stateDir, stateDir.isEmpty { throw ValidationError("--state-dir must be a directory path") }
         _ = try quotaConfiguration()
+        guard !tenantAttribute.isEmpty else { throw ValidationError("--tenant-attribute must not be empty") }
         guard maxLineBytes >= 64 else { throw ValidationError("--max-line-bytes must be at least 64") }
         guard maxConnections >= 1 else { throw ValidationError("--max-connections must be at least 1") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
@@ -158,7 +167,12 @@ struct Guidond: ParsableCommand {
                 maxConnections: maxAdminConnections),
             observability: observability,
             ofrep: ofrepListen.flatMap { try? HTTPListenerConfiguration(listen: $0) },
-            quota: try quotaConfiguration())
+            quota: try quotaConfiguration(),
+            entitlements: entitlements.map {
+                EntitlementsFile(
+                    path: $0, tenantAttribute: tenantAttribute,
+                    options: EntitlementsCompileOptions(mode: lenient ? .lenient : .strict, isKnownTimeZone: systemZoneExists))
+            })
         do {
             try Daemon(configuration: configuration, logger: logger).run()
         } catch {
