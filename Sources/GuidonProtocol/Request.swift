@@ -83,10 +83,6 @@ public enum ProtocolErrorCode: String, Sendable, CaseIterable {
     case tooLarge = "TOO_LARGE"
     /// The daemon has too many connections; the connection is closed.
     case overloaded = "OVERLOADED"
-    /// What the request needs is not running or cannot be asked: usage limits are off (no
-    /// `--state-dir` or `--quota-store`), or the shared store cannot be reached for an
-    /// operation without a `failMode` (`usage.reset`). Nothing was counted or changed.
-    case unavailable = "UNAVAILABLE"
 
     // The admin protocol's (see `AdminRequest`).
 
@@ -108,6 +104,13 @@ public enum ProtocolErrorCode: String, Sendable, CaseIterable {
     case readOnly = "READ_ONLY"
     /// Reading or writing the file failed.
     case ioError = "IO_ERROR"
+
+    // Usage limits.
+
+    /// What the request needs is not running or cannot be asked: usage limits are off (no
+    /// `--state-dir` or `--quota-store`), or the shared store cannot be reached for an
+    /// operation without a `failMode` (`usage.reset`). Nothing was counted or changed.
+    case unavailable = "UNAVAILABLE"
 }
 
 /// Why a request line was refused.
