@@ -330,39 +330,56 @@ enum QuotaReply {
 
     static func consumed(id: JSONValue?, feature: String, _ answer: QuotaAnswer, into out: inout [UInt8]) {
         var w = Writer(id: id, into: &out)
-        w.bool("allowed", answer.allowed)
-        if !answer.allowed { w.string("reason", answer.degraded ? "STORE_UNAVAILABLE" : "LIMIT_EXCEEDED") }
-        w.string("feature", feature)
-        w.int("used", answer.used)
-        w.int("limit", answer.limit)
-        w.int("remaining", answer.remaining)
-        w.string("resetAt", Timestamp.rfc3339(answer.resetAt))
-        w.string("window", answer.window.rawValue)
-        w.string("scope", answer.status.limit.scope.rawValue)
-        w.string("mode", answer.mode.rawValue)
-        if answer.status.over { w.bool("over", true) }
-        if answer.shadowOver { w.bool("shadowOver", true) }
-        if answer.replayed { w.bool("replayed", true) }
-        w.bool("degraded", answer.degraded)
-        w.end(into: &out)
+        w.bool("allowed", answer.allowed, &out)
+        if !answer.allowed { w.word("reason", answer.degraded ? "STORE_UNAVAILABLE" : "LIMIT_EXCEEDED", &out) }
+        w.string("feature", feature, &out)
+        w.int("used", answer.used, &out)
+        w.int("limit", answer.limit, &out)
+        w.int("remaining", answer.remaining, &out)
+        w.timestamp("resetAt", answer.resetAt, &out)
+        w.word("window", word(answer.window), &out)
+        w.word("scope", answer.status.limit.scope == .user ? "user" : "tenant", &out)
+        w.word("mode", word(answer.mode), &out)
+        if answer.status.over { w.bool("over", true, &out) }
+        if answer.shadowOver { w.bool("shadowOver", true, &out) }
+        if answer.replayed { w.bool("replayed", true, &out) }
+        w.bool("degraded", answer.degraded, &out)
+        w.end(&out)
+    }
+
+    static func word(_ unit: WindowUnit) -> StaticString {
+        switch unit {
+        case .minute: "minute"
+        case .hour: "hour"
+        case .day: "day"
+        case .week: "week"
+        case .month: "month"
+        }
+    }
+
+    static func word(_ mode: QuotaLimit.Mode) -> StaticString {
+        switch mode {
+        case .hard: "hard"
+        case .soft: "soft"
+        case .shadow: "shadow"
+        }
     }
 
     static func unlimited(id: JSONValue?, feature: String, into out: inout [UInt8]) {
         var w = Writer(id: id, into: &out)
-        w.bool("allowed", true)
-        w.string("feature", feature)
-        w.bool("unlimited", true)
-        w.bool("degraded", false)
-        w.end(into: &out)
+        w.bool("allowed", true, &out)
+        w.string("feature", feature, &out)
+        w.bool("unlimited", true, &out)
+        w.bool("degraded", false, &out)
+        w.end(&out)
     }
 
     /// Denied by the entitlement: its `reason` and `metadata` as `eval` gives them.
     static func notEntitled(id: JSONValue?, feature: String, tenant: String, entitlements: Entitlements, now: Int64, into out: inout [UInt8]) {
         var w = Writer(id: id, into: &out)
-        w.bool("allowed", false)
-        w.string("reason", "NOT_ENTITLED")
-        w.string("feature", feature)
-        w.end(into: &out, open: true)
+        w.bool("allowed", false, &out)
+        w.word("reason", "NOT_ENTITLED", &out)
+        w.string("feature", feature, &out)
         _ = entitlements.withResult(feature: feature, tenant: tenant, now: now) { result in
             out.append(contentsOf: ",\"entitlement\":{\"reason\":\"".utf8)
             out.append(contentsOf: result.reason.rawValue.utf8)
@@ -425,50 +442,100 @@ enum QuotaReply {
             into: &out)
     }
 
-    /// Writes a reply object member by member, without building it.
+    /// Writes a reply object member by member into the reply buffer, without building it.
     struct Writer {
         private var first = true
 
         init(id: JSONValue?, into out: inout [UInt8]) {
             out.append(UInt8(ascii: "{"))
             if let id {
-                out.append(contentsOf: "\"id\":".utf8)
+                Self.append("\"id\":", to: &out)
                 JSONWriter.write(id, into: &out)
                 first = false
             }
-            self.out = out
-            out = []
         }
 
-        private var out: [UInt8]
+        @inline(__always)
+        static func append(_ text: StaticString, to out: inout [UInt8]) {
+            out.append(contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+        }
 
-        private mutating func key(_ name: StaticString) {
-            if !first { out.append(UInt8(ascii: ",")) }
+        @inline(__always)
+        private mutating func key(_ name: StaticString, _ out: inout [UInt8]) {
+            out.append(first ? UInt8(ascii: "\"") : UInt8(ascii: ","))
+            if !first { out.append(UInt8(ascii: "\"")) }
             first = false
+            Self.append(name, to: &out)
             out.append(UInt8(ascii: "\""))
-            out.append(contentsOf: UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
-            out.append(contentsOf: "\":".utf8)
+            out.append(UInt8(ascii: ":"))
         }
 
-        mutating func bool(_ name: StaticString, _ value: Bool) {
-            key(name)
-            out.append(contentsOf: (value ? "true" : "false").utf8)
+        mutating func bool(_ name: StaticString, _ value: Bool, _ out: inout [UInt8]) {
+            key(name, &out)
+            Self.append(value ? "true" : "false", to: &out)
         }
 
-        mutating func int(_ name: StaticString, _ value: Int64?) {
-            key(name)
-            if let value { JSONWriter.writeInt(value, into: &out) } else { out.append(contentsOf: "null".utf8) }
+        mutating func int(_ name: StaticString, _ value: Int64?, _ out: inout [UInt8]) {
+            key(name, &out)
+            if let value { JSONWriter.writeInt(value, into: &out) } else { Self.append("null", to: &out) }
         }
 
-        mutating func string(_ name: StaticString, _ value: String) {
-            key(name)
+        mutating func string(_ name: StaticString, _ value: String, _ out: inout [UInt8]) {
+            key(name, &out)
             JSONWriter.writeString(value, into: &out)
         }
 
-        /// Closes the object and the line (or, with `open`, hands the bytes back unclosed).
-        mutating func end(into destination: inout [UInt8], open: Bool = false) {
-            if !open { out.append(contentsOf: "}\n".utf8) }
-            swap(&destination, &out)
+        /// A word that needs no escaping (an enum's raw value).
+        mutating func word(_ name: StaticString, _ value: StaticString, _ out: inout [UInt8]) {
+            key(name, &out)
+            out.append(UInt8(ascii: "\""))
+            Self.append(value, to: &out)
+            out.append(UInt8(ascii: "\""))
+        }
+
+        /// `2026-12-08T00:00:00Z`, written as bytes.
+        mutating func timestamp(_ name: StaticString, _ t: Int64, _ out: inout [UInt8]) {
+            key(name, &out)
+            let days = t >= 0 ? t / 86_400 : (t - 86_399) / 86_400
+            let seconds = t - days * 86_400
+            // Howard Hinnant's days-to-civil.
+            let z = days + 719_468
+            let era = (z >= 0 ? z : z - 146_096) / 146_097
+            let doe = z - era * 146_097
+            let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365
+            let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+            let mp = (5 * doy + 2) / 153
+            let d = doy - (153 * mp + 2) / 5 + 1
+            let m = mp < 10 ? mp + 3 : mp - 9
+            let y = yoe + era * 400 + (m <= 2 ? 1 : 0)
+            func digits(_ n: Int64, _ width: Int) {
+                var divisor: Int64 = 1
+                for _ in 1..<width { divisor *= 10 }
+                var n = n
+                while divisor > 0 {
+                    out.append(UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: n / divisor % 10))
+                    n %= divisor
+                    divisor /= 10
+                }
+            }
+            out.append(UInt8(ascii: "\""))
+            digits(y, 4)
+            out.append(UInt8(ascii: "-"))
+            digits(m, 2)
+            out.append(UInt8(ascii: "-"))
+            digits(d, 2)
+            out.append(UInt8(ascii: "T"))
+            digits(seconds / 3600, 2)
+            out.append(UInt8(ascii: ":"))
+            digits(seconds / 60 % 60, 2)
+            out.append(UInt8(ascii: ":"))
+            digits(seconds % 60, 2)
+            Self.append("Z\"", to: &out)
+        }
+
+        /// Closes the object and the line.
+        func end(_ out: inout [UInt8]) {
+            Self.append("}\n", to: &out)
         }
     }
 }
