@@ -23,11 +23,11 @@ extension BenchSession {
          "features": {"video_generation": {"default": false}},
          "plans": {"pro": {"displayName": "Pro", "order": 1, "grants": {"video_generation": {"limits": [
             {"per": "day", "max": 9007199254740991, "scope": "user"}, {"per": "month", "max": 9007199254740991}]}}}},
-         "tenants": {"bench": {"plan": "pro", "status": "active"}}}
+         "tenants": {"bench": {"plan": "pro", "status": "active"}, \((0..<16).map { "\"bench-\($0 < 10 ? "0" : "")\($0)\": {\"plan\": \"pro\", \"status\": \"active\"}" }.joined(separator: ", "))}}
         """
 
-    func consumeRequest() -> JSONValue {
-        ["op": "consume", "feature": "video_generation", "context": ["tenantId": "bench", "targetingKey": "user-4217"]]
+    func consumeRequest(tenant: String = "bench") -> JSONValue {
+        ["op": "consume", "feature": "video_generation", "context": ["tenantId": .string(tenant), "targetingKey": "user-4217"]]
     }
 
     func measureConsume() throws {
@@ -132,19 +132,30 @@ extension BenchSession {
 
         // Throughput: 16 connections × 16 in flight, floor and embedded consume in turn.
         let loadTiming = LoadTiming(warmup: settings.warmup, duration: settings.throughputSeconds)
+        // The same request for 16 tenants in turn (a sidecar serves many; one tenant's counts share one lock).
+        let spread = RequestSpec(
+            name: "consume-16-tenants",
+            lines: (0..<16).map { Array((Self.text(consumeRequest(tenant: "bench-\($0 < 10 ? "0" : "")\($0)")) + "\n").utf8) },
+            framing: Self.guidondFraming)
         var floorLoad = LoadResult()
         var consumeLoad = LoadResult()
+        var spreadLoad = LoadResult()
         for round in 1...settings.rounds {
             progress("consume stage: 16 × 16, round \(round)/\(settings.rounds)")
             floorLoad.merge(LoadClient.load(
                 socket: floorSocket, request: floorSpec, connections: 16, inFlight: 16, threads: settings.clientThreads, timing: loadTiming))
             consumeLoad.merge(LoadClient.load(
                 socket: embeddedSocket, request: consume, connections: 16, inFlight: 16, threads: settings.clientThreads, timing: loadTiming))
+            spreadLoad.merge(LoadClient.load(
+                socket: embeddedSocket, request: spread, connections: 16, inFlight: 16, threads: settings.clientThreads, timing: loadTiming))
         }
         report.add(Figure(
-            section: Self.consumeSection, name: "embedded consume 16 × 16, replies", unit: .perSecond,
+            section: Self.consumeSection, name: "embedded consume 16 × 16, 1 tenant, replies", unit: .perSecond,
             guidond: consumeLoad.repliesPerSecond, floor: floorLoad.repliesPerSecond, goal: .floorRatioAtLeast(0.5)))
-        let failures = results.values.reduce(UInt64(0)) { $0 + $1.failures } + consumeLoad.failures
+        report.add(Figure(
+            section: Self.consumeSection, name: "embedded consume 16 × 16, 16 tenants, replies", unit: .perSecond,
+            guidond: spreadLoad.repliesPerSecond, floor: floorLoad.repliesPerSecond, goal: .floorRatioAtLeast(0.5)))
+        let failures = results.values.reduce(UInt64(0)) { $0 + $1.failures } + consumeLoad.failures + spreadLoad.failures
         report.add(Figure(section: Self.consumeSection, name: "failed requests", unit: .count, guidond: Double(failures), goal: .atMost(0)))
     }
 }
