@@ -187,11 +187,15 @@ public final class Daemon: Sendable {
                 logger.warning("no admin socket: systemd passed none named \"admin\" (is guidon-admin.socket enabled?); writes are refused")
             }
             let writer = DocumentWriter(
-                documents: [FlagsDocument(path: config.configPath, options: config.compileOptions, store: store, reloader: reloader)],
+                documents: [FlagsDocument(path: config.configPath, options: config.compileOptions, store: store, reloader: reloader)]
+                    + (config.entitlements.map { [EntitlementsDocument(file: $0, store: store, reloader: reloader)] } ?? []),
                 audit: AuditLog(path: config.admin.auditLogPath, logger: logger), reloader: reloader, logger: logger,
                 counts: observability.adminWrites)
             started.add { writer.shutdown() }
-            if adminListener != nil { DocumentFile.removeStaleTemporaries(of: config.configPath) }
+            if adminListener != nil {
+                DocumentFile.removeStaleTemporaries(of: config.configPath)
+                if let entitlements = config.entitlements { DocumentFile.removeStaleTemporaries(of: entitlements.path) }
+            }
             let adminPath = adminListener != nil ? config.admin.socketPath : nil
             let service = ServiceContext(
                 store: store, connections: connections, maxLineBytes: config.maxLineBytes, adminSocketPath: adminPath,
