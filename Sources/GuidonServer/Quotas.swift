@@ -319,7 +319,7 @@ private final class Gather: Sendable {
 
 // MARK: - Replies
 
-/// The reply lines of `consume` and `usage` (see protocol/PROTOCOL.md §3.10–3.11).
+/// The reply lines of `consume` and `usage` (see protocol/PROTOCOL.md §3.12–3.13).
 enum QuotaReply {
     /// A store's refusal as a protocol error: bad input is `INVALID_REQUEST`, a store that is not
     /// running or cannot be asked is `UNAVAILABLE`.

@@ -84,7 +84,7 @@ struct DaemonBench: ParsableCommand {
     @Option(help: "Seconds per 16 × 16 throughput phase per round in the admin stage (default 1, --quick 0.5).")
     var adminThroughputSeconds: Double?
 
-    @Option(help: "Stages to run, comma-separated: latency, throughput, reload, admin, startup, counting, ofrep, consume.")
+    @Option(help: "Stages to run, comma-separated: latency, throughput, reload, admin, startup, counting, ofrep, consume, entitlements (not in the default).")
     var stages: String = "latency,throughput,reload,admin,startup,counting,ofrep,consume"
     @Option(help: "Alternating rounds of the counting stage (default 24, --quick 4).")
     var countingRounds: Int?
@@ -104,9 +104,9 @@ struct DaemonBench: ParsableCommand {
         guard !integerList(connections).isEmpty, !integerList(inFlight).isEmpty else {
             throw ValidationError("--connections and --in-flight take comma-separated positive integers")
         }
-        let known: Set = ["latency", "throughput", "reload", "admin", "startup", "counting", "ofrep", "consume"]
+        let known: Set = ["latency", "throughput", "reload", "admin", "startup", "counting", "ofrep", "consume", "entitlements"]
         for stage in stageList where !known.contains(stage) {
-            throw ValidationError("unknown stage '\(stage)' (known: latency, throughput, reload, admin, startup, counting, ofrep, consume)")
+            throw ValidationError("unknown stage '\(stage)' (known: latency, throughput, reload, admin, startup, counting, ofrep, consume, entitlements)")
         }
     }
 

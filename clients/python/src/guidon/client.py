@@ -8,7 +8,7 @@ import socket as _socket
 import struct
 import threading
 import time
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, TypeVar
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, TypeVar, Union
 
 from . import _protocol as proto
 from ._core import (
@@ -38,6 +38,8 @@ from .types import (
     EvaluationResult,
     FeatureUsage,
     FlagList,
+    TenantEntitlements,
+    TenantPage,
     PingResult,
     Status,
     error_results,
@@ -351,7 +353,7 @@ class Client:
     ) -> ConsumeResult:
         """Counts ``amount`` against the metered ``feature``'s limits for the context's tenant
         (``tenantId``; the user is ``targetingKey``), atomically, and says whether to go ahead
-        (PROTOCOL.md §3.10). A repeat with the same ``idempotency_key`` within 24 hours gets the
+        (PROTOCOL.md §3.12). A repeat with the same ``idempotency_key`` within 24 hours gets the
         first answer again. Raises :class:`~guidon.errors.GuidonError` when the daemon cannot
         answer or refuses the request (an unknown feature, no tenant): a caller decides itself
         whether that means go or stop."""
@@ -362,7 +364,7 @@ class Client:
 
     def usage(self, feature: str, context: proto.Context = None, *, timeout: Optional[float] = None) -> FeatureUsage:
         """How much of ``feature``'s limits the context's tenant (and user) has used, counting
-        nothing (PROTOCOL.md §3.11)."""
+        nothing (PROTOCOL.md §3.13)."""
         return self._call(proto.usage_request(feature, context), FeatureUsage.from_reply, timeout)
 
     def usage_all(self, context: proto.Context = None, *, timeout: Optional[float] = None) -> List[FeatureUsage]:
@@ -379,6 +381,28 @@ class Client:
     def status(self, *, timeout: Optional[float] = None) -> Status:
         """What the daemon serves, since when, and how its last reload went."""
         return self._call(proto.STATUS, Status.from_reply, timeout)
+
+    def entitlements(self, tenant: Union[str, int], *, timeout: Optional[float] = None) -> TenantEntitlements:
+        """What ``tenant`` has: every feature's value, whether it is entitled and why (guidond
+        started with ``--entitlements``). An unknown tenant is ``found=False`` with every default.
+        Raises :class:`~guidon.errors.GuidonError` (``NOT_FOUND`` when no entitlements file is
+        served, ``INVALID_REQUEST`` for a tenant that is not a string or an integer)."""
+        return self._call(proto.entitlements_request(tenant), TenantEntitlements.from_reply, timeout)
+
+    def tenants(
+        self,
+        *,
+        after: Optional[str] = None,
+        limit: Optional[int] = None,
+        plan: Optional[str] = None,
+        status: Optional[str] = None,
+        timeout: Optional[float] = None,
+    ) -> TenantPage:
+        """A page of the tenants (document order): ``limit`` 1–1000 (default 100), ``after`` the
+        previous page's ``next``; filters ``plan`` and ``status``. Raises
+        :class:`~guidon.errors.GuidonError` (``INVALID_REQUEST`` for a bad value or a cursor that
+        names no tenant any more)."""
+        return self._call(proto.tenants_request(after, limit, plan, status), TenantPage.from_reply, timeout)
 
     def list_flags(self, *, timeout: Optional[float] = None) -> FlagList:
         """Every flag with its state, variants, default variant and metadata."""
