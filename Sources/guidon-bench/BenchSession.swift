@@ -52,6 +52,9 @@ final class BenchSession {
         if stages.contains("entitlements") {
             if attachedSocket == nil { try measureEntitlements() } else { report.notes.append("entitlements stage skipped: attached to a running guidond") }
         }
+        if stages.contains("consume") {
+            if attachedSocket == nil { try measureConsume() } else { report.notes.append("consume stage skipped: attached to a running guidond") }
+        }
         if stages.contains("counting") {
             if attachedSocket == nil { try measureCountingCost() } else { report.notes.append("counting stage skipped: attached to a running guidond") }
         }
