@@ -82,8 +82,11 @@ struct DaemonBench: ParsableCommand {
     @Option(help: "Seconds per 16 × 16 throughput phase per round in the admin stage (default 1, --quick 0.5).")
     var adminThroughputSeconds: Double?
 
-    @Option(help: "Stages to run, comma-separated: latency, throughput, reload, admin, startup, counting, ofrep.")
-    var stages: String = "latency,throughput,reload,admin,startup,counting,ofrep"
+    @Option(help: "Tenants in the entitlements document of the entitlements-admin stage.")
+    var entitlementsTenants: Int = 100_000
+
+    @Option(help: "Stages to run, comma-separated: latency, throughput, reload, admin, startup, counting, ofrep, entitlements-admin.")
+    var stages: String = "latency,throughput,reload,admin,startup,counting,ofrep,entitlements-admin"
     @Option(help: "Alternating rounds of the counting stage (default 24, --quick 4).")
     var countingRounds: Int?
 
@@ -102,9 +105,10 @@ struct DaemonBench: ParsableCommand {
         guard !integerList(connections).isEmpty, !integerList(inFlight).isEmpty else {
             throw ValidationError("--connections and --in-flight take comma-separated positive integers")
         }
-        let known: Set = ["latency", "throughput", "reload", "admin", "startup", "counting", "ofrep"]
+        guard entitlementsTenants >= 10 else { throw ValidationError("--entitlements-tenants must be at least 10") }
+        let known: Set = ["latency", "throughput", "reload", "admin", "startup", "counting", "ofrep", "entitlements-admin"]
         for stage in stageList where !known.contains(stage) {
-            throw ValidationError("unknown stage '\(stage)' (known: latency, throughput, reload, admin, startup, counting, ofrep)")
+            throw ValidationError("unknown stage '\(stage)' (known: latency, throughput, reload, admin, startup, counting, ofrep, entitlements-admin)")
         }
     }
 
@@ -126,6 +130,7 @@ struct DaemonBench: ParsableCommand {
             startupRuns: startupRuns ?? (quick ? 2 : 7),
             adminSamples: adminSamples ?? (quick ? 8 : 30),
             adminThroughputSeconds: adminThroughputSeconds ?? (quick ? 0.5 : 1),
+            entitlementsTenants: entitlementsTenants,
             stages: Set(stageList),
             redis: !noRedis,
             countingRounds: countingRounds ?? (quick ? 4 : 24),
@@ -182,6 +187,7 @@ struct BenchSettings {
     var startupRuns: Int
     var adminSamples: Int
     var adminThroughputSeconds: Double
+    var entitlementsTenants: Int = 100_000
     var stages: Set<String>
     var redis: Bool
     var countingRounds: Int = 24
