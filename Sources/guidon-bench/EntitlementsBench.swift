@@ -75,8 +75,9 @@ extension EngineBench {
                 change.by = "guidon-bench"
                 let operation = EntitlementsOperation(
                     .setOverride(tenant: tenant, feature: "feature-12", change), by: "guidon-bench", reason: nil, now: now)
-                _ = timed("revision") { Revision.of(bytes) }
-                let draft = try timed("edit") { try editor.draft(operation, to: bytes) }
+                // As the daemon does: the served revision when the file holds the served text.
+                _ = timed("revision") { served.isCompiled(from: bytes) ? "" : Revision.of(bytes) }
+                let draft = try timed("edit") { try editor.draft(operation, to: bytes, served: served) }
                 let edit = try timed("validate") { try editor.validate(draft, reusing: served, flagKeys: []) }
                 _ = timed("new revision") { Revision.of(edit.document) }
                 served = edit.entitlements
