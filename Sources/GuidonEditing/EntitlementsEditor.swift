@@ -157,14 +157,25 @@ struct EntitlementsText {
 
     init(_ bytes: [UInt8], served: Entitlements? = nil) throws(EditError) {
         self.bytes = bytes
-        self.served = served.flatMap { $0.isCompiled(from: bytes) ? $0 : nil }
+        let served = served.flatMap { $0.isCompiled(from: bytes) ? $0 : nil }
+        self.served = served
         var start = 0
         while start < bytes.count, TextStyle.isWhitespace(bytes[start]) { start += 1 }
         guard start < bytes.count, bytes[start] == UInt8(ascii: "{") else {
             throw EditError(.invalidDocument, "the entitlements document is not a JSON object with \"features\", \"plans\" and \"tenants\"")
         }
+        // The served value knows where the tenants end: the root is delimited without stepping
+        // over their 10 MiB.
+        let tenantsEnd: ((String, Int) -> Int?)? = served?.tenantDefinitionsEnd.map { last in
+            { key, _ in
+                guard key == "tenants" else { return nil }
+                var i = last
+                while i < bytes.count, TextStyle.isWhitespace(bytes[i]) { i += 1 }
+                return i < bytes.count && bytes[i] == UInt8(ascii: "}") ? i + 1 : nil
+            }
+        }
         do {
-            root = try JSONParser(duplicateKeys: .reject).members(ofObjectAt: start, in: bytes)
+            root = try JSONParser(duplicateKeys: .reject).members(ofObjectAt: start, in: bytes, knownEnd: tenantsEnd)
         } catch {
             throw Self.syntax(error, path: "$")
         }

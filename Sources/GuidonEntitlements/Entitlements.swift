@@ -121,6 +121,12 @@ public final class Entitlements: @unchecked Sendable {
         return memo.spans[t].range
     }
 
+    /// Where the last tenant's definition ends in the text this value was compiled from (`nil`
+    /// without tenants): the `tenants` map closes after it, past white space.
+    public var tenantDefinitionsEnd: Int? {
+        memo.spans.last.map { Int($0.end) }
+    }
+
     /// The lowest-ordered plan that grants `feature` (what a denied answer's `upgradeTo` names):
     /// `nil` when no plan does, or there is no such feature.
     public func upgradePlan(for feature: String) -> PlanInfo? {
