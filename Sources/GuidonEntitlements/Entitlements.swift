@@ -408,3 +408,6 @@ extension ValueType {
         }
     }
 }
+
+/// `{"entitled": …}` and `$tenant.…` in flags' targeting ask the entitlements served with them.
+extension Entitlements: TenantDirectory {}
