@@ -145,7 +145,7 @@ let package = Package(
             name: "guidon-bench",
             dependencies: [
                 "GuidonJSON", "GuidonEngine", "GuidonProtocol", "GuidonUnixSocket", "CAllocCounter", "CLinux", "GuidonClient",
-                "GuidonEntitlements", "CMalloc", "GuidonRESP", "GuidonQuota",
+                "GuidonEntitlements", "CMalloc", "GuidonRESP", "GuidonQuota", "GuidonEditing",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),

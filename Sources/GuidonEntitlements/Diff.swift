@@ -35,11 +35,19 @@ extension Entitlements {
         let newIndex = tenants.index
         let oldIndex = old.tenants.index
         var changes = EntitlementsDiff.Changes()
+        // A compile that kept the ids (an edit of tenants' definitions) shares the previous index:
+        // each tenant is then at its old position, and nothing is looked up.
+        let sameIndex = newIndex.lookup.slots == oldIndex.lookup.slots && newIndex.count == oldIndex.count
         for t in 0..<newIndex.count {
-            let key = newIndex.lookup.key(at: t)
-            guard let j = oldIndex.lookup.position(of: key) else {
-                changes.added.append(newIndex.key(at: t))
-                continue
+            let j: Int
+            if sameIndex {
+                j = t
+            } else {
+                guard let found = oldIndex.lookup.position(of: newIndex.lookup.key(at: t)) else {
+                    changes.added.append(newIndex.key(at: t))
+                    continue
+                }
+                j = found
             }
             if !sameDefinition(t, old, j) { changes.changed.append(newIndex.key(at: t)) }
         }

@@ -43,6 +43,9 @@ final class BenchSession {
         if stages.contains("admin") {
             if attachedSocket == nil { try measureAdminWrites() } else { report.notes.append("admin stage skipped: attached to a running guidond") }
         }
+        if stages.contains("entitlements-admin") {
+            if attachedSocket == nil { try measureEntitlementsWrites() } else { report.notes.append("entitlements-admin stage skipped: attached to a running guidond") }
+        }
         if stages.contains("startup") {
             if attachedSocket == nil { try measureStartup() } else { report.notes.append("startup stage skipped: attached to a running guidond") }
         }
