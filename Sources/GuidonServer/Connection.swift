@@ -1,4 +1,3 @@
-import Atomics
 import CLinux
 import GuidonMetrics
 import GuidonProtocol
@@ -19,10 +18,8 @@ final class Connection: EventLoopHandler, @unchecked Sendable {
     private let service: ServiceContext
     private var session: Session
     /// What the loop watches for: `EPOLLIN` while answering, `EPOLLOUT` while replies wait.
-    private var interest = EventLoop.sharedMode ? EPOLLIN.rawValue | EPOLLET.rawValue : EPOLLIN.rawValue
+    private var interest = EPOLLIN.rawValue
     private(set) var isClosed = false
-    /// Shared epoll set (experiment): 0 idle, 1 being handled, 2 being handled and ready again.
-    private let owner = ManagedAtomic<Int>(0)
 
     private init(fd: Int32, loop: EventLoop, config: LoopConfig, service: ServiceContext) {
         self.fd = fd
@@ -45,14 +42,6 @@ final class Connection: EventLoopHandler, @unchecked Sendable {
             Glibc.close(fd)
             return
         }
-        if loop.shared {
-            connection.token = loop.sharedToken(for: connection)
-            if !loop.add(fd, token: connection.token, events: connection.interest) {
-                Glibc.close(fd)
-                service.connections.remove(connection)
-            }
-            return
-        }
         guard let token = loop.register(fd, events: connection.interest, handler: connection) else {
             Glibc.close(fd)
             service.connections.remove(connection)
@@ -64,41 +53,13 @@ final class Connection: EventLoopHandler, @unchecked Sendable {
     // MARK: - Events
 
     func ready(_ events: UInt32) {
-        ready(events, on: loop)
-    }
-
-    func ready(_ events: UInt32, on running: EventLoop) {
-        guard running.shared else {
-            handle(on: running, deferring: EventLoop.deferFlush)
-            return
-        }
-        while true {
-            if owner.compareExchange(expected: 0, desired: 1, ordering: .acquiring).exchanged { break }
-            if owner.compareExchange(expected: 1, desired: 2, ordering: .relaxed).exchanged { return }
-            if owner.load(ordering: .relaxed) == 2 { return }
-        }
-        while true {
-            guard !isClosed else { return }
-            handle(on: running, deferring: false)
-            if owner.compareExchange(expected: 1, desired: 0, ordering: .releasing).exchanged { return }
-            owner.store(1, ordering: .relaxed)
-        }
-    }
-
-    private func handle(on running: EventLoop, deferring: Bool) {
         // The loop holds this connection while it handles the event: the closures need not
         // count references to it (once per line answered).
         let next =
-            interest & EPOLLIN.rawValue != 0
-            ? session.readable(into: running.scratch, deferring: deferring) { [unowned(unsafe) self] in subscribe() }
+            interest == EPOLLIN.rawValue
+            ? session.readable(into: loop.scratch) { [unowned(unsafe) self] in subscribe() }
             : session.advance { [unowned(unsafe) self] in subscribe() }
         apply(next)
-    }
-
-    /// Writes the replies `ready` left waiting (`Session.Next.flush`).
-    func flushDeferred() {
-        guard !isClosed else { return }
-        apply(session.advance { [unowned(unsafe) self] in subscribe() })
     }
 
     func drain() {
@@ -134,10 +95,9 @@ final class Connection: EventLoopHandler, @unchecked Sendable {
 
     private func apply(_ next: Session.Next) {
         switch next {
-        case .read: want(loop.shared ? EPOLLIN.rawValue | EPOLLET.rawValue : EPOLLIN.rawValue)
-        case .write: want(loop.shared ? EPOLLOUT.rawValue | EPOLLET.rawValue : EPOLLOUT.rawValue)
+        case .read: want(EPOLLIN.rawValue)
+        case .write: want(EPOLLOUT.rawValue)
         case .close: close()
-        case .flush: loop.flushLater(self)
         }
     }
 

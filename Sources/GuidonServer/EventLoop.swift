@@ -11,22 +11,10 @@ import Glibc
 protocol EventLoopHandler: AnyObject {
     /// The file descriptor is ready (`events` is epoll's mask: `EPOLLIN`, `EPOLLOUT`, `EPOLLHUP`…).
     func ready(_ events: UInt32)
-    /// The same, on `loop` (the loop whose thread runs it).
-    func ready(_ events: UInt32, on loop: EventLoop)
     /// The daemon is stopping: finish what has been received, then close.
     func drain()
     /// The loop is stopping: close now.
     func close()
-}
-
-extension EventLoopHandler {
-    func ready(_ events: UInt32, on loop: EventLoop) { ready(events) }
-}
-
-/// Holds a handler registered with a shared epoll set (its address is the token).
-final class SharedHandlerBox {
-    let handler: any EventLoopHandler
-    init(_ handler: any EventLoopHandler) { self.handler = handler }
 }
 
 /// One thread running epoll over its file descriptors, plus a queue of tasks other threads
@@ -56,43 +44,32 @@ final class EventLoop: @unchecked Sendable {
     private var thread: pthread_t?
     /// Reused by connections for their reads: a loop runs one handler at a time.
     let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
-    /// Connections whose replies are written once every ready connection has been answered.
-    private var flushes: [Connection] = []
-    static let deferFlush = getenv("GUIDON_EXP_DEFER") != nil
 
     private static let wakeToken: UInt64 = 0
-    /// This loop's wake-up token (0, or its number when it shares its epoll set).
-    private let ownWake: UInt64
-    /// Whether the epoll set is shared with other loops (experiment).
-    let shared: Bool
-    static let sharedMode = getenv("GUIDON_EXP_SHARED") != nil
 
     struct Failure: Error, CustomStringConvertible {
         var description: String
     }
 
-    init(name: String, sharing: Int32? = nil, number: UInt64 = 0) throws(Failure) {
+    init(name: String) throws(Failure) {
         self.name = name
-        shared = sharing != nil
-        ownWake = sharing == nil ? 0 : number
-        epoll = sharing ?? epoll_create1(Int32(EPOLL_CLOEXEC))
+        epoll = epoll_create1(Int32(EPOLL_CLOEXEC))
         guard epoll >= 0 else { throw Failure(description: "epoll_create1: \(errnoText())") }
         wakeup = eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC))
         guard wakeup >= 0 else {
             let text = errnoText()
-            if sharing == nil { Glibc.close(epoll) }
+            Glibc.close(epoll)
             throw Failure(description: "eventfd: \(text)")
         }
         var event = epoll_event()
         event.events = EPOLLIN.rawValue
-        event.data.u64 = ownWake
+        event.data.u64 = Self.wakeToken
         epoll_ctl(epoll, EPOLL_CTL_ADD, wakeup, &event)
     }
 
     deinit {
-        if shared { epoll_ctl(epoll, EPOLL_CTL_DEL, wakeup, nil) }
         Glibc.close(wakeup)
-        if !shared { Glibc.close(epoll) }
+        Glibc.close(epoll)
         scratch.deallocate()
     }
 
@@ -146,18 +123,6 @@ final class EventLoop: @unchecked Sendable {
     /// Adds `fd` with interest `events`; the returned token names it in `modify`/`remove`.
     /// `nil` when epoll refuses it (out of memory, or over `max_user_watches`).
     func register(_ fd: Int32, events: UInt32, handler: any EventLoopHandler) -> UInt64? {
-        if shared {
-            let box = Unmanaged.passRetained(SharedHandlerBox(handler))
-            let token = UInt64(UInt(bitPattern: box.toOpaque()))
-            var event = epoll_event()
-            event.events = events
-            event.data.u64 = token
-            guard epoll_ctl(epoll, EPOLL_CTL_ADD, fd, &event) == 0 else {
-                box.release()
-                return nil
-            }
-            return token
-        }
         let token = handlers.add(handler)
         var event = epoll_event()
         event.events = events
@@ -167,19 +132,6 @@ final class EventLoop: @unchecked Sendable {
             return nil
         }
         return token
-    }
-
-    /// A shared set's token for `handler` (retained), to `add` it with.
-    func sharedToken(for handler: any EventLoopHandler) -> UInt64 {
-        UInt64(UInt(bitPattern: Unmanaged.passRetained(SharedHandlerBox(handler)).toOpaque()))
-    }
-
-    /// Adds `fd` to the shared set under `token` (from `sharedToken`).
-    func add(_ fd: Int32, token: UInt64, events: UInt32) -> Bool {
-        var event = epoll_event()
-        event.events = events
-        event.data.u64 = token
-        return epoll_ctl(epoll, EPOLL_CTL_ADD, fd, &event) == 0
     }
 
     func modify(_ fd: Int32, token: UInt64, events: UInt32) {
@@ -192,7 +144,6 @@ final class EventLoop: @unchecked Sendable {
     /// Forgets `fd` (call before closing it).
     func remove(_ fd: Int32, token: UInt64) {
         epoll_ctl(epoll, EPOLL_CTL_DEL, fd, nil)
-        if shared { return }  // experiment: the box is never released (a late event may name it)
         handlers.remove(token)
     }
 
@@ -209,30 +160,15 @@ final class EventLoop: @unchecked Sendable {
             var tasksDue = false
             for i in 0..<Int(count) {
                 let token = events[i].data.u64
-                if token == ownWake {
+                if token == Self.wakeToken {
                     tasksDue = true
-                } else if shared {
-                    // Another loop's wake-up (left readable: it wakes that loop), or a handler.
-                    if token >= 4096 {
-                        Unmanaged<SharedHandlerBox>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(token))!)
-                            ._withUnsafeGuaranteedRef { $0.handler.ready(events[i].events, on: self) }
-                    }
                 } else {
                     // A handler closed earlier in this batch is gone: its events are dropped.
                     handlers[token]?.ready(events[i].events)
                 }
             }
-            if !flushes.isEmpty {
-                for connection in flushes { connection.flushDeferred() }
-                flushes.removeAll(keepingCapacity: true)
-            }
             if tasksDue { runTasks() }
         }
-    }
-
-    /// Writes `connection`'s replies after this batch of events.
-    func flushLater(_ connection: Connection) {
-        flushes.append(connection)
     }
 
     private func runTasks() {

@@ -150,7 +150,7 @@ final class Acceptor: EventLoopHandler, @unchecked Sendable {
             let (target, config) = (loops[next % loops.count], configs[next % loops.count])
             next &+= 1
             let service = service
-            if target === loop || target.shared {
+            if target === loop {
                 Connection.open(fd, on: target, config: config, service: service)
             } else {
                 target.execute { Connection.open(fd, on: target, config: config, service: service) }

@@ -1,4 +1,3 @@
-import CLinux
 import Dispatch
 import GuidonMetrics
 import Logging
@@ -20,10 +19,9 @@ final class Server: Sendable {
     /// `threads` loops serving `socket` (each loop's thread starts here).
     init(threads: Int, socket: ListeningSocket, service: ServiceContext, logger: Logger) throws(StartupError) {
         var loops: [EventLoop] = []
-        let shared: Int32? = EventLoop.sharedMode ? epoll_create1(Int32(EPOLL_CLOEXEC)) : nil
         for i in 0..<max(1, threads) {
             do throws(EventLoop.Failure) {
-                loops.append(try EventLoop(name: "guidon-loop-\(i)", sharing: shared, number: UInt64(i + 1)))
+                loops.append(try EventLoop(name: "guidon-loop-\(i)"))
             } catch {
                 for loop in loops { loop.stop() }
                 throw StartupError(description: "cannot start the event loops: \(error)")

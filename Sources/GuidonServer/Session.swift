@@ -30,8 +30,6 @@ struct Session {
         case write
         /// Nothing: close the connection.
         case close
-        /// Replies wait, not yet tried: call `advance` once the other ready connections are answered.
-        case flush
     }
 
     private let fd: Int32
@@ -53,8 +51,6 @@ struct Session {
     private var refused = false
     /// Sending failed (the client is gone): close without further ado.
     private var broken = false
-    /// When the read whose replies wait for `advance` started (`.flush`), for the timing.
-    private var deferredStart: UInt64 = 0
 
     /// Read and reply space kept between bursts; a bigger burst's is given back.
     private static let retainedBytes = 64 * 1024
@@ -99,10 +95,9 @@ struct Session {
 
     /// The socket is readable: reads once into `scratch` and answers what came.
     /// `subscribe` is called for a `watch` request.
-    /// With `deferring`, replies are not written here: `.flush` asks the caller to `advance`
-    /// later (after answering its other ready connections).
-    mutating func readable(into scratch: UnsafeMutableRawBufferPointer, deferring: Bool = false, subscribe: () -> Void) -> Next {
+    mutating func readable(into scratch: UnsafeMutableRawBufferPointer, subscribe: () -> Void) -> Next {
         let started = startTiming()
+        defer { stopTiming(started) }
         let count = recv(fd, scratch.baseAddress, scratch.count, 0)
         if count > 0 {
             let received = UnsafeRawBufferPointer(rebasing: scratch[0..<count])
@@ -110,10 +105,6 @@ struct Session {
                 let used = answerLines(in: received, subscribe: subscribe)
                 if !broken && !refused && used < count {
                     held.append(contentsOf: UnsafeRawBufferPointer(rebasing: received[used...]))
-                }
-                if deferring && !broken && waiting > 0 {
-                    deferredStart = started
-                    return .flush
                 }
             } else if !refused {
                 held.append(contentsOf: received)
@@ -123,10 +114,8 @@ struct Session {
             finishing = true
             answerUnterminatedLine = true
         } else if errno != EAGAIN && errno != EINTR {
-            stopTiming(started)
             return .close
         }
-        defer { stopTiming(started) }
         return proceed(subscribe: subscribe)
     }
 
@@ -145,8 +134,7 @@ struct Session {
 
     /// Writes what waits, answers held lines, and decides what to wait for next.
     mutating func advance(subscribe: () -> Void) -> Next {
-        let started = deferredStart != 0 ? deferredStart : startTiming()
-        deferredStart = 0
+        let started = startTiming()
         defer { stopTiming(started) }
         return proceed(subscribe: subscribe)
     }
