@@ -44,6 +44,11 @@ final class EventLoop: @unchecked Sendable {
     private var thread: pthread_t?
     /// Reused by connections for their reads: a loop runs one handler at a time.
     let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
+    /// Called at the end of every window of `windowNanoseconds` (measured when the loop wakes)
+    /// with the time spent handling events and tasks in it, its length, and how many events
+    /// it handled. Set before `start`.
+    var onWindow: ((_ busy: UInt64, _ elapsed: UInt64, _ events: Int) -> Void)?
+    var windowNanoseconds: UInt64 = 20_000_000
 
     private static let wakeToken: UInt64 = 0
 
@@ -151,12 +156,17 @@ final class EventLoop: @unchecked Sendable {
         let capacity: Int32 = 64
         let events = UnsafeMutablePointer<epoll_event>.allocate(capacity: Int(capacity))
         defer { events.deallocate() }
+        let measuring = onWindow != nil
+        var windowStart = measuring ? Self.monotonicNanoseconds() : 0
+        var busy: UInt64 = 0
+        var handled = 0
         while running {
             let count = epoll_wait(epoll, events, capacity, -1)
             if count < 0 {
                 precondition(errno == EINTR, "epoll_wait failed: \(errnoText())")
                 continue
             }
+            let woke = measuring ? Self.monotonicNanoseconds() : 0
             var tasksDue = false
             for i in 0..<Int(count) {
                 let token = events[i].data.u64
@@ -165,10 +175,39 @@ final class EventLoop: @unchecked Sendable {
                 } else {
                     // A handler closed earlier in this batch is gone: its events are dropped.
                     handlers[token]?.ready(events[i].events)
+                    handled += 1
                 }
             }
             if tasksDue { runTasks() }
+            if measuring {
+                let done = Self.monotonicNanoseconds()
+                busy &+= done &- woke
+                if done &- windowStart >= windowNanoseconds, let onWindow {
+                    onWindow(busy, done &- windowStart, handled)
+                    windowStart = done
+                    busy = 0
+                    handled = 0
+                }
+            }
         }
+        // Tasks that came after the stop (a connection moving here): close what they opened.
+        runTasks()
+        for handler in handlers.all { handler.close() }
+    }
+
+    /// Calls `body` with every connection registered here (a copy of the list: `body` may
+    /// move or close them).
+    func forEachConnection(_ body: (Connection) -> Void) {
+        for handler in handlers.all {
+            if let connection = handler as? Connection { body(connection) }
+        }
+    }
+
+    /// `CLOCK_MONOTONIC` in nanoseconds (the vDSO reads it without entering the kernel).
+    static func monotonicNanoseconds() -> UInt64 {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return UInt64(now.tv_sec) &* 1_000_000_000 &+ UInt64(now.tv_nsec)
     }
 
     private func runTasks() {

@@ -69,15 +69,22 @@ struct Responder {
     private var request = Request(op: .ping)
     /// The loop's counters, unretained (its `LoopConfig` holds them for as long as the loop
     /// runs): a line's counts then cost no reference counting.
-    private let counters: Unmanaged<LoopCounters>?
-    private let counting: Bool
-    private let tracking: Bool
+    private var counters: Unmanaged<LoopCounters>?
+    private var counting: Bool
+    private var tracking: Bool
     /// Request lines answered since the session last asked (for the latency histogram).
     var answered = 0
 
     init(service: ServiceContext, socket: Int32 = -1, counters: LoopCounters? = nil) {
         self.service = service
         self.socket = socket
+        self.counters = counters.map { Unmanaged.passUnretained($0) }
+        counting = counters?.isCounting ?? false
+        tracking = counters?.exposures != nil
+    }
+
+    /// Counts into `counters` from now on (the connection moved to another loop).
+    mutating func rehome(counters: LoopCounters?) {
         self.counters = counters.map { Unmanaged.passUnretained($0) }
         counting = counters?.isCounting ?? false
         tracking = counters?.exposures != nil
