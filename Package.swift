@@ -37,9 +37,10 @@ let package = Package(
         .target(name: "GuidonEngine", dependencies: ["GuidonJSON"]),
         // Entitlements: plans, tenants and overrides → validated, compiled tables; resolution. No I/O.
         .target(name: "GuidonEntitlements", dependencies: ["GuidonJSON", "GuidonEngine"]),
-        // Edits of documents as bytes: operations on one flag that change only its text,
-        // validated by compiling the result. No I/O.
-        .target(name: "GuidonEditing", dependencies: ["GuidonJSON", "GuidonEngine"]),
+        // Edits of documents as bytes: operations on one flag (or on an entitlements document's
+        // tenants, plans and features) that change only its text, validated by compiling the
+        // result. No I/O.
+        .target(name: "GuidonEditing", dependencies: ["GuidonJSON", "GuidonEngine", "GuidonEntitlements"]),
         // The NDJSON wire protocol: zero-copy request decoding and reply encoding. No I/O.
         .target(name: "GuidonProtocol", dependencies: ["GuidonJSON", "GuidonEngine", "GuidonEditing"]),
         // Per-loop counters merged when read, exposure-event queues, the Prometheus text. No I/O.
@@ -100,8 +101,8 @@ let package = Package(
         .target(
             name: "GuidonServer",
             dependencies: [
-                "GuidonJSON", "GuidonEngine", "GuidonEditing", "GuidonFiles", "GuidonProtocol", "GuidonSystemd", "GuidonUnixSocket",
-                "CMalloc", "CLinux", "GuidonMetrics", "GuidonHTTP", "GuidonOFREP",
+                "GuidonJSON", "GuidonEngine", "GuidonEntitlements", "GuidonEditing", "GuidonFiles", "GuidonProtocol", "GuidonSystemd",
+                "GuidonUnixSocket", "CMalloc", "CLinux", "GuidonMetrics", "GuidonHTTP", "GuidonOFREP",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -113,7 +114,7 @@ let package = Package(
         .executableTarget(
             name: "guidond",
             dependencies: [
-                "GuidonServer", "GuidonSystemd",
+                "GuidonServer", "GuidonSystemd", "GuidonEntitlements", "GuidonFiles",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -121,7 +122,8 @@ let package = Package(
         .executableTarget(
             name: "guidon",
             dependencies: [
-                "GuidonJSON", "GuidonEngine", "GuidonEditing", "GuidonFiles", "GuidonProtocol", "GuidonUnixSocket", "GuidonMetrics",
+                "GuidonJSON", "GuidonEngine", "GuidonEditing", "GuidonEntitlements", "GuidonFiles", "GuidonProtocol", "GuidonUnixSocket",
+                "GuidonMetrics",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -151,7 +153,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "GuidonJSONTests", dependencies: ["GuidonJSON"]),
-        .testTarget(name: "GuidonEditingTests", dependencies: ["GuidonJSON", "GuidonEngine", "GuidonEditing"]),
+        .testTarget(name: "GuidonEditingTests", dependencies: ["GuidonJSON", "GuidonEngine", "GuidonEditing", "GuidonEntitlements"]),
         .testTarget(
             name: "GuidonEngineTests",
             dependencies: [
@@ -175,7 +177,7 @@ let package = Package(
             name: "GuidonServerTests",
             dependencies: [
                 "GuidonJSON", "GuidonEngine", "GuidonEditing", "GuidonProtocol", "GuidonServer", "GuidonUnixSocket", "GuidonMetrics", "GuidonHTTP",
-                "GuidonOFREP", "GuidonSystemd",
+                "GuidonOFREP", "GuidonSystemd", "GuidonEntitlements",
             ]
         ),
         .testTarget(

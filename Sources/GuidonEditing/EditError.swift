@@ -6,7 +6,7 @@ public struct EditError: Error, Sendable, CustomStringConvertible {
     /// What kind of refusal (compare with `==`; new codes may be added).
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private enum Value: Hashable, Sendable {
-            case noSuchFlag, flagExists, noSuchVariant, invalidArgument, invalidDocument, unsupportedTargeting
+            case noSuchFlag, flagExists, noSuchVariant, invalidArgument, invalidDocument, unsupportedTargeting, notFound, alreadyExists
         }
 
         private let value: Value
@@ -24,6 +24,10 @@ public struct EditError: Error, Sendable, CustomStringConvertible {
         public static let invalidDocument = Code(.invalidDocument)
         /// The flag's targeting is not in the shape the targeting verbs read and write.
         public static let unsupportedTargeting = Code(.unsupportedTargeting)
+        /// The operation names a tenant, plan, feature or override the entitlements document does not have.
+        public static let notFound = Code(.notFound)
+        /// The operation would create a plan or feature the entitlements document already has.
+        public static let alreadyExists = Code(.alreadyExists)
 
         public var description: String {
             switch value {
@@ -33,6 +37,8 @@ public struct EditError: Error, Sendable, CustomStringConvertible {
             case .invalidArgument: "invalidArgument"
             case .invalidDocument: "invalidDocument"
             case .unsupportedTargeting: "unsupportedTargeting"
+            case .notFound: "notFound"
+            case .alreadyExists: "alreadyExists"
             }
         }
     }

@@ -551,7 +551,7 @@ struct FlagChanges {
         chain.rules.removeAll { $0.condition.list != nil && members($0.condition).isEmpty }
         store(chain)
         let what = "\(subjects.attribute)\(subjects.bySuffix ? " ending in" : "") \(describe(values))"
-        if added.isEmpty && moved.isEmpty { return "\(key): \(what) already get \(served)" }
+        if added.isEmpty && moved.isEmpty { return "\(key): \(what) already served \(served)" }
         let movedText = moved.isEmpty ? "" : " (was \(Set(moved).sorted().joined(separator: ", ")))"
         return "\(key): \(what) → \(served)\(deny ? " (deny-list)" : "")\(movedText)"
     }

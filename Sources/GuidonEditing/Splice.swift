@@ -91,17 +91,18 @@ struct Splicer {
             replace(old.range, with: .object(object))
             return
         }
+        // (Checked before the members change: a rewrite of the whole must not overlap their edits.)
+        let layout = self.layout(of: old.range, items)
+        if !layout.multiline && outgrowsItsLine(old, .object(object)) {
+            replace(old.range, with: .object(object))
+            return
+        }
         for member in members {
             if let value = object[member.key] { change(member.value, to: value) }
         }
         // A new member goes where the new object has it: before the next member that was there
         // already, or after the last.
         let known = Set(members.map(\.key))
-        let layout = self.layout(of: old.range, items)
-        if !layout.multiline && outgrowsItsLine(old, .object(object)) {
-            replace(old.range, with: .object(object))
-            return
-        }
         let colon = items.first?.colon.map { Array(bytes[$0]) }
         var appended: [[UInt8]] = []
         var before: [Int: [[UInt8]]] = [:]
@@ -198,6 +199,16 @@ struct Splicer {
         if let newline = gap.lastIndex(of: 0x0A) {
             return Layout(separator: Array(gap), indent: Array(bytes[(newline + 1)..<gap.endIndex]), multiline: true)
         }
+        // Several items to a line, on several lines (`"plan": …, "status": …,⏎ "overrides": …`):
+        // laid out on lines all the same, continued as the last line break does.
+        for i in stride(from: items.count - 1, to: 0, by: -1) {
+            var comma = items[i - 1].range.upperBound
+            while comma < items[i].range.lowerBound, bytes[comma] != UInt8(ascii: ",") { comma += 1 }
+            let between = bytes[min(comma + 1, items[i].range.lowerBound)..<items[i].range.lowerBound]
+            if let newline = between.lastIndex(of: 0x0A) {
+                return Layout(separator: Array(between), indent: Array(bytes[(newline + 1)..<between.endIndex]), multiline: true)
+            }
+        }
         if items.count < 2 { gap = printer.style.comma.dropFirst()[...] }
         return Layout(separator: Array(gap), indent: indentation(of: range.lowerBound), multiline: false)
     }
@@ -206,8 +217,12 @@ struct Splicer {
     /// and appends `texts` after the last kept item. At least one item is kept.
     mutating func rewriteItems(_ items: [Item], keep: [Bool], appending texts: [[UInt8]], layout: Layout) {
         guard let lastKept = keep.lastIndex(of: true) else { preconditionFailure("an item must be kept") }
+        // An item removed before the first kept one takes the separator after it; any other, the
+        // separator before it (so that the line break after it, if any, stays).
+        let firstKept = keep.firstIndex(of: true)!
         for i in 0..<lastKept where !keep[i] {
-            edits.append(TextEdit(range: items[i].range.lowerBound..<items[i + 1].range.lowerBound, text: []))
+            let range = i < firstKept ? items[i].range.lowerBound..<items[i + 1].range.lowerBound : items[i - 1].range.upperBound..<items[i].range.upperBound
+            edits.append(TextEdit(range: range, text: []))
         }
         var appended: [UInt8] = []
         for text in texts { appended += [UInt8(ascii: ",")] + layout.separator + text }

@@ -17,6 +17,9 @@ public struct TextStyle: Sendable, Hashable {
     public var multiline: Bool
     /// Containers that fit in this many columns may be written on one line.
     public var width: Int
+    /// Whether any container that fits in `width` is written on one line (entitlements files:
+    /// an override, a tenant, a feature on one line), not only "small" ones (see `JSONPrinter`).
+    public var inlineWhenFitting = false
 
     public init(
         indentUnit: [UInt8] = Array("  ".utf8), newline: [UInt8] = [0x0A], colon: [UInt8] = Array(": ".utf8),
@@ -134,7 +137,7 @@ public struct JSONPrinter: Sendable {
         switch value {
         case .object(let object) where !object.isEmpty && style.multiline:
             let oneLine = inline(value)
-            let small = inArray || (object.count <= 2 && object.allSatisfy { !Self.isNonEmptyContainer($0.value) })
+            let small = style.inlineWhenFitting || inArray || (object.count <= 2 && object.allSatisfy { !Self.isNonEmptyContainer($0.value) })
             if small && column + oneLine.count <= style.width {
                 out += oneLine
                 return

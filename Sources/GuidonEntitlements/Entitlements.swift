@@ -183,6 +183,17 @@ public final class Entitlements: @unchecked Sendable {
         return lend(answer(feature: f, tenant: tenantPosition(tenant), now: now ?? clock()), feature: f, type: type, body)
     }
 
+    /// `withResult(feature:tenant:type:now:_:)` reading the tenant only when `key` is a feature
+    /// (a server decodes the request's context for it only then).
+    @inline(__always)
+    public func withResult<Result>(
+        feature key: String, tenantReading tenant: () -> String?, type: ValueType? = nil, now: Int64? = nil,
+        _ body: (EncodedResult) -> Result
+    ) -> Result? {
+        guard let f = featureLookup.position(of: key) else { return nil }
+        return lend(answer(feature: f, tenant: tenantPosition(tenant()), now: now ?? clock()), feature: f, type: type, body)
+    }
+
     /// `withResult(feature:tenant:type:now:_:)` for a caller holding the key and the tenant id as
     /// UTF-8 bytes (a request line, say).
     @inline(__always)

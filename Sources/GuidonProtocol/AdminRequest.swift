@@ -241,8 +241,8 @@ public enum FlagRequests {
     public static func error(_ error: EditError, id: JSONValue?) -> RequestError {
         let code: ProtocolErrorCode
         switch error.code {
-        case .noSuchFlag: code = .notFound
-        case .flagExists: code = .alreadyExists
+        case .noSuchFlag, .notFound: code = .notFound
+        case .flagExists, .alreadyExists: code = .alreadyExists
         case .invalidDocument: code = .invalidDocument
         case .unsupportedTargeting: code = .unsupportedTargeting
         default: code = .invalidArgument

@@ -13,18 +13,22 @@ public struct ReloadAttempt: Sendable, Hashable {
     public var configVersion: String
     /// Why it failed: the full validation report or the I/O error.
     public var error: String?
+    /// The entitlements file's version being served afterwards (`nil`: none is served).
+    public var entitlementsVersion: String?
 
-    public init(trigger: String, at: Int64, ok: Bool, configVersion: String, error: String? = nil) {
+    public init(trigger: String, at: Int64, ok: Bool, configVersion: String, error: String? = nil, entitlementsVersion: String? = nil) {
         self.trigger = trigger
         self.at = at
         self.ok = ok
         self.configVersion = configVersion
         self.error = error
+        self.entitlementsVersion = entitlementsVersion
     }
 
     public var json: JSONValue {
         var o: JSONObject = ["ok": .bool(ok), "at": .string(Timestamp.rfc3339(at)), "trigger": .string(trigger),
                              "configVersion": .string(configVersion)]
+        if let entitlementsVersion { o["entitlementsVersion"] = .string(entitlementsVersion) }
         if let error { o["error"] = .string(error) }
         return .object(o)
     }
@@ -42,11 +46,15 @@ public struct DaemonStatus: Sendable, Hashable {
     public var warnings: Int
     public var connections: Int
     public var lastReload: ReloadAttempt?
+    /// The entitlements file served with the flags, `nil` without one.
+    public var entitlements: EntitlementsStatus?
 
     public init(
         daemonVersion: String, configPath: String, configVersion: String, flagCount: Int, loadedAt: Int64,
-        uptimeSeconds: Int64, lenient: Bool, warnings: Int, connections: Int, lastReload: ReloadAttempt?
+        uptimeSeconds: Int64, lenient: Bool, warnings: Int, connections: Int, lastReload: ReloadAttempt?,
+        entitlements: EntitlementsStatus? = nil
     ) {
+        self.entitlements = entitlements
         self.daemonVersion = daemonVersion
         self.configPath = configPath
         self.configVersion = configVersion
@@ -60,7 +68,7 @@ public struct DaemonStatus: Sendable, Hashable {
     }
 
     public var json: JSONObject {
-        [
+        var object: JSONObject = [
             "version": .string(daemonVersion),
             "configPath": .string(configPath),
             "configVersion": .string(configVersion),
@@ -72,6 +80,39 @@ public struct DaemonStatus: Sendable, Hashable {
             "warnings": .int(Int64(warnings)),
             "connections": .int(Int64(connections)),
             "lastReload": lastReload?.json ?? .null,
+        ]
+        for (key, value) in entitlements?.json ?? JSONObject() { object[key] = value }
+        return object
+    }
+}
+
+/// What `status` (and, in part, `ping`) says about the entitlements file.
+public struct EntitlementsStatus: Sendable, Hashable {
+    public var path: String
+    public var version: String
+    public var features: Int
+    public var plans: Int
+    public var tenants: Int
+    public var warnings: Int
+
+    public init(path: String, version: String, features: Int, plans: Int, tenants: Int, warnings: Int) {
+        self.path = path
+        self.version = version
+        self.features = features
+        self.plans = plans
+        self.tenants = tenants
+        self.warnings = warnings
+    }
+
+    /// The members it adds to a `status` reply.
+    public var json: JSONObject {
+        [
+            "entitlementsPath": .string(path),
+            "entitlementsVersion": .string(version),
+            "entitlements": .object([
+                "features": .int(Int64(features)), "plans": .int(Int64(plans)), "tenants": .int(Int64(tenants)),
+                "warnings": .int(Int64(warnings)),
+            ]),
         ]
     }
 }
@@ -99,22 +140,27 @@ public struct ConfigurationChanged: Sendable, Hashable {
     public var added: [String]
     public var changed: [String]
     public var removed: [String]
+    /// The entitlements file's version, when one is served (its features are among the keys).
+    public var entitlementsVersion: String?
 
-    public init(configVersion: String, diff: SnapshotDiff) {
+    public init(configVersion: String, diff: SnapshotDiff, entitlementsVersion: String? = nil) {
         self.configVersion = configVersion
+        self.entitlementsVersion = entitlementsVersion
         self.added = diff.added
         self.changed = diff.changed
         self.removed = diff.removed
     }
 
     public var json: JSONValue {
-        .object([
+        var object: JSONObject = [
             "event": "configurationChanged",
             "configVersion": .string(configVersion),
             "added": .array(added.map(JSONValue.string)),
             "changed": .array(changed.map(JSONValue.string)),
             "removed": .array(removed.map(JSONValue.string)),
-        ])
+        ]
+        if let entitlementsVersion { object["entitlementsVersion"] = .string(entitlementsVersion) }
+        return .object(object)
     }
 }
 

@@ -123,7 +123,10 @@ public enum ReplyEncoder {
 
     /// `{"id":…,"ok":true,"configVersion":…,"revision":…,"flags":N}`: the revision is the
     /// configuration version (a digest of the file's bytes), under the name the admin protocol uses.
-    public static func ping(id: JSONValue?, configVersion: String, flagCount: Int, into out: inout [UInt8]) {
+    public static func ping(
+        id: JSONValue?, configVersion: String, flagCount: Int,
+        entitlements: (version: String, features: Int, plans: Int, tenants: Int)? = nil, into out: inout [UInt8]
+    ) {
         out.append(UInt8(ascii: "{"))
         writeID(id, into: &out)
         append("\"ok\":true,\"configVersion\":", to: &out)
@@ -132,6 +135,24 @@ public enum ReplyEncoder {
         JSONWriter.writeString(configVersion, into: &out)
         append(",\"flags\":", to: &out)
         JSONWriter.writeInt(Int64(flagCount), into: &out)
+        if let entitlements {
+            append(",\"entitlementsVersion\":", to: &out)
+            JSONWriter.writeString(entitlements.version, into: &out)
+            append(",\"features\":", to: &out)
+            JSONWriter.writeInt(Int64(entitlements.features), into: &out)
+            append(",\"plans\":", to: &out)
+            JSONWriter.writeInt(Int64(entitlements.plans), into: &out)
+            append(",\"tenants\":", to: &out)
+            JSONWriter.writeInt(Int64(entitlements.tenants), into: &out)
+        }
+        append("}\n", to: &out)
+    }
+
+    /// A reply whose members `body` writes (without braces), after `id` when given.
+    public static func members(id: JSONValue?, into out: inout [UInt8], _ body: (inout [UInt8]) -> Void) {
+        out.append(UInt8(ascii: "{"))
+        writeID(id, into: &out)
+        body(&out)
         append("}\n", to: &out)
     }
 

@@ -6,6 +6,9 @@ public struct Request: Sendable {
     /// What the client asks for (`op`).
     public enum Operation: String, Sendable, CaseIterable {
         case eval, evalAll, ping, status, list, watch, stats, metrics
+        /// What one tenant has (`tenant`), and a page of the tenant listing (`after`, `limit`,
+        /// `plan`, `status`): the entitlements file's views.
+        case entitlements, tenants
     }
 
     public var op: Operation
@@ -19,6 +22,9 @@ public struct Request: Sendable {
     public var type: ValueType?
     /// `default`: the caller's default value, served when the result falls back to it.
     public var defaultValue: JSONValue?
+    /// The request's other members (those of `entitlements` and `tenants`: `tenant`, `after`, …),
+    /// `nil` when it has none (an `eval` line then allocates nothing for them).
+    public var extras: JSONObject?
     /// `context`: who is asking (`targetingKey` plus attributes).
     ///
     /// A request decoded into a kept `Request` may hold its context as checked text until it is

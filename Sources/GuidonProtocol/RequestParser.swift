@@ -130,6 +130,7 @@ private struct Decoder {
         var defaultValue: JSONValue?
         var seen: UInt8 = 0
         var unknown: [String] = []
+        var extras: JSONObject?
         // The previous request's storage, taken out so that it is uniquely referenced.
         let previousFlag = request.flag
         var flagStorage = request.flags.take() ?? []
@@ -149,7 +150,9 @@ private struct Decoder {
                     let text = name.decoded ?? String(decoding: name.raw!, as: UTF8.self)
                     if unknown.contains(text) { throw s.fail("duplicate member \"\(text)\"", at: name.offset) }
                     unknown.append(text)
-                    _ = try s.value(depth: 1)
+                    let value = try s.value(depth: 1)
+                    if extras == nil { extras = JSONObject() }
+                    extras![text] = value
                     continue
                 }
                 let bit: UInt8 = 1 << member.rawValue
@@ -244,7 +247,7 @@ private struct Decoder {
             }
             throw RequestError(
                 code: .unknownOp,
-                message: "unknown op \"\(unknownOp)\"; expected eval, evalAll, ping, status, list, watch, stats or metrics", id: id)
+                message: "unknown op \"\(unknownOp)\"; expected eval, evalAll, ping, status, list, watch, stats, metrics, entitlements or tenants", id: id)
         }
         guard let op else { throw invalid("missing \"op\"") }
         if op == .eval {
@@ -260,6 +263,7 @@ private struct Decoder {
         request.flags = flags
         request.type = type
         request.defaultValue = defaultValue
+        request.extras = extras
     }
 
     /// An array of plain strings, written over `keys` (keeping the strings that are unchanged);
@@ -342,7 +346,9 @@ extension Request.Operation {
         case 4: if equals(raw, "eval") { self = .eval } else if equals(raw, "ping") { self = .ping } else if equals(raw, "list") { self = .list } else { return nil }
         case 5: if equals(raw, "watch") { self = .watch } else if equals(raw, "stats") { self = .stats } else { return nil }
         case 6: if equals(raw, "status") { self = .status } else { return nil }
-        case 7: if equals(raw, "evalAll") { self = .evalAll } else if equals(raw, "metrics") { self = .metrics } else { return nil }
+        case 7:
+            if equals(raw, "evalAll") { self = .evalAll } else if equals(raw, "metrics") { self = .metrics } else if equals(raw, "tenants") { self = .tenants } else { return nil }
+        case 12: if equals(raw, "entitlements") { self = .entitlements } else { return nil }
         default: return nil
         }
     }

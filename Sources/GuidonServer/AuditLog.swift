@@ -90,7 +90,10 @@ struct AuditRecord: Sendable {
         o["reason"] = reason.map(JSONValue.string) ?? .null
         o["action"] = .string(action)
         o["document"] = .string(document)
-        o["flag"] = subject.map(JSONValue.string) ?? .null
+        // A flag's key for the flag file; what else a record is about (`tenant 5`, `plan growth`)
+        // as `subject`.
+        o["flag"] = document == "flags" ? subject.map(JSONValue.string) ?? .null : .null
+        if document != "flags", let subject { o["subject"] = .string(subject) }
         if let summary { o["summary"] = .string(summary) }
         o["before"] = before ?? .null
         o["after"] = after ?? .null
@@ -160,7 +163,8 @@ final class AuditLog: Sendable {
             "auditId": "\(record.id)", "action": "\(record.action)", "result": "\(record.result.rawValue)",
             "socket": "\(record.socket)", "force": "\(record.force)",
         ]
-        if let subject = record.subject { metadata["flag"] = "\(subject)" }
+        if let subject = record.subject { metadata[record.document == "flags" ? "flag" : "subject"] = "\(subject)" }
+        if record.document != "flags" { metadata["document"] = "\(record.document)" }
         if let actor = record.actor {
             metadata["actorUid"] = "\(actor.uid)"
             metadata["actorPid"] = "\(actor.pid)"
@@ -196,7 +200,7 @@ final class AuditLog: Sendable {
         for line in bytes.split(separator: UInt8(ascii: "\n")) where !line.isEmpty {
             guard case .object(let record)? = try? JSONParser().parse(Array(line)) else { continue }
             guard record["document"]?.string == document else { continue }
-            if let subject, record["flag"]?.string != subject { continue }
+            if let subject, (record["subject"]?.string ?? record["flag"]?.string) != subject { continue }
             if let since, let time = record["time"]?.string.flatMap(Instant.parse), time < since { continue }
             found.append(.object(record))
         }

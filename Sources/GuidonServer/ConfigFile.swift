@@ -1,4 +1,5 @@
 public import GuidonEngine
+public import GuidonEntitlements
 
 #if canImport(Glibc)
 import Glibc
@@ -10,12 +11,20 @@ public enum ConfigLoadError: Error, Sendable, CustomStringConvertible {
     case unreadable(path: String, reason: String)
     /// The file was read but rejected; the report lists every problem.
     case invalid(path: String, report: ValidationReport)
+    /// The entitlements file was read but rejected.
+    case invalidEntitlements(path: String, report: ValidationReport)
+    /// Both files are valid, but keys are both flags and features (located in the entitlements file).
+    case conflicting(flagPath: String, entitlementsPath: String, report: ValidationReport)
 
     public var description: String {
         switch self {
         case .unreadable(let path, let reason): "cannot read \(path): \(reason)"
         case .invalid(let path, let report):
             "\(path) is not a valid flag file (\(report.errors.count) error\(report.errors.count == 1 ? "" : "s")):\n\(report)"
+        case .invalidEntitlements(let path, let report):
+            "\(path) is not a valid entitlements file (\(report.errors.count) error\(report.errors.count == 1 ? "" : "s")):\n\(report)"
+        case .conflicting(let flagPath, let path, let report):
+            "\(path) and \(flagPath) cannot be served together (\(report.errors.count) key\(report.errors.count == 1 ? " is" : "s are") both a flag and a feature):\n\(report)"
         }
     }
 }
@@ -72,6 +81,102 @@ public enum ConfigFile {
         } catch {
             throw .invalid(path: path, report: error)
         }
+    }
+}
+
+/// The entitlements file served next to the flag file (`--entitlements`).
+public struct EntitlementsFile: Sendable {
+    public var path: String
+    /// The context attribute naming the tenant (`--tenant-attribute`).
+    public var tenantAttribute: String
+    public var options: EntitlementsCompileOptions
+
+    public init(path: String, tenantAttribute: String = "tenantId", options: EntitlementsCompileOptions) {
+        self.path = path
+        self.tenantAttribute = tenantAttribute
+        self.options = options
+    }
+}
+
+/// The served files (the flag file and, optionally, the entitlements file), read and compiled
+/// together into one `ServedConfig`.
+public struct ServedFiles: Sendable {
+    public var flagPath: String
+    public var options: CompileOptions
+    public var entitlements: EntitlementsFile?
+
+    public init(flagPath: String, options: CompileOptions, entitlements: EntitlementsFile? = nil) {
+        self.flagPath = flagPath
+        self.options = options
+        self.entitlements = entitlements
+    }
+
+    /// Both files as they are now.
+    struct Contents {
+        var flags: [UInt8]
+        var flagVersion: String
+        var entitlements: [UInt8]?
+        var entitlementsVersion: String?
+    }
+
+    func read() throws(ConfigLoadError) -> Contents {
+        let flags = try ConfigFile.read(flagPath)
+        var contents = Contents(flags: flags, flagVersion: contentVersion(of: flags))
+        if let entitlements {
+            let bytes = try ConfigFile.read(entitlements.path)
+            contents.entitlements = bytes
+            contents.entitlementsVersion = contentVersion(of: bytes)
+        }
+        return contents
+    }
+
+    /// Compiles what changed since `previous` (reusing what did not: unchanged flags and tenants,
+    /// or a whole file), checks that no key is both a flag and a feature, and returns the one
+    /// configuration that serves both.
+    func compile(_ contents: Contents, reusing previous: ServedConfig?) throws(ConfigLoadError) -> ServedConfig {
+        var entitlements: Entitlements?
+        if let file = self.entitlements, let bytes = contents.entitlements {
+            if let previous, previous.entitlementsVersion == contents.entitlementsVersion, let served = previous.entitlements {
+                entitlements = served
+            } else {
+                do {
+                    entitlements = try Entitlements.compile(json: bytes, options: file.options, reusing: previous?.entitlements)
+                } catch {
+                    throw .invalidEntitlements(path: file.path, report: error)
+                }
+            }
+        }
+        let snapshot: Snapshot
+        if let previous, previous.version == contents.flagVersion {
+            snapshot = previous.snapshot
+        } else {
+            do {
+                snapshot = try Snapshot.compile(json: contents.flags, options: options, reusing: previous?.snapshot)
+            } catch {
+                throw .invalid(path: flagPath, report: error)
+            }
+        }
+        if let entitlements, let file = self.entitlements {
+            try Self.checkConflicts(snapshot, entitlements, flagPath: flagPath, entitlementsPath: file.path)
+        }
+        return ServedConfig(
+            snapshot: snapshot, version: contents.flagVersion, loadedAt: Int64(time(nil)), entitlements: entitlements,
+            entitlementsVersion: contents.entitlementsVersion, tenantAttribute: self.entitlements?.tenantAttribute ?? "tenantId")
+    }
+
+    /// Refuses keys that are both a flag and a feature.
+    static func checkConflicts(
+        _ snapshot: Snapshot, _ entitlements: Entitlements, flagPath: String, entitlementsPath: String
+    ) throws(ConfigLoadError) {
+        let conflicts = entitlements.conflicts(withFlagKeys: snapshot.flags.lazy.map(\.key))
+        if !conflicts.isEmpty {
+            throw .conflicting(flagPath: flagPath, entitlementsPath: entitlementsPath, report: ValidationReport(errors: conflicts))
+        }
+    }
+
+    /// Reads and compiles both files.
+    func load() throws(ConfigLoadError) -> ServedConfig {
+        try compile(read(), reusing: nil)
     }
 }
 

@@ -1,23 +1,47 @@
 public import Atomics
 public import GuidonEngine
+public import GuidonEntitlements
 public import GuidonMetrics
 public import GuidonProtocol
 import NIOConcurrencyHelpers
 
-/// The configuration being served: a compiled snapshot and what identifies it.
-/// Immutable; replaced as a whole on reload.
+/// The configuration being served: a compiled snapshot, the compiled entitlements when the
+/// daemon serves an entitlements file, and what identifies them. Immutable; replaced as a whole
+/// on reload, so that an answer never mixes a flag file with another version's entitlements.
 public final class ServedConfig: AtomicReference, Sendable {
     public let snapshot: Snapshot
-    /// A digest of the file's bytes (16 hex digits): equal content, equal version.
+    /// A digest of the flag file's bytes (16 hex digits): equal content, equal version.
     public let version: String
     /// When it was loaded (Unix seconds).
     public let loadedAt: Int64
+    /// The entitlements file's compiled value (`--entitlements`), `nil` without one.
+    public let entitlements: Entitlements?
+    /// A digest of the entitlements file's bytes, `nil` without one.
+    public let entitlementsVersion: String?
+    /// The context attribute naming the tenant (`--tenant-attribute`, default `tenantId`).
+    public let tenantAttribute: String
 
-    public init(snapshot: Snapshot, version: String, loadedAt: Int64) {
+    public init(
+        snapshot: Snapshot, version: String, loadedAt: Int64, entitlements: Entitlements? = nil,
+        entitlementsVersion: String? = nil, tenantAttribute: String = "tenantId"
+    ) {
         self.snapshot = snapshot
         self.version = version
         self.loadedAt = loadedAt
+        self.entitlements = entitlements
+        self.entitlementsVersion = entitlementsVersion
+        self.tenantAttribute = tenantAttribute
     }
+
+    /// This configuration with another flag snapshot (the same entitlements).
+    func replacing(snapshot: Snapshot, version: String, loadedAt: Int64) -> ServedConfig {
+        ServedConfig(
+            snapshot: snapshot, version: version, loadedAt: loadedAt, entitlements: entitlements,
+            entitlementsVersion: entitlementsVersion, tenantAttribute: tenantAttribute)
+    }
+
+    /// Both revisions, as one string (what tells one served configuration from another).
+    var combinedVersion: String { entitlementsVersion.map { "\(version)+\($0)" } ?? version }
 }
 
 final class ReloadRecord: AtomicReference, Sendable {
@@ -81,7 +105,9 @@ public final class ConfigStore: Sendable {
         if !attempt.ok {
             reloadsFailed.wrappingIncrement(ordering: .relaxed)
         } else {
-            let counter = attempt.configVersion == current.version ? reloadsUnchanged : reloadsOK
+            let current = current
+            let unchanged = attempt.configVersion == current.version && attempt.entitlementsVersion == current.entitlementsVersion
+            let counter = unchanged ? reloadsUnchanged : reloadsOK
             counter.wrappingIncrement(ordering: .relaxed)
             lastSuccess.store(attempt.at, ordering: .relaxed)
         }

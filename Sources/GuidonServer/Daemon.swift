@@ -1,6 +1,7 @@
 import Atomics
 import Dispatch
 public import GuidonEngine
+import GuidonEntitlements
 import GuidonFiles
 public import GuidonHTTP
 import GuidonProtocol
@@ -31,13 +32,22 @@ public struct DaemonConfiguration: Sendable {
     /// Where to serve OFREP (`--ofrep-listen`); `nil`: nowhere, unless systemd passes a socket
     /// named `ofrep` or `http`.
     public var ofrep: HTTPListenerConfiguration?
+    /// The entitlements file served with the flags (`--entitlements`), `nil`: none.
+    public var entitlements: EntitlementsFile?
+
+    /// Both files, as the reloader reads them.
+    var servedFiles: ServedFiles {
+        ServedFiles(flagPath: configPath, options: compileOptions, entitlements: entitlements)
+    }
 
     public init(
         configPath: String, socketPath: String, compileOptions: CompileOptions = CompileOptions(),
         maxLineBytes: Int = 64 * 1024, maxConnections: Int = 1024,
         eventLoopThreads: Int? = nil, watchFile: Bool = true, admin: AdminConfiguration = AdminConfiguration(),
-        observability: ObservabilityConfiguration = ObservabilityConfiguration(), ofrep: HTTPListenerConfiguration? = nil
+        observability: ObservabilityConfiguration = ObservabilityConfiguration(), ofrep: HTTPListenerConfiguration? = nil,
+        entitlements: EntitlementsFile? = nil
     ) {
+        self.entitlements = entitlements
         self.configPath = configPath
         self.socketPath = socketPath
         self.compileOptions = compileOptions
@@ -140,6 +150,8 @@ public final class Daemon: Sendable {
             // request is answered: no change can fall between the load and the watch unseen.
             let watcher = config.watchFile ? Self.armWatcher(config.configPath, logger: logger) : nil
             if let watcher { started.add { watcher.stop() } }
+            let entitlementsWatcher = config.watchFile ? config.entitlements.flatMap { Self.armWatcher($0.path, logger: logger) } : nil
+            if let entitlementsWatcher { started.add { entitlementsWatcher.stop() } }
 
             // Only the store holds the first configuration: a local of this function would keep
             // the first snapshot in memory for as long as the daemon runs, after reloads replaced it.
@@ -149,10 +161,10 @@ public final class Daemon: Sendable {
             started.add { observability.shutdown() }
 
             let connections = Connections(limit: config.maxConnections, logger: logger)
-            let reloader = Reloader(
-                path: config.configPath, options: config.compileOptions, store: store, connections: connections, logger: logger)
+            let reloader = Reloader(files: config.servedFiles, store: store, connections: connections, logger: logger)
             started.add { reloader.shutdown() }
             watcher?.start { reloader.reload(trigger: "inotify") }
+            entitlementsWatcher?.start { reloader.reload(trigger: "inotify") }
 
             // Both sockets first: whether there is an admin socket decides what the query socket
             // says to a write.
@@ -167,10 +179,14 @@ public final class Daemon: Sendable {
                 logger.warning("no admin socket: systemd passed none named \"admin\" (is guidon-admin.socket enabled?); writes are refused")
             }
             let writer = DocumentWriter(
-                documents: [FlagsDocument(path: config.configPath, options: config.compileOptions, store: store, reloader: reloader)],
+                documents: [FlagsDocument(path: config.configPath, options: config.compileOptions, store: store, reloader: reloader)]
+                    + (config.entitlements.map { [EntitlementsDocument(file: $0, store: store, reloader: reloader)] } ?? []),
                 audit: AuditLog(path: config.admin.auditLogPath, logger: logger), reloader: reloader, logger: logger)
             started.add { writer.shutdown() }
-            if adminListener != nil { DocumentFile.removeStaleTemporaries(of: config.configPath) }
+            if adminListener != nil {
+                DocumentFile.removeStaleTemporaries(of: config.configPath)
+                if let entitlements = config.entitlements { DocumentFile.removeStaleTemporaries(of: entitlements.path) }
+            }
             let adminPath = adminListener != nil ? config.admin.socketPath : nil
             let service = ServiceContext(
                 store: store, connections: connections, maxLineBytes: config.maxLineBytes, adminSocketPath: adminPath,
@@ -182,7 +198,12 @@ public final class Daemon: Sendable {
                     daemonVersion: Daemon.version, configPath: config.configPath, configVersion: served.version,
                     flagCount: served.snapshot.count, loadedAt: served.loadedAt, uptimeSeconds: (ContinuousClock.now - startedAt).components.seconds,
                     lenient: config.isLenient, warnings: served.snapshot.warnings.count, connections: connections.count,
-                    lastReload: store.lastReload)
+                    lastReload: store.lastReload,
+                    entitlements: Daemon.zip2(config.entitlements, served.entitlements, served.entitlementsVersion).map { file, value, version in
+                        EntitlementsStatus(
+                            path: file.path, version: version, features: value.features.count, plans: value.plans.count,
+                            tenants: value.tenantCount, warnings: value.warnings.count)
+                    })
             }
 
             let server = try Server(
@@ -246,6 +267,7 @@ public final class Daemon: Sendable {
                 logger.warning("some connections did not finish within 10 s; closing them")
             }
             watcher?.stop()
+            entitlementsWatcher?.stop()
             reloader.shutdown()
             writer.shutdown()
             admin?.stop()
@@ -258,7 +280,12 @@ public final class Daemon: Sendable {
         logger.info("stopped")
     }
 
-    /// A watch on the flag file (not yet reporting), or `nil`, logged, when inotify refuses one.
+    private static func zip2<A, B, C>(_ a: A?, _ b: B?, _ c: C?) -> (A, B, C)? {
+        guard let a, let b, let c else { return nil }
+        return (a, b, c)
+    }
+
+    /// A watch on a served file (not yet reporting), or `nil`, logged, when inotify refuses one.
     private static func armWatcher(_ path: String, logger: Logger) -> FileWatcher? {
         do throws(FileWatcher.WatchError) {
             return try FileWatcher(path: path)
@@ -271,7 +298,7 @@ public final class Daemon: Sendable {
     /// The store serving the flag file as it is now.
     private static func loadFlagFile(_ config: DaemonConfiguration) throws(StartupError) -> ConfigStore {
         do throws(ConfigLoadError) {
-            return ConfigStore(try ConfigFile.load(config.configPath, options: config.compileOptions).0)
+            return ConfigStore(try config.servedFiles.load())
         } catch {
             throw StartupError(description: error.description)
         }
@@ -299,8 +326,8 @@ public final class Daemon: Sendable {
 
     private static func logReady(_ served: ServedConfig, logger: Logger) {
         logger.notice(
-            "guidond \(Daemon.version) ready: \(served.snapshot.count) flags",
-            metadata: ["configVersion": "\(served.version)", "reloadResult": "startup"])
+            "guidond \(Daemon.version) ready: \(served.snapshot.count) flags\(served.entitlements.map { ", \($0.features.count) features, \($0.plans.count) plans, \($0.tenantCount) tenants" } ?? "")",
+            metadata: ["configVersion": "\(served.version)", "entitlementsVersion": "\(served.entitlementsVersion ?? "-")", "reloadResult": "startup"])
     }
 
 }

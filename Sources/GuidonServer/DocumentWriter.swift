@@ -33,6 +33,18 @@ protocol EditableDocument: Sendable {
     /// Makes the change a write request asks for to the file's current bytes, not yet validated.
     /// Writes and serves nothing.
     func draft(_ request: AdminRequest, bytes: [UInt8]) throws(RequestError) -> DraftEdit
+    /// The reply member that names what a write changed (`flag`; `subject` for entitlements).
+    var subjectMember: String { get }
+    /// The subject a `history` request filters by (`flag` for flags).
+    func historySubject(of request: AdminRequest) throws(RequestError) -> String?
+}
+
+extension EditableDocument {
+    var subjectMember: String { "flag" }
+
+    func historySubject(of request: AdminRequest) throws(RequestError) -> String? {
+        try request.optionalString("flag")
+    }
 }
 
 /// A change made to a document's bytes, to be validated, written and served.
@@ -224,7 +236,7 @@ final class DocumentWriter: Sendable {
             "ok": true, "op": .string(request.op), "summary": .string(edit.summary), "changed": .bool(edit.changed),
             "revision": .string(newRevision), "previousRevision": .string(revision),
         ]
-        if let subject = edit.subject { reply["flag"] = .string(subject) }
+        if let subject = edit.subject { reply[document.subjectMember] = .string(subject) }
         reply["definition"] = edit.after ?? .null
         if request.dryRun {
             reply["dryRun"] = true
@@ -257,7 +269,7 @@ final class DocumentWriter: Sendable {
         let subject: String?
         do throws(RequestError) {
             since = try request.instant("since")
-            subject = try request.optionalString("flag")
+            subject = try document.historySubject(of: request)
             switch request.members["limit"] {
             case nil, .null?: limit = 100
             case .int(let n)? where n >= 1 && n <= 100_000: limit = Int(n)

@@ -1,5 +1,6 @@
 import GuidonEditing
 import GuidonEngine
+import GuidonEntitlements
 import GuidonJSON
 import GuidonProtocol
 
@@ -84,8 +85,21 @@ struct FlagsDocument: EditableDocument {
                 } catch {
                     throw FlagRequests.error(error, id: id)
                 }
+                // Served with the entitlements served now (this runs on the reload thread, which
+                // alone publishes, so they are still those when the publication runs).
+                let current = reloader.store.current
+                if let entitlements = current.entitlements,
+                    case let conflicts = entitlements.conflicts(withFlagKeys: snapshot.flags.lazy.map(\.key)), !conflicts.isEmpty
+                {
+                    throw RequestError(
+                        code: .invalidDocument,
+                        message: "the change would make a key both a flag and a feature of the entitlements file (\(reloader.files.entitlements?.path ?? "")): "
+                            + conflicts.map(\.description).joined(separator: "; "),
+                        id: id)
+                }
                 return { revision in
-                    reloader.install(ServedConfig(snapshot: snapshot, version: revision, loadedAt: Int64(time(nil))), trigger: "admin", diff: diff)
+                    let served = reloader.store.current
+                    reloader.install(served.replacing(snapshot: snapshot, version: revision, loadedAt: Int64(time(nil))), trigger: "admin", diff: diff)
                 }
             })
     }

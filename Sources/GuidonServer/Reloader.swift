@@ -1,6 +1,7 @@
 import Dispatch
 import NIOConcurrencyHelpers
 public import GuidonEngine
+import GuidonEntitlements
 import GuidonJSON
 public import GuidonProtocol
 import GuidonSystemd
@@ -11,21 +12,28 @@ import NIOPosix
 import Glibc
 #endif
 
-/// Re-reads the flag file and publishes the result. Reloads run one at a time on a thread of
+/// Re-reads the flag file (and the entitlements file, when one is served) and publishes the
+/// result: both files as one `ServedConfig`, so that an answer never mixes versions. A reload
+/// reads both files whichever changed (a deployment that swaps both at once is then served as
+/// one change) and compiles only what changed. Reloads run one at a time on a thread of
 /// their own, never on an event loop, at a lower priority so that event loops preempt them. A
 /// file that cannot be read or does not validate leaves the last good configuration serving; the failure is logged in full and shown by `status`.
 public final class Reloader: Sendable {
     public let path: String
-    let options: CompileOptions
+    let files: ServedFiles
     let store: ConfigStore
     let connections: Connections
     let logger: Logger
     /// One thread, so that reloads run in order and lowering its priority affects nothing else.
     private let thread = NIOThreadPool(numberOfThreads: 1)
 
-    public init(path: String, options: CompileOptions, store: ConfigStore, connections: Connections, logger: Logger) {
-        self.path = path
-        self.options = options
+    public convenience init(path: String, options: CompileOptions, store: ConfigStore, connections: Connections, logger: Logger) {
+        self.init(files: ServedFiles(flagPath: path, options: options), store: store, connections: connections, logger: logger)
+    }
+
+    public init(files: ServedFiles, store: ConfigStore, connections: Connections, logger: Logger) {
+        self.path = files.flagPath
+        self.files = files
         self.store = store
         self.connections = connections
         self.logger = logger
@@ -56,9 +64,9 @@ public final class Reloader: Sendable {
                 done?(ReloadAttempt(trigger: trigger, at: Int64(time(nil)), ok: false, configVersion: version, error: "not reloaded: shutting down"))
                 return
             }
-            let before = self.store.current.version
+            let before = self.store.current
             let attempt = self.reloadOnThread(trigger: trigger)
-            if attempt.configVersion != before {
+            if attempt.configVersion != before.version || attempt.entitlementsVersion != before.entitlementsVersion {
                 // The old snapshot is released (unless a request in flight still holds it).
                 Memory.returnFreedMemory()
             }
@@ -84,7 +92,9 @@ public final class Reloader: Sendable {
         logger[metadataKey: "configPath"] = "\(path)"
         logger[metadataKey: "trigger"] = "\(trigger)"
         install(
-            new, old: old, attempt: ReloadAttempt(trigger: trigger, at: new.loadedAt, ok: true, configVersion: new.version),
+            new, old: old,
+            attempt: ReloadAttempt(
+                trigger: trigger, at: new.loadedAt, ok: true, configVersion: new.version, entitlementsVersion: new.entitlementsVersion),
             diff: diff, logger: logger)
     }
 
@@ -122,21 +132,24 @@ public final class Reloader: Sendable {
         logger[metadataKey: "configPath"] = "\(path)"
         logger[metadataKey: "trigger"] = "\(trigger)"
 
-        let bytes: [UInt8]
         let new: ServedConfig
         do throws(ConfigLoadError) {
-            bytes = try ConfigFile.read(path)
-            let version = contentVersion(of: bytes)
-            if version == old.version {
-                let attempt = ReloadAttempt(trigger: trigger, at: now, ok: true, configVersion: version)
+            let contents = try files.read()
+            if contents.flagVersion == old.version && contents.entitlementsVersion == old.entitlementsVersion {
+                let attempt = ReloadAttempt(
+                    trigger: trigger, at: now, ok: true, configVersion: old.version, entitlementsVersion: old.entitlementsVersion)
                 store.record(attempt)
-                logger.debug("flag file unchanged", metadata: ["configVersion": "\(version)", "reloadResult": "unchanged"])
+                logger.debug(
+                    "flag file unchanged",
+                    metadata: ["configVersion": "\(old.version)", "entitlementsVersion": "\(old.entitlementsVersion ?? "-")", "reloadResult": "unchanged"])
                 SystemdNotifier.status(Self.servingStatus(old))
                 return attempt
             }
-            new = try ConfigFile.compile(bytes, path: path, options: options, reusing: old.snapshot)
+            new = try files.compile(contents, reusing: old)
         } catch {
-            let attempt = ReloadAttempt(trigger: trigger, at: now, ok: false, configVersion: old.version, error: error.description)
+            let attempt = ReloadAttempt(
+                trigger: trigger, at: now, ok: false, configVersion: old.version, error: error.description,
+                entitlementsVersion: old.entitlementsVersion)
             store.record(attempt)
             logger.error(
                 "reload failed, still serving the previous configuration: \(error)",
@@ -145,7 +158,8 @@ public final class Reloader: Sendable {
             return attempt
         }
 
-        let attempt = ReloadAttempt(trigger: trigger, at: now, ok: true, configVersion: new.version)
+        let attempt = ReloadAttempt(
+            trigger: trigger, at: now, ok: true, configVersion: new.version, entitlementsVersion: new.entitlementsVersion)
         install(new, old: old, attempt: attempt, logger: logger)
         return attempt
     }
@@ -156,21 +170,53 @@ public final class Reloader: Sendable {
         // before this thread, at nice +10, gets the core back).
         store.record(attempt)
         store.publish(new)
-        let diff = known ?? new.snapshot.diff(from: old.snapshot)
+        let flagDiff = known ?? (new.snapshot === old.snapshot ? SnapshotDiff(added: [], changed: [], removed: []) : new.snapshot.diff(from: old.snapshot))
+        var diff = flagDiff
+        if new.entitlements !== old.entitlements {
+            logEntitlements(new: new, old: old, diff: &diff, logger: logger)
+        }
         logger.notice(
-            "configuration reloaded: \(diff.added.count) added, \(diff.changed.count) changed, \(diff.removed.count) removed",
+            "configuration reloaded: \(flagDiff.added.count) added, \(flagDiff.changed.count) changed, \(flagDiff.removed.count) removed",
             metadata: [
                 "configVersion": "\(new.version)", "previousConfigVersion": "\(old.version)", "reloadResult": "ok",
                 "flags": "\(new.snapshot.count)",
             ])
-        audit(diff, old: old.snapshot, new: new.snapshot, logger: logger, version: new.version)
+        audit(flagDiff, old: old.snapshot, new: new.snapshot, logger: logger, version: new.version)
         Self.logWarnings(new.snapshot, logger: logger)
         SystemdNotifier.status(Self.servingStatus(new))
         if !diff.isEmpty {
             var line: [UInt8] = []
-            ReplyEncoder.line(ConfigurationChanged(configVersion: new.version, diff: diff).json, into: &line)
+            var event = ConfigurationChanged(configVersion: new.version, diff: diff)
+            event.entitlementsVersion = new.entitlementsVersion
+            ReplyEncoder.line(event.json, into: &line)
             connections.broadcast(line)
         }
+    }
+
+    /// Logs what changed in the entitlements file, and adds to `diff` (what `watch` subscribers
+    /// are told) the features whose answers may have changed: every feature when a plan, a tenant
+    /// or the time zone changed, since any feature's answer may differ for some tenant.
+    private func logEntitlements(new: ServedConfig, old: ServedConfig, diff: inout SnapshotDiff, logger: Logger) {
+        let newKeys = new.entitlements?.features.map(\.key) ?? []
+        guard let now = new.entitlements, let before = old.entitlements else {
+            // Entitlements served where there were none (or the other way round): every feature.
+            diff.added += newKeys
+            diff.removed += old.entitlements?.features.map(\.key) ?? []
+            return
+        }
+        let changes = now.diff(from: before)
+        logger.notice(
+            "entitlements reloaded: features \(changes.features.added.count) added, \(changes.features.changed.count) changed, \(changes.features.removed.count) removed; plans \(changes.plans.added.count) added, \(changes.plans.changed.count) changed, \(changes.plans.removed.count) removed; tenants \(changes.tenants.added.count) added, \(changes.tenants.changed.count) changed, \(changes.tenants.removed.count) removed",
+            metadata: [
+                "entitlementsVersion": "\(new.entitlementsVersion ?? "-")", "previousEntitlementsVersion": "\(old.entitlementsVersion ?? "-")",
+                "entitlementsPath": "\(files.entitlements?.path ?? "-")", "reloadResult": "ok", "tenants": "\(now.tenantCount)",
+            ])
+        for warning in now.warnings { logger.warning("\(files.entitlements?.path ?? "entitlements"): \(warning)") }
+        diff.added += changes.features.added
+        diff.removed += changes.features.removed
+        let everything = !changes.plans.isEmpty || !changes.tenants.isEmpty || changes.timezoneChanged
+        let added = Set(changes.features.added)
+        diff.changed += everything ? newKeys.filter { !added.contains($0) } : changes.features.changed
     }
 
     /// One log entry per added, changed and removed flag, carrying the flag's metadata
@@ -197,7 +243,7 @@ public final class Reloader: Sendable {
 
     /// The systemd `STATUS=` line while all is well.
     static func servingStatus(_ config: ServedConfig) -> String {
-        "serving \(config.snapshot.count) flags, config v\(config.version) (loaded \(Timestamp.clock(config.loadedAt)) UTC)"
+        "serving \(config.snapshot.count) flags\(config.entitlements.map { ", \($0.features.count) features, \($0.tenantCount) tenants" } ?? ""), config v\(config.version)\(config.entitlementsVersion.map { ", entitlements v\($0)" } ?? "") (loaded \(Timestamp.clock(config.loadedAt)) UTC)"
     }
 
     /// The systemd `STATUS=` line: what is served, or why the last reload failed and what is still served.

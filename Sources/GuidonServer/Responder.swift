@@ -1,4 +1,5 @@
 import GuidonEngine
+import GuidonEntitlements
 import GuidonJSON
 import GuidonMetrics
 public import GuidonProtocol
@@ -138,7 +139,11 @@ struct Responder {
                 }
             }
         case .ping:
-            ReplyEncoder.ping(id: request.id, configVersion: config.version, flagCount: snapshot.count, into: &replies)
+            let entitlements = config.entitlements.map { value in
+                (version: config.entitlementsVersion ?? "", features: value.features.count, plans: value.plans.count, tenants: value.tenantCount)
+            }
+            ReplyEncoder.ping(
+                id: request.id, configVersion: config.version, flagCount: snapshot.count, entitlements: entitlements, into: &replies)
         case .status:
             ReplyEncoder.reply(id: request.id, service.status().json, into: &replies)
         case .list:
@@ -149,6 +154,12 @@ struct Responder {
             ReplyEncoder.reply(id: request.id, ["ok": true, "watching": true, "configVersion": .string(now.version)], into: &replies)
         case .stats:
             ReplyEncoder.reply(id: request.id, service.metricsReport().statsJSON, into: &replies)
+        case .entitlements, .tenants:
+            do {
+                try EntitlementsOps.answer(request, config: config, into: &replies)
+            } catch {
+                refuse(error, into: &replies)
+            }
         case .metrics:
             let text = String(decoding: service.metricsReport().prometheusText(), as: UTF8.self)
             ReplyEncoder.reply(

@@ -1,22 +1,32 @@
 public import GuidonEngine
+import GuidonEntitlements
+import GuidonJSON
 
 /// How any request evaluates keys against the served configuration: the query socket's `eval`
 /// and `evalAll` and OFREP's two endpoints all come through these functions, so that what
-/// answers a key is decided here, once (today the flag snapshot; entitlement features join it
-/// here, and every front end answers them alike).
+/// answers a key is decided here, once: a feature of the entitlements file (when one is
+/// served) answers for the context's tenant (its `tenantAttribute`); any other key is a flag's.
+/// The files validate together so that no key is both.
 ///
-/// Each lends its results (`EncodedResult`: the reply's text, written when the flag was
-/// compiled), so that answering allocates nothing; they are inlined into the request path, and
-/// pass the caller's context closure on as it is (`reading:`), so that the socket's request path
-/// costs what it cost when it called the snapshot directly (callgrind: the same instructions
-/// per request).
+/// Each lends its results (`EncodedResult`: the reply's text, written when the flag or the
+/// entitlements were compiled), so that answering allocates nothing; they are inlined into the
+/// request path, and pass the caller's context closure on as it is (`reading:`), so that the
+/// socket's request path costs what it cost when it called the snapshot directly (callgrind:
+/// the same instructions per request). Without entitlements the only addition is one test of
+/// an optional.
 extension ServedConfig {
     /// Evaluates `key` (a flag's value of `type`, when given) for `context`, which is read only
-    /// if the key's rules need it, and lends `body` the result.
+    /// if the key's rules need it (or the key is a feature), and lends `body` the result.
     @inline(__always)
     public func withResult(
         _ key: String, context: @autoclosure () -> EvaluationContext, type: ValueType? = nil, _ body: (EncodedResult) -> Void
     ) {
+        if let entitlements {
+            let attribute = tenantAttribute
+            let answered: Void? = entitlements.withResult(
+                feature: key, tenantReading: { Entitlements.tenantID(from: context().attributes[attribute]) }, type: type, body)
+            if answered != nil { return }
+        }
         snapshot.withResult(key, reading: context, type: type, body)
     }
 
@@ -25,12 +35,40 @@ extension ServedConfig {
     public func forEachResult(
         _ keys: [String], context: @autoclosure () -> EvaluationContext, type: ValueType? = nil, _ body: (EncodedResult) -> Void
     ) {
-        snapshot.forEachResult(keys, reading: context, type: type, body)
+        guard let entitlements else { return snapshot.forEachResult(keys, reading: context, type: type, body) }
+        var decoded: EvaluationContext?
+        func read() -> EvaluationContext {
+            if let decoded { return decoded }
+            let value = context()
+            decoded = value
+            return value
+        }
+        let attribute = tenantAttribute
+        for key in keys {
+            let answered: Void? = entitlements.withResult(
+                feature: key, tenantReading: { Entitlements.tenantID(from: read().attributes[attribute]) }, type: type, body)
+            if answered == nil { snapshot.withResult(key, reading: read, type: type, body) }
+        }
     }
 
-    /// Evaluates every key, in document order, reading `context` at most once.
+    /// Evaluates every key (the flags in document order, then the features in document order),
+    /// reading `context` at most once.
     @inline(__always)
     public func forEachResult(context: @autoclosure () -> EvaluationContext, _ body: (EncodedResult) -> Void) {
-        snapshot.forEachResult(reading: context, body)
+        guard let entitlements else { return snapshot.forEachResult(reading: context, body) }
+        var decoded: EvaluationContext?
+        func read() -> EvaluationContext {
+            if let decoded { return decoded }
+            let value = context()
+            decoded = value
+            return value
+        }
+        snapshot.forEachResult(reading: read, body)
+        entitlements.forEachResult(tenant: Entitlements.tenantID(from: read().attributes[tenantAttribute]), body)
+    }
+
+    /// The tenant `context` names (its `tenantAttribute`: a string, or an integer as its digits).
+    public func tenant(in context: EvaluationContext) -> String? {
+        Entitlements.tenantID(from: context.attributes[tenantAttribute])
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import GuidonEditing
 import GuidonEngine
+import GuidonEntitlements
 import GuidonFiles
 import GuidonJSON
 import GuidonProtocol
@@ -150,6 +151,9 @@ struct FileBackend: AdminBackend {
             throw RequestError(code: .ioError, message: error.message)
         }
         let revision = Revision.of(bytes)
+        if request.document == "entitlements" || request.op == "entitlements" {
+            return try answerEntitlements(request, bytes: bytes, revision: revision)
+        }
         guard request.document == "flags" else {
             throw RequestError(code: .unknownOp, message: "unknown op \"\(request.op)\"")
         }
@@ -201,6 +205,93 @@ struct FileBackend: AdminBackend {
         if request.force { reply["forced"] = true }
         return reply
     }
+}
+
+extension FileBackend {
+    /// An entitlements file, edited in this process as the daemon's writer edits it
+    /// (`EntitlementsEditor`, the same validating compile, the same atomic replacement); the
+    /// `entitlements` view computed from the file.
+    private func answerEntitlements(_ request: AdminRequest, bytes: [UInt8], revision: String) throws -> JSONObject {
+        let compileOptions = EntitlementsCompileOptions(mode: options.mode, isKnownTimeZone: systemZoneExists)
+        if request.op == "entitlements" {
+            // The query op, answered from the file: compiled here, as guidond would serve it.
+            let tenant = try EntitlementsRequests.entry(request)
+            guard case .tenant(let id)? = tenant else { throw RequestError(code: .invalidRequest, message: "entitlements needs \"tenant\"") }
+            let compiled: Entitlements
+            do {
+                compiled = try Entitlements.compile(json: bytes, options: compileOptions)
+            } catch {
+                throw FlagRequests.error(EditError(.invalidDocument, "\(path) does not validate", report: error), id: nil)
+            }
+            var view = compiled.entitlements(tenant: id)
+            view["computedFrom"] = .string(path)
+            return view
+        }
+        switch request.verb {
+        case "get":
+            do {
+                guard let entry = try EntitlementsRequests.entry(request) else {
+                    let contents = try EntitlementsEditor.contents(of: bytes)
+                    return [
+                        "revision": .string(revision), "features": .array(contents.features.map(JSONValue.string)),
+                        "plans": .array(contents.plans.map(JSONValue.string)), "tenants": .int(Int64(contents.tenants)),
+                    ]
+                }
+                return entitlementsEntryReply(entry, try EntitlementsEditor.definition(of: entry, in: bytes), revision: revision)
+            } catch let error as EditError {
+                throw FlagRequests.error(error, id: nil)
+            }
+        case "history":
+            throw RequestError(code: .invalidRequest, message: "an entitlements file has no history of its own: read an audit log with --log PATH, or ask the daemon")
+        default:
+            break
+        }
+        if let expected = request.ifRevision, expected != revision, !request.force {
+            throw RequestError(
+                code: .conflict, message: "\(path) is at revision \(revision), not \(expected): it changed since; read it again and redo the change, or force it",
+                details: ["revision": .string(revision)])
+        }
+        let operation = try EntitlementsRequests.operation(request, now: Int64(time(nil)))
+        let edit: EntitlementsEdit
+        do {
+            edit = try EntitlementsEditor(options: compileOptions).apply(operation, to: bytes)
+        } catch {
+            throw FlagRequests.error(error, id: nil)
+        }
+        let newRevision = Revision.of(edit.document)
+        var reply: JSONObject = [
+            "ok": true, "op": .string(request.op), "summary": .string(edit.summary), "changed": .bool(edit.changed),
+            "revision": .string(newRevision), "previousRevision": .string(revision), "subject": .string(edit.draft.subject),
+            "definition": edit.draft.after ?? .null,
+        ]
+        if request.dryRun {
+            reply["dryRun"] = true
+            reply["diff"] = .string(TextDiff.unified(bytes, edit.document, path: path.split(separator: "/").last.map(String.init) ?? path))
+            return reply
+        }
+        if edit.changed {
+            do {
+                try DocumentFile.replace(path, with: edit.document)
+            } catch {
+                throw RequestError(code: error.code == .readOnly ? .readOnly : .ioError, message: error.message)
+            }
+        }
+        if request.force { reply["forced"] = true }
+        return reply
+    }
+}
+
+/// The reply of `entitlements.get` for one entry.
+func entitlementsEntryReply(_ entry: EntitlementsEditor.Entry, _ definition: JSONValue, revision: String) -> JSONObject {
+    var reply = JSONObject()
+    switch entry {
+    case .tenant(let id): reply["tenant"] = .string(id)
+    case .plan(let name): reply["plan"] = .string(name)
+    case .feature(let key): reply["feature"] = .string(key)
+    }
+    reply["definition"] = definition
+    reply["revision"] = .string(revision)
+    return reply
 }
 
 /// `3f9c0a4e…`.

@@ -9,8 +9,8 @@ import Glibc
 struct Guidon: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "guidon",
-        abstract: "Asks guidond for feature flags, changes them, and checks flag files.",
-        subcommands: [Eval.self, Ping.self, Status.self, List.self, Watch.self, Stats.self, Metrics.self, Validate.self, Flags.self, Import.self]
+        abstract: "Asks guidond for feature flags and entitlements, changes them, and checks flag files.",
+        subcommands: [Eval.self, Ping.self, Status.self, List.self, Watch.self, Stats.self, Metrics.self, Validate.self, Flags.self, Tenants.self, Plans.self, Features.self, Import.self, EntitlementsCommand.self]
     )
 }
 

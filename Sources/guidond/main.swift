@@ -1,5 +1,7 @@
 import ArgumentParser
 import GuidonEngine
+import GuidonEntitlements
+import GuidonFiles
 import GuidonHTTP
 import GuidonServer
 import GuidonSystemd
@@ -25,6 +27,12 @@ struct Guidond: ParsableCommand {
 
     @Option(name: .long, help: "The flag file (flagd flag-definition JSON).")
     var config: String
+
+    @Option(name: .long, help: "An entitlements file (features, plans, tenants) to serve with the flags: its features are answered by eval and evalAll for the context's tenant. Watched and reloaded with the flag file, as one version.")
+    var entitlements: String?
+
+    @Option(name: .customLong("tenant-attribute"), help: "The context attribute that names the tenant (a string, or an integer as its digits).")
+    var tenantAttribute: String = "tenantId"
 
     @Option(name: .long, help: "The Unix socket to listen on, unless systemd passes one.")
     var socket: String = "/run/guidon/guidon.sock"
@@ -81,6 +89,7 @@ struct Guidond: ParsableCommand {
     var eventsWindow = 60
 
     func validate() throws {
+        guard !tenantAttribute.isEmpty else { throw ValidationError("--tenant-attribute must not be empty") }
         guard maxLineBytes >= 64 else { throw ValidationError("--max-line-bytes must be at least 64") }
         guard maxConnections >= 1 else { throw ValidationError("--max-connections must be at least 1") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
@@ -126,7 +135,12 @@ struct Guidond: ParsableCommand {
                 socketPath: adminSocket, socketMode: UInt32(adminSocketMode, radix: 8) ?? 0o600, auditLogPath: auditLog,
                 maxConnections: maxAdminConnections),
             observability: observability,
-            ofrep: ofrepListen.flatMap { try? HTTPListenerConfiguration(listen: $0) })
+            ofrep: ofrepListen.flatMap { try? HTTPListenerConfiguration(listen: $0) },
+            entitlements: entitlements.map {
+                EntitlementsFile(
+                    path: $0, tenantAttribute: tenantAttribute,
+                    options: EntitlementsCompileOptions(mode: lenient ? .lenient : .strict, isKnownTimeZone: systemZoneExists))
+            })
         do {
             try Daemon(configuration: configuration, logger: logger).run()
         } catch {

@@ -10,6 +10,9 @@ import GuidonRESP
 public func fuzzRESPReplies(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let bytes = UnsafeRawBufferPointer(start: data, count: size)
     let parser = RESPParser(maxDepth: 8, maxBulkLength: 1 << 16, maxArrayLength: 1 << 12, maxLineLength: 1 << 10)
+    // Simple strings and errors are decoded as UTF-8 with invalid bytes replaced by U+FFFD (three
+    // bytes each), so a re-encoded line can be up to three times as long as the one received.
+    let reparser = RESPParser(maxDepth: 8, maxBulkLength: 1 << 16, maxArrayLength: 1 << 12, maxLineLength: 3 << 10)
     var offset = 0
     while offset < size {
         let parsed: (value: RESPValue, end: Int)?
@@ -25,7 +28,7 @@ public func fuzzRESPReplies(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         // Re-encoded, it parses to the same value, consuming exactly the encoding.
         var encoded: [UInt8] = []
         value.encode(into: &encoded)
-        guard let (again, againEnd) = try? parser.parse(encoded) else { preconditionFailure("re-encoded reply does not parse") }
+        guard let (again, againEnd) = try? reparser.parse(encoded) else { preconditionFailure("re-encoded reply does not parse") }
         precondition(again == value && againEnd == encoded.count, "round trip changed the reply")
         // Each proper prefix of the reply is incomplete (checked at a few cut points to bound the cost).
         let length = end - offset

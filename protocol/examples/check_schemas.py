@@ -2,7 +2,8 @@
 """Checks a running guidond against protocol/schema/: sends every kind of request (and some bad
 ones), validates each request against request.schema.json (admin-request.schema.json on the admin
 socket) and each reply against its schema. Needs the `jsonschema` package.
-Usage: check_schemas.py SOCKET FLAGFILE [ADMINSOCKET AUDITLOG]"""
+Usage: check_schemas.py SOCKET FLAGFILE [ADMINSOCKET AUDITLOG]
+(with an admin socket of a guidond serving --entitlements, the entitlements.* operations too)"""
 import json
 import os
 import pathlib
@@ -186,6 +187,55 @@ if admin_path:
     if len(history.get("records", [])) < len(writes) - 1:
         failures += 1
         print("history is missing records:", len(history.get("records", [])))
+    # The entitlements file, when guidond serves one (--entitlements): every entitlements.* op.
+    admin.sendall(b'{"op":"entitlements.get"}\n')
+    probe = json.loads(admin_reader.readline())
+    if "error" not in probe:
+        check(probe, "admin-entitlements-get-reply.schema.json", "entitlements.get")
+        for request in [{"op": "entitlements.get", "tenant": "5"}, {"op": "entitlements.get", "plan": "growth"},
+                        {"op": "entitlements.get", "feature": "voice_ai"}]:
+            ask(request, "admin-entitlements-get-reply.schema.json")
+        revision = probe["revision"]
+        writes = [
+            {"op": "entitlements.enable", "tenant": "acme", "feature": "sso_saml", "expiresAt": "2027-03-01", "by": "ci", "reason": "schema check"},
+            {"op": "entitlements.disable", "tenant": 5, "feature": "analytics", "notes": "schema check"},
+            {"op": "entitlements.clear", "tenant": "acme", "feature": "sso_saml"},
+            {"op": "entitlements.bulk", "changes": [{"tenant": "acme", "feature": "priority_support", "enabled": True},
+                                                     {"tenant": "globex", "feature": "priority_support", "enabled": True},
+                                                     {"tenant": "5", "feature": "analytics", "clear": True}]},
+            {"op": "entitlements.setPlan", "tenant": "5", "plan": "growth", "dryRun": True},
+            {"op": "entitlements.setPlan", "tenant": "wayne", "plan": "starter", "status": "trialing"},
+            {"op": "entitlements.setStatus", "tenant": "wayne", "status": "active", "validUntil": "2027-12-31T00:00:00Z"},
+            {"op": "entitlements.setStatus", "tenant": "wayne", "status": "active", "validUntil": None},
+            {"op": "entitlements.deleteTenant", "tenant": "wayne"},
+            {"op": "entitlements.addFeature", "feature": "schema_check", "definition": {"description": "x", "default": False}},
+            {"op": "entitlements.createPlan", "plan": "scale", "definition": {"displayName": "Scale", "order": 4, "inherits": "growth"}},
+            {"op": "entitlements.grant", "plan": "scale", "feature": "schema_check"},
+            {"op": "entitlements.grant", "plan": "starter", "feature": "seats", "grant": {"config": {"max": 6}}},
+            {"op": "entitlements.revoke", "plan": "growth", "feature": "analytics"},
+            {"op": "entitlements.removeFeature", "feature": "schema_check", "cascade": True},
+        ]
+        for request in writes:
+            if not request.get("dryRun"):
+                request["ifRevision"] = revision
+            reply = ask(request, "admin-write-reply.schema.json")
+            if not reply.get("ok"):
+                failures += 1
+                print("write refused:", request, reply)
+            elif not request.get("dryRun"):
+                revision = reply["revision"]
+        for request, code in [
+            ({"op": "entitlements.enable", "tenant": "acme", "feature": "voice_ai", "ifRevision": "0000000000000000"}, "CONFLICT"),
+            ({"op": "entitlements.enable", "tenant": "nobody", "feature": "voice_ai", "ifRevision": revision}, "NOT_FOUND"),
+            ({"op": "entitlements.addFeature", "feature": "voice_ai", "definition": {"default": False}, "ifRevision": revision}, "ALREADY_EXISTS"),
+            ({"op": "entitlements.grant", "plan": "starter", "feature": "voice_ai", "grant": {"config": {"x": 1}}, "ifRevision": revision}, "INVALID_DOCUMENT"),
+            ({"op": "entitlements.setStatus", "tenant": "acme", "status": "active"}, "INVALID_REQUEST"),
+        ]:
+            reply = ask(request, "error-reply.schema.json")
+            if reply.get("error", {}).get("code") != code:
+                failures += 1
+                print(f"expected {code} for {request}: {reply}")
+        ask({"op": "entitlements.history", "tenant": "acme"}, "admin-history-reply.schema.json")
     if audit_log:
         for line in pathlib.Path(audit_log).read_text().splitlines():
             check(json.loads(line), "audit-record.schema.json", "an audit log line")

@@ -130,16 +130,21 @@ final class RunningDaemon {
     let dir: ScratchDirectory
     let process: DaemonProcess
     var socketPath: String { dir.file("guidon.sock") }
-    var configPath: String { dir.file("flags.json") }
+    /// The flag file guidond was given (`DIR/flags.json` unless the caller chose another).
+    let configPath: String
 
     /// Writes `flags` (unless nil: the caller prepared the directory) and starts guidond.
-    init(flags: String?, extraArguments: [String] = [], environment: [String: String] = [:], dir: ScratchDirectory? = nil) throws {
+    init(
+        flags: String?, extraArguments: [String] = [], environment: [String: String] = [:], dir: ScratchDirectory? = nil,
+        configPath: String? = nil
+    ) throws {
         let dir = try dir ?? ScratchDirectory()
         self.dir = dir
+        self.configPath = configPath ?? dir.file("flags.json")
         do {
             if let flags { try dir.write("flags.json", flags) }
             process = try DaemonProcess(
-                arguments: ["--config", dir.file("flags.json"), "--socket", dir.file("guidon.sock")] + extraArguments,
+                arguments: ["--config", self.configPath, "--socket", dir.file("guidon.sock")] + extraArguments,
                 logPath: dir.file("guidond.log"), environment: environment)
         } catch {
             dir.remove()

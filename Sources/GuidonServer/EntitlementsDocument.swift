@@ -1,0 +1,112 @@
+import GuidonEditing
+import GuidonEngine
+import GuidonEntitlements
+import GuidonJSON
+import GuidonProtocol
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The entitlements file as the admin path edits it: `entitlements.*` operations through
+/// `EntitlementsEditor`, validated with the daemon's own entitlements options and against the
+/// served flag keys, served through the `Reloader` with the flags being served.
+struct EntitlementsDocument: EditableDocument {
+    let namespace = "entitlements"
+    let path: String
+    let readVerbs: Set<String> = ["get"]
+    let subjectMember = "subject"
+    let store: ConfigStore
+    let reloader: Reloader
+    let editor: EntitlementsEditor
+
+    init(file: EntitlementsFile, store: ConfigStore, reloader: Reloader) {
+        path = file.path
+        self.store = store
+        self.reloader = reloader
+        editor = EntitlementsEditor(options: file.options)
+    }
+
+    func revision(of bytes: [UInt8]) -> String {
+        Revision.of(bytes)
+    }
+
+    func subject(of request: AdminRequest) -> String? {
+        EntitlementsRequests.subject(request)
+    }
+
+    func historySubject(of request: AdminRequest) throws(RequestError) -> String? {
+        if let subject = try request.optionalString("subject") { return subject }
+        return try EntitlementsRequests.entry(request).map { entry in
+            switch entry {
+            case .tenant(let id): "tenant \(id)"
+            case .plan(let name): "plan \(name)"
+            case .feature(let key): "feature \(key)"
+            }
+        }
+    }
+
+    func read(_ request: AdminRequest, bytes: [UInt8], revision: String) throws(RequestError) -> JSONObject {
+        let served = store.current.entitlementsVersion.map(JSONValue.string) ?? .null
+        let entry = try EntitlementsRequests.entry(request)
+        do throws(EditError) {
+            guard let entry else {
+                let contents = try EntitlementsEditor.contents(of: bytes)
+                return [
+                    "revision": .string(revision), "servedRevision": served, "path": .string(path),
+                    "features": .array(contents.features.map(JSONValue.string)), "plans": .array(contents.plans.map(JSONValue.string)),
+                    "tenants": .int(Int64(contents.tenants)),
+                ]
+            }
+            var reply = JSONObject()
+            switch entry {
+            case .tenant(let id): reply["tenant"] = .string(id)
+            case .plan(let name): reply["plan"] = .string(name)
+            case .feature(let key): reply["feature"] = .string(key)
+            }
+            reply["definition"] = try EntitlementsEditor.definition(of: entry, in: bytes)
+            reply["revision"] = .string(revision)
+            reply["servedRevision"] = served
+            return reply
+        } catch {
+            throw FlagRequests.error(error, id: request.id)
+        }
+    }
+
+    func draft(_ request: AdminRequest, bytes: [UInt8]) throws(RequestError) -> DraftEdit {
+        let operation = try EntitlementsRequests.operation(request, now: Int64(time(nil)))
+        let draft: EntitlementsDraft
+        do {
+            draft = try editor.draft(operation, to: bytes)
+        } catch {
+            throw FlagRequests.error(error, id: request.id)
+        }
+        let editor = editor
+        let reloader = reloader
+        let store = store
+        let id = request.id
+        return DraftEdit(
+            bytes: draft.document, subject: draft.subject, summary: draft.summary, before: draft.before, after: draft.after,
+            changed: draft.changed,
+            validate: { () throws(RequestError) -> Publication in
+                // Validated as the daemon serves: its options, reusing the served tenants, and
+                // against the flag keys served (this runs on the reload thread, which alone
+                // publishes, so they are still those when the publication runs).
+                let served = store.current
+                let entitlements: Entitlements
+                do throws(EditError) {
+                    entitlements = try editor.validate(draft, reusing: served.entitlements, flagKeys: served.snapshot.flags.map(\.key)).entitlements
+                } catch {
+                    throw FlagRequests.error(error, id: id)
+                }
+                return { revision in
+                    let current = store.current
+                    reloader.install(
+                        ServedConfig(
+                            snapshot: current.snapshot, version: current.version, loadedAt: Int64(time(nil)), entitlements: entitlements,
+                            entitlementsVersion: revision, tenantAttribute: current.tenantAttribute),
+                        trigger: "admin", diff: SnapshotDiff(added: [], changed: [], removed: []))
+                }
+            })
+    }
+}
