@@ -44,9 +44,10 @@ final class EventLoop: @unchecked Sendable {
     private var thread: pthread_t?
     /// Reused by connections for their reads: a loop runs one handler at a time.
     let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
-    /// Called at the end of every window of `windowNanoseconds` (measured when the loop wakes)
-    /// with the time spent handling events and tasks in it, its length, and how many events
-    /// it handled. Set before `start`.
+    /// Called when the loop wakes after a window of `windowNanoseconds` has passed, with the
+    /// CPU time its thread used in the window (handling events and tasks, in user space and in
+    /// the kernel: time it was preempted or waited in `epoll_wait` is not counted), the window's
+    /// length, and how many events it handled. Set before `start`.
     var onWindow: ((_ busy: UInt64, _ elapsed: UInt64, _ events: Int) -> Void)?
     var windowNanoseconds: UInt64 = 20_000_000
 
@@ -158,7 +159,7 @@ final class EventLoop: @unchecked Sendable {
         defer { events.deallocate() }
         let measuring = onWindow != nil
         var windowStart = measuring ? Self.monotonicNanoseconds() : 0
-        var busy: UInt64 = 0
+        var cpuStart = measuring ? Self.threadCPUNanoseconds() : 0
         var handled = 0
         while running {
             let count = epoll_wait(epoll, events, capacity, -1)
@@ -166,7 +167,6 @@ final class EventLoop: @unchecked Sendable {
                 precondition(errno == EINTR, "epoll_wait failed: \(errnoText())")
                 continue
             }
-            let woke = measuring ? Self.monotonicNanoseconds() : 0
             var tasksDue = false
             for i in 0..<Int(count) {
                 let token = events[i].data.u64
@@ -180,12 +180,14 @@ final class EventLoop: @unchecked Sendable {
             }
             if tasksDue { runTasks() }
             if measuring {
-                let done = Self.monotonicNanoseconds()
-                busy &+= done &- woke
-                if done &- windowStart >= windowNanoseconds, let onWindow {
-                    onWindow(busy, done &- windowStart, handled)
-                    windowStart = done
-                    busy = 0
+                // One clock read per wake-up (the vDSO's); the thread's CPU clock, a system
+                // call, once per window.
+                let now = Self.monotonicNanoseconds()
+                if now &- windowStart >= windowNanoseconds, let onWindow {
+                    let cpu = Self.threadCPUNanoseconds()
+                    onWindow(cpu &- cpuStart, now &- windowStart, handled)
+                    windowStart = now
+                    cpuStart = cpu
                     handled = 0
                 }
             }
@@ -201,6 +203,13 @@ final class EventLoop: @unchecked Sendable {
         for handler in handlers.all {
             if let connection = handler as? Connection { body(connection) }
         }
+    }
+
+    /// The calling thread's CPU time in nanoseconds (`CLOCK_THREAD_CPUTIME_ID`).
+    static func threadCPUNanoseconds() -> UInt64 {
+        var now = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now)
+        return UInt64(now.tv_sec) &* 1_000_000_000 &+ UInt64(now.tv_nsec)
     }
 
     /// `CLOCK_MONOTONIC` in nanoseconds (the vDSO reads it without entering the kernel).

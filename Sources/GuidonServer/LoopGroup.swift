@@ -12,8 +12,10 @@ import Atomics
 /// microseconds of work, and a second core doubles what can be answered.
 ///
 /// The first loop decides, every `window` of its own time: it *spreads* (moves every other
-/// connection to another loop, and deals new ones out in turn) when it was busy at least
-/// `spreadBusy` of the window and a ready connection took it at least `spreadWork` on average;
+/// connection to another loop, and deals new ones out in turn) when its thread used at least
+/// `spreadBusy` of the window in CPU time and a ready connection took it at least `spreadWork`
+/// of CPU time on average (CPU time, so that a loop preempted on a busy machine does not look
+/// busy);
 /// it *gathers* them back when the loops together were busy less than `gatherBusy` of one
 /// loop's time, or a ready connection took them less than `gatherWork`. The gap between the
 /// two thresholds keeps the decision from flapping. A connection moves between batches of
@@ -39,10 +41,11 @@ final class LoopGroup: @unchecked Sendable {
     struct Policy: Sendable {
         /// Nanoseconds of the first loop's time between decisions.
         var window: UInt64 = 20_000_000
-        /// Spread when the first loop was busy at least this part of a window…
+        /// Spread when the first loop's thread used at least this part of a window…
         var spreadBusy = 0.5
-        /// …and a ready connection took it at least this many nanoseconds on average. (One
-        /// single-flag request: 3–6 µs here, syscalls included; 16 pipelined ones, 30–45 µs.)
+        /// …and a ready connection took it at least this many nanoseconds of CPU on average.
+        /// (One single-flag request: 3–4 µs here, system calls included; 16 pipelined ones,
+        /// 25–45 µs.)
         var spreadWork: UInt64 = 10_000
         /// Gather when the loops together were busy less than this part of one loop's time…
         var gatherBusy = 0.25
