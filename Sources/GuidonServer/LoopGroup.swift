@@ -34,9 +34,11 @@ final class LoopGroup: @unchecked Sendable {
     /// drains at once.
     let draining = ManagedAtomic(false)
     private let loads: [LoopLoad]
-    /// How often connections were spread and gathered (for tests).
-    let spreads = ManagedAtomic(0)
-    let gathers = ManagedAtomic(0)
+    /// How often connections were spread and gathered.
+    private let spreads = ManagedAtomic(0)
+    private let gathers = ManagedAtomic(0)
+    var spreadCount: Int { spreads.load(ordering: .relaxed) }
+    var gatherCount: Int { gathers.load(ordering: .relaxed) }
 
     struct Policy: Sendable {
         /// Nanoseconds of the first loop's time between decisions.
