@@ -14,7 +14,7 @@ import Atomics
 /// The first loop decides, every `window` of its own time: it *spreads* (moves every other
 /// connection to another loop, and deals new ones out in turn) when its thread used at least
 /// `spreadBusy` of the window in CPU time and a ready connection took it at least `spreadWork`
-/// of CPU time on average (CPU time, so that a loop preempted on a busy machine does not look
+/// of CPU time on average, `spreadWindows` windows in a row (CPU time, so that a loop preempted on a busy machine does not look
 /// busy);
 /// it *gathers* them back when the loops together were busy less than `gatherBusy` of one
 /// loop's time, or a ready connection took them less than `gatherWork`. The gap between the
@@ -34,6 +34,8 @@ final class LoopGroup: @unchecked Sendable {
     /// drains at once.
     let draining = ManagedAtomic(false)
     private let loads: [LoopLoad]
+    /// Heavy windows in a row (the first loop's thread only).
+    private var heavyWindows = 0
     /// How often connections were spread and gathered.
     private let spreads = ManagedAtomic(0)
     private let gathers = ManagedAtomic(0)
@@ -45,17 +47,19 @@ final class LoopGroup: @unchecked Sendable {
         var window: UInt64 = 20_000_000
         /// Spread when the first loop's thread used at least this part of a window…
         var spreadBusy = 0.5
-        /// …and a ready connection took it at least this many nanoseconds of CPU on average.
-        /// (One single-flag request: 3–4 µs here, system calls included; 16 pipelined ones,
-        /// 25–45 µs.)
-        var spreadWork: UInt64 = 10_000
+        /// …and a ready connection took it at least this many nanoseconds of CPU on average…
+        /// (One single-flag request: 3–6 µs here, system calls included, more with caches
+        /// that other processes keep cold; 16 pipelined ones, 25–45 µs.)
+        var spreadWork: UInt64 = 15_000
+        /// …in this many windows in a row (one heavy window is not a change of traffic).
+        var spreadWindows = 3
         /// Gather when the loops together were busy less than this part of one loop's time…
         var gatherBusy = 0.25
         /// …or a ready connection took them less than this many nanoseconds on average.
-        var gatherWork: UInt64 = 5_000
+        var gatherWork: UInt64 = 8_000
 
         /// Always spread (tests of moving connections: any traffic counts as heavy).
-        static let eager = Policy(window: 1_000_000, spreadBusy: 0, spreadWork: 0, gatherBusy: -1, gatherWork: 0)
+        static let eager = Policy(window: 1_000_000, spreadBusy: 0, spreadWork: 0, spreadWindows: 1, gatherBusy: -1, gatherWork: 0)
     }
 
     let policy: Policy
@@ -89,7 +93,13 @@ final class LoopGroup: @unchecked Sendable {
         guard index == 0, loops.count > 1, !draining.load(ordering: .relaxed) else { return }
         let work = events > 0 ? busy / UInt64(events) : 0
         if !spread.load(ordering: .relaxed) {
-            guard Double(busy) >= policy.spreadBusy * Double(elapsed), work >= policy.spreadWork, events > 0 else { return }
+            guard Double(busy) >= policy.spreadBusy * Double(elapsed), work >= policy.spreadWork, events > 0 else {
+                heavyWindows = 0
+                return
+            }
+            heavyWindows += 1
+            guard heavyWindows >= policy.spreadWindows else { return }
+            heavyWindows = 0
             spread.store(true, ordering: .relaxed)
             spreads.wrappingIncrement(ordering: .relaxed)
             // Every other connection of this loop's goes to the others, in turn.
