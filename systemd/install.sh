@@ -17,6 +17,8 @@
 #   --metrics          also enable guidon-metrics.socket: /metrics and /healthz on 127.0.0.1:9464
 #   --ofrep            also enable guidon-ofrep.socket: OFREP on 127.0.0.1:8016
 #                      (both units are always installed; enable them later with systemctl)
+#   --entitlements     also serve /etc/guidon/entitlements.json (the drop-in entitlements.conf;
+#                      the bundled example is installed there when there is none)
 #   --uninstall        remove what an install put in place; the config stays unless --purge-config
 #   --purge-config     with --uninstall: also delete /etc/guidon (the operator's flags!)
 set -euo pipefail
@@ -34,6 +36,8 @@ action=install
 purge_config=no
 created_config=no
 http_sockets=()
+entitlements=no
+created_entitlements=no
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -48,6 +52,7 @@ while [ $# -gt 0 ]; do
         --no-enable) enable=no; shift ;;
         --metrics) http_sockets+=(guidon-metrics.socket); shift ;;
         --ofrep) http_sockets+=(guidon-ofrep.socket); shift ;;
+        --entitlements) entitlements=yes; shift ;;
         --uninstall) action=uninstall; shift ;;
         --purge-config) purge_config=yes; shift ;;
         -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -134,6 +139,19 @@ JSON
     say "installed $target"
 }
 
+install_entitlements() {
+    local target=$destdir$confdir/entitlements.json example=$repo/protocol/examples/entitlements.json
+    install_unit "$repo/systemd/drop-ins/entitlements.conf" "$dropindir/entitlements.conf"
+    if [ -e "$target" ]; then
+        say "kept the existing $target"
+        return
+    fi
+    [ -f "$example" ] || die "no $example in this checkout; put an entitlements file at $confdir/entitlements.json"
+    install -m 0640 "$example" "$target"
+    created_entitlements=yes
+    say "installed $target (the example: edit it, or replace it with your own)"
+}
+
 do_install() {
     build
     local version
@@ -157,6 +175,7 @@ do_install() {
     install_file 0644 "$repo/README.md" "$docdir/README.md"
     install_file 0644 "$repo/systemd/README.md" "$docdir/systemd.md"
     install_config
+    if [ "$entitlements" = yes ]; then install_entitlements; fi
 
     if [ "$live" = no ]; then
         say "staged under $destdir; on the target run: systemd-sysusers; systemd-tmpfiles --create;"
@@ -167,6 +186,7 @@ do_install() {
     systemd-sysusers "$sysusersdir/guidon.conf"
     # The daemon reads its config as the guidon group; an existing file is the operator's business.
     if [ "$created_config" = yes ]; then chgrp guidon "$confdir/flags.json"; fi
+    if [ "$created_entitlements" = yes ]; then chgrp guidon "$confdir/entitlements.json"; fi
     # The admin writer replaces flags.json by renaming a new file over it: the directory must be
     # writable for the daemon's group (setgid, so that new files stay in the group).
     chgrp guidon "$confdir"
@@ -208,6 +228,7 @@ do_uninstall() {
     remove "$unitdir/guidon-ofrep.socket"
     remove "$unitdir/guidon.service"
     remove "$dropindir/notify-reload.conf"
+    remove "$dropindir/entitlements.conf"
     rmdir "$destdir$dropindir" 2>/dev/null || true
     remove "$sysusersdir/guidon.conf"
     remove "$tmpfilesdir/guidon.conf"

@@ -205,6 +205,22 @@ public final class GuidonClient: Sendable {
         try await perform(List(), timeout: timeout).get()
     }
 
+    /// What `tenant` has: every feature's value, whether it is entitled and why (guidond started
+    /// with `--entitlements`). An unknown tenant is `found == false` with every default. Throws a
+    /// `.daemonError` `NOT_FOUND` when the daemon serves no entitlements file.
+    public func entitlements(tenant: String, timeout: Duration? = nil) async throws(GuidonClientError) -> GuidonTenantEntitlements {
+        try await perform(Entitlements(tenant: tenant), timeout: timeout).get()
+    }
+
+    /// A page of the tenants, in document order: `limit` 1–1000 (default 100), `after` the
+    /// previous page's `next`; filters `plan` and `status`. A bad value, or a cursor that names
+    /// no tenant any more, is a `.daemonError` `INVALID_REQUEST` saying so.
+    public func tenants(
+        after: String? = nil, limit: Int? = nil, plan: String? = nil, status: String? = nil, timeout: Duration? = nil
+    ) async throws(GuidonClientError) -> GuidonTenantPage {
+        try await perform(Tenants(after: after, limit: limit, plan: plan, status: status), timeout: timeout).get()
+    }
+
     /// The configuration changes, as they happen; see `GuidonWatch`.
     public func watch() -> GuidonWatch {
         GuidonWatch(client: self)

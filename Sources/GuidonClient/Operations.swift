@@ -145,6 +145,81 @@ struct List: GuidonOperation {
     }
 }
 
+struct Entitlements: GuidonOperation {
+    var tenant: String
+
+    func encodeMembers(into out: inout [UInt8]) {
+        out.appendLiteral(#""op":"entitlements","tenant":"#)
+        JSONWriter.writeString(tenant, into: &out)
+    }
+
+    func decode(_ reply: JSONObject) throws(GuidonClientError) -> GuidonTenantEntitlements {
+        let r = ReplyReader(reply, "the entitlements reply")
+        guard case .object(let members)? = reply["features"] else {
+            throw .violation("the entitlements reply has no \"features\" object")
+        }
+        var features: [GuidonTenantEntitlements.Feature] = []
+        features.reserveCapacity(members.count)
+        for (key, item) in members {
+            guard case .object(let object) = item else { throw .violation("the entitlements answer of \(key) is not an object") }
+            let f = ReplyReader(object, "the entitlements answer of \(key)")
+            var limits: [JSONValue]?
+            if case .array(let items)? = object["limits"] { limits = items }
+            features.append(GuidonTenantEntitlements.Feature(
+                key: key, value: object["value"], variant: try f.optionalString("variant"),
+                reason: GuidonEvaluation.Reason(rawValue: try f.string("reason")), entitled: try f.bool("entitled"),
+                why: try f.string("why"), metadata: f.object("metadata"), limits: limits))
+        }
+        return GuidonTenantEntitlements(
+            tenant: try r.string("tenant"), found: try r.bool("found"), plan: try r.optionalString("plan"),
+            planName: try r.optionalString("planName"), status: try r.optionalString("status"),
+            validUntil: try r.optionalString("validUntil"), planApplies: reply["planApplies"] == .bool(true),
+            features: features, reply: reply)
+    }
+}
+
+struct Tenants: GuidonOperation {
+    var after: String?
+    var limit: Int?
+    var plan: String?
+    var status: String?
+
+    func encodeMembers(into out: inout [UInt8]) {
+        out.appendLiteral(#""op":"tenants""#)
+        if let after {
+            out.appendLiteral(#","after":"#)
+            JSONWriter.writeString(after, into: &out)
+        }
+        if let limit {
+            out.appendLiteral(#","limit":"#)
+            JSONWriter.writeInt(Int64(limit), into: &out)
+        }
+        if let plan {
+            out.appendLiteral(#","plan":"#)
+            JSONWriter.writeString(plan, into: &out)
+        }
+        if let status {
+            out.appendLiteral(#","status":"#)
+            JSONWriter.writeString(status, into: &out)
+        }
+    }
+
+    func decode(_ reply: JSONObject) throws(GuidonClientError) -> GuidonTenantPage {
+        let r = ReplyReader(reply, "the tenants reply")
+        guard case .array(let items)? = reply["tenants"] else { throw .violation("the tenants reply has no \"tenants\" array") }
+        var tenants: [GuidonTenantPage.Tenant] = []
+        tenants.reserveCapacity(items.count)
+        for (i, item) in items.enumerated() {
+            guard case .object(let object) = item else { throw .violation("tenants[\(i)] of the tenants reply is not an object") }
+            let t = ReplyReader(object, "tenants[\(i)] of the tenants reply")
+            tenants.append(GuidonTenantPage.Tenant(
+                id: try t.string("id"), plan: try t.optionalString("plan"), status: try t.string("status"),
+                validUntil: try t.optionalString("validUntil"), overrides: try t.int("overrides")))
+        }
+        return GuidonTenantPage(tenants: tenants, total: try r.int("total"), next: try r.optionalString("next"))
+    }
+}
+
 /// The `watch` subscription; its events are read by `WatchSession`.
 struct Watch: GuidonOperation {
     func encodeMembers(into out: inout [UInt8]) {

@@ -230,3 +230,66 @@ public struct GuidonConfigurationChange: Sendable, Hashable {
     /// Every flag key the change names.
     public var flags: [String] { added + changed + removed }
 }
+
+/// What one tenant has (`entitlements`, PROTOCOL.md §3.10): its plan and subscription, and every
+/// feature's answer in document order. An unknown tenant is `found == false` with every default.
+public struct GuidonTenantEntitlements: Sendable, Hashable {
+    /// One feature's answer: the value an evaluation of the feature gives, whether the tenant is
+    /// entitled to it, and why.
+    public struct Feature: Sendable, Hashable {
+        public var key: String
+        public var value: JSONValue?
+        public var variant: String?
+        public var reason: GuidonEvaluation.Reason
+        public var entitled: Bool
+        /// A sentence: `granted by plan "growth"`, `turned on by an override by … : "…"`.
+        public var why: String
+        /// `source` (`override`, `plan`, `default`), `plan`, an override's `notes`/`by`/`at`, `upgradeTo`.
+        public var metadata: JSONObject
+        /// The usage limits that apply, when any.
+        public var limits: [JSONValue]?
+
+        /// The lowest plan that would grant a denied feature.
+        public var upgradeTo: String? { metadata["upgradeTo"]?.string }
+        /// `override`, `plan` or `default`.
+        public var source: String? { metadata["source"]?.string }
+    }
+
+    public var tenant: String
+    /// Whether the entitlements file has this tenant.
+    public var found: Bool
+    public var plan: String?
+    public var planName: String?
+    public var status: String?
+    /// RFC 3339, UTC.
+    public var validUntil: String?
+    /// Whether the plan's grants apply now.
+    public var planApplies: Bool
+    /// Every feature, in document order.
+    public var features: [Feature]
+    /// The whole reply, with the members a later daemon adds.
+    public var reply: JSONObject
+
+    /// The answer for `key`, `nil` for a key that is not a feature.
+    public subscript(feature key: String) -> Feature? { features.first { $0.key == key } }
+
+    public func isEntitled(_ key: String) -> Bool { self[feature: key]?.entitled ?? false }
+}
+
+/// A page of the tenant listing (`tenants`): pass `next` as `after` for the next page.
+public struct GuidonTenantPage: Sendable, Hashable {
+    public struct Tenant: Sendable, Hashable {
+        public var id: String
+        public var plan: String?
+        public var status: String
+        public var validUntil: String?
+        /// How many features the tenant overrides.
+        public var overrides: Int
+    }
+
+    public var tenants: [Tenant]
+    /// How many tenants match the filters, on every page.
+    public var total: Int
+    /// The `after` of the next page; `nil` on the last.
+    public var next: String?
+}

@@ -24,6 +24,8 @@ struct Compiler {
     /// several times the bytes of its text).
     func compile(_ bytes: [UInt8], reusing previous: Snapshot?) throws(ValidationReport) -> Snapshot {
         var session = Session(bytes: bytes)
+        session.features = options.features
+        let previous = previous?.features == options.features ? previous : nil
         var spans: [Range<Int>] = []
         do {
             let parser = JSONParser(duplicateKeys: .reject)
@@ -85,7 +87,7 @@ struct Compiler {
         // With the same keys in the same order, the previous key → position table is this one.
         let lookup = session.reuse.flatMap { reuse in Self.sameKeys(flags, reuse.snapshot.compiled) ? reuse.snapshot.lookup : nil }
         return Snapshot(flags: flags, infos: infos, metadata: metadata, warnings: diagnostics(warnings, .warning),
-            clock: options.clock, memo: memo, compiledCount: session.compiledCount, lookup: lookup)
+            clock: options.clock, memo: memo, compiledCount: session.compiledCount, lookup: lookup, features: options.features)
     }
 }
 
@@ -133,6 +135,8 @@ private struct Session {
     var root: JSONValue = .null
     var problems: [Problem] = []
     var logic = LogicCompiler(evaluators: JSONObject())
+    /// `CompileOptions.features`.
+    var features: Set<String>?
     var evaluatorDefinitions = JSONObject()
     var reuse: Reuse?
     /// Flags taken from `reuse`: by position in this document, the position in the previous one.
@@ -177,7 +181,7 @@ private struct Session {
                     "must be an object mapping names to JSON Logic rules, not \(article(evaluators.typeName))")
             }
         }
-        logic = LogicCompiler(evaluators: evaluatorDefinitions)
+        logic = LogicCompiler(evaluators: evaluatorDefinitions, features: features)
         logic.compileEvaluators()
 
         var flagDefinitions: JSONObject

@@ -55,10 +55,15 @@ public struct CompileOptions: Sendable {
     public var mode: Mode
     /// The clock `$flagd.timestamp` is read from (Unix seconds) when an evaluation does not pass one.
     public var clock: @Sendable () -> Int64
+    /// The features `{"entitled": …}` may name (those of the entitlements file served with the
+    /// flags); `nil`: none is served. In strict mode an `entitled` of another feature (or with
+    /// none served) is an error; in lenient mode a warning, and it answers `false`.
+    public var features: Set<String>?
 
-    public init(mode: Mode = .strict, clock: @escaping @Sendable () -> Int64 = systemClock) {
+    public init(mode: Mode = .strict, clock: @escaping @Sendable () -> Int64 = systemClock, features: Set<String>? = nil) {
         self.mode = mode
         self.clock = clock
+        self.features = features
     }
 }
 

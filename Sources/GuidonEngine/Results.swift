@@ -31,6 +31,20 @@ public enum ErrorCode: String, Sendable, CaseIterable {
 public struct EvaluationContext: Sendable, Hashable {
     public var targetingKey: String?
     public var attributes: JSONObject
+    /// The tenants that `{"entitled": …}` and `$tenant.…` ask about (the entitlements a server
+    /// serves with the flags), and the tenant this context names. Not part of the context's
+    /// identity (`==`, `hash`): a server sets them from its configuration and the attributes.
+    public var tenantDirectory: (any TenantDirectory)?
+    public var tenant: String?
+
+    public static func == (a: EvaluationContext, b: EvaluationContext) -> Bool {
+        a.targetingKey == b.targetingKey && a.attributes == b.attributes
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(targetingKey)
+        hasher.combine(attributes)
+    }
 
     public init(targetingKey: String? = nil, attributes: JSONObject = JSONObject()) {
         self.targetingKey = targetingKey

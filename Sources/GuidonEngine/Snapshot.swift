@@ -55,11 +55,16 @@ public final class Snapshot: Sendable {
     let memo: CompileMemo?
     /// How many flags were compiled rather than taken from a previous snapshot.
     let compiledCount: Int
+    /// The features `entitled` was checked against (`CompileOptions.features`): a compile with
+    /// others reuses no flag, since what a flag's targeting reports depends on them.
+    public let features: Set<String>?
 
     init(
         flags: [CompiledFlag], infos: [FlagInfo], metadata: JSONObject, warnings: [Diagnostic],
-        clock: @escaping @Sendable () -> Int64, memo: CompileMemo?, compiledCount: Int, lookup: [String: Int]? = nil
+        clock: @escaping @Sendable () -> Int64, memo: CompileMemo?, compiledCount: Int, lookup: [String: Int]? = nil,
+        features: Set<String>? = nil
     ) {
+        self.features = features
         self.compiled = flags
         self.memo = memo
         self.compiledCount = compiledCount

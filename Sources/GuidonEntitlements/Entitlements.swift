@@ -379,3 +379,6 @@ extension ValueType {
         }
     }
 }
+
+/// `{"entitled": …}` and `$tenant.…` in flags' targeting ask the entitlements served with them.
+extension Entitlements: TenantDirectory {}

@@ -146,8 +146,12 @@ public struct ServedFiles: Sendable {
                 }
             }
         }
+        // `entitled` in the flags' targeting is checked against the features served with them:
+        // when they change, the flags are compiled again (reusing none, as their problems may differ).
+        var options = self.options
+        options.features = entitlements.map { Set($0.features.map(\.key)) }
         let snapshot: Snapshot
-        if let previous, previous.version == contents.flagVersion {
+        if let previous, previous.version == contents.flagVersion, previous.snapshot.features == options.features {
             snapshot = previous.snapshot
         } else {
             do {

@@ -99,14 +99,48 @@ struct EntitlementsDocument: EditableDocument {
                 } catch {
                     throw FlagRequests.error(error, id: id)
                 }
+                // `entitled` in the flags' targeting names features: a change of the features
+                // checks the flags again (compiled from the served flag file with the new ones).
+                let snapshot = try Self.flags(served, checkedAgainst: entitlements, files: reloader.files, id: id)
                 return { revision in
                     let current = store.current
                     reloader.install(
                         ServedConfig(
-                            snapshot: current.snapshot, version: current.version, loadedAt: Int64(time(nil)), entitlements: entitlements,
+                            snapshot: snapshot, version: current.version, loadedAt: Int64(time(nil)), entitlements: entitlements,
                             entitlementsVersion: revision, tenantAttribute: current.tenantAttribute),
                         trigger: "admin", diff: SnapshotDiff(added: [], changed: [], removed: []))
                 }
             })
+    }
+
+    /// The served flags, compiled again when `entitlements` has other features than those they
+    /// were checked against; refused when that compile fails (a flag names a removed feature).
+    static func flags(
+        _ served: ServedConfig, checkedAgainst entitlements: Entitlements, files: ServedFiles, id: JSONValue?
+    ) throws(RequestError) -> Snapshot {
+        let features = Set(entitlements.features.map(\.key))
+        guard served.snapshot.features != features else { return served.snapshot }
+        let bytes: [UInt8]
+        do throws(ConfigLoadError) {
+            bytes = try ConfigFile.read(files.flagPath)
+        } catch {
+            throw RequestError(code: .ioError, message: "the features change, so the flags are checked again: \(error)", id: id)
+        }
+        guard contentVersion(of: bytes) == served.version else {
+            throw RequestError(
+                code: .conflict,
+                message: "the features change, so the flags are checked again, but \(files.flagPath) changed since it was served; wait for its reload and retry",
+                id: id)
+        }
+        var options = files.options
+        options.features = features
+        do {
+            return try Snapshot.compile(json: bytes, options: options, reusing: served.snapshot)
+        } catch {
+            throw RequestError(
+                code: .invalidDocument,
+                message: "the change would leave the flags invalid (\(files.flagPath)): " + error.errors.map(\.description).joined(separator: "; "),
+                id: id)
+        }
     }
 }

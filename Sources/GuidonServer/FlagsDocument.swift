@@ -63,13 +63,16 @@ struct FlagsDocument: EditableDocument {
         // The served snapshot: it knows where the flag is in the served text, and the validating
         // compile takes every flag the edit leaves alone from it.
         let served = store.current.snapshot
+        // Validated against the features served now (`entitled` in targeting names them).
+        var options = editor.options
+        options.features = store.current.entitlements.map { Set($0.features.map(\.key)) }
+        let editor = FlagEditor(options: options)
         let draft: FlagDraft
         do {
             draft = try editor.draft(operation, to: bytes, reusing: served)
         } catch {
             throw FlagRequests.error(error, id: request.id)
         }
-        let editor = editor
         let reloader = reloader
         let id = request.id
         let diff = SnapshotDiff(

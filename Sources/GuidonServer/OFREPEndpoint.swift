@@ -9,7 +9,8 @@ import NIOHTTP1
 /// The served configuration is what OFREP evaluates against: the same functions as the query
 /// socket's (`ServedConfig+Evaluation.swift`).
 extension ServedConfig: OFREPSource {
-    public var revision: String { version }
+    // Both files: a new entitlements version is a new bulk ETag even where the body did not change.
+    public var revision: String { combinedVersion }
     public var flagSetMetadata: JSONObject { snapshot.metadata }
 }
 

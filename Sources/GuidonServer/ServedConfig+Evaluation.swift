@@ -26,6 +26,8 @@ extension ServedConfig {
             let answered: Void? = entitlements.withResult(
                 feature: key, tenantReading: { Entitlements.tenantID(from: context().attributes[attribute]) }, type: type, body)
             if answered != nil { return }
+            // A flag whose targeting asks about the tenant (`entitled`, `$tenant.…`) finds it in the context.
+            return snapshot.withResult(key, reading: { Self.withTenant(context(), entitlements, attribute) }, type: type, body)
         }
         snapshot.withResult(key, reading: context, type: type, body)
     }
@@ -36,14 +38,14 @@ extension ServedConfig {
         _ keys: [String], context: @autoclosure () -> EvaluationContext, type: ValueType? = nil, _ body: (EncodedResult) -> Void
     ) {
         guard let entitlements else { return snapshot.forEachResult(keys, reading: context, type: type, body) }
+        let attribute = tenantAttribute
         var decoded: EvaluationContext?
         func read() -> EvaluationContext {
             if let decoded { return decoded }
-            let value = context()
+            let value = Self.withTenant(context(), entitlements, attribute)
             decoded = value
             return value
         }
-        let attribute = tenantAttribute
         for key in keys {
             let answered: Void? = entitlements.withResult(
                 feature: key, tenantReading: { Entitlements.tenantID(from: read().attributes[attribute]) }, type: type, body)
@@ -56,15 +58,25 @@ extension ServedConfig {
     @inline(__always)
     public func forEachResult(context: @autoclosure () -> EvaluationContext, _ body: (EncodedResult) -> Void) {
         guard let entitlements else { return snapshot.forEachResult(reading: context, body) }
+        let attribute = tenantAttribute
         var decoded: EvaluationContext?
         func read() -> EvaluationContext {
             if let decoded { return decoded }
-            let value = context()
+            let value = Self.withTenant(context(), entitlements, attribute)
             decoded = value
             return value
         }
         snapshot.forEachResult(reading: read, body)
-        entitlements.forEachResult(tenant: Entitlements.tenantID(from: read().attributes[tenantAttribute]), body)
+        entitlements.forEachResult(tenant: read().tenant, body)
+    }
+
+    /// `context` with the tenant it names and the entitlements to ask about it.
+    @inline(__always)
+    static func withTenant(_ context: EvaluationContext, _ entitlements: Entitlements, _ attribute: String) -> EvaluationContext {
+        var context = context
+        context.tenantDirectory = entitlements
+        context.tenant = Entitlements.tenantID(from: context.attributes[attribute])
+        return context
     }
 
     /// The tenant `context` names (its `tenantAttribute`: a string, or an integer as its digits).

@@ -49,6 +49,9 @@ final class BenchSession {
         if stages.contains("ofrep") {
             if attachedSocket == nil { try measureOFREP() } else { report.notes.append("ofrep stage skipped: attached to a running guidond") }
         }
+        if stages.contains("entitlements") {
+            if attachedSocket == nil { try measureEntitlements() } else { report.notes.append("entitlements stage skipped: attached to a running guidond") }
+        }
         if stages.contains("counting") {
             if attachedSocket == nil { try measureCountingCost() } else { report.notes.append("counting stage skipped: attached to a running guidond") }
         }

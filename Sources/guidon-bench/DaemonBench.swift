@@ -82,7 +82,7 @@ struct DaemonBench: ParsableCommand {
     @Option(help: "Seconds per 16 × 16 throughput phase per round in the admin stage (default 1, --quick 0.5).")
     var adminThroughputSeconds: Double?
 
-    @Option(help: "Stages to run, comma-separated: latency, throughput, reload, admin, startup, counting, ofrep.")
+    @Option(help: "Stages to run, comma-separated: latency, throughput, reload, admin, startup, counting, ofrep, entitlements (not in the default).")
     var stages: String = "latency,throughput,reload,admin,startup,counting,ofrep"
     @Option(help: "Alternating rounds of the counting stage (default 24, --quick 4).")
     var countingRounds: Int?
@@ -102,9 +102,9 @@ struct DaemonBench: ParsableCommand {
         guard !integerList(connections).isEmpty, !integerList(inFlight).isEmpty else {
             throw ValidationError("--connections and --in-flight take comma-separated positive integers")
         }
-        let known: Set = ["latency", "throughput", "reload", "admin", "startup", "counting", "ofrep"]
+        let known: Set = ["latency", "throughput", "reload", "admin", "startup", "counting", "ofrep", "entitlements"]
         for stage in stageList where !known.contains(stage) {
-            throw ValidationError("unknown stage '\(stage)' (known: latency, throughput, reload, admin, startup, counting, ofrep)")
+            throw ValidationError("unknown stage '\(stage)' (known: latency, throughput, reload, admin, startup, counting, ofrep, entitlements)")
         }
     }
 

@@ -2,6 +2,7 @@ import CAllocCounter
 import CMalloc
 import GuidonEngine
 import GuidonEntitlements
+import GuidonJSON
 
 #if canImport(Glibc)
 import Glibc
@@ -74,6 +75,28 @@ extension EngineBench {
         reportEntitlements("entitlements: isEntitled", "", measure { sink in
             sink &+= entitlements.isEntitled(tenant: "tenant-050001", feature: "feature-12", now: now) ? 1 : 0
         })
+        // Flags whose targeting asks about the tenant, as guidond evaluates them: the context
+        // carries the entitlements and the tenant (`ServedConfig` puts them there).
+        let targeting = #"""
+            {"flags": {
+              "entitled": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off",
+                           "targeting": {"if": [{"entitled": "feature-12"}, "on", "off"]}},
+              "tenant-plan": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off",
+                              "targeting": {"if": [{"==": [{"var": "$tenant.plan"}, "growth"]}, "on", "off"]}}
+            }}
+            """#
+        let flags = try Snapshot.compile(
+            json: Array(targeting.utf8), options: CompileOptions(clock: { now }, features: Set(entitlements.features.map(\.key))))
+        var context = EvaluationContext(targetingKey: "user-1", attributes: ["tenantId": "tenant-050001"])
+        context.tenantDirectory = entitlements
+        context.tenant = "tenant-050001"
+        for key in ["entitled", "tenant-plan"] {
+            var variant = ""
+            flags.withResult(key, context: context, now: now) { variant = String(decoding: $0.served ?? UnsafeRawBufferPointer(start: nil, count: 0), as: UTF8.self) }
+            reportEntitlements("entitlements: flag with \(key == "entitled" ? "{entitled}" : "$tenant.plan")", variant, measure { sink in
+                flags.withResult(key, context: context, now: now) { sink &+= $0.served?.count ?? 0 }
+            })
+        }
         var view: [UInt8] = []
         view.reserveCapacity(64 * 1024)
         reportEntitlements("entitlements: view of 1 tenant, 30 features", "", measure(iterations: max(1, iterations / 20)) { sink in

@@ -105,28 +105,10 @@ struct EntitlementsCommand: ParsableCommand {
     func run() throws {
         let (reply, raw) = try options.ask(["op": "entitlements", "tenant": .string(tenant)])
         if options.json { return printLine(raw) }
-        var head = "tenant \(tenant)"
-        if reply["found"] == .bool(false) {
-            head += ": not in the entitlements file (every feature's default)"
-        } else {
-            head += ": plan \(text(reply["plan"])), \(text(reply["status"]))"
-            if let until = reply["validUntil"]?.string { head += " until \(until)" }
-            if reply["planApplies"] == .bool(false) { head += " (the plan's grants do not apply)" }
-        }
-        print(head)
-        let features = reply["features"]?.object ?? JSONObject()
-        let width = features.map(\.0.count).max() ?? 0
-        for (key, value) in features {
-            let answer = value.object ?? JSONObject()
-            let shown: String
-            switch answer["value"] {
-            case .bool(true)?: shown = "on "
-            case .bool(false)?: shown = "off"
-            case let other?: shown = JSONWriter.string(other)
-            case nil: shown = "-"
-            }
-            let padded = key + String(repeating: " ", count: max(0, width - key.count))
-            print("\(padded)  \(shown)  \(text(answer["why"]))")
-        }
+        // The same lines as `guidon tenants show` (which asks through the admin socket or reads a
+        // file); this one needs only the query socket.
+        var view = reply
+        if view["tenant"] == nil { view["tenant"] = .string(tenant) }
+        for line in tenantView(view) { print(line) }
     }
 }

@@ -38,9 +38,13 @@ struct Validate: ParsableCommand {
         var warnings = 0
         var snapshot: Snapshot?
         var reports: [JSONValue] = []
+        let entitlementOptions = EntitlementsCompileOptions(mode: lenient ? .lenient : .strict, isKnownTimeZone: systemZoneExists)
+        // `entitled` in the flags' targeting names the entitlements file's features.
+        let features = entitlements.flatMap { readFile($0) }.flatMap { try? Entitlements.compile(json: $0, options: entitlementOptions) }
+            .map { Set($0.features.map(\.key)) }
         if let file {
             let (report, value) = try check(file) { bytes throws(ValidationReport) in
-                let snapshot = try Snapshot.compile(json: bytes, options: CompileOptions(mode: lenient ? .lenient : .strict))
+                let snapshot = try Snapshot.compile(json: bytes, options: CompileOptions(mode: lenient ? .lenient : .strict, features: features))
                 return (snapshot, snapshot.warnings, "\(snapshot.count) flags", ["flags": .int(Int64(snapshot.count))])
             }
             snapshot = value
@@ -51,8 +55,7 @@ struct Validate: ParsableCommand {
         if let path = entitlements {
             let flags = snapshot
             let (report, value) = try check(path) { bytes throws(ValidationReport) in
-                let options = EntitlementsCompileOptions(mode: lenient ? .lenient : .strict, isKnownTimeZone: systemZoneExists)
-                let value = try Entitlements.compile(json: bytes, options: options)
+                let value = try Entitlements.compile(json: bytes, options: entitlementOptions)
                 // guidond serves both files together: a key is a flag or a feature, not both.
                 let conflicts = flags.map { value.conflicts(withFlagKeys: $0.flags.map(\.key)) } ?? []
                 if !conflicts.isEmpty { throw ValidationReport(errors: conflicts, warnings: value.warnings) }

@@ -126,6 +126,25 @@ struct EntitlementsIntegrationTests {
         #expect(status["entitlements"]?.object?["tenants"] == 5)
     }
 
+    /// `guidon entitlements TENANT` asks the query socket and prints the lines `guidon tenants
+    /// show` prints: the tenant's plan, then each feature, its value and why.
+    @Test func cliShowsATenantsEntitlements() throws {
+        let daemon = try RunningDaemon(flags: testEntitlementFlags, entitlements: testEntitlements)
+        defer { try? daemon.finish() }
+        let (status, output) = try runGuidon(["entitlements", "5", "--socket", daemon.socketPath])
+        #expect(status == 0, "\(output)")
+        let lines = output.split(separator: "\n").map(String.init)
+        #expect(lines.first == "tenant 5: plan starter (Starter), active until 2099-06-30T00:00:00Z")
+        let voice = lines.first { $0.hasPrefix("voice_ai ") } ?? ""
+        #expect(voice.contains(" on "), "\(voice)")
+        #expect(voice.contains(#"override by sam.okafor 2026-12-01 until 2099-01-01: "premium trial""#), "\(voice)")
+        let telegram = lines.first { $0.hasPrefix("telegram_bot ") } ?? ""
+        #expect(telegram.contains(" on "), "\(telegram)")
+        let (unknownStatus, unknown) = try runGuidon(["entitlements", "nobody", "--socket", daemon.socketPath])
+        #expect(unknownStatus == 0)
+        #expect(unknown.hasPrefix("tenant nobody: not in the entitlements file"), "\(unknown)")
+    }
+
     @Test func customTenantAttribute() throws {
         let daemon = try RunningDaemon(
             flags: testEntitlementFlags, entitlements: testEntitlements, extraArguments: ["--tenant-attribute", "org"])
@@ -300,5 +319,101 @@ struct EntitlementsIntegrationTests {
         // Without one, ping says nothing of entitlements, and a feature's key is an unknown flag.
         #expect(try c.request(#"{"op":"ping"}"#)["entitlementsVersion"] == nil)
         #expect(try c.request(#"{"op":"eval","flag":"voice_ai"}"#)["errorCode"] == "FLAG_NOT_FOUND")
+    }
+
+    /// Flags whose targeting asks about the tenant, served with the entitlements through the daemon.
+    @Test func entitledOperatorAndTenantVariables() throws {
+        let flags = #"""
+            {"flags": {
+              "voice-beta": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off",
+                             "targeting": {"if": [{"entitled": "voice_ai"}, "on", "off"]}},
+              "plan-banner": {"state": "ENABLED", "variants": {"growth": "Growth", "other": "-"}, "defaultVariant": "other",
+                              "targeting": {"if": [{"==": [{"var": "$tenant.plan"}, "growth"]}, "growth", "other"]}}
+            }}
+            """#
+        let daemon = try RunningDaemon(flags: flags, entitlements: testEntitlements)
+        defer { try? daemon.finish() }
+        let c = try daemon.client()
+        func value(_ flag: String, _ tenant: String) throws -> JSONValue? {
+            try c.request(#"{"op":"eval","flag":"\#(flag)","context":{"tenantId":"\#(tenant)"}}"#)["value"]
+        }
+        #expect(try value("voice-beta", "5") == true)  // an override
+        #expect(try value("voice-beta", "acme") == true)  // the plan
+        #expect(try value("voice-beta", "lapsed") == false)  // the subscription ended
+        #expect(try value("voice-beta", "nobody") == false)
+        #expect(try value("plan-banner", "acme") == "Growth")
+        #expect(try value("plan-banner", "5") == "-")
+        // evalAll and several keys read the tenant once for flags and features alike.
+        let all = try c.request(#"{"op":"evalAll","context":{"tenantId":"acme"}}"#)["results"]?.object
+        #expect(all?["voice-beta"]?.object?["value"] == true)
+        #expect(all?["voice_ai"]?.object?["value"] == true)
+        // A reload of the entitlements answers the flags from the new ones at once.
+        try renameOver(daemon.entitlementsPath, testEntitlements.replacingOccurrences(of: #""acme": {"plan": "growth""#, with: #""acme": {"plan": "starter""#))
+        try daemon.waitFor("acme on starter") { try value("voice-beta", "acme") == false }
+        #expect(try value("plan-banner", "acme") == "-")
+
+        // Removing a feature a flag's targeting names is refused (the flags are checked again).
+        // (voice_ai renamed: the document stays valid, its features change.)
+        let withoutVoice = testEntitlements.replacingOccurrences(of: #""voice_ai""#, with: #""voice_calls""#)
+        try renameOver(daemon.entitlementsPath, withoutVoice)
+        try daemon.waitFor("the refused reload") { try daemon.lastReload(c)?["ok"] == false }
+        let error = try daemon.lastReload(c)?["error"]?.string ?? ""
+        #expect(error.contains("\"voice_ai\" is not a feature of the entitlements file"), "\(error)")
+        #expect(try value("voice-beta", "5") == true)
+    }
+
+    @Test func strictStartupRefusesAnUnknownFeatureInTargeting() throws {
+        let dir = try ScratchDirectory()
+        defer { dir.remove() }
+        try dir.write("flags.json", #"{"flags": {"f": {"state": "ENABLED", "variants": {"a": 1, "b": 2}, "defaultVariant": "a", "targeting": {"if": [{"entitled": "voice_aii"}, "b", "a"]}}}}"#)
+        try dir.write("entitlements.json", testEntitlements)
+        let process = try DaemonProcess(
+            arguments: ["--config", dir.file("flags.json"), "--entitlements", dir.file("entitlements.json"), "--socket", dir.file("s.sock")],
+            logPath: dir.file("log"))
+        #expect(try process.waitForExit() == 1)
+        #expect(process.log.contains("did you mean \"voice_ai\"?"), "\(process.log)")
+    }
+
+    /// OFREP answers features through the same evaluation path as the socket.
+    @Test func featuresThroughOFREP() throws {
+        let dir = try ScratchDirectory()
+        try dir.write("entitlements.json", testEntitlements)
+        let ofrep = dir.file("ofrep.sock")
+        let daemon = try RunningDaemon(
+            flags: testEntitlementFlags, extraArguments: ["--entitlements", dir.file("entitlements.json"), "--ofrep-listen", ofrep], dir: dir)
+        defer { try? daemon.finish() }
+        try daemon.waitFor("the OFREP socket") { daemon.process.log.contains("serving OFREP on the Unix socket \(ofrep)") }
+        let one = try http(.unix(ofrep), "POST", "/ofrep/v1/evaluate/flags/voice_ai", body: #"{"context":{"tenantId":"5"}}"#)
+        #expect(one.status == 200, "\(one)")
+        let body = try jsonObject(one.body)
+        #expect(body["value"] as? Bool == true)
+        #expect(body["variant"] as? String == "override")
+        let bulk = try http(.unix(ofrep), "POST", "/ofrep/v1/evaluate/flags", body: #"{"context":{"tenantId":"acme"}}"#)
+        #expect(bulk.status == 200)
+        let keys = ((try jsonObject(bulk.body)["flags"] as? [[String: Any]]) ?? []).compactMap { $0["key"] as? String }
+        #expect(keys.contains("banner") && keys.contains("voice_ai") && keys.contains("payment_providers"), "\(keys)")
+    }
+
+    /// An admin edit that changes the features checks the flags again: removing a feature that a
+    /// flag's `entitled` names is refused; adding one re-checks and serves.
+    @Test func adminFeatureEditsRecheckTheFlags() throws {
+        let flags = #"{"flags": {"voice-beta": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off", "targeting": {"if": [{"entitled": "voice_ai"}, "on", "off"]}}}}"#
+        let dir = try ScratchDirectory()
+        try dir.write("entitlements.json", testEntitlements)
+        let daemon = try RunningDaemon.withAdmin(flags: flags, extraArguments: ["--entitlements", dir.file("entitlements.json")], dir: dir)
+        defer { try? daemon.finish() }
+        let admin = try daemon.adminClient()
+        let query = try daemon.client()
+        let removal = try admin.ask(["op": "entitlements.removeFeature", "feature": "voice_ai", "cascade": true, "force": true, "by": "test"])
+        let error = removal["error"]?.object
+        #expect(error?["code"] == "INVALID_DOCUMENT", "\(removal)")
+        #expect(error?["message"]?.string?.contains("\"voice_ai\" is not a feature") == true, "\(removal)")
+        #expect(try query.request(#"{"op":"eval","flag":"voice-beta","context":{"tenantId":"acme"}}"#)["value"] == true)
+        let added = try admin.ask([
+            "op": "entitlements.addFeature", "feature": "sms", "definition": ["description": "SMS", "default": false], "force": true, "by": "test",
+        ])
+        #expect(added["error"] == nil, "\(added)")
+        #expect(try query.request(#"{"op":"ping"}"#)["features"] == 4)
+        #expect(try query.request(#"{"op":"eval","flag":"voice-beta","context":{"tenantId":"acme"}}"#)["value"] == true)
     }
 }

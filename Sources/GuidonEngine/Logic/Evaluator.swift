@@ -61,6 +61,12 @@ struct Evaluator {
                 } else {
                     found = nil
                 }
+            case .tenant:
+                let segments = path.segments
+                guard segments.count > 1, let directory = context.tenantDirectory, let tenant = context.tenant,
+                    let value = directory.attribute(segments[1], ofTenant: tenant, now: now)
+                else { return nil }
+                found = segments.count == 2 ? value : Self.descend(value, segments.dropFirst(2))
             case .attribute:
                 guard let value = context.attributes[path.segments[0]] else { return nil }
                 // Usually the attribute itself, with no path into it.
@@ -294,6 +300,11 @@ struct Evaluator {
                 let v1 = SemVer(x), let v2 = SemVer(y)
             else { return .null }
             return .bool(v1.satisfies(op, v2))
+        case .entitled(let featureNode):
+            guard case .string(let feature) = try evaluate(featureNode, scope), let directory = context.tenantDirectory else {
+                return .bool(false)
+            }
+            return .bool(directory.isEntitled(tenant: context.tenant, feature: feature, now: now))
         case .semVerLiteral(let a, let op, let v2):
             guard let v1 = SemVer(try evaluate(a, scope)) else { return .null }
             return .bool(v1.satisfies(op, v2))

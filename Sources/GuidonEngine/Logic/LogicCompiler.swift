@@ -36,8 +36,12 @@ final class LogicCompiler {
     private(set) var referenced: Set<String> = []
     private var path: [PathSegment] = []
 
-    init(evaluators: JSONObject) {
+    /// The features `entitled` may name (`CompileOptions.features`).
+    private let features: Set<String>?
+
+    init(evaluators: JSONObject, features: Set<String>? = nil) {
         evaluatorDefinitions = evaluators
+        self.features = features
     }
 
     /// Compiles every `$evaluators` entry once, so that problems in them are reported at
@@ -276,6 +280,8 @@ final class LogicCompiler {
             return compileAffix(op, args)
         case "sem_ver":
             return compileSemVer(args)
+        case "entitled":
+            return compileEntitled(args)
         default:
             preconditionFailure("no operator \(op)")
         }
@@ -285,9 +291,38 @@ final class LogicCompiler {
         "var", "missing", "missing_some", "if", "?:", "==", "===", "!=", "!==", "<", "<=", ">", ">=", "!", "!!",
         "and", "or", "+", "-", "*", "/", "%", "min", "max", "in", "cat", "substr", "merge", "map", "filter",
         "reduce", "all", "none", "some", "log", "starts_with", "ends_with", "sem_ver", "fractional", "$ref",
+        "entitled",
     ]
 
     // MARK: Custom operators
+
+    /// `{"entitled": "feature"}` (Guidon's: not in flagd): true when the context's tenant is
+    /// entitled to the feature of the entitlements file served with the flags.
+    private func compileEntitled(_ args: [Node]) -> Node {
+        guard args.count == 1 else {
+            checkCount("entitled", args.count, 1...1, "1 argument (a feature of the entitlements file)")
+            return .constant(.bool(false))
+        }
+        if case .constant(let value) = args[0] {
+            guard case .string(let feature) = value else {
+                report(.tolerated, "\"entitled\" takes a feature's key (a string), not \(article(value.typeName))")
+                return .constant(.bool(false))
+            }
+            guard let features else {
+                report(.tolerated, "\"entitled\": no entitlements file is served with these flags (guidond --entitlements), so \"\(feature)\" is never entitled")
+                return .constant(.bool(false))
+            }
+            guard features.contains(feature) else {
+                let known = features.sorted()
+                let hint = known.min { editDistance($0, feature) < editDistance($1, feature) }.flatMap {
+                    editDistance($0, feature) <= 2 ? "; did you mean \"\($0)\"?" : nil
+                } ?? ""
+                report(.tolerated, "\"entitled\": \"\(feature)\" is not a feature of the entitlements file\(hint)")
+                return .constant(.bool(false))
+            }
+        }
+        return .entitled(args[0])
+    }
 
     private func compileAffix(_ op: String, _ args: [Node]) -> Node {
         guard args.count == 2 else {

@@ -47,6 +47,8 @@ indirect enum Node: Sendable {
     /// `sem_ver` with a literal operator and a literal (pre-parsed) second version.
     case semVerLiteral(Node, SemVer.Operator, SemVer)
     case fractional(Fractional)
+    /// `{"entitled": feature}`: whether the context's tenant is entitled to the feature.
+    case entitled(Node)
     /// An operator the evaluator does not know (or a `$ref` to nothing): evaluating it
     /// fails with PARSE_ERROR, as the reference evaluator does.
     case failure(String)
@@ -91,6 +93,8 @@ struct VarPath: Sendable {
         case targetingKey
         /// `$flagd…`: the injected flag key and timestamp.
         case flagd
+        /// `$tenant.NAME…`: an attribute of the context's tenant (entitlements).
+        case tenant
         /// Any other first segment: a context attribute.
         case attribute
     }
@@ -119,6 +123,7 @@ struct VarPath: Sendable {
             switch segments[0] {
             case "targetingKey": root = .targetingKey
             case "$flagd": root = .flagd
+            case "$tenant": root = .tenant
             default: root = .attribute
             }
         }

@@ -45,6 +45,8 @@ final class TestDaemon: @unchecked Sendable {
     var config: String { directory + "/flags.json" }
     var logPath: String { directory + "/guidond.log" }
     private var pid: pid_t?
+    /// More arguments for guidond (`--entitlements PATH`).
+    var extraArguments: [String] = []
 
     init(flags: String = exampleFlags) throws {
         directory = try makeScratchDirectory()
@@ -71,7 +73,7 @@ final class TestDaemon: @unchecked Sendable {
     func start() throws {
         precondition(pid == nil, "already running")
         let binary = try guidondExecutable()
-        let argv = [binary, "--config", config, "--socket", socket]
+        let argv = [binary, "--config", config, "--socket", socket] + extraArguments
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }

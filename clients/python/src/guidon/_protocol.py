@@ -127,6 +127,23 @@ def boolean_prefixes(flag: str, default: bool) -> Tuple[bytes, bytes, bytes]:
 
 
 PING = b'{"op":"ping"}\n'
+
+
+def entitlements_request(tenant: Any) -> bytes:
+    """``{"op":"entitlements","tenant":…}``: a tenant's id, a string or an integer."""
+    if isinstance(tenant, bool) or not isinstance(tenant, (str, int)):
+        raise InvalidRequestError(f"tenant must be a string or an integer, not {type_name(tenant)}")
+    return b'{"op":"entitlements","tenant":' + dumps(tenant) + b"}\n"
+
+
+def tenants_request(after: Optional[str], limit: Optional[int], plan: Optional[str], status: Optional[str]) -> bytes:
+    """``{"op":"tenants",…}`` with the members given (the daemon checks their values)."""
+    members: Dict[str, Any] = {"op": "tenants"}
+    for name, value in (("after", after), ("limit", limit), ("plan", plan), ("status", status)):
+        if value is not None:
+            members[name] = value
+    return dumps(members) + b"\n"
+
 STATUS = b'{"op":"status"}\n'
 LIST = b'{"op":"list"}\n'
 WATCH = b'{"op":"watch"}\n'

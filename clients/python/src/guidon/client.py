@@ -8,7 +8,7 @@ import socket as _socket
 import struct
 import threading
 import time
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, TypeVar
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, TypeVar, Union
 
 from . import _protocol as proto
 from ._core import (
@@ -36,6 +36,8 @@ from .types import (
     ConfigurationChanged,
     EvaluationResult,
     FlagList,
+    TenantEntitlements,
+    TenantPage,
     PingResult,
     Status,
     error_results,
@@ -338,6 +340,28 @@ class Client:
     def status(self, *, timeout: Optional[float] = None) -> Status:
         """What the daemon serves, since when, and how its last reload went."""
         return self._call(proto.STATUS, Status.from_reply, timeout)
+
+    def entitlements(self, tenant: Union[str, int], *, timeout: Optional[float] = None) -> TenantEntitlements:
+        """What ``tenant`` has: every feature's value, whether it is entitled and why (guidond
+        started with ``--entitlements``). An unknown tenant is ``found=False`` with every default.
+        Raises :class:`~guidon.errors.GuidonError` (``NOT_FOUND`` when no entitlements file is
+        served, ``INVALID_REQUEST`` for a tenant that is not a string or an integer)."""
+        return self._call(proto.entitlements_request(tenant), TenantEntitlements.from_reply, timeout)
+
+    def tenants(
+        self,
+        *,
+        after: Optional[str] = None,
+        limit: Optional[int] = None,
+        plan: Optional[str] = None,
+        status: Optional[str] = None,
+        timeout: Optional[float] = None,
+    ) -> TenantPage:
+        """A page of the tenants (document order): ``limit`` 1–1000 (default 100), ``after`` the
+        previous page's ``next``; filters ``plan`` and ``status``. Raises
+        :class:`~guidon.errors.GuidonError` (``INVALID_REQUEST`` for a bad value or a cursor that
+        names no tenant any more)."""
+        return self._call(proto.tenants_request(after, limit, plan, status), TenantPage.from_reply, timeout)
 
     def list_flags(self, *, timeout: Optional[float] = None) -> FlagList:
         """Every flag with its state, variants, default variant and metadata."""

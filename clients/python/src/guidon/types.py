@@ -12,6 +12,10 @@ from .errors import GuidonError, Reason
 __all__ = [
     "ConfigurationChanged",
     "EvaluationResult",
+    "FeatureAnswer",
+    "TenantEntitlements",
+    "TenantPage",
+    "TenantSummary",
     "FlagInfo",
     "FlagList",
     "PingResult",
@@ -227,3 +231,131 @@ class ConfigurationChanged:
 def error_results(flags: Sequence[str], default: Any, error: GuidonError) -> List[EvaluationResult]:
     return [EvaluationResult.failed(flag, default, error) for flag in flags]
 
+
+@dataclass(frozen=True)
+class FeatureAnswer:
+    """One feature's answer for one tenant (``entitlements(tenant).features[key]``): the value an
+    ``evaluate`` of the feature would give, whether the tenant is entitled, and why."""
+
+    value: Any
+    variant: Optional[str]
+    reason: str
+    entitled: bool
+    why: str
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    limits: Optional[Sequence[Mapping[str, Any]]] = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def source(self) -> Optional[str]:
+        """``override``, ``plan`` or ``default``."""
+        value = self.metadata.get("source")
+        return value if isinstance(value, str) else None
+
+    @property
+    def upgrade_to(self) -> Optional[str]:
+        """The lowest plan that would grant a denied feature."""
+        value = self.metadata.get("upgradeTo")
+        return value if isinstance(value, str) else None
+
+    @classmethod
+    def from_reply(cls, obj: Mapping[str, Any]) -> FeatureAnswer:
+        metadata = obj.get("metadata")
+        limits = obj.get("limits")
+        return cls(
+            value=obj.get("value"),
+            variant=obj.get("variant"),
+            reason=str(obj.get("reason", Reason.ERROR)),
+            entitled=bool(obj.get("entitled")),
+            why=str(obj.get("why", "")),
+            metadata=metadata if isinstance(metadata, dict) else {},
+            limits=limits if isinstance(limits, list) else None,
+            raw=obj,
+        )
+
+
+@dataclass(frozen=True)
+class TenantEntitlements:
+    """What one tenant has (PROTOCOL.md §3.10): its plan and subscription, and every feature's
+    answer in document order. An unknown tenant is ``found=False`` with every default."""
+
+    tenant: str
+    found: bool
+    features: Mapping[str, FeatureAnswer]
+    plan: Optional[str] = None
+    plan_name: Optional[str] = None
+    status: Optional[str] = None
+    valid_until: Optional[str] = None
+    plan_applies: bool = False
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def is_entitled(self, feature: str) -> bool:
+        answer = self.features.get(feature)
+        return answer is not None and answer.entitled
+
+    @classmethod
+    def from_reply(cls, obj: Mapping[str, Any]) -> TenantEntitlements:
+        features = obj.get("features")
+        return cls(
+            tenant=str(obj.get("tenant", "")),
+            found=bool(obj.get("found")),
+            features={
+                key: FeatureAnswer.from_reply(value)
+                for key, value in (features.items() if isinstance(features, dict) else ())
+                if isinstance(value, dict)
+            },
+            plan=obj.get("plan"),
+            plan_name=obj.get("planName"),
+            status=obj.get("status"),
+            valid_until=obj.get("validUntil"),
+            plan_applies=bool(obj.get("planApplies")),
+            raw=obj,
+        )
+
+
+@dataclass(frozen=True)
+class TenantSummary:
+    """One tenant of the listing."""
+
+    id: str
+    status: str
+    overrides: int
+    plan: Optional[str] = None
+    valid_until: Optional[str] = None
+
+    @classmethod
+    def from_reply(cls, obj: Mapping[str, Any]) -> TenantSummary:
+        return cls(
+            id=str(obj.get("id", "")),
+            status=str(obj.get("status", "")),
+            overrides=int(obj.get("overrides", 0)),
+            plan=obj.get("plan"),
+            valid_until=obj.get("validUntil"),
+        )
+
+
+@dataclass(frozen=True)
+class TenantPage:
+    """A page of the tenant listing: pass ``next`` as ``after`` for the next page (``None`` on the
+    last). ``total`` counts the tenants matching the filters."""
+
+    tenants: Sequence[TenantSummary]
+    total: int
+    next: Optional[str] = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def __iter__(self) -> Iterator[TenantSummary]:
+        return iter(self.tenants)
+
+    def __len__(self) -> int:
+        return len(self.tenants)
+
+    @classmethod
+    def from_reply(cls, obj: Mapping[str, Any]) -> TenantPage:
+        tenants = obj.get("tenants")
+        return cls(
+            tenants=[TenantSummary.from_reply(t) for t in (tenants if isinstance(tenants, list) else ()) if isinstance(t, dict)],
+            total=int(obj.get("total", 0)),
+            next=obj.get("next"),
+            raw=obj,
+        )
