@@ -102,7 +102,7 @@ let package = Package(
             name: "GuidonServer",
             dependencies: [
                 "GuidonJSON", "GuidonEngine", "GuidonEntitlements", "GuidonEditing", "GuidonFiles", "GuidonProtocol", "GuidonSystemd",
-                "GuidonUnixSocket", "CMalloc", "CLinux", "GuidonMetrics", "GuidonHTTP", "GuidonOFREP",
+                "GuidonUnixSocket", "CMalloc", "CLinux", "GuidonMetrics", "GuidonHTTP", "GuidonOFREP", "GuidonQuota",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -114,7 +114,7 @@ let package = Package(
         .executableTarget(
             name: "guidond",
             dependencies: [
-                "GuidonServer", "GuidonSystemd", "GuidonEntitlements", "GuidonFiles",
+                "GuidonServer", "GuidonSystemd", "GuidonEntitlements", "GuidonFiles", "GuidonQuota",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -145,7 +145,7 @@ let package = Package(
             name: "guidon-bench",
             dependencies: [
                 "GuidonJSON", "GuidonEngine", "GuidonProtocol", "GuidonUnixSocket", "CAllocCounter", "CLinux", "GuidonClient",
-                "GuidonEntitlements", "CMalloc", "GuidonRESP", "GuidonQuota",
+                "GuidonEntitlements", "CMalloc", "GuidonRESP", "GuidonQuota", "GuidonEditing",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -195,6 +195,26 @@ public final class GuidonClient: Sendable {
         try await perform(Ping(), timeout: timeout).get()
     }
 
+    /// Counts `amount` against the metered `feature`'s limits for the context's tenant
+    /// (`tenantId`; the user is `targetingKey`), atomically, and says whether to go ahead. A
+    /// repeat with the same `idempotencyKey` within 24 hours gets the first answer again. Not
+    /// retried on another connection when one closes before the reply (it may have counted).
+    public func consume(
+        _ feature: String, context: JSONObject, amount: Int64 = 1, idempotencyKey: String? = nil, timeout: Duration? = nil
+    ) async throws(GuidonClientError) -> GuidonConsumption {
+        try await perform(Consume(feature: feature, context: context, amount: amount, idempotencyKey: idempotencyKey), timeout: timeout).get()
+    }
+
+    /// How much of `feature`'s limits the context's tenant (and user) has used, counting nothing.
+    public func usage(_ feature: String, context: JSONObject, timeout: Duration? = nil) async throws(GuidonClientError) -> GuidonUsage {
+        try await perform(Usage(feature: feature, context: context), timeout: timeout).get()[0]
+    }
+
+    /// Every metered feature's usage for the context's tenant (and user).
+    public func usage(context: JSONObject, timeout: Duration? = nil) async throws(GuidonClientError) -> [GuidonUsage] {
+        try await perform(Usage(feature: nil, context: context), timeout: timeout).get()
+    }
+
     /// What the daemon serves, since when, and how its last reload went.
     public func status(timeout: Duration? = nil) async throws(GuidonClientError) -> GuidonStatus {
         try await perform(Status(), timeout: timeout).get()

@@ -342,3 +342,81 @@ extension [UInt8] {
         append(contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
     }
 }
+
+// MARK: - Usage limits
+
+struct Consume: GuidonOperation {
+    var feature: String
+    var context: JSONObject
+    var amount: Int64
+    var idempotencyKey: String?
+
+    /// Counting is not repeated on another connection: the daemon may have counted it already
+    /// (an idempotency key makes a repeat by the caller safe).
+    var isIdempotent: Bool { false }
+
+    func encodeMembers(into out: inout [UInt8]) {
+        out.appendLiteral(#""op":"consume","feature":"#)
+        JSONWriter.writeString(feature, into: &out)
+        if amount != 1 {
+            out.appendLiteral(#","amount":"#)
+            JSONWriter.writeInt(amount, into: &out)
+        }
+        if let idempotencyKey {
+            out.appendLiteral(#","idempotencyKey":"#)
+            JSONWriter.writeString(idempotencyKey, into: &out)
+        }
+        out.appendLiteral(#","context":"#)
+        JSONWriter.write(.object(context), into: &out)
+    }
+
+    func decode(_ reply: JSONObject) throws(GuidonClientError) -> GuidonConsumption {
+        let r = ReplyReader(reply, "the consume reply")
+        return GuidonConsumption(
+            allowed: try r.bool("allowed"), reason: try r.optionalString("reason"), used: r.optionalInt("used"),
+            limit: r.optionalInt("limit"), remaining: r.optionalInt("remaining"), resetAt: try r.optionalString("resetAt"),
+            window: try r.optionalString("window"), mode: try r.optionalString("mode"), degraded: try r.bool("degraded"),
+            replayed: reply["replayed"] == .bool(true), reply: reply)
+    }
+}
+
+struct Usage: GuidonOperation {
+    var feature: String?
+    var context: JSONObject
+
+    func encodeMembers(into out: inout [UInt8]) {
+        out.appendLiteral(#""op":"usage""#)
+        if let feature {
+            out.appendLiteral(#","feature":"#)
+            JSONWriter.writeString(feature, into: &out)
+        }
+        out.appendLiteral(#","context":"#)
+        JSONWriter.write(.object(context), into: &out)
+    }
+
+    func decode(_ reply: JSONObject) throws(GuidonClientError) -> [GuidonUsage] {
+        func one(_ object: JSONObject, _ what: String) throws(GuidonClientError) -> GuidonUsage {
+            let r = ReplyReader(object, what)
+            return GuidonUsage(
+                feature: try r.string("feature"), entitled: try r.bool("entitled"), used: r.optionalInt("used"),
+                limit: r.optionalInt("limit"), remaining: r.optionalInt("remaining"), resetAt: try r.optionalString("resetAt"),
+                window: try r.optionalString("window"), degraded: try r.bool("degraded"), reply: object)
+        }
+        if feature != nil { return [try one(reply, "the usage reply")] }
+        guard case .array(let items)? = reply["features"] else { throw .violation("the usage reply has no \"features\" array") }
+        var result: [GuidonUsage] = []
+        for (i, item) in items.enumerated() {
+            guard case .object(let object) = item else { throw .violation("features[\(i)] of a usage reply is not an object") }
+            result.append(try one(object, "features[\(i)] of a usage reply"))
+        }
+        return result
+    }
+}
+
+extension ReplyReader {
+    /// An integer, or nil when absent or null (or not an integer).
+    func optionalInt(_ key: String) -> Int64? {
+        if case .int(let n)? = object[key] { return n }
+        return nil
+    }
+}

@@ -293,3 +293,40 @@ public struct GuidonTenantPage: Sendable, Hashable {
     /// The `after` of the next page; `nil` on the last.
     public var next: String?
 }
+
+/// The answer to `consume` (PROTOCOL.md §3.12): whether to go ahead, and the limit that decided.
+public struct GuidonConsumption: Sendable, Hashable {
+    public var allowed: Bool
+    /// Why not: `LIMIT_EXCEEDED`, `NOT_ENTITLED` or `STORE_UNAVAILABLE`; nil when allowed.
+    public var reason: String?
+    /// The count after this request (nil when degraded, unlimited or not entitled).
+    public var used: Int64?
+    public var limit: Int64?
+    public var remaining: Int64?
+    /// When the window's counts reset (RFC 3339, UTC).
+    public var resetAt: String?
+    /// `minute`, `hour`, `day`, `week` or `month`.
+    public var window: String?
+    /// `hard`, `soft` or `shadow`.
+    public var mode: String?
+    /// The store did not answer in time: the limit's `failMode` decided.
+    public var degraded: Bool
+    /// The first answer to this idempotency key, given again (nothing counted now).
+    public var replayed: Bool
+    /// The whole reply (`over`, `shadowOver`, `unlimited`, `entitlement`, …).
+    public var reply: JSONObject
+}
+
+/// One feature's usage (PROTOCOL.md §3.13): the limit with the least remaining; every limit is in
+/// `reply["limits"]`.
+public struct GuidonUsage: Sendable, Hashable {
+    public var feature: String
+    public var entitled: Bool
+    public var used: Int64?
+    public var limit: Int64?
+    public var remaining: Int64?
+    public var resetAt: String?
+    public var window: String?
+    public var degraded: Bool
+    public var reply: JSONObject
+}

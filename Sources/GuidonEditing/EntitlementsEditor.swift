@@ -47,12 +47,15 @@ public struct EntitlementsEditor: Sendable {
     public func apply(
         _ operation: EntitlementsOperation, to bytes: [UInt8], reusing previous: Entitlements? = nil, flagKeys: [String] = []
     ) throws(EditError) -> EntitlementsEdit {
-        try validate(try draft(operation, to: bytes), reusing: previous, flagKeys: flagKeys)
+        try validate(try draft(operation, to: bytes, served: previous), reusing: previous, flagKeys: flagKeys)
     }
 
-    /// The first half of `apply`: the new document, not yet validated.
-    public func draft(_ operation: EntitlementsOperation, to bytes: [UInt8]) throws(EditError) -> EntitlementsDraft {
-        let document = try EntitlementsText(bytes)
+    /// The first half of `apply`: the new document, not yet validated. `served`, the value
+    /// compiled from `bytes` if they are what the daemon serves, finds the tenants an operation
+    /// changes through its index, so that 100,000 tenants are not delimited to change one (the
+    /// result is the same without it).
+    public func draft(_ operation: EntitlementsOperation, to bytes: [UInt8], served: Entitlements? = nil) throws(EditError) -> EntitlementsDraft {
+        let document = try EntitlementsText(bytes, served: served)
         var changes = EntitlementsChanges(document: document, operation: operation)
         try changes.run()
         let edited = try document.render(changes.edits)
@@ -147,17 +150,32 @@ struct EntitlementsText {
     let bytes: [UInt8]
     let style: TextStyle
     let root: ObjectSpans
+    /// The value compiled from exactly these bytes, when the caller has it: its tenant index
+    /// says where a tenant's definition is without delimiting the `tenants` map.
+    let served: Entitlements?
     static let maps = ["features", "plans", "tenants"]
 
-    init(_ bytes: [UInt8]) throws(EditError) {
+    init(_ bytes: [UInt8], served: Entitlements? = nil) throws(EditError) {
         self.bytes = bytes
+        let served = served.flatMap { $0.isCompiled(from: bytes) ? $0 : nil }
+        self.served = served
         var start = 0
         while start < bytes.count, TextStyle.isWhitespace(bytes[start]) { start += 1 }
         guard start < bytes.count, bytes[start] == UInt8(ascii: "{") else {
             throw EditError(.invalidDocument, "the entitlements document is not a JSON object with \"features\", \"plans\" and \"tenants\"")
         }
+        // The served value knows where the tenants end: the root is delimited without stepping
+        // over their 10 MiB.
+        let tenantsEnd: ((String, Int) -> Int?)? = served?.tenantDefinitionsEnd.map { last in
+            { key, _ in
+                guard key == "tenants" else { return nil }
+                var i = last
+                while i < bytes.count, TextStyle.isWhitespace(bytes[i]) { i += 1 }
+                return i < bytes.count && bytes[i] == UInt8(ascii: "}") ? i + 1 : nil
+            }
+        }
         do {
-            root = try JSONParser(duplicateKeys: .reject).members(ofObjectAt: start, in: bytes)
+            root = try JSONParser(duplicateKeys: .reject).members(ofObjectAt: start, in: bytes, knownEnd: tenantsEnd)
         } catch {
             throw Self.syntax(error, path: "$")
         }
@@ -246,11 +264,23 @@ struct EntitlementsText {
 
     /// One entry of a root map, parsed and located.
     func located(_ member: MemberSpan, map: String) throws(EditError) -> LocatedJSON {
+        try located(member.valueRange, key: member.key, map: map)
+    }
+
+    /// The entry `key` of a root map whose value is `bytes[range]`, parsed and located.
+    func located(_ range: Range<Int>, key: String, map: String) throws(EditError) -> LocatedJSON {
         do {
-            return try JSONParser(duplicateKeys: .reject).parseLocated(bytes, valueIn: member.valueRange, depth: 2)
+            return try JSONParser(duplicateKeys: .reject).parseLocated(bytes, valueIn: range, depth: 2)
         } catch {
-            throw Self.syntax(error, path: "\(map).\(member.key)")
+            throw Self.syntax(error, path: "\(map).\(key)")
         }
+    }
+
+    /// Where tenant `id`'s definition is: through the served value's index when these bytes are
+    /// its text, else by delimiting the `tenants` map; `nil` when there is no such tenant.
+    func tenantRange(_ id: String) throws(EditError) -> Range<Int>? {
+        if let served, let range = served.definitionRange(ofTenant: id) { return range }
+        return try member(id, of: "tenants")?.valueRange
     }
 
     func noSuch(_ entry: EntitlementsEditor.Entry) throws(EditError) -> EditError {
@@ -273,7 +303,20 @@ struct EntitlementsText {
         var splicer = Splicer(bytes: bytes, style: style)
         var newMaps: [(String, JSONObject)] = []
         for name in Self.maps {
-            let mine = edits.filter { $0.map == name }
+            var mine = edits.filter { $0.map == name }
+            if name == "tenants", let served {
+                // Tenants that stay and change are found through the served index and changed in
+                // place: the map is delimited only to add or remove one.
+                var rest: [EntryEdit] = []
+                for edit in mine {
+                    if let value = edit.value, let range = served.definitionRange(ofTenant: edit.key) {
+                        splicer.change(try located(range, key: edit.key, map: name), to: value)
+                    } else {
+                        rest.append(edit)
+                    }
+                }
+                mine = rest
+            }
             guard !mine.isEmpty else { continue }
             guard let spans = try map(name) else {
                 var object = JSONObject()
@@ -422,8 +465,8 @@ struct EntitlementsChanges {
 
     /// A tenant's definition, or `nil` when there is none.
     func tenant(_ id: String) throws(EditError) -> JSONObject? {
-        guard let member = try document.member(id, of: "tenants") else { return nil }
-        let value = try document.located(member, map: "tenants").value
+        guard let range = try document.tenantRange(id) else { return nil }
+        let value = try document.located(range, key: id, map: "tenants").value
         guard case .object(let object) = value else {
             throw EditError(.invalidDocument, "tenants.\(id) is \(article(value.typeName)), not a tenant (an object); fix it by hand first")
         }

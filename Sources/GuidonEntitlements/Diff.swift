@@ -37,12 +37,20 @@ extension Entitlements {
         var changes = EntitlementsDiff.Changes()
         // Tenants reused from `old` by the compile have its ids and definitions: not compared again.
         let reused = reusedFrom === old ? memo.reused : []
+        // A compile that kept the ids (an edit of tenants' definitions) shares the previous index:
+        // each tenant is then at its old position, and nothing is looked up.
+        let sameIndex = newIndex.lookup.slots == oldIndex.lookup.slots && newIndex.count == oldIndex.count
         for t in 0..<newIndex.count {
             if t < reused.count && reused[t] >= 0 { continue }
-            let key = newIndex.lookup.key(at: t)
-            guard let j = oldIndex.lookup.position(of: key) else {
-                changes.added.append(newIndex.key(at: t))
-                continue
+            let j: Int
+            if sameIndex {
+                j = t
+            } else {
+                guard let found = oldIndex.lookup.position(of: newIndex.lookup.key(at: t)) else {
+                    changes.added.append(newIndex.key(at: t))
+                    continue
+                }
+                j = found
             }
             if !sameDefinition(t, old, j) { changes.changed.append(newIndex.key(at: t)) }
         }

@@ -1,6 +1,12 @@
 public import GuidonEngine
 public import GuidonJSON
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// A compiled entitlements document: features, plans after inheritance, and tenants with their
 /// overrides, answered like flags. Immutable; safe to share between threads; answering never
 /// locks and, for one feature, never allocates.
@@ -102,6 +108,29 @@ public final class Entitlements: @unchecked Sendable {
     }
 
     public func hasTenant(_ id: String) -> Bool { tenantLookup.position(of: id) != nil }
+
+    /// Whether `document` is, byte for byte, the text this value was compiled from (a memory
+    /// compare: a writer that reads the file it serves need not digest or delimit it again).
+    public func isCompiled(from document: [UInt8]) -> Bool {
+        let source = memo.source
+        guard source.count == document.count else { return false }
+        return source.withUnsafeBytes { a in document.withUnsafeBytes { b in a.count == 0 || memcmp(a.baseAddress!, b.baseAddress!, a.count) == 0 } }
+    }
+
+    /// Where tenant `id`'s definition (its value, `{` to `}`) is in the text this value was
+    /// compiled from, found through the tenant index; `nil` when there is no tenant with exactly
+    /// these id bytes. An editor of that text (`isCompiled(from:)`) finds a tenant without
+    /// delimiting 100,000 of them.
+    public func definitionRange(ofTenant id: String) -> Range<Int>? {
+        guard let t = tenantLookup.position(of: id), t < memo.spans.count else { return nil }
+        return memo.spans[t].range
+    }
+
+    /// Where the last tenant's definition ends in the text this value was compiled from (`nil`
+    /// without tenants): the `tenants` map closes after it, past white space.
+    public var tenantDefinitionsEnd: Int? {
+        memo.spans.last.map { Int($0.end) }
+    }
 
     /// The lowest-ordered plan that grants `feature` (what a denied answer's `upgradeTo` names):
     /// `nil` when no plan does, or there is no such feature.

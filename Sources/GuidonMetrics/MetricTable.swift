@@ -94,11 +94,22 @@ public enum MetricTable {
     /// The status codes of `guidon_ofrep_responses_total`.
     public static let ofrepStatusCodes = [200, 304, 400, 404, 405, 413, 500]
 
+    /// `consume` answers (issue 14), counted on the loop that answers: `allowed`, `denied` (by a
+    /// hard limit, or because the tenant is not entitled), `degraded` (the store could not be
+    /// asked in time and each limit's `failMode` decided, allowed or not).
+    public static let quotaAnswers = CounterFamily(
+        MetricFamily(
+            "guidon_quota_answers_total", .counter,
+            help: "Usage-limit consume answers: allowed, denied (a hard limit, or not entitled), degraded (the store did not answer in time; failMode decided).",
+            labels: ["result"]),
+        values: ["allowed", "denied", "degraded"])
+
     /// The families with a closed label set, in the order of each loop's counter block.
-    /// Families of features still being built — `guidon_admin_writes_total{action,result}`,
-    /// `guidon_entitlement_denials_total{reason}`, `guidon_quota_answers_total{result}` — are
+    /// Families of features still being built — `guidon_entitlement_denials_total{reason}` — are
     /// added here when those features land (see docs/OBSERVABILITY.md).
-    public static let counterFamilies: [CounterFamily] = [requests, requestErrors, evaluationErrors, ofrepRequests, ofrepResponses]
+    public static let counterFamilies: [CounterFamily] = [
+        requests, requestErrors, evaluationErrors, ofrepRequests, ofrepResponses, quotaAnswers,
+    ]
 
     /// Evaluations of flags that exist, by flag, variant served (`""` when none) and reason
     /// (OpenTelemetry's `feature_flag.result.reason` values, lower case).
@@ -137,6 +148,14 @@ public enum MetricTable {
         "guidon_exposure_events_total", .counter,
         help: "Evaluations of flags with metadata.trackEvents: events written, or left out as repeats within the window.",
         labels: ["outcome"])
+    /// Admin write attempts by operation and result (every audit record: `applied`, `unchanged`,
+    /// `conflict`, `invalid`, `forbidden` on the query socket, `notFound`, `failed`), counted by
+    /// the admin writer (off the event loops) and read when collected.
+    public static let adminWrites = MetricFamily(
+        "guidon_admin_writes_total", .counter,
+        help: "Admin write attempts (every audit record) by operation and result.",
+        labels: ["action", "result"])
+
     public static let exposureEventsDropped = MetricFamily(
         "guidon_exposure_events_dropped_total", .counter,
         help: "Exposure events dropped, by reason (queue_full: the writer fell behind; too_large; write_failed).",
@@ -146,7 +165,7 @@ public enum MetricTable {
     public static let all: [MetricFamily] =
         [evaluations] + counterFamilies.map(\.family) + [
             requestDuration, connections, reloads, lastReloadSuccess, configLoaded, configInfo, flags, buildInfo,
-            startTime, exposureEvents, exposureEventsDropped,
+            startTime, exposureEvents, exposureEventsDropped, adminWrites,
         ]
 
     // MARK: Label values

@@ -1,5 +1,6 @@
 public import GuidonJSON
 import GuidonProtocol
+import NIOConcurrencyHelpers
 
 /// Reload attempts by result, as the configuration store counts them.
 public struct ReloadCounts: Sendable, Hashable {
@@ -37,6 +38,8 @@ public struct MetricsReport: Sendable {
     public var reloads: ReloadCounts
     /// Exposure events' counts when the daemon writes them (`--events`), else `nil`.
     public var exposures: ExposureCounts?
+    /// Admin write attempts by (action, result), sorted.
+    public var adminWrites: [(action: String, result: String, count: UInt64)] = []
 
     public init(
         counters: CounterSample, counting: Bool, daemonVersion: String, startedAt: Int64, uptimeSeconds: Int64,
@@ -121,6 +124,10 @@ public struct MetricsReport: Sendable {
         out.sample(MetricTable.buildInfo.name, [("version", daemonVersion)], UInt64(1))
         out.family(MetricTable.startTime)
         out.sample(MetricTable.startTime.name, [], Double(startedAt))
+        out.family(MetricTable.adminWrites)
+        for write in adminWrites {
+            out.sample(MetricTable.adminWrites.name, [("action", write.action), ("result", write.result)], write.count)
+        }
         if let exposures {
             out.family(MetricTable.exposureEvents)
             out.sample(MetricTable.exposureEvents.name, [("outcome", "written")], exposures.written)
@@ -200,12 +207,20 @@ public struct MetricsReport: Sendable {
             "requestErrors": counts(MetricTable.requestErrors),
             "evaluations": ["total": .int(Int64(total)), "flags": .array(flagEntries)],
             "evaluationErrors": counts(MetricTable.evaluationErrors),
+            "quotaAnswers": counts(MetricTable.quotaAnswers),
             "latency": .object(latency),
             "reloads": [
                 "ok": .int(Int64(reloads.ok)), "unchanged": .int(Int64(reloads.unchanged)),
                 "failed": .int(Int64(reloads.failed)), "lastSuccessAt": .string(Timestamp.rfc3339(reloads.lastSuccessAt)),
             ],
         ]
+        var writes = JSONObject()
+        for write in adminWrites {
+            var byResult = writes[write.action]?.object ?? JSONObject()
+            byResult[write.result] = .int(Int64(write.count))
+            writes[write.action] = .object(byResult)
+        }
+        body["adminWrites"] = .object(writes)
         if let exposures {
             body["exposureEvents"] = [
                 "written": .int(Int64(exposures.written)),
@@ -276,5 +291,24 @@ struct PrometheusWriter {
 
     private mutating func append(_ text: String) {
         bytes.append(contentsOf: text.utf8)
+    }
+}
+
+/// Admin write attempts by (action, result): counted where the audit record is written (the
+/// admin writer, off the event loops; a write is rare), read when collected.
+public final class AdminWriteCounts: Sendable {
+    private let counts = NIOLockedValueBox<[String: [String: UInt64]]>([:])
+
+    public init() {}
+
+    public func count(action: String, result: String) {
+        counts.withLockedValue { $0[action, default: [:]][result, default: 0] &+= 1 }
+    }
+
+    /// Sorted by action, then result.
+    public var sample: [(action: String, result: String, count: UInt64)] {
+        counts.withLockedValue { counts in
+            counts.keys.sorted().flatMap { action in counts[action]!.keys.sorted().map { (action, $0, counts[action]![$0]!) } }
+        }
     }
 }

@@ -9,7 +9,16 @@ public struct Request: Sendable {
         /// What one tenant has (`tenant`), and a page of the tenant listing (`after`, `limit`,
         /// `plan`, `status`): the entitlements file's views.
         case entitlements, tenants
+        /// Count `amount` against a metered feature's limits (`feature`, `amount`, `idempotencyKey`).
+        case consume
+        /// A metered feature's counts, or every metered feature's, without counting.
+        case usage
     }
+
+    /// The largest `amount`: 2^53 − 1, the last integer JSON numbers hold exactly.
+    public static let maximumAmount: Int64 = (1 << 53) - 1
+    /// The longest `idempotencyKey`, in UTF-8 bytes.
+    public static let maximumIdempotencyKeyBytes = 512
 
     public var op: Operation
     /// The client's correlation id, echoed in the reply: a JSON scalar, or `nil` when absent.
@@ -22,6 +31,12 @@ public struct Request: Sendable {
     public var type: ValueType?
     /// `default`: the caller's default value, served when the result falls back to it.
     public var defaultValue: JSONValue?
+    /// `feature`: the metered feature a `consume` or `usage` is about.
+    public var feature: String?
+    /// `amount`: how much a `consume` counts (1 … `maximumAmount`, default 1).
+    public var amount: Int64 = 1
+    /// `idempotencyKey`: a `consume` repeated with it within 24 hours gets the first answer again.
+    public var idempotencyKey: String?
     /// The request's other members (those of `entitlements` and `tenants`: `tenant`, `after`, …),
     /// `nil` when it has none (an `eval` line then allocates nothing for them).
     public var extras: JSONObject?
@@ -89,6 +104,13 @@ public enum ProtocolErrorCode: String, Sendable, CaseIterable {
     case readOnly = "READ_ONLY"
     /// Reading or writing the file failed.
     case ioError = "IO_ERROR"
+
+    // Usage limits.
+
+    /// What the request needs is not running or cannot be asked: usage limits are off (no
+    /// `--state-dir` or `--quota-store`), or the shared store cannot be reached for an
+    /// operation without a `failMode` (`usage.reset`). Nothing was counted or changed.
+    case unavailable = "UNAVAILABLE"
 }
 
 /// Why a request line was refused.

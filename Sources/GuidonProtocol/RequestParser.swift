@@ -52,14 +52,17 @@ public struct RequestParser: Sendable {
 
 /// The members of a request object.
 private enum Member: UInt8 {
-    case op, id, flag, flags, type, `default`, context
+    case op, id, flag, flags, type, `default`, context, feature, amount, idempotencyKey
 
     init?(raw: UnsafeRawBufferPointer) {
         switch raw.count {
         case 2: if equals(raw, "op") { self = .op } else if equals(raw, "id") { self = .id } else { return nil }
         case 4: if equals(raw, "flag") { self = .flag } else if equals(raw, "type") { self = .type } else { return nil }
         case 5: if equals(raw, "flags") { self = .flags } else { return nil }
-        case 7: if equals(raw, "default") { self = .default } else if equals(raw, "context") { self = .context } else { return nil }
+        case 7:
+            if equals(raw, "default") { self = .default } else if equals(raw, "context") { self = .context } else if equals(raw, "feature") { self = .feature } else { return nil }
+        case 6: if equals(raw, "amount") { self = .amount } else { return nil }
+        case 14: if equals(raw, "idempotencyKey") { self = .idempotencyKey } else { return nil }
         default: return nil
         }
     }
@@ -80,6 +83,9 @@ private enum Member: UInt8 {
         case .type: "type"
         case .default: "default"
         case .context: "context"
+        case .feature: "feature"
+        case .amount: "amount"
+        case .idempotencyKey: "idempotencyKey"
         }
     }
 }
@@ -128,7 +134,10 @@ private struct Decoder {
         var flags: [String]?
         var type: ValueType?
         var defaultValue: JSONValue?
-        var seen: UInt8 = 0
+        var feature: String?
+        var amount: Int64?
+        var idempotencyKey: String?
+        var seen: UInt16 = 0
         var unknown: [String] = []
         var extras: JSONObject?
         // The previous request's storage, taken out so that it is uniquely referenced.
@@ -155,7 +164,7 @@ private struct Decoder {
                     extras![text] = value
                     continue
                 }
-                let bit: UInt8 = 1 << member.rawValue
+                let bit: UInt16 = 1 << member.rawValue
                 if seen & bit != 0 { throw s.fail("duplicate member \"\(member.name)\"", at: name.offset) }
                 seen |= bit
                 s.skipWhitespace()
@@ -221,6 +230,26 @@ private struct Decoder {
                     type = parsed
                 case .default:
                     defaultValue = try s.value(depth: 1)
+                case .feature:
+                    if let raw = s.plainString() {
+                        feature = reusing(request.feature, for: raw)
+                        continue
+                    }
+                    guard case .string(let text) = try s.value(depth: 1) else {
+                        throw s.fail("\"feature\" must be a string", at: valueOffset)
+                    }
+                    feature = text
+                case .amount:
+                    let value = try s.value(depth: 1)
+                    amount = try Self.amount(value, failing: { s.fail($0, at: valueOffset) })
+                case .idempotencyKey:
+                    guard case .string(let text) = try s.value(depth: 1) else {
+                        throw s.fail("\"idempotencyKey\" must be a string", at: valueOffset)
+                    }
+                    guard !text.isEmpty, text.utf8.count <= Request.maximumIdempotencyKeyBytes else {
+                        throw s.fail("\"idempotencyKey\" must be 1 to \(Request.maximumIdempotencyKeyBytes) bytes long", at: valueOffset)
+                    }
+                    idempotencyKey = text
                 case .context:
                     guard !s.atEnd, s.current == UInt8(ascii: "{") else {
                         throw s.fail("\"context\" must be an object", at: valueOffset)
@@ -247,12 +276,22 @@ private struct Decoder {
             }
             throw RequestError(
                 code: .unknownOp,
-                message: "unknown op \"\(unknownOp)\"; expected eval, evalAll, ping, status, list, watch, stats, metrics, entitlements or tenants", id: id)
+                message: "unknown op \"\(unknownOp)\"; expected eval, evalAll, ping, status, list, watch, stats, metrics, entitlements, tenants, consume or usage", id: id)
         }
         guard let op else { throw invalid("missing \"op\"") }
         if op == .eval {
             if flag != nil && flags != nil { throw invalid("give either \"flag\" or \"flags\", not both") }
             if flag == nil && flags == nil { throw invalid("eval needs \"flag\" (or \"flags\")") }
+        }
+        switch op {
+        case .consume:
+            guard let feature, !feature.isEmpty else { throw invalid("consume needs \"feature\" (a metered feature's key)") }
+        case .usage:
+            if let feature, feature.isEmpty { throw invalid("\"feature\" must not be empty") }
+            if amount != nil { throw invalid("usage counts nothing: \"amount\" is for consume") }
+            if idempotencyKey != nil { throw invalid("usage counts nothing: \"idempotencyKey\" is for consume") }
+        default:
+            break
         }
         if let type, let defaultValue, !Self.matches(defaultValue, type) {
             throw invalid("\"default\" is a \(defaultValue.typeName), which is not a \(type.rawValue)")
@@ -264,6 +303,25 @@ private struct Decoder {
         request.type = type
         request.defaultValue = defaultValue
         request.extras = extras
+        request.feature = feature
+        request.amount = amount ?? 1
+        request.idempotencyKey = idempotencyKey
+    }
+
+    /// A `consume`'s `amount`: a whole number from 1 to `Request.maximumAmount`.
+    static func amount(_ value: JSONValue, failing fail: (String) -> any Error) throws -> Int64 {
+        let range = "from 1 to \(Request.maximumAmount)"
+        switch value {
+        case .int(let n):
+            guard n >= 1 && n <= Request.maximumAmount else { throw fail("\"amount\" must be a whole number \(range), not \(n)") }
+            return n
+        case .double(let d):
+            guard d.isFinite, d.rounded() == d else { throw fail("\"amount\" must be a whole number \(range), not \(d)") }
+            guard d >= 1 && d <= Double(Request.maximumAmount) else { throw fail("\"amount\" must be a whole number \(range), not \(d)") }
+            return Int64(d)
+        default:
+            throw fail("\"amount\" must be a whole number \(range), not \(value.typeName == "integer" ? "an" : "a") \(value.typeName)")
+        }
     }
 
     /// An array of plain strings, written over `keys` (keeping the strings that are unchanged);
@@ -344,10 +402,10 @@ extension Request.Operation {
     init?(utf8 raw: UnsafeRawBufferPointer) {
         switch raw.count {
         case 4: if equals(raw, "eval") { self = .eval } else if equals(raw, "ping") { self = .ping } else if equals(raw, "list") { self = .list } else { return nil }
-        case 5: if equals(raw, "watch") { self = .watch } else if equals(raw, "stats") { self = .stats } else { return nil }
+        case 5: if equals(raw, "watch") { self = .watch } else if equals(raw, "stats") { self = .stats } else if equals(raw, "usage") { self = .usage } else { return nil }
         case 6: if equals(raw, "status") { self = .status } else { return nil }
         case 7:
-            if equals(raw, "evalAll") { self = .evalAll } else if equals(raw, "metrics") { self = .metrics } else if equals(raw, "tenants") { self = .tenants } else { return nil }
+            if equals(raw, "evalAll") { self = .evalAll } else if equals(raw, "metrics") { self = .metrics } else if equals(raw, "tenants") { self = .tenants } else if equals(raw, "consume") { self = .consume } else { return nil }
         case 12: if equals(raw, "entitlements") { self = .entitlements } else { return nil }
         default: return nil
         }

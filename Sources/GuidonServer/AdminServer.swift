@@ -274,11 +274,23 @@ private final class AdminConnection: EventLoopHandler, @unchecked Sendable {
                 return
             }
             let config = listener.service.store.current
-            line.withUnsafeBytes { responder.answer($0, config: config, into: &output, subscribe: {}) }
+            let deferral = line.withUnsafeBytes { responder.answer($0, config: config, into: &output, subscribe: {}) }
+            if let deferral {
+                // The store answers later (Redis): nothing more is answered until it has.
+                waiting = true
+                let loop = listener.loop
+                deferral.start { [self] reply, _ in loop.execute { self.deliver(reply) } }
+            }
             return
         }
         waiting = true
         let loop = listener.loop
+        if request.document == "usage" {
+            QuotaAdmin.handle(request, service: listener.service, writer: listener.writer, from: Caller(socket: "admin", peer: peer)) {
+                [self] reply in loop.execute { self.deliver(reply) }
+            }
+            return
+        }
         listener.writer.submit(request, from: Caller(socket: "admin", peer: peer)) { [self] reply in
             loop.execute { self.deliver(reply) }
         }

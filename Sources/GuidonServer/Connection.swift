@@ -16,7 +16,9 @@ final class Connection: EventLoopHandler, @unchecked Sendable {
     private let fd: Int32
     private var token: UInt64 = 0
     private let service: ServiceContext
-    private var session: Session
+    private var session: Session!
+    /// The loop's counters, for the outcome of a deferred `consume`.
+    private let counters: LoopCounters?
     /// What the loop watches for: `EPOLLIN` while answering, `EPOLLOUT` while replies wait.
     private var interest = EPOLLIN.rawValue
     private(set) var isClosed = false
@@ -25,7 +27,24 @@ final class Connection: EventLoopHandler, @unchecked Sendable {
         self.fd = fd
         self.loop = loop
         self.service = service
-        session = Session(fd: fd, config: config, service: service)
+        counters = config.counters.flatMap { $0.isCounting ? $0 : nil }
+        session = Session(fd: fd, config: config, service: service) { [unowned(unsafe) self] slot, deferral in
+            startDeferred(slot, deferral)
+        }
+    }
+
+    /// Asks the store for a deferred reply; it comes back on this loop.
+    private func startDeferred(_ slot: UInt64, _ deferral: QuotaDeferral) {
+        let loop = self.loop
+        deferral.start { [self] reply, outcome in
+            loop.execute { [self] in
+                if let outcome, let counters {
+                    counters.count(counters.handle(MetricTable.quotaAnswers), outcome.rawValue)
+                }
+                guard !isClosed else { return }
+                apply(session.deferredReady(slot, reply) { [unowned(unsafe) self] in subscribe() })
+            }
+        }
     }
 
     /// Serves the accepted socket `fd` on `loop` (call on that loop), answering from `config`
@@ -53,6 +72,11 @@ final class Connection: EventLoopHandler, @unchecked Sendable {
     // MARK: - Events
 
     func ready(_ events: UInt32) {
+        if interest == 0 {
+            // Waiting for the store's replies: only a hang-up or an error comes now.
+            if events & (EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 { close() }
+            return
+        }
         // The loop holds this connection while it handles the event: the closures need not
         // count references to it (once per line answered).
         let next =
@@ -97,6 +121,7 @@ final class Connection: EventLoopHandler, @unchecked Sendable {
         switch next {
         case .read: want(EPOLLIN.rawValue)
         case .write: want(EPOLLOUT.rawValue)
+        case .pause: want(0)
         case .close: close()
         }
     }

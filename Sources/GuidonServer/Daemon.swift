@@ -5,6 +5,7 @@ import GuidonEntitlements
 import GuidonFiles
 public import GuidonHTTP
 import GuidonProtocol
+public import GuidonQuota
 import GuidonSystemd
 public import Logging
 import NIOCore  // System.coreCount: the cores this process may use (cgroup quota, affinity)
@@ -39,14 +40,18 @@ public struct DaemonConfiguration: Sendable {
     var servedFiles: ServedFiles {
         ServedFiles(flagPath: configPath, options: compileOptions, entitlements: entitlements)
     }
+    /// Where usage limits are counted (`--state-dir`, `--quota-store`, `--quota-timeout`);
+    /// `nil`: usage limits are off (`consume` and `usage` answer `UNAVAILABLE`).
+    public var quota: QuotaConfiguration?
 
     public init(
         configPath: String, socketPath: String, compileOptions: CompileOptions = CompileOptions(),
         maxLineBytes: Int = 64 * 1024, maxConnections: Int = 1024,
         eventLoopThreads: Int? = nil, watchFile: Bool = true, admin: AdminConfiguration = AdminConfiguration(),
         observability: ObservabilityConfiguration = ObservabilityConfiguration(), ofrep: HTTPListenerConfiguration? = nil,
-        entitlements: EntitlementsFile? = nil
+        quota: QuotaConfiguration? = nil, entitlements: EntitlementsFile? = nil
     ) {
+        self.quota = quota
         self.entitlements = entitlements
         self.configPath = configPath
         self.socketPath = socketPath
@@ -160,6 +165,9 @@ public final class Daemon: Sendable {
             let observability = try Observability(config.observability, daemonVersion: Self.version, logger: logger)
             started.add { observability.shutdown() }
 
+            let quotas = try Self.startQuotas(config.quota, logger: logger)
+            started.add { quotas.shutdown() }
+
             let connections = Connections(limit: config.maxConnections, logger: logger)
             let reloader = Reloader(files: config.servedFiles, store: store, connections: connections, logger: logger)
             started.add { reloader.shutdown() }
@@ -181,7 +189,8 @@ public final class Daemon: Sendable {
             let writer = DocumentWriter(
                 documents: [FlagsDocument(path: config.configPath, options: config.compileOptions, store: store, reloader: reloader)]
                     + (config.entitlements.map { [EntitlementsDocument(file: $0, store: store, reloader: reloader)] } ?? []),
-                audit: AuditLog(path: config.admin.auditLogPath, logger: logger), reloader: reloader, logger: logger)
+                audit: AuditLog(path: config.admin.auditLogPath, logger: logger), reloader: reloader, logger: logger,
+                counts: observability.adminWrites)
             started.add { writer.shutdown() }
             if adminListener != nil {
                 DocumentFile.removeStaleTemporaries(of: config.configPath)
@@ -191,7 +200,7 @@ public final class Daemon: Sendable {
             let service = ServiceContext(
                 store: store, connections: connections, maxLineBytes: config.maxLineBytes, adminSocketPath: adminPath,
                 refusedWrite: { line, error, socket in writer.auditForbidden(line, error: error, peer: Peer.of(socket, named: false)) },
-                observability: observability
+                observability: observability, quotas: quotas
             ) {
                 let served = store.current
                 return DaemonStatus(
@@ -272,12 +281,29 @@ public final class Daemon: Sendable {
             writer.shutdown()
             admin?.stop()
             server.stop()
+            // Every connection is closed: write every count (the embedded store's log and snapshot).
+            quotas.shutdown()
             observability.shutdown()
         } catch {
             started.stopAll()
             throw error
         }
         logger.info("stopped")
+    }
+
+    /// The usage-limit store, started (the embedded store reads its state back here).
+    private static func startQuotas(_ configuration: QuotaConfiguration?, logger: Logger) throws(StartupError) -> QuotaService {
+        do throws(QuotaStoreError) {
+            let service = try QuotaService(configuration, logger: logger)
+            switch configuration?.store {
+            case .embedded(let directory)?: logger.info("usage limits: counted here, durable under \(directory)")
+            case .redis(let address)?: logger.info("usage limits: counted in Redis at \(address)")
+            case nil: logger.info("usage limits: off (no --state-dir or --quota-store)")
+            }
+            return service
+        } catch {
+            throw StartupError(description: "usage limits: \(error.message)")
+        }
     }
 
     private static func zip2<A, B, C>(_ a: A?, _ b: B?, _ c: C?) -> (A, B, C)? {

@@ -4,6 +4,7 @@ import Dispatch
 import GuidonEditing
 import GuidonFiles
 import GuidonJSON
+import GuidonMetrics
 import GuidonProtocol
 import Logging
 import NIOConcurrencyHelpers
@@ -87,8 +88,11 @@ final class DocumentWriter: Sendable {
     private let io = StagingThread()
     private let droppedForbidden = ManagedAtomic(0)
     static let forbiddenBacklog = 64
+    /// `guidon_admin_writes_total`: every audit record, by action and result.
+    private let counts: AdminWriteCounts?
 
-    init(documents: [any EditableDocument], audit: AuditLog, reloader: Reloader, logger: Logger) {
+    init(documents: [any EditableDocument], audit: AuditLog, reloader: Reloader, logger: Logger, counts: AdminWriteCounts? = nil) {
+        self.counts = counts
         var byName: [String: any EditableDocument] = [:]
         for document in documents { byName[document.namespace] = document }
         self.documents = byName
@@ -145,6 +149,12 @@ final class DocumentWriter: Sendable {
             }
             append(record)
         }
+    }
+
+    /// Appends `record` on the reload thread (in order with the writes' records), then calls
+    /// `done` there with whether it was written.
+    func audit(_ record: AuditRecord, then done: @escaping @Sendable (Bool) -> Void) {
+        reloader.perform { [self] _ in done(append(record)) }
     }
 
     // MARK: - On the reload thread
@@ -293,6 +303,7 @@ final class DocumentWriter: Sendable {
     /// Appends `record`; a failure is logged (the change itself stands: it is served already).
     @discardableResult
     private func append(_ record: AuditRecord) -> Bool {
+        counts?.count(action: record.action, result: record.result.rawValue)
         do {
             try audit.append(record)
             return true

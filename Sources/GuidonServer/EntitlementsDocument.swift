@@ -27,8 +27,11 @@ struct EntitlementsDocument: EditableDocument {
         editor = EntitlementsEditor(options: file.options)
     }
 
+    /// The served version when `bytes` are the served text (a comparison, not a digest of 10 MiB).
     func revision(of bytes: [UInt8]) -> String {
-        Revision.of(bytes)
+        let served = store.current
+        if let value = served.entitlements, let version = served.entitlementsVersion, value.isCompiled(from: bytes) { return version }
+        return Revision.of(bytes)
     }
 
     func subject(of request: AdminRequest) -> String? {
@@ -77,7 +80,9 @@ struct EntitlementsDocument: EditableDocument {
         let operation = try EntitlementsRequests.operation(request, now: Int64(time(nil)))
         let draft: EntitlementsDraft
         do {
-            draft = try editor.draft(operation, to: bytes)
+            // The served value finds the tenant without delimiting the others (when the file
+            // holds what it serves, as it does unless edited by hand since).
+            draft = try editor.draft(operation, to: bytes, served: store.current.entitlements)
         } catch {
             throw FlagRequests.error(error, id: request.id)
         }

@@ -35,6 +35,8 @@ public struct ObservabilityConfiguration: Sendable, Hashable {
 public final class Observability: Sendable {
     public let registry: MetricsRegistry
     public let events: ExposureWriter?
+    /// Admin write attempts, counted by the admin writer.
+    public let adminWrites = AdminWriteCounts()
     let configuration: ObservabilityConfiguration
     let daemonVersion: String
     let startedAt: Int64
@@ -78,11 +80,13 @@ public final class Observability: Sendable {
         }
         let flags = served.snapshot.flags
         let enabled = flags.reduce(0) { $0 + ($1.state == .enabled ? 1 : 0) }
-        return MetricsReport(
+        var report = MetricsReport(
             counters: counters, counting: registry.counting, daemonVersion: daemonVersion, startedAt: startedAt,
             uptimeSeconds: (ContinuousClock.now - started).components.seconds, connections: connections.count,
             configVersion: served.version, configLoadedAt: served.loadedAt, servedFlags: Set(flags.map(\.key)),
             enabledFlags: enabled, disabledFlags: flags.count - enabled, reloads: store.reloadCounts, exposures: exposures)
+        report.adminWrites = adminWrites.sample
+        return report
     }
 
     /// The listener's routes. `/healthz` answers 200 when every event loop runs a task within a

@@ -134,7 +134,7 @@ public final class Reloader: Sendable {
 
         let new: ServedConfig
         do throws(ConfigLoadError) {
-            let contents = try files.read()
+            let contents = try files.read(served: old)
             if contents.flagVersion == old.version && contents.entitlementsVersion == old.entitlementsVersion {
                 let attempt = ReloadAttempt(
                     trigger: trigger, at: now, ok: true, configVersion: old.version, entitlementsVersion: old.entitlementsVersion)

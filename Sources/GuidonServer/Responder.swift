@@ -3,6 +3,7 @@ import GuidonEntitlements
 import GuidonJSON
 import GuidonMetrics
 public import GuidonProtocol
+import GuidonQuota
 
 /// What every connection shares.
 public struct ServiceContext: Sendable {
@@ -24,12 +25,15 @@ public struct ServiceContext: Sendable {
     /// The counters, exposure events and HTTP listener; `nil`: nothing is counted (`stats`
     /// and `metrics` then show the configuration and connections only).
     public var observability: Observability?
+    /// Usage limits (`consume`, `usage`, `usage.reset`); `nil`: off.
+    public var quotas: QuotaService?
 
     public init(
         store: ConfigStore, connections: Connections, maxLineBytes: Int, replyBudget: Int = 256 * 1024,
         adminSocketPath: String? = nil, refusedWrite: (@Sendable ([UInt8], RequestError, Int32) -> Void)? = nil,
-        observability: Observability? = nil, status: @escaping @Sendable () -> DaemonStatus
+        observability: Observability? = nil, quotas: QuotaService? = nil, status: @escaping @Sendable () -> DaemonStatus
     ) {
+        self.quotas = quotas
         self.store = store
         self.connections = connections
         self.maxLineBytes = maxLineBytes
@@ -67,12 +71,18 @@ struct Responder {
     /// The connection's socket (for the credentials of a refused write), -1 for none.
     let socket: Int32
     private let parser = RequestParser()
-    private var request = Request(op: .ping)
+    var request = Request(op: .ping)
     /// The loop's counters, unretained (its `LoopConfig` holds them for as long as the loop
     /// runs): a line's counts then cost no reference counting.
-    private let counters: Unmanaged<LoopCounters>?
-    private let counting: Bool
+    let counters: Unmanaged<LoopCounters>?
+    let counting: Bool
     private let tracking: Bool
+    /// `guidon_quota_answers_total`, resolved once.
+    let quotaAnswers: CounterHandle?
+    /// The zone of the entitlements document last asked for (see `answerQuota`).
+    var zoneCache: TimeZoneRules?
+    /// Storage for a `consume`'s limits, reused.
+    var quotaLimits: [QuotaLimit] = []
     /// Request lines answered since the session last asked (for the latency histogram).
     var answered = 0
 
@@ -82,24 +92,30 @@ struct Responder {
         self.counters = counters.map { Unmanaged.passUnretained($0) }
         counting = counters?.isCounting ?? false
         tracking = counters?.exposures != nil
+        quotaAnswers = counters?.handle(MetricTable.quotaAnswers)
     }
 
     /// Answers `line` (without its newline) from `config`, appending the reply to `replies`.
     /// A `watch` calls `subscribe` before it reads the version it reports, so that no reload
-    /// falls between the two unannounced.
+    /// falls between the two unannounced. A `consume` or `usage` that the store answers later
+    /// (Redis) writes nothing and returns the deferral: the caller keeps the reply's place.
+    @discardableResult
     mutating func answer(
         _ line: UnsafeRawBufferPointer, config: ServedConfig, into replies: inout [UInt8], subscribe: () -> Void
-    ) {
+    ) -> QuotaDeferral? {
         var line = line
         if let last = line.last, last == UInt8(ascii: "\r") { line = UnsafeRawBufferPointer(rebasing: line.dropLast()) }
-        if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { return }
+        if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { return nil }
         answered += 1
         do {
             try parser.parse(line, into: &request)
         } catch {
-            if error.code == .forbidden { return refuseWrite(line, error, into: &replies) }
+            if error.code == .forbidden {
+                refuseWrite(line, error, into: &replies)
+                return nil
+            }
             refuse(error, into: &replies)
-            return
+            return nil
         }
         let op = request.op
         if counting { counters?._withUnsafeGuaranteedRef { $0.request(op) } }
@@ -157,10 +173,13 @@ struct Responder {
             let text = String(decoding: service.metricsReport().prometheusText(), as: UTF8.self)
             ReplyEncoder.reply(
                 id: request.id, ["contentType": .string(MetricsReport.prometheusContentType), "text": .string(text)], into: &replies)
+        case .consume, .usage:
+            return answerQuota(config: config, into: &replies)
         }
         if tracking, let counters, counters._withUnsafeGuaranteedRef({ $0.hasPendingExposures }) {
             recordExposures(counters)
         }
+        return nil
     }
 
     /// Counts one result, and notes it when its flag asks for exposure events (OFREP's answers too).

@@ -28,6 +28,8 @@ struct Session {
         case read
         /// Room in the socket for the replies that wait (`EPOLLOUT`).
         case write
+        /// Nothing from the socket: replies the store owes (`deferredReplies`) come first.
+        case pause
         /// Nothing: close the connection.
         case close
     }
@@ -52,6 +54,25 @@ struct Session {
     /// Sending failed (the client is gone): close without further ado.
     private var broken = false
 
+    /// Replies owed by the store (a Redis-backed `consume` or `usage`), oldest first, each with
+    /// the replies of the lines answered after it: replies leave in request order, and the loop
+    /// goes on answering (pipelining) while the store works.
+    private var deferred: [DeferredSlot] = []
+    /// Replies waiting behind `deferred`, in bytes.
+    private var deferredBytes = 0
+    private var nextDeferred: UInt64 = 0
+    /// Asks the store for a deferred reply, which comes back as `deferredReady(_:_:_:)`.
+    private let startDeferred: (_ slot: UInt64, _ deferral: QuotaDeferral) -> Void
+    /// At most this many replies owed at once per connection; past it nothing more is answered
+    /// until the oldest come back.
+    private static let maxDeferred = 512
+
+    private struct DeferredSlot {
+        let slot: UInt64
+        var reply: [UInt8]?
+        var after: [UInt8] = []
+    }
+
     /// Read and reply space kept between bursts; a bigger burst's is given back.
     private static let retainedBytes = 64 * 1024
     private static let newline = Int32(UInt8(ascii: "\n"))
@@ -59,8 +80,12 @@ struct Session {
     /// The loop's counters, when it counts: unretained, as `Responder`'s.
     private let counters: Unmanaged<LoopCounters>?
 
-    init(fd: Int32, config: LoopConfig, service: ServiceContext) {
+    init(
+        fd: Int32, config: LoopConfig, service: ServiceContext,
+        startDeferred: @escaping (_ slot: UInt64, _ deferral: QuotaDeferral) -> Void = { _, _ in }
+    ) {
         self.fd = fd
+        self.startDeferred = startDeferred
         self.config = config
         self.service = service
         responder = Responder(service: service, socket: fd, counters: config.counters)
@@ -92,6 +117,25 @@ struct Session {
 
     /// Bytes written by the session and not yet taken by the socket.
     var waiting: Int { out.count - sent }
+
+    /// Too many replies are owed by the store: answer nothing more until some come back.
+    private var deferredFull: Bool {
+        !deferred.isEmpty && (deferred.count >= Self.maxDeferred || deferredBytes >= service.replyBudget)
+    }
+
+    /// The store's reply for `slot` (on the loop): it and whatever waited behind it are queued
+    /// for writing once every older one has come too.
+    mutating func deferredReady(_ slot: UInt64, _ reply: [UInt8], subscribe: () -> Void) -> Next {
+        guard let index = deferred.firstIndex(where: { $0.slot == slot }) else { return advance(subscribe: subscribe) }
+        deferred[index].reply = reply
+        while let first = deferred.first, let ready = first.reply {
+            out += ready
+            out += first.after
+            deferredBytes -= first.after.count
+            deferred.removeFirst()
+        }
+        return advance(subscribe: subscribe)
+    }
 
     /// The socket is readable: reads once into `scratch` and answers what came.
     /// `subscribe` is called for a `watch` request.
@@ -127,6 +171,12 @@ struct Session {
 
     /// Queues one `watch` event and writes what it can.
     mutating func push(_ event: [UInt8], subscribe: () -> Void) -> Next {
+        if !deferred.isEmpty {
+            // Behind the replies still owed: events follow the replies of requests sent before them.
+            deferred[deferred.count - 1].after += event
+            deferredBytes += event.count
+            return .pause
+        }
         let idle = waiting == 0
         out.append(contentsOf: event)
         return idle ? advance(subscribe: subscribe) : .write
@@ -147,6 +197,7 @@ struct Session {
             case .failed: return .close
             }
             // Nothing waits to be written.
+            if deferredFull { return .pause }
             if !refused && held.withUnsafeBytes({ $0.count > 0 && memchr($0.baseAddress!, Self.newline, $0.count) != nil }) {
                 var pending: [UInt8] = []
                 swap(&pending, &held)
@@ -164,6 +215,7 @@ struct Session {
                 }
                 return .read
             }
+            if !deferred.isEmpty { return .pause }
             if answerUnterminatedLine && !refused && !held.isEmpty {
                 answerUnterminatedLine = false
                 var last: [UInt8] = []
@@ -191,7 +243,8 @@ struct Session {
         guard let base = bytes.baseAddress else { return 0 }
         var start = 0
         while let found = memchr(base + start, Self.newline, bytes.count - start) {
-            if waiting >= service.replyBudget {
+            if deferredFull { return start }
+            if waiting >= service.replyBudget && deferred.isEmpty {
                 switch flush() {
                 case .done: break
                 case .blocked: return start
@@ -216,7 +269,20 @@ struct Session {
     }
 
     private mutating func answer(_ line: UnsafeRawBufferPointer, config: ServedConfig, subscribe: () -> Void) {
-        responder.answer(line, config: config, into: &out, subscribe: subscribe)
+        let deferral: QuotaDeferral?
+        if deferred.isEmpty {
+            deferral = responder.answer(line, config: config, into: &out, subscribe: subscribe)
+        } else {
+            let last = deferred.count - 1
+            let before = deferred[last].after.count
+            deferral = responder.answer(line, config: config, into: &deferred[last].after, subscribe: subscribe)
+            deferredBytes += deferred[last].after.count - before
+        }
+        if let deferral {
+            nextDeferred &+= 1
+            deferred.append(DeferredSlot(slot: nextDeferred))
+            startDeferred(nextDeferred, deferral)
+        }
     }
 
     /// A line longer than the limit: say so, and close once that is written. (The caller
@@ -224,9 +290,12 @@ struct Session {
     private mutating func tooLarge() {
         refused = true
         finishing = true
-        responder.refuse(
-            RequestError(code: .tooLarge, message: "request line longer than \(service.maxLineBytes) bytes; closing the connection"),
-            into: &out)
+        let error = RequestError(code: .tooLarge, message: "request line longer than \(service.maxLineBytes) bytes; closing the connection")
+        if deferred.isEmpty {
+            responder.refuse(error, into: &out)
+        } else {
+            responder.refuse(error, into: &deferred[deferred.count - 1].after)
+        }
     }
 
     // MARK: - Writing

@@ -43,6 +43,9 @@ final class BenchSession {
         if stages.contains("admin") {
             if attachedSocket == nil { try measureAdminWrites() } else { report.notes.append("admin stage skipped: attached to a running guidond") }
         }
+        if stages.contains("entitlements-admin") {
+            if attachedSocket == nil { try measureEntitlementsWrites() } else { report.notes.append("entitlements-admin stage skipped: attached to a running guidond") }
+        }
         if stages.contains("startup") {
             if attachedSocket == nil { try measureStartup() } else { report.notes.append("startup stage skipped: attached to a running guidond") }
         }
@@ -51,6 +54,9 @@ final class BenchSession {
         }
         if stages.contains("entitlements") {
             if attachedSocket == nil { try measureEntitlements() } else { report.notes.append("entitlements stage skipped: attached to a running guidond") }
+        }
+        if stages.contains("consume") {
+            if attachedSocket == nil { try measureConsume() } else { report.notes.append("consume stage skipped: attached to a running guidond") }
         }
         if stages.contains("counting") {
             if attachedSocket == nil { try measureCountingCost() } else { report.notes.append("counting stage skipped: attached to a running guidond") }

@@ -21,7 +21,11 @@ struct DaemonBench: ParsableCommand {
             admin (write → answered through the admin socket on the 10,000-flag file; reads and 16 × 16 throughput with and \
             without 10 writes per second), startup (spawn to first answered ping) and counting (guidond with counting off, on, \
             and on with exposure events for the benchmarked flag, alternating: what counting costs) and ofrep (the same flags \
-            through OFREP over a keep-alive HTTP connection and through the Unix socket, taking turns: their p50 side by side).
+            through OFREP over a keep-alive HTTP connection and through the Unix socket, taking turns: their p50 side by side) \
+            and consume (usage limits: consume through guidond with the embedded store and with Redis, against the floor \
+            and a bare EVALSHA of the same script; 16 × 16 against the floor). \
+            Not in the default: entitlements (guidond with 100,000 tenants) and entitlements-admin (write → served of a \
+            one-tenant override through the admin socket on the 100,000-tenant file; reads with and without 2 writes per second).
             """
     )
 
@@ -82,8 +86,11 @@ struct DaemonBench: ParsableCommand {
     @Option(help: "Seconds per 16 × 16 throughput phase per round in the admin stage (default 1, --quick 0.5).")
     var adminThroughputSeconds: Double?
 
-    @Option(help: "Stages to run, comma-separated: latency, throughput, reload, admin, startup, counting, ofrep, entitlements (not in the default).")
-    var stages: String = "latency,throughput,reload,admin,startup,counting,ofrep"
+    @Option(help: "Tenants in the entitlements document of the entitlements-admin stage.")
+    var entitlementsTenants: Int = 100_000
+
+    @Option(help: "Stages to run, comma-separated: latency, throughput, reload, admin, startup, counting, ofrep, consume, entitlements, entitlements-admin (the last two not in the default).")
+    var stages: String = "latency,throughput,reload,admin,startup,counting,ofrep,consume"
     @Option(help: "Alternating rounds of the counting stage (default 24, --quick 4).")
     var countingRounds: Int?
 
@@ -102,9 +109,10 @@ struct DaemonBench: ParsableCommand {
         guard !integerList(connections).isEmpty, !integerList(inFlight).isEmpty else {
             throw ValidationError("--connections and --in-flight take comma-separated positive integers")
         }
-        let known: Set = ["latency", "throughput", "reload", "admin", "startup", "counting", "ofrep", "entitlements"]
+        guard entitlementsTenants >= 10 else { throw ValidationError("--entitlements-tenants must be at least 10") }
+        let known: Set = ["latency", "throughput", "reload", "admin", "startup", "counting", "ofrep", "consume", "entitlements", "entitlements-admin"]
         for stage in stageList where !known.contains(stage) {
-            throw ValidationError("unknown stage '\(stage)' (known: latency, throughput, reload, admin, startup, counting, ofrep, entitlements)")
+            throw ValidationError("unknown stage '\(stage)' (known: latency, throughput, reload, admin, startup, counting, ofrep, consume, entitlements, entitlements-admin)")
         }
     }
 
@@ -126,6 +134,7 @@ struct DaemonBench: ParsableCommand {
             startupRuns: startupRuns ?? (quick ? 2 : 7),
             adminSamples: adminSamples ?? (quick ? 8 : 30),
             adminThroughputSeconds: adminThroughputSeconds ?? (quick ? 0.5 : 1),
+            entitlementsTenants: entitlementsTenants,
             stages: Set(stageList),
             redis: !noRedis,
             countingRounds: countingRounds ?? (quick ? 4 : 24),
@@ -182,6 +191,7 @@ struct BenchSettings {
     var startupRuns: Int
     var adminSamples: Int
     var adminThroughputSeconds: Double
+    var entitlementsTenants: Int = 100_000
     var stages: Set<String>
     var redis: Bool
     var countingRounds: Int = 24

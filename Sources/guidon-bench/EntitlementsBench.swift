@@ -1,8 +1,10 @@
 import CAllocCounter
 import CMalloc
+import GuidonEditing
 import GuidonEngine
 import GuidonEntitlements
 import GuidonJSON
+import GuidonProtocol
 
 #if canImport(Glibc)
 import Glibc
@@ -51,6 +53,40 @@ extension EngineBench {
                 previous = recompiled
             }
             printTimes(recompileName, times, cpuTimes)
+        }
+
+        // What the admin writer does for `guidon tenants enable`, phase by phase, off the socket:
+        // the file's revision, the edit (`EntitlementsEditor.draft`), the validating compile
+        // (reusing the served value), the new file's revision.
+        if wanted("entitlements: admin edit") {
+            let editor = EntitlementsEditor(options: options)
+            var served = entitlements
+            var bytes = document
+            var phases: [String: ([Double], [Double])] = [:]
+            func timed<T>(_ phase: String, _ body: () throws -> T) rethrows -> T {
+                let (start, cpuStart) = (ContinuousClock.now, Self.threadCPUNanoseconds())
+                let value = try body()
+                phases[phase, default: ([], [])].0.append(Self.nanoseconds(ContinuousClock.now - start))
+                phases[phase, default: ([], [])].1.append(Self.threadCPUNanoseconds() - cpuStart)
+                return value
+            }
+            let tenant = Self.tenantID(tenants / 2 + 1)
+            for run in 0..<max(3, runs) * 2 {
+                var change = OverrideChange(enabled: run % 2 == 1)
+                change.by = "guidon-bench"
+                let operation = EntitlementsOperation(
+                    .setOverride(tenant: tenant, feature: "feature-12", change), by: "guidon-bench", reason: nil, now: now)
+                // As the daemon does: the served revision when the file holds the served text.
+                _ = timed("revision") { served.isCompiled(from: bytes) ? "" : Revision.of(bytes) }
+                let draft = try timed("edit") { try editor.draft(operation, to: bytes, served: served) }
+                let edit = try timed("validate") { try editor.validate(draft, reusing: served, flagKeys: []) }
+                _ = timed("new revision") { Revision.of(edit.document) }
+                served = edit.entitlements
+                bytes = edit.document
+            }
+            for phase in ["revision", "edit", "validate", "new revision"] {
+                printTimes("entitlements: admin edit of 1 tenant, \(phase)", phases[phase]!.0, phases[phase]!.1)
+            }
         }
 
         print(pad("scenario", 52) + pad("ns/op", 12, right: true) + pad("allocs/op", 11, right: true) + "  answer")

@@ -10,7 +10,7 @@ struct Guidon: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "guidon",
         abstract: "Asks guidond for feature flags and entitlements, changes them, and checks flag files.",
-        subcommands: [Eval.self, Ping.self, Status.self, List.self, Watch.self, Stats.self, Metrics.self, Validate.self, Flags.self, Tenants.self, Plans.self, Features.self, Import.self, EntitlementsCommand.self]
+        subcommands: [Eval.self, Ping.self, Status.self, List.self, Watch.self, Stats.self, Metrics.self, Usage.self, Validate.self, Flags.self, Tenants.self, Plans.self, Features.self, Import.self, EntitlementsCommand.self]
     )
 }
 

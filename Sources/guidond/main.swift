@@ -3,6 +3,7 @@ import GuidonEngine
 import GuidonEntitlements
 import GuidonFiles
 import GuidonHTTP
+import GuidonQuota
 import GuidonServer
 import GuidonSystemd
 import Logging
@@ -88,7 +89,37 @@ struct Guidond: ParsableCommand {
     @Option(name: .customLong("events-window"), help: "Seconds within which the same (targeting key, flag, variant) is recorded once; 0 records every evaluation.")
     var eventsWindow = 60
 
+    @Option(name: .customLong("state-dir"), help: "Where usage-limit counts are kept durable (default: $STATE_DIRECTORY, which systemd's StateDirectory= sets; without either, and without --quota-store, usage limits are off).")
+    var stateDir: String?
+
+    @Option(name: .customLong("quota-store"), help: "Count usage limits in Redis, shared by every guidond using it: redis://HOST:PORT or redis+unix:///PATH (default: embedded, under --state-dir).")
+    var quotaStore: String?
+
+    @Option(name: .customLong("quota-timeout"), help: "The longest a request waits for the Redis quota store, in milliseconds; past it each limit's failMode decides.")
+    var quotaTimeout = 50
+
+    /// `--state-dir`, else systemd's `$STATE_DIRECTORY` (the first, should it list several).
+    var stateDirectory: String? {
+        if let stateDir { return stateDir }
+        guard let raw = getenv("STATE_DIRECTORY") else { return nil }
+        let first = String(cString: raw).split(separator: ":").first.map(String.init)
+        return first?.isEmpty == false ? first : nil
+    }
+
+    /// `nil`: usage limits are off.
+    func quotaConfiguration() throws -> QuotaConfiguration? {
+        guard quotaStore != nil || stateDirectory != nil else { return nil }
+        do throws(QuotaStoreError) {
+            return try QuotaConfiguration(quotaStore: quotaStore, stateDirectory: stateDirectory ?? "", timeout: .milliseconds(quotaTimeout))
+        } catch {
+            throw ValidationError(error.message)
+        }
+    }
+
     func validate() throws {
+        guard (1...60_000).contains(quotaTimeout) else { throw ValidationError("--quota-timeout must be 1 to 60000 milliseconds") }
+        if let stateDir, stateDir.isEmpty { throw ValidationError("--state-dir must be a directory path") }
+        _ = try quotaConfiguration()
         guard !tenantAttribute.isEmpty else { throw ValidationError("--tenant-attribute must not be empty") }
         guard maxLineBytes >= 64 else { throw ValidationError("--max-line-bytes must be at least 64") }
         guard maxConnections >= 1 else { throw ValidationError("--max-connections must be at least 1") }
@@ -136,6 +167,7 @@ struct Guidond: ParsableCommand {
                 maxConnections: maxAdminConnections),
             observability: observability,
             ofrep: ofrepListen.flatMap { try? HTTPListenerConfiguration(listen: $0) },
+            quota: try quotaConfiguration(),
             entitlements: entitlements.map {
                 EntitlementsFile(
                     path: $0, tenantAttribute: tenantAttribute,

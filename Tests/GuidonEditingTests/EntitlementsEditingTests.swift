@@ -328,4 +328,42 @@ struct EntitlementsEditingTests {
         #expect(edit.entitlements.evaluate("a", tenant: "t2500", now: editNow)?.value == false)
         #expect(edit.entitlements.evaluate("a", tenant: "t2501", now: editNow)?.value == true)
     }
+    /// The daemon drafts with the served value, which finds a tenant through its index instead of
+    /// delimiting every tenant: each tenant operation must make the same bytes, summary, before
+    /// and after (or the same refusal) as without it, and a served value compiled from other
+    /// bytes (the file was edited by hand since) must not be used.
+    @Test func draftingWithTheServedValueChangesNothingButTheWay() throws {
+        let served = try Entitlements.compile(json: exampleEntitlements)
+        let stale = try Entitlements.compile(json: Array(replacing(#""acme": {"name": "Acme Corp""#, #""acme": {"name": "Acme Inc""#).utf8))
+        let actions: [EntitlementsOperation.Action] = [
+            .setOverride(tenant: "acme", feature: "voice_ai", OverrideChange(enabled: true, notes: "trial")),
+            .setOverride(tenant: "5", feature: "voice_ai", OverrideChange(enabled: false)),
+            .clearOverride(tenant: "5", feature: "voice_ai"),
+            .clearOverride(tenant: "acme", feature: "voice_ai"),
+            .setPlan(tenant: "globex", plan: "enterprise", status: "active"),
+            .setPlan(tenant: "newco", plan: "starter", status: nil),
+            .setStatus(tenant: "initech", status: "active", validUntil: .clear),
+            .deleteTenant("umbrella"),
+            .deleteTenant("nobody"),
+            .bulk([
+                .init(tenant: "hooli", feature: "voice_ai", override: OverrideChange(enabled: true)),
+                .init(tenant: "acme", feature: "voice_ai", override: OverrideChange(enabled: false)),
+            ]),
+            .bulk([.init(tenant: "acme", feature: "voice_ai", override: OverrideChange(enabled: true)), .init(tenant: "nobody", feature: "voice_ai", override: OverrideChange(enabled: true))]),
+        ]
+        func outcome(_ action: EntitlementsOperation.Action, served: Entitlements?) -> String {
+            do {
+                let draft = try EntitlementsEditor().draft(EntitlementsOperation(action, by: "x", now: editNow), to: exampleEntitlements, served: served)
+                return [text(draft.document), draft.summary, draft.subject, "\(draft.before.map(JSONWriter.string) ?? "-")",
+                        "\(draft.after.map(JSONWriter.string) ?? "-")", "\(draft.changed)"].joined(separator: "\n")
+            } catch {
+                return "refused: \(error)"
+            }
+        }
+        for action in actions {
+            let plain = outcome(action, served: nil)
+            #expect(outcome(action, served: served) == plain, "\(action)")
+            #expect(outcome(action, served: stale) == plain, "\(action)")
+        }
+    }
 }

@@ -41,6 +41,18 @@ import Testing
         #expect(throws: JSONSyntaxError.self) { try JSONParser().members(ofObjectAt: 0, in: Array(#"{"a": tru}"#.utf8)) }
     }
 
+    @Test func aKnownEndIsNotSteppedOver() throws {
+        let text = Array(#"{"flags": {"x": [1, {"y": "}"}]}, "n": null, "t": {"a": 1}}"#.utf8)
+        let plain = try JSONParser().members(ofObjectAt: 0, in: text)
+        var asked: [String] = []
+        let known = try JSONParser().members(ofObjectAt: 0, in: text) { key, start in
+            asked.append(key)
+            return key == "flags" ? JSONParser().valueEnd(in: text, from: start) : nil
+        }
+        #expect(known == plain)
+        #expect(asked == ["flags", "t"])  // only object and array values are asked about
+    }
+
     @Test func valueEndsFollowTheStructure() {
         let parser = JSONParser()
         #expect(parser.valueEnd(in: Array(#"["]", {"a": [1]}] x"#.utf8), from: 0) == 17)

@@ -55,9 +55,30 @@ struct RequestParserAcceptTests {
         #expect(r.flag == nil)
     }
 
-    @Test(arguments: Request.Operation.allCases.filter { $0 != .eval })
+    @Test(arguments: Request.Operation.allCases.filter { $0 != .eval && $0 != .consume })
     func operationsWithoutMembers(op: Request.Operation) throws {
         #expect(try parse(#"{"op":"\#(op.rawValue)"}"#).op == op)
+    }
+
+    @Test func consumeAndUsage() throws {
+        let consume = try parse(#"{"op":"consume","feature":"video","amount":3,"idempotencyKey":"k-1","context":{"tenantId":"5"}}"#)
+        #expect(consume.op == .consume && consume.feature == "video" && consume.amount == 3 && consume.idempotencyKey == "k-1")
+        #expect(try parse(#"{"op":"consume","feature":"video"}"#).amount == 1)
+        #expect(try parse(#"{"op":"consume","feature":"video","amount":2.0}"#).amount == 2)
+        #expect(try parse(#"{"op":"consume","feature":"video","amount":9007199254740991}"#).amount == 9_007_199_254_740_991)
+        let usage = try parse(#"{"op":"usage","context":{"tenantId":"5"}}"#)
+        #expect(usage.op == .usage && usage.feature == nil)
+        for bad in [
+            #"{"op":"consume"}"#, #"{"op":"consume","feature":""}"#, #"{"op":"consume","feature":7}"#,
+            #"{"op":"consume","feature":"v","amount":0}"#, #"{"op":"consume","feature":"v","amount":-3}"#,
+            #"{"op":"consume","feature":"v","amount":1.25}"#, #"{"op":"consume","feature":"v","amount":9007199254740992}"#,
+            #"{"op":"consume","feature":"v","amount":1e400}"#, #"{"op":"consume","feature":"v","amount":"2"}"#,
+            #"{"op":"consume","feature":"v","amount":null}"#, #"{"op":"consume","feature":"v","idempotencyKey":""}"#,
+            #"{"op":"consume","feature":"v","idempotencyKey":["k"]}"#, #"{"op":"consume","feature":"v","amount":1,"amount":2}"#,
+            #"{"op":"usage","amount":1}"#, #"{"op":"usage","idempotencyKey":"k"}"#, #"{"op":"usage","feature":""}"#,
+        ] {
+            #expect(throws: RequestError.self, "\(bad)") { try parse(bad) }
+        }
     }
 
     @Test(arguments: [

@@ -116,6 +116,42 @@ if forbidden.get("error", {}).get("code") != "FORBIDDEN":
     failures += 1
     print("the query socket did not refuse a write:", forbidden)
 
+# Usage limits (guidond started with --entitlements protocol/examples/entitlements.json and a
+# --state-dir: GUIDON_CHECK_QUOTAS=1).
+if os.environ.get("GUIDON_CHECK_QUOTAS") == "1":
+    acme = {"tenantId": "acme", "targetingKey": "user-7"}
+    quota_cases = [
+        ({"op": "consume", "id": "q1", "feature": "voice_ai", "context": acme}, "consume-reply.schema.json"),
+        ({"op": "consume", "feature": "video_generation", "context": acme, "amount": 2, "idempotencyKey": "render-1"}, "consume-reply.schema.json"),
+        ({"op": "consume", "feature": "video_generation", "context": acme, "amount": 2, "idempotencyKey": "render-1"}, "consume-reply.schema.json"),
+        ({"op": "consume", "feature": "video_generation", "context": acme, "amount": 9}, "consume-reply.schema.json"),
+        ({"op": "consume", "feature": "voice_ai", "context": {"tenantId": "umbrella"}}, "consume-reply.schema.json"),
+        ({"op": "consume", "feature": "telegram_bot", "context": {"tenantId": "acme"}}, "consume-reply.schema.json"),
+        ({"op": "usage", "id": 7, "feature": "voice_ai", "context": acme}, "usage-reply.schema.json"),
+        ({"op": "usage", "context": acme}, "usage-reply.schema.json"),
+    ]
+    for request, schema in quota_cases:
+        errors = list(request_validator.iter_errors(request))
+        if errors:
+            failures += 1
+            print("request does not match request.schema.json:", request, errors[0].message)
+        sock.sendall(json.dumps(request).encode() + b"\n")
+        reply = json.loads(reader.readline())
+        check(reply, schema, request)
+        if "error" in reply:
+            failures += 1
+            print("refused:", request, reply)
+    for bad in [{"op": "consume", "feature": "voice_ai", "amount": 0, "context": acme},
+                {"op": "consume", "feature": "voice_ai", "amount": 1.5, "context": acme},
+                {"op": "usage", "feature": "voice_ai", "amount": 1, "context": acme},
+                {"op": "consume", "context": acme}]:
+        if request_validator.is_valid(bad):
+            failures += 1
+            print("request.schema.json accepts", bad)
+        sock.sendall(json.dumps(bad).encode() + b"\n")
+        reply = json.loads(reader.readline())
+        check(reply, "error-reply.schema.json", bad)
+
 if admin_path:
     admin = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     admin.connect(admin_path)
@@ -239,6 +275,10 @@ if admin_path:
     if audit_log:
         for line in pathlib.Path(audit_log).read_text().splitlines():
             check(json.loads(line), "audit-record.schema.json", "an audit log line")
+    if os.environ.get("GUIDON_CHECK_QUOTAS") == "1":
+        ask({"op": "usage.reset", "tenant": "acme", "feature": "voice_ai", "by": "ci", "reason": "schema check"},
+            "usage-reset-reply.schema.json")
+        ask({"op": "usage.reset", "tenant": "acme", "feature": "voice_ai"}, "error-reply.schema.json", valid=False)
     ask({"op": "status"}, "status-reply.schema.json")
 
 print(f"{checked} replies checked against protocol/schema, {failures} failure(s)")

@@ -45,7 +45,7 @@ final class TestDaemon: @unchecked Sendable {
     var config: String { directory + "/flags.json" }
     var logPath: String { directory + "/guidond.log" }
     private var pid: pid_t?
-    /// More arguments for guidond (`--entitlements PATH`).
+    /// More arguments for guidond (`--entitlements PATH`, `--state-dir DIR`, …).
     var extraArguments: [String] = []
 
     init(flags: String = exampleFlags) throws {

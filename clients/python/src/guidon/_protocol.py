@@ -197,3 +197,33 @@ def eval_all_results(obj: Mapping[str, Any]) -> Dict[str, EvaluationResult]:
     if not isinstance(results, dict):
         raise ProtocolViolationError(f"evalAll reply without results: {str(obj)[:200]}")
     return {key: eval_result(r, key, None) for key, r in results.items()}
+
+
+#: The largest ``amount`` of a ``consume``: 2^53 - 1, the last integer JSON numbers hold exactly.
+MAX_AMOUNT = (1 << 53) - 1
+
+
+def consume_request(feature: str, context: Context, amount: int, idempotency_key: Optional[str]) -> bytes:
+    """``consume``: count ``amount`` against ``feature``'s limits for the context's tenant."""
+    if not isinstance(feature, str) or not feature:
+        raise InvalidRequestError(f"feature must be a non-empty string, not {type_name(feature)}")
+    if isinstance(amount, bool) or not isinstance(amount, int) or not 1 <= amount <= MAX_AMOUNT:
+        raise InvalidRequestError(f"amount must be a whole number from 1 to {MAX_AMOUNT}, not {amount!r}")
+    line = b'{"op":"consume","feature":' + dumps(feature)
+    if amount != 1:
+        line += b',"amount":' + str(amount).encode()
+    if idempotency_key is not None:
+        if not isinstance(idempotency_key, str) or not idempotency_key:
+            raise InvalidRequestError("idempotency_key must be a non-empty string")
+        line += b',"idempotencyKey":' + dumps(idempotency_key)
+    return line + b',"context":' + encode_context(context) + b"}\n"
+
+
+def usage_request(feature: Optional[str], context: Context) -> bytes:
+    """``usage``: the counts of ``feature`` (or of every metered feature), counting nothing."""
+    line = b'{"op":"usage"'
+    if feature is not None:
+        if not isinstance(feature, str) or not feature:
+            raise InvalidRequestError(f"feature must be a non-empty string, not {type_name(feature)}")
+        line += b',"feature":' + dumps(feature)
+    return line + b',"context":' + encode_context(context) + b"}\n"

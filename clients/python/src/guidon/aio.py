@@ -35,7 +35,9 @@ from .errors import (
 )
 from .types import (
     ConfigurationChanged,
+    ConsumeResult,
     EvaluationResult,
+    FeatureUsage,
     FlagList,
     TenantEntitlements,
     TenantPage,
@@ -53,7 +55,9 @@ _LINE_LIMIT = 64 * 1024 * 1024
 
 
 class _Stale(Exception):
-    pass
+    def __init__(self, delivered: bool = True) -> None:
+        super().__init__()
+        self.delivered = delivered
 
 
 class _Connection:
@@ -66,6 +70,8 @@ class _Connection:
 
     async def request(self, payload: bytes) -> bytes:
         writer = self.writer
+        if self.reused and (self.reader.at_eof() or writer.transport.is_closing()):
+            raise _Stale(False)  # closed before anything was sent
         try:
             writer.write(payload)
             if writer.transport.get_write_buffer_size():
@@ -235,6 +241,28 @@ class AsyncClient:
 
     # MARK: - Management (these raise GuidonError)
 
+    async def consume(
+        self,
+        feature: str,
+        context: proto.Context = None,
+        *,
+        amount: int = 1,
+        idempotency_key: Optional[str] = None,
+        timeout: Optional[float] = None,
+    ) -> ConsumeResult:
+        """:meth:`guidon.Client.consume`, awaited."""
+        payload = proto.consume_request(feature, context, amount, idempotency_key)
+        line = await self._request(payload, timeout, retry=idempotency_key is not None)
+        return ConsumeResult.from_reply(proto.parse_reply(line))
+
+    async def usage(self, feature: str, context: proto.Context = None, *, timeout: Optional[float] = None) -> FeatureUsage:
+        """:meth:`guidon.Client.usage`, awaited."""
+        return await self._call(proto.usage_request(feature, context), FeatureUsage.from_reply, timeout)
+
+    async def usage_all(self, context: proto.Context = None, *, timeout: Optional[float] = None) -> List[FeatureUsage]:
+        """:meth:`guidon.Client.usage_all`, awaited."""
+        return await self._call(proto.usage_request(None, context), FeatureUsage.all_from_reply, timeout)
+
     async def ping(self, *, timeout: Optional[float] = None) -> PingResult:
         return await self._call(proto.PING, PingResult.from_reply, timeout)
 
@@ -305,7 +333,7 @@ class AsyncClient:
     async def _call(self, payload: bytes, parse: Callable[[Dict[str, Any]], T], timeout: Optional[float]) -> T:
         return parse(proto.parse_reply(await self._request(payload, timeout)))
 
-    async def _request(self, payload: bytes, timeout: Optional[float]) -> bytes:
+    async def _request(self, payload: bytes, timeout: Optional[float], retry: bool = True) -> bytes:
         if timeout is None:
             timeout = self.timeout
         if os.getpid() != self._pid:
@@ -322,9 +350,14 @@ class AsyncClient:
         if conn is not None:
             try:
                 line = await asyncio.wait_for(conn.request(payload), timeout)
-            except _Stale:
+            except _Stale as stale:
                 conn.close()
                 self._drop_idle()
+                if stale.delivered and not retry:
+                    raise GuidonConnectionError(
+                        "the daemon closed the connection after the request was sent (it may have been carried out); "
+                        "send it again with an idempotency key to be sure"
+                    ) from None
             except BaseException as error:
                 conn.close()
                 raise self._transport_error(error) from None

@@ -34,7 +34,9 @@ from .errors import (
 )
 from .types import (
     ConfigurationChanged,
+    ConsumeResult,
     EvaluationResult,
+    FeatureUsage,
     FlagList,
     TenantEntitlements,
     TenantPage,
@@ -52,7 +54,12 @@ _RECV = 65536
 
 class _Stale(Exception):
     """A pooled connection turned out closed by the daemon (it restarted, or closed an idle
-    connection) before any reply byte came: the request can be sent again on a new connection."""
+    connection) before any reply byte came: the request can be sent again on a new connection.
+    ``delivered``: the request was sent (the daemon may have carried it out: a ``consume``)."""
+
+    def __init__(self, delivered: bool = True) -> None:
+        super().__init__()
+        self.delivered = delivered
 
 
 def _timeval(seconds: float) -> bytes:
@@ -97,14 +104,17 @@ class _Connection:
         sock = self.sock
         if timeout != self.timeout:
             self._set_timeout(timeout)
+        sent = False
         try:
             sock.sendall(payload)
+            sent = True
             data = sock.recv(_RECV)
         except BlockingIOError:  # EAGAIN: the kernel's timeout expired
             raise _socket.timeout("timed out") from None
         except (BrokenPipeError, ConnectionResetError):
             if self.reused:
-                raise _Stale() from None
+                # On a Unix socket a send to a closed peer fails at once (EPIPE): not delivered.
+                raise _Stale(sent) from None
             # A new connection the daemon refused (OVERLOADED) carries its reason: read it.
             data = self._leftover()
             if not data:
@@ -330,6 +340,37 @@ class Client:
             self._warn_failure(error, "evalAll")
             return {}
 
+    # MARK: - Usage limits (these raise GuidonError)
+
+    def consume(
+        self,
+        feature: str,
+        context: proto.Context = None,
+        *,
+        amount: int = 1,
+        idempotency_key: Optional[str] = None,
+        timeout: Optional[float] = None,
+    ) -> ConsumeResult:
+        """Counts ``amount`` against the metered ``feature``'s limits for the context's tenant
+        (``tenantId``; the user is ``targetingKey``), atomically, and says whether to go ahead
+        (PROTOCOL.md §3.12). A repeat with the same ``idempotency_key`` within 24 hours gets the
+        first answer again. Raises :class:`~guidon.errors.GuidonError` when the daemon cannot
+        answer or refuses the request (an unknown feature, no tenant): a caller decides itself
+        whether that means go or stop."""
+        payload = proto.consume_request(feature, context, amount, idempotency_key)
+        # Sent again on a new connection only when the daemon cannot have counted it (or the key makes it safe).
+        line = self._request(payload, timeout, retry=idempotency_key is not None)
+        return ConsumeResult.from_reply(proto.parse_reply(line))
+
+    def usage(self, feature: str, context: proto.Context = None, *, timeout: Optional[float] = None) -> FeatureUsage:
+        """How much of ``feature``'s limits the context's tenant (and user) has used, counting
+        nothing (PROTOCOL.md §3.13)."""
+        return self._call(proto.usage_request(feature, context), FeatureUsage.from_reply, timeout)
+
+    def usage_all(self, context: proto.Context = None, *, timeout: Optional[float] = None) -> List[FeatureUsage]:
+        """Every metered feature's usage for the context's tenant (and user)."""
+        return self._call(proto.usage_request(None, context), FeatureUsage.all_from_reply, timeout)
+
     # MARK: - Management (these raise GuidonError)
 
     def ping(self, *, timeout: Optional[float] = None) -> PingResult:
@@ -408,9 +449,10 @@ class Client:
         """One request of a management operation: how every later operation is added."""
         return parse(proto.parse_reply(self._request(payload, timeout)))
 
-    def _request(self, payload: bytes, timeout: Optional[float]) -> bytes:
+    def _request(self, payload: bytes, timeout: Optional[float], retry: bool = True) -> bytes:
         """Sends one request line on a pooled connection and returns the reply line; raises
-        GuidonError (and backs off) when that fails."""
+        GuidonError (and backs off) when that fails. ``retry=False`` (a ``consume`` without an
+        idempotency key): a request the daemon may have received is not sent again."""
         if timeout is None:
             timeout = self.timeout
         if os.getpid() != self._pid:
@@ -423,10 +465,15 @@ class Client:
         if conn is not None:
             try:
                 line = conn.request(payload, timeout)
-            except _Stale:
+            except _Stale as stale:
                 # The daemon restarted (or dropped idle connections): so did every pooled one.
                 conn.close()
                 self._drop_idle()
+                if stale.delivered and not retry:
+                    raise GuidonConnectionError(
+                        "the daemon closed the connection after the request was sent (it may have been carried out); "
+                        "send it again with an idempotency key to be sure"
+                    ) from None
             except BaseException as error:
                 conn.close()
                 raise self._transport_error(error) from None

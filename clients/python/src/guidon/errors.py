@@ -54,6 +54,7 @@ class ErrorCode:
     UNKNOWN_OP = "UNKNOWN_OP"
     TOO_LARGE = "TOO_LARGE"
     OVERLOADED = "OVERLOADED"
+    UNAVAILABLE = "UNAVAILABLE"
     # Found by the client: no answer could be had.
     CONNECTION_FAILED = "CONNECTION_FAILED"
     TIMEOUT = "TIMEOUT"

@@ -25,10 +25,11 @@ from fastapi.responses import JSONResponse
 
 from .aio import AsyncClient
 from .client import Client
-from .types import EvaluationResult
-from .web import Denial, context_from, denial_for
+from .errors import GuidonError
+from .types import ConsumeResult, EvaluationResult
+from .web import Denial, context_from, denial_for, usage_denial_for, usage_unavailable
 
-__all__ = ["FeatureDenied", "feature_required", "flag_enabled", "setup"]
+__all__ = ["FeatureDenied", "feature_required", "flag_enabled", "setup", "usage_limit"]
 
 #: ``context=`` hooks may be sync or async.
 RequestContextBuilder = Callable[[Request], Union[Mapping[str, Any], Awaitable[Mapping[str, Any]]]]
@@ -127,3 +128,33 @@ async def flag_enabled(request: Request, flag: str, default: bool = False) -> bo
     result = await _evaluate(request, flag, default, None)
     value = result.value
     return value if isinstance(value, bool) else bool(default)
+
+
+def usage_limit(
+    feature: str, *, amount: int = 1, context: Optional[RequestContextBuilder] = None, fail_open: bool = False
+) -> Callable[[Request], Awaitable[Optional[ConsumeResult]]]:
+    """A dependency that consumes ``amount`` of the metered ``feature`` for the request's tenant;
+    past a hard limit it raises :class:`FeatureDenied` with 429 and ``Retry-After`` (403 when the
+    tenant is not entitled). When the daemon cannot be asked: 503, or with ``fail_open`` the
+    request goes through (the dependency's value is then ``None``)."""
+
+    async def dependency(request: Request) -> Optional[ConsumeResult]:
+        config = _config(request)
+        ctx = await _context(request, context or config.context)
+        client = config.client
+        try:
+            if isinstance(client, AsyncClient):
+                result = await client.consume(feature, ctx, amount=amount)
+            else:
+                result = client.consume(feature, ctx, amount=amount)
+        except GuidonError as error:
+            if fail_open:
+                return None
+            raise FeatureDenied(usage_unavailable(feature, error)) from None
+        denial = usage_denial_for(result)
+        if denial is not None:
+            raise FeatureDenied(denial)
+        return result
+
+    dependency.__name__ = f"usage_limit_{feature}"
+    return dependency

@@ -19,10 +19,11 @@ from typing import Any, Callable, Dict, Mapping, Optional, TypeVar, cast
 from flask import Flask, Response, current_app, g, has_request_context, jsonify, make_response, request
 
 from .client import Client
+from .errors import GuidonError
 from .types import EvaluationResult
-from .web import ContextBuilder, Denial, context_from, denial_for
+from .web import ContextBuilder, Denial, context_from, denial_for, usage_denial_for, usage_unavailable
 
-__all__ = ["Guidon", "feature_required"]
+__all__ = ["Guidon", "feature_required", "usage_limit"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 DenialHandler = Callable[[Denial], Any]
@@ -128,5 +129,38 @@ def feature_required(
             return view(*args, **kwargs)
 
         return cast(F, gated)
+
+    return decorate
+
+
+def usage_limit(
+    feature: str,
+    *,
+    amount: int = 1,
+    context: Optional[ContextBuilder] = None,
+    on_denied: Optional[DenialHandler] = None,
+    fail_open: bool = False,
+) -> Callable[[F], F]:
+    """Decorates a view so that each request consumes ``amount`` of the metered ``feature`` for
+    its tenant before it runs; past a hard limit it answers 429 with ``Retry-After`` (see
+    :mod:`guidon.web`). When the daemon cannot be asked it answers 503, or with ``fail_open``
+    runs the view."""
+
+    def decorate(view: F) -> F:
+        @functools.wraps(view)
+        def limited(*args: Any, **kwargs: Any) -> Any:
+            ext = _extension()
+            try:
+                result = cast(Client, ext.client).consume(feature, ext.context(context), amount=amount)
+            except GuidonError as error:
+                if fail_open:
+                    return view(*args, **kwargs)
+                return (on_denied or ext.on_denied)(usage_unavailable(feature, error))
+            denial = usage_denial_for(result)
+            if denial is not None:
+                return (on_denied or ext.on_denied)(denial)
+            return view(*args, **kwargs)
+
+        return cast(F, limited)
 
     return decorate

@@ -11,6 +11,9 @@ from .errors import GuidonError, Reason
 
 __all__ = [
     "ConfigurationChanged",
+    "ConsumeResult",
+    "FeatureUsage",
+    "LimitUsage",
     "EvaluationResult",
     "FeatureAnswer",
     "TenantEntitlements",
@@ -359,3 +362,144 @@ class TenantPage:
             next=obj.get("next"),
             raw=obj,
         )
+
+
+def _seconds(timestamp: Optional[str]) -> Optional[int]:
+    """Unix seconds of an RFC 3339 UTC timestamp (``2026-12-08T00:00:00Z``)."""
+    if not timestamp:
+        return None
+    from datetime import datetime, timezone
+
+    try:
+        return int(datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp())
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class ConsumeResult:
+    """The answer to :meth:`Client.consume` (PROTOCOL.md §3.12).
+
+    ``allowed`` says whether to go ahead. ``reason`` says why not: ``LIMIT_EXCEEDED``,
+    ``NOT_ENTITLED`` (``upgrade_to`` names the plan that would grant it) or ``STORE_UNAVAILABLE``
+    (``degraded``: the shared store did not answer in time and the limit fails closed). The numbers
+    are the limit that decided; ``used`` and ``remaining`` are ``None`` when degraded.
+    """
+
+    allowed: bool
+    feature: str
+    reason: Optional[str] = None
+    used: Optional[int] = None
+    limit: Optional[int] = None
+    remaining: Optional[int] = None
+    reset_at: Optional[str] = None
+    window: Optional[str] = None
+    mode: Optional[str] = None
+    over: bool = False
+    shadow_over: bool = False
+    replayed: bool = False
+    unlimited: bool = False
+    degraded: bool = False
+    upgrade_to: Optional[str] = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_reply(cls, obj: Mapping[str, Any]) -> ConsumeResult:
+        entitlement = obj.get("entitlement") or _EMPTY
+        metadata = entitlement.get("metadata") or _EMPTY
+        return cls(
+            allowed=bool(obj.get("allowed")),
+            feature=str(obj.get("feature", "")),
+            reason=obj.get("reason"),
+            used=obj.get("used"),
+            limit=obj.get("limit"),
+            remaining=obj.get("remaining"),
+            reset_at=obj.get("resetAt"),
+            window=obj.get("window"),
+            mode=obj.get("mode"),
+            over=bool(obj.get("over", False)),
+            shadow_over=bool(obj.get("shadowOver", False)),
+            replayed=bool(obj.get("replayed", False)),
+            unlimited=bool(obj.get("unlimited", False)),
+            degraded=bool(obj.get("degraded", False)),
+            upgrade_to=metadata.get("upgradeTo"),
+            raw=obj,
+        )
+
+    @property
+    def reset_at_seconds(self) -> Optional[int]:
+        """``reset_at`` as Unix seconds."""
+        return _seconds(self.reset_at)
+
+    def retry_after(self, now: Optional[float] = None) -> Optional[int]:
+        """Whole seconds until the window resets (at least 1), for a ``Retry-After`` header;
+        ``None`` when unknown."""
+        reset = self.reset_at_seconds
+        if reset is None:
+            return None
+        import math
+        import time
+
+        return max(1, math.ceil(reset - (time.time() if now is None else now)))
+
+
+@dataclass(frozen=True)
+class LimitUsage:
+    """One limit's state in a :class:`FeatureUsage`."""
+
+    per: str
+    scope: str
+    mode: str
+    fail_mode: str
+    max: int
+    used: Optional[int]
+    remaining: Optional[int]
+    reset_at: str
+    over: bool
+
+    @classmethod
+    def from_reply(cls, obj: Mapping[str, Any]) -> LimitUsage:
+        return cls(
+            str(obj.get("per", "")), str(obj.get("scope", "")), str(obj.get("mode", "")), str(obj.get("failMode", "")),
+            int(obj.get("max", 0)), obj.get("used"), obj.get("remaining"), str(obj.get("resetAt", "")), bool(obj.get("over")),
+        )
+
+
+@dataclass(frozen=True)
+class FeatureUsage:
+    """The answer to :meth:`Client.usage` for one feature (PROTOCOL.md §3.13): the limit with the
+    least remaining in ``used``/``limit``/``remaining``/``reset_at``, every limit in ``limits``."""
+
+    feature: str
+    entitled: bool
+    unlimited: bool = False
+    used: Optional[int] = None
+    limit: Optional[int] = None
+    remaining: Optional[int] = None
+    reset_at: Optional[str] = None
+    window: Optional[str] = None
+    mode: Optional[str] = None
+    limits: Tuple[LimitUsage, ...] = ()
+    degraded: bool = False
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_reply(cls, obj: Mapping[str, Any]) -> FeatureUsage:
+        return cls(
+            feature=str(obj.get("feature", "")),
+            entitled=bool(obj.get("entitled")),
+            unlimited=bool(obj.get("unlimited", False)),
+            used=obj.get("used"),
+            limit=obj.get("limit"),
+            remaining=obj.get("remaining"),
+            reset_at=obj.get("resetAt"),
+            window=obj.get("window"),
+            mode=obj.get("mode"),
+            limits=tuple(LimitUsage.from_reply(limit) for limit in obj.get("limits") or ()),
+            degraded=bool(obj.get("degraded", False)),
+            raw=obj,
+        )
+
+    @staticmethod
+    def all_from_reply(obj: Mapping[str, Any]) -> List[FeatureUsage]:
+        return [FeatureUsage.from_reply(entry) for entry in obj.get("features") or ()]

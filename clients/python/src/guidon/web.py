@@ -20,8 +20,14 @@ tenant come from is the framework's business (see each helper). Anything else: p
 A refusal is a :class:`Denial`: an HTTP status, headers and a JSON body. Today every refusal is
 ``403`` with ``{"error": "feature_disabled", "flag", "reason", "variant", "message"}`` (plus
 ``errorCode`` when the flag could not be evaluated). The body is designed to grow without breaking
-callers: entitlements will add ``"upgradeTo"`` (the plan that would grant the feature), and usage
-limits will answer ``429`` with a ``Retry-After`` header and ``"error": "usage_limit_exceeded"``.
+callers: entitlements will add ``"upgradeTo"`` (the plan that would grant the feature).
+
+Usage limits (``usage_limit`` in each helper, :func:`usage_denial_for`): a request past a hard
+limit is answered ``429`` with a ``Retry-After`` header (whole seconds until the window resets) and
+``{"error": "usage_limit_exceeded", "feature", "limit", "used", "remaining", "resetAt", "window",
+"message"}``; a tenant not entitled to the feature ``403`` with ``"error": "feature_disabled"`` and
+``"upgradeTo"`` when a plan would grant it; a daemon that cannot be asked ``503`` with
+``"error": "usage_limit_unavailable"`` (unless the helper is told to fail open).
 Clients should switch on ``error`` and ignore members they do not know.
 """
 
@@ -32,9 +38,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Mapping, Optional
 
 from .errors import Reason
-from .types import EvaluationResult
+from .errors import GuidonError
+from .types import ConsumeResult, EvaluationResult
 
-__all__ = ["ContextBuilder", "Denial", "context_from", "denial_for"]
+__all__ = ["ContextBuilder", "Denial", "context_from", "denial_for", "usage_denial_for", "usage_unavailable"]
 
 #: ``context=`` hooks: the request in, the evaluation context out.
 ContextBuilder = Callable[[Any], Mapping[str, Any]]
@@ -136,3 +143,48 @@ def denial_for(result: EvaluationResult) -> Optional[Denial]:
         body["errorCode"] = result.error_code
         body["message"] = f"the feature {result.flag!r} could not be evaluated ({result.error_code})"
     return Denial(403, body, {}, result)
+
+
+def usage_denial_for(result: ConsumeResult, now: Optional[float] = None) -> Optional[Denial]:
+    """``None`` when the consume was allowed; else ``429`` with ``Retry-After`` past a limit
+    (also when degraded and failing closed: the store could not be asked), or ``403`` when the
+    tenant is not entitled to the feature."""
+    if result.allowed:
+        return None
+    if result.reason == "NOT_ENTITLED":
+        body: Dict[str, Any] = {
+            "error": "feature_disabled",
+            "feature": result.feature,
+            "reason": result.reason,
+            "message": f"the feature {result.feature!r} is not part of this plan",
+        }
+        if result.upgrade_to:
+            body["upgradeTo"] = result.upgrade_to
+        return Denial(403, body)
+    body = {
+        "error": "usage_limit_exceeded",
+        "feature": result.feature,
+        "limit": result.limit,
+        "used": result.used,
+        "remaining": result.remaining,
+        "resetAt": result.reset_at,
+        "window": result.window,
+        "message": f"the {result.window or ''} limit of {result.limit} for {result.feature!r} is reached".replace("  ", " "),
+    }
+    if result.degraded:
+        body["degraded"] = True
+        body["message"] = f"usage of {result.feature!r} cannot be checked right now"
+    headers: Dict[str, str] = {}
+    retry = result.retry_after(now)
+    if retry is not None:
+        headers["Retry-After"] = str(retry)
+    return Denial(429, body, headers)
+
+
+def usage_unavailable(feature: str, error: GuidonError) -> Denial:
+    """``503``: the daemon could not be asked whether ``feature`` may be used."""
+    return Denial(
+        503,
+        {"error": "usage_limit_unavailable", "feature": feature, "message": f"usage of {feature!r} cannot be checked: {error}"},
+        {"Retry-After": "1"},
+    )

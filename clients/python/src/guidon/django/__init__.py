@@ -30,10 +30,11 @@ import threading
 from typing import Any, Callable, Dict, Mapping, Optional, TypeVar, cast
 
 from ..client import Client
+from ..errors import GuidonError
 from ..types import EvaluationResult
-from ..web import ContextBuilder, Denial, context_from, denial_for
+from ..web import ContextBuilder, Denial, context_from, denial_for, usage_denial_for, usage_unavailable
 
-__all__ = ["configure", "feature_required", "flag_enabled", "flag_variant", "get_client"]
+__all__ = ["configure", "feature_required", "flag_enabled", "flag_variant", "get_client", "usage_limit"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 DenialHandler = Callable[[Any, Denial], Any]
@@ -173,6 +174,55 @@ def feature_required(
             return view(request, *args, **kwargs)
 
         return cast(F, gated)
+
+    return decorate
+
+
+def usage_limit(
+    feature: str,
+    *,
+    amount: int = 1,
+    context: Optional[ContextBuilder] = None,
+    on_denied: Optional[DenialHandler] = None,
+    fail_open: bool = False,
+) -> Callable[[F], F]:
+    """Decorates a view (sync or async) so that each request consumes ``amount`` of the metered
+    ``feature`` for its tenant before it runs; past a hard limit it answers 429 with
+    ``Retry-After`` (403 when the tenant is not entitled). When the daemon cannot be asked: 503,
+    or with ``fail_open`` the view runs."""
+
+    def check(request: Any) -> Optional[Any]:
+        config = _get_config()
+        ctx = (context or config.context)(request)
+        try:
+            denial = usage_denial_for(config.client.consume(feature, ctx, amount=amount))
+        except GuidonError as error:
+            denial = None if fail_open else usage_unavailable(feature, error)
+        if denial is None:
+            return None
+        return (on_denied or config.on_denied)(request, denial)
+
+    def decorate(view: F) -> F:
+        if inspect.iscoroutinefunction(view):
+            from asgiref.sync import sync_to_async
+
+            @functools.wraps(view)
+            async def limited_async(request: Any, *args: Any, **kwargs: Any) -> Any:
+                refusal = await sync_to_async(check)(request)
+                if refusal is not None:
+                    return refusal
+                return await view(request, *args, **kwargs)
+
+            return cast(F, limited_async)
+
+        @functools.wraps(view)
+        def limited(request: Any, *args: Any, **kwargs: Any) -> Any:
+            refusal = check(request)
+            if refusal is not None:
+                return refusal
+            return view(request, *args, **kwargs)
+
+        return cast(F, limited)
 
     return decorate
 
