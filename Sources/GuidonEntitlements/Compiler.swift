@@ -32,6 +32,9 @@ struct EntitlementsMemo: Sendable {
     let plans: JSONValue?
     /// What compiling a tenant reported, by position (only tenants with problems).
     let problems: [Int: [Problem]]
+    /// Per tenant, its position in the value it was reused from (`Entitlements.reusedFrom`), or
+    /// -1 when it was compiled; empty when none was reused.
+    var reused: [Int32] = []
 
     func sharesContext(with document: JSONObject) -> Bool {
         identical(features, document["features"]) && identical(plans, document["plans"])
@@ -194,9 +197,11 @@ struct EntitlementsCompiler {
         let memo = EntitlementsMemo(
             source: Self.compact(bytes),
             spans: scanned.spans.map { TenantSpan(start: UInt32($0.lowerBound), end: UInt32($0.upperBound)) },
-            features: document["features"], plans: document["plans"], problems: tenantProblems)
+            features: document["features"], plans: document["plans"], problems: tenantProblems,
+            reused: old != nil && compiledCount < count ? scanned.reused : [])
         return Entitlements(
-            catalog: catalog, tenants: table, memo: memo, warnings: warnings, clock: options.clock, compiledTenants: compiledCount)
+            catalog: catalog, tenants: table, memo: memo, warnings: warnings, clock: options.clock, compiledTenants: compiledCount,
+            reusedFrom: compiledCount < count ? old : nil)
     }
 
     /// The position in `old` of tenant `position` and where its definition ends, if `old` has a

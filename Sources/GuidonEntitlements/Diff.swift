@@ -35,10 +35,13 @@ extension Entitlements {
         let newIndex = tenants.index
         let oldIndex = old.tenants.index
         var changes = EntitlementsDiff.Changes()
+        // Tenants reused from `old` by the compile have its ids and definitions: not compared again.
+        let reused = reusedFrom === old ? memo.reused : []
         // A compile that kept the ids (an edit of tenants' definitions) shares the previous index:
         // each tenant is then at its old position, and nothing is looked up.
         let sameIndex = newIndex.lookup.slots == oldIndex.lookup.slots && newIndex.count == oldIndex.count
         for t in 0..<newIndex.count {
+            if t < reused.count && reused[t] >= 0 { continue }
             let j: Int
             if sameIndex {
                 j = t

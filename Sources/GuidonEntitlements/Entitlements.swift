@@ -29,6 +29,10 @@ public final class Entitlements: @unchecked Sendable {
     let clock: @Sendable () -> Int64
     /// How many tenants were compiled rather than taken from a previous value.
     let compiledTenants: Int
+    /// The value whose tenants this one reused (`memo.reused` gives their positions there), so
+    /// that `diff(from:)` knows them unchanged without comparing them. Weak: a compiled value
+    /// does not keep its predecessor alive.
+    weak let reusedFrom: Entitlements?
 
     // What a resolution reads, as pointers (see `Frozen`).
     private let featureLookup: BytesIndex.Lookup
@@ -46,7 +50,7 @@ public final class Entitlements: @unchecked Sendable {
 
     init(
         catalog: Catalog, tenants: TenantTable, memo: EntitlementsMemo, warnings: [Diagnostic],
-        clock: @escaping @Sendable () -> Int64, compiledTenants: Int
+        clock: @escaping @Sendable () -> Int64, compiledTenants: Int, reusedFrom: Entitlements? = nil
     ) {
         self.catalog = catalog
         self.tenants = tenants
@@ -54,6 +58,7 @@ public final class Entitlements: @unchecked Sendable {
         self.warnings = warnings
         self.clock = clock
         self.compiledTenants = compiledTenants
+        self.reusedFrom = reusedFrom
         featureLookup = catalog.featureIndex.lookup
         tenantLookup = tenants.index.lookup
         records = tenants.records.pointer

@@ -134,15 +134,11 @@ public struct AdminRequest: Sendable {
     }
 }
 
-/// Revisions: what identifies a document's content (a 64-bit FNV-1a digest of the file's bytes, as
-/// 16 hex digits; the query protocol's `configVersion`).
+/// Revisions: what identifies a document's content (a 64-bit digest of the file's bytes, XXH64,
+/// as 16 hex digits; the query protocol's `configVersion`).
 public enum Revision {
     public static func of(_ bytes: [UInt8]) -> String {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in bytes {
-            hash ^= UInt64(byte)
-            hash &*= 0x0000_0100_0000_01b3
-        }
+        let hash = bytes.withUnsafeBytes { ContentDigest.xxh64($0) }
         let hex = String(hash, radix: 16)
         return String(repeating: "0", count: 16 - hex.count) + hex
     }

@@ -45,10 +45,26 @@ public enum ConfigFile {
         guard Int(st.st_size) <= maxBytes else {
             throw .unreadable(path: path, reason: "file is larger than \(maxBytes >> 20) MiB")
         }
-        var bytes: [UInt8] = []
-        // The size as of now; the file may still grow. The snapshot keeps these bytes (to reuse
-        // unchanged flags on the next reload), so they should not carry spare capacity.
-        bytes.reserveCapacity(Int(st.st_size) + 1)
+        // Read straight into an array of the size as of now (plus one byte, to see the file
+        // grow): no copy through a chunk. The snapshot keeps these bytes (to reuse unchanged
+        // flags and tenants on the next reload), so they should not carry spare capacity.
+        let size = Int(st.st_size)
+        var failure: Int32 = 0
+        var bytes = [UInt8](unsafeUninitializedCapacity: size + 1) { buffer, initialized in
+            while initialized < buffer.count {
+                let n = Glibc.read(fd, buffer.baseAddress! + initialized, buffer.count - initialized)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    failure = errno
+                    return
+                }
+                if n == 0 { return }
+                initialized += n
+            }
+        }
+        if failure != 0 { throw .unreadable(path: path, reason: errnoText(failure)) }
+        guard bytes.count > size else { return bytes }
+        // The file grew while it was read: the rest, a chunk at a time.
         var chunk = [UInt8](repeating: 0, count: 64 * 1024)
         while true {
             let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }

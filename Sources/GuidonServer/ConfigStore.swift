@@ -122,7 +122,7 @@ public final class ConfigStore: Sendable {
     }
 }
 
-/// 64-bit FNV-1a of the file's bytes, as 16 hex digits: the file's revision.
+/// XXH64 of the file's bytes, as 16 hex digits: the file's revision (`Revision.of`).
 func contentVersion(of bytes: [UInt8]) -> String {
     Revision.of(bytes)
 }
