@@ -241,29 +241,7 @@ struct FlagChanges {
     /// Sets (or, with `nil`, removes) a member, keeping the others where they are and putting a
     /// new one in its usual place.
     static func set(_ object: inout JSONObject, _ key: String, _ value: JSONValue?) {
-        guard let value else {
-            object[key] = nil
-            return
-        }
-        if object.contains(key) {
-            object[key] = value
-            return
-        }
-        guard let rank = order.firstIndex(of: key) else {
-            object[key] = value
-            return
-        }
-        var pairs: [(String, JSONValue)] = []
-        var placed = false
-        for (name, member) in object {
-            if !placed, let other = order.firstIndex(of: name), other > rank {
-                pairs.append((key, value))
-                placed = true
-            }
-            pairs.append((name, member))
-        }
-        if !placed { pairs.append((key, value)) }
-        object = JSONObject(pairs)
+        place(&object, key, value, order: order)
     }
 
     var variants: JSONObject { definition["variants"]?.object ?? JSONObject() }
