@@ -5,19 +5,19 @@ import Testing
     @Test func roundTripsDaysThroughCivilDatesOverAWideRange() {
         // About ±2 800 years around 1970 (1 000 000 days each way), every day: each date is
         // valid, the next day follows it, and it converts back to the same count.
+        // Plain comparisons in the loop (an #expect per day makes a debug build slow); the first
+        // failure is recorded with the day it happened on.
         var previous = CivilDate.civilFromDays(-1_000_001)
         for days in Int64(-1_000_000)...1_000_000 {
             let date = CivilDate.civilFromDays(days)
-            #expect((1...12).contains(date.month))
-            #expect(date.day >= 1 && date.day <= CivilDate.daysInMonth(year: date.year, month: date.month))
-            if date.day == 1 {
-                #expect(previous.day == CivilDate.daysInMonth(year: previous.year, month: previous.month))
-            } else {
-                #expect(date.day == previous.day + 1 && date.month == previous.month && date.year == previous.year)
-            }
+            let valid = (1...12).contains(date.month) && date.day >= 1
+                && date.day <= CivilDate.daysInMonth(year: date.year, month: date.month)
+            let follows = date.day == 1
+                ? previous.day == CivilDate.daysInMonth(year: previous.year, month: previous.month)
+                : date.day == previous.day + 1 && date.month == previous.month && date.year == previous.year
             let back = CivilDate.daysFromCivil(year: date.year, month: date.month, day: date.day)
-            if back != days {
-                Issue.record("\(days) → \(date) → \(back)")
+            guard valid, follows, back == days else {
+                Issue.record("day \(days): \(previous) then \(date), back to \(back)")
                 return
             }
             previous = date
