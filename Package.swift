@@ -29,6 +29,8 @@ let package = Package(
     targets: [
         // JSON values, a position-reporting parser and a compact writer. No Foundation.
         .target(name: "GuidonJSON"),
+        // Proleptic Gregorian calendar arithmetic (days ↔ civil dates, leap years, UTC date-time text). No I/O.
+        .target(name: "GuidonCalendar"),
         // Reading documents, and replacing them atomically (temporary file, fsync, rename).
         .target(name: "GuidonFiles"),
         // Unix-domain socket addressing (sockaddr_un), shared by the daemon, the CLI, the bench.
@@ -36,13 +38,13 @@ let package = Package(
         // The pure evaluation engine: flagd documents → validated, compiled, immutable snapshots.
         .target(name: "GuidonEngine", dependencies: ["GuidonJSON"]),
         // Entitlements: plans, tenants and overrides → validated, compiled tables; resolution. No I/O.
-        .target(name: "GuidonEntitlements", dependencies: ["GuidonJSON", "GuidonEngine"]),
+        .target(name: "GuidonEntitlements", dependencies: ["GuidonJSON", "GuidonEngine", "GuidonCalendar"]),
         // Edits of documents as bytes: operations on one flag (or on an entitlements document's
         // tenants, plans and features) that change only its text, validated by compiling the
         // result. No I/O.
-        .target(name: "GuidonEditing", dependencies: ["GuidonJSON", "GuidonEngine", "GuidonEntitlements"]),
+        .target(name: "GuidonEditing", dependencies: ["GuidonJSON", "GuidonEngine", "GuidonEntitlements", "GuidonCalendar"]),
         // The NDJSON wire protocol: zero-copy request decoding and reply encoding. No I/O.
-        .target(name: "GuidonProtocol", dependencies: ["GuidonJSON", "GuidonEngine", "GuidonEditing"]),
+        .target(name: "GuidonProtocol", dependencies: ["GuidonJSON", "GuidonEngine", "GuidonEditing", "GuidonCalendar"]),
         // Per-loop counters merged when read, exposure-event queues, the Prometheus text. No I/O.
         .target(
             name: "GuidonMetrics",
@@ -74,7 +76,7 @@ let package = Package(
         .target(
             name: "GuidonQuota",
             dependencies: [
-                "GuidonRESP", "CLinux",
+                "GuidonRESP", "GuidonCalendar", "CLinux",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
@@ -153,6 +155,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "GuidonJSONTests", dependencies: ["GuidonJSON"]),
+        .testTarget(name: "GuidonCalendarTests", dependencies: ["GuidonCalendar"]),
         .testTarget(name: "GuidonEditingTests", dependencies: ["GuidonJSON", "GuidonEngine", "GuidonEditing", "GuidonEntitlements"]),
         .testTarget(
             name: "GuidonEngineTests",

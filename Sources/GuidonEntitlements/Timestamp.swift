@@ -1,3 +1,5 @@
+internal import GuidonCalendar
+
 /// RFC 3339 timestamps, read into whole Unix seconds and written back in UTC.
 ///
 /// Entitlements compare instants with the evaluation's `now`, which is whole seconds (the
@@ -35,7 +37,7 @@ enum Timestamp {
             let hour = digits(2), expect(UInt8(ascii: ":")), let minute = digits(2), expect(UInt8(ascii: ":")),
             let second = digits(2)
         else { return nil }
-        guard (1...12).contains(month), day >= 1, day <= daysIn(month: month, year: year), hour <= 23, minute <= 59,
+        guard (1...12).contains(month), day >= 1, day <= CivilDate.daysInMonth(year: year, month: month), hour <= 23, minute <= 59,
             second <= 60
         else { return nil }
         if i < b.count, b[i] == UInt8(ascii: ".") {
@@ -59,16 +61,15 @@ enum Timestamp {
             return nil
         }
         guard i == b.count else { return nil }
-        return daysFromCivil(year: year, month: month, day: day) * 86_400 + hour * 3600 + minute * 60 + second - offset
+        return CivilDate.daysFromCivil(year: year, month: month, day: day) * 86_400 + hour * 3600 + minute * 60 + second - offset
     }
 
     /// `seconds` as `YYYY-MM-DDTHH:MM:SSZ` (years 0–9999; others are clamped, which no parsed
     /// timestamp produces).
     static func write(_ seconds: Int64, into out: inout [UInt8]) {
         let clamped = min(max(seconds, -62_167_219_200), 253_402_300_799)  // 0000-01-01 … 9999-12-31T23:59:59
-        let days = clamped >= 0 ? clamped / 86_400 : (clamped - 86_399) / 86_400
-        let secondOfDay = clamped - days * 86_400
-        let (year, month, day) = civil(fromDays: days)
+        let (days, secondOfDay) = CivilDate.split(unixSeconds: clamped)
+        let (year, month, day) = CivilDate.civilFromDays(days)
         func two(_ v: Int64) {
             out.append(UInt8(ascii: "0") + UInt8(v / 10))
             out.append(UInt8(ascii: "0") + UInt8(v % 10))
@@ -92,36 +93,5 @@ enum Timestamp {
         var out: [UInt8] = []
         write(seconds, into: &out)
         return String(decoding: out, as: UTF8.self)
-    }
-
-    static func daysIn(month: Int64, year: Int64) -> Int64 {
-        switch month {
-        case 2: (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 ? 29 : 28
-        case 4, 6, 9, 11: 30
-        default: 31
-        }
-    }
-
-    /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
-    static func daysFromCivil(year: Int64, month: Int64, day: Int64) -> Int64 {
-        let y = month <= 2 ? year - 1 : year
-        let era = (y >= 0 ? y : y - 399) / 400
-        let yearOfEra = y - era * 400
-        let dayOfYear = (153 * (month > 2 ? month - 3 : month + 9) + 2) / 5 + day - 1
-        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
-        return era * 146_097 + dayOfEra - 719_468
-    }
-
-    /// The inverse of `daysFromCivil`.
-    static func civil(fromDays days: Int64) -> (year: Int64, month: Int64, day: Int64) {
-        let z = days + 719_468
-        let era = (z >= 0 ? z : z - 146_096) / 146_097
-        let dayOfEra = z - era * 146_097
-        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
-        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
-        let mp = (5 * dayOfYear + 2) / 153
-        let day = dayOfYear - (153 * mp + 2) / 5 + 1
-        let month = mp < 10 ? mp + 3 : mp - 9
-        return (yearOfEra + era * 400 + (month <= 2 ? 1 : 0), month, day)
     }
 }

@@ -1,5 +1,6 @@
 public import GuidonEngine
 public import GuidonJSON
+internal import GuidonCalendar
 
 /// The outcome of one reload attempt, as `status` reports it.
 public struct ReloadAttempt: Sendable, Hashable {
@@ -168,33 +169,12 @@ public struct ConfigurationChanged: Sendable, Hashable {
 public enum Timestamp {
     /// `2026-11-21T12:03:07Z`.
     public static func rfc3339(_ unixSeconds: Int64) -> String {
-        let days = unixSeconds >= 0 ? unixSeconds / 86_400 : (unixSeconds - 86_399) / 86_400
-        let secondsOfDay = unixSeconds - days * 86_400
-        let (y, m, d) = civilDate(daysSinceEpoch: days)
-        return "\(pad(y, 4))-\(pad(m, 2))-\(pad(d, 2))T\(pad(secondsOfDay / 3600, 2)):\(pad(secondsOfDay / 60 % 60, 2)):\(pad(secondsOfDay % 60, 2))Z"
+        CivilDate.rfc3339UTC(unixSeconds)
     }
 
     /// `12:03` (UTC), for short status lines.
     public static func clock(_ unixSeconds: Int64) -> String {
-        let secondsOfDay = ((unixSeconds % 86_400) + 86_400) % 86_400
-        return "\(pad(secondsOfDay / 3600, 2)):\(pad(secondsOfDay / 60 % 60, 2))"
-    }
-
-    /// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).
-    static func civilDate(daysSinceEpoch: Int64) -> (Int64, Int64, Int64) {
-        let z = daysSinceEpoch + 719_468
-        let era = (z >= 0 ? z : z - 146_096) / 146_097
-        let doe = z - era * 146_097
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-        let mp = (5 * doy + 2) / 153
-        let d = doy - (153 * mp + 2) / 5 + 1
-        let m = mp < 10 ? mp + 3 : mp - 9
-        return (yoe + era * 400 + (m <= 2 ? 1 : 0), m, d)
-    }
-
-    static func pad(_ n: Int64, _ width: Int) -> String {
-        let s = String(n)
-        return s.count >= width ? s : String(repeating: "0", count: width - s.count) + s
+        let secondsOfDay = CivilDate.floorMod(unixSeconds, 86_400)
+        return "\(CivilDate.pad(secondsOfDay / 3600, 2)):\(CivilDate.pad(secondsOfDay / 60 % 60, 2))"
     }
 }

@@ -1,3 +1,5 @@
+internal import GuidonCalendar
+
 /// A limit's period: calendar windows in the zone's local time.
 public enum WindowUnit: String, Sendable, CaseIterable, Hashable {
     case minute, hour, day, week, month
@@ -20,7 +22,7 @@ public struct CalendarWindow: Sendable, Hashable, CustomStringConvertible {
 
 extension TimeZoneRules {
     /// The instants windows are computed for: years 1 to 9999 (others are clamped to them).
-    public static let supportedInstants: ClosedRange<Int64> = daysFromCivil(1, 1, 1) * 86_400...daysFromCivil(10_000, 1, 1) * 86_400 - 1
+    public static let supportedInstants: ClosedRange<Int64> = CivilDate.daysFromCivil(year: 1, month: 1, day: 1) * 86_400...CivilDate.daysFromCivil(year: 10_000, month: 1, day: 1) * 86_400 - 1
 
     /// The `unit` window holding instant `t` (Unix seconds), in this zone's local time.
     ///
@@ -85,15 +87,15 @@ extension WindowUnit {
     /// The boundary at or before local time `local` (seconds since 1970-01-01T00:00 local).
     func floor(_ local: Int64) -> Int64 {
         switch self {
-        case .minute: return floorDiv(local, 60) * 60
-        case .hour: return floorDiv(local, 3600) * 3600
-        case .day: return floorDiv(local, 86_400) * 86_400
+        case .minute: return CivilDate.floorDiv(local, 60) * 60
+        case .hour: return CivilDate.floorDiv(local, 3600) * 3600
+        case .day: return CivilDate.floorDiv(local, 86_400) * 86_400
         case .week:
-            let days = floorDiv(local, 86_400)
-            return (days - floorMod(days + 3, 7)) * 86_400  // 1970-01-01 was a Thursday: Monday-based index 3
+            let days = CivilDate.floorDiv(local, 86_400)
+            return (days - CivilDate.floorMod(days + 3, 7)) * 86_400  // 1970-01-01 was a Thursday: Monday-based index 3
         case .month:
-            let date = civilFromDays(floorDiv(local, 86_400))
-            return daysFromCivil(date.year, date.month, 1) * 86_400
+            let date = CivilDate.civilFromDays(CivilDate.floorDiv(local, 86_400))
+            return CivilDate.daysFromCivil(year: date.year, month: date.month, day: 1) * 86_400
         }
     }
 
@@ -105,8 +107,8 @@ extension WindowUnit {
         case .day: return local + 86_400
         case .week: return local + 7 * 86_400
         case .month:
-            let date = civilFromDays(floorDiv(local, 86_400))
-            return (date.month == 12 ? daysFromCivil(date.year + 1, 1, 1) : daysFromCivil(date.year, date.month + 1, 1)) * 86_400
+            let date = CivilDate.civilFromDays(CivilDate.floorDiv(local, 86_400))
+            return (date.month == 12 ? CivilDate.daysFromCivil(year: date.year + 1, month: 1, day: 1) : CivilDate.daysFromCivil(year: date.year, month: date.month + 1, day: 1)) * 86_400
         }
     }
 

@@ -1,3 +1,5 @@
+internal import GuidonCalendar
+
 /// A POSIX TZ string as found in a TZif footer (e.g. `CET-1CEST,M3.5.0,M10.5.0/3`): the offsets
 /// and the yearly daylight-saving rule that apply after the file's last transition.
 struct PosixTZRule: Sendable, Hashable {
@@ -29,13 +31,13 @@ struct PosixTZRule: Sendable, Hashable {
         func day(in year: Int64) -> Int64 {
             switch self {
             case .julianNoLeap(let n):
-                return daysFromCivil(year, 1, 1) + n - 1 + (isLeapYear(year) && n >= 60 ? 1 : 0)
+                return CivilDate.daysFromCivil(year: year, month: 1, day: 1) + n - 1 + (CivilDate.isLeapYear(year) && n >= 60 ? 1 : 0)
             case .zeroBased(let n):
-                return daysFromCivil(year, 1, 1) + n
+                return CivilDate.daysFromCivil(year: year, month: 1, day: 1) + n
             case .monthWeekDay(let month, let week, let weekday):
-                let first = daysFromCivil(year, month, 1)
-                var day = floorMod(weekday - weekdayFromSunday(first), 7) + (week - 1) * 7
-                if day >= daysInMonth(year, month) { day -= 7 }
+                let first = CivilDate.daysFromCivil(year: year, month: month, day: 1)
+                var day = CivilDate.floorMod(weekday - CivilDate.weekdayFromSunday(first), 7) + (week - 1) * 7
+                if day >= CivilDate.daysInMonth(year: year, month: month) { day -= 7 }
                 return first + day
             }
         }

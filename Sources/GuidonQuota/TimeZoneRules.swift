@@ -1,3 +1,5 @@
+internal import GuidonCalendar
+
 /// A time zone's UTC offset over time, parsed from TZif bytes (RFC 8536): the table of
 /// transitions (64-bit data of version 2 and later, or the 32-bit data of version 1) and the
 /// footer's POSIX TZ rule for instants after the table.
@@ -26,7 +28,7 @@ public struct TimeZoneRules: Sendable, Hashable {
         var times = times
         var offsets = offsets
         if let rule, rule.daylight != nil {
-            let from = times.last.map { civilFromDays(floorDiv($0, 86_400)).year } ?? 1970
+            let from = times.last.map { CivilDate.civilFromDays(CivilDate.floorDiv($0, 86_400)).year } ?? 1970
             for year in from...Self.tabulatedUntilYear {
                 guard let (first, second) = rule.transitions(in: year) else { break }
                 for change in [first, second] {
@@ -145,7 +147,7 @@ public struct TimeZoneRules: Sendable, Hashable {
     /// instant are merged and those that leave the offset as it was dropped (TZif v3's all-year
     /// daylight time writes a change at the turn of each year that cancels out).
     private func withRuleTransitions<R>(around t: Int64, _ rule: PosixTZRule, _ body: (UnsafeMutableBufferPointer<Transition>) -> R) -> R {
-        let year = civilFromDays(floorDiv(t, 86_400)).year
+        let year = CivilDate.civilFromDays(CivilDate.floorDiv(t, 86_400)).year
         return withUnsafeTemporaryAllocation(of: Transition.self, capacity: 6) { buffer in
             var count = 0
             func add(_ change: Transition) {
