@@ -104,7 +104,7 @@ let package = Package(
             name: "GuidonServer",
             dependencies: [
                 "GuidonJSON", "GuidonEngine", "GuidonEntitlements", "GuidonEditing", "GuidonFiles", "GuidonProtocol", "GuidonSystemd",
-                "GuidonUnixSocket", "CMalloc", "CLinux", "GuidonMetrics", "GuidonHTTP", "GuidonOFREP", "GuidonQuota",
+                "GuidonUnixSocket", "CMalloc", "CLinux", "GuidonMetrics", "GuidonHTTP", "GuidonOFREP", "GuidonQuota", "GuidonCalendar",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -1,4 +1,5 @@
 import CLinux
+import GuidonCalendar
 import GuidonEngine
 public import GuidonEntitlements
 import GuidonJSON
@@ -496,18 +497,8 @@ enum QuotaReply {
         /// `2026-12-08T00:00:00Z`, written as bytes.
         mutating func timestamp(_ name: StaticString, _ t: Int64, _ out: inout [UInt8]) {
             key(name, &out)
-            let days = t >= 0 ? t / 86_400 : (t - 86_399) / 86_400
-            let seconds = t - days * 86_400
-            // Howard Hinnant's days-to-civil.
-            let z = days + 719_468
-            let era = (z >= 0 ? z : z - 146_096) / 146_097
-            let doe = z - era * 146_097
-            let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365
-            let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-            let mp = (5 * doy + 2) / 153
-            let d = doy - (153 * mp + 2) / 5 + 1
-            let m = mp < 10 ? mp + 3 : mp - 9
-            let y = yoe + era * 400 + (m <= 2 ? 1 : 0)
+            let (days, seconds) = CivilDate.split(unixSeconds: t)
+            let (y, m, d) = CivilDate.civilFromDays(days)
             func digits(_ n: Int64, _ width: Int) {
                 var divisor: Int64 = 1
                 for _ in 1..<width { divisor *= 10 }
