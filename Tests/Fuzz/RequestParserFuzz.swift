@@ -69,9 +69,17 @@ public func fuzzRequestLine(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     return 0
 }
 
-/// Protocol v1's rules for a request, stated independently of the parser (PROTOCOL.md §2).
+/// Protocol v1's rules for a request, stated independently of the parser (PROTOCOL.md §2), for
+/// the operations whose members are the common ones. `entitlements`, `tenants`, `consume` and
+/// `usage` have required members of their own (`tenant`, `feature`, amounts, paging: §3.10–3.13)
+/// that these rules do not state, so a refusal of one of them is not taken as a wrong refusal
+/// (what they accept is still checked against the reference parser above).
 func isValidRequest(_ o: JSONObject) -> Bool {
     guard case .string(let opName)? = o["op"], let op = Request.Operation(rawValue: opName) else { return false }
+    switch op {
+    case .entitlements, .tenants, .consume, .usage: return false
+    default: break
+    }
     switch o["id"] {
     case .array?, .object?: return false
     default: break
