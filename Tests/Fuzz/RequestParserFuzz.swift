@@ -80,6 +80,9 @@ func isValidRequest(_ o: JSONObject) -> Bool {
     case .entitlements, .tenants, .consume, .usage: return false
     default: break
     }
+    // The usage-limit members are typed and bounded whatever the op (§3.12); their rules are not
+    // restated here either.
+    if o["feature"] != nil || o["amount"] != nil || o["idempotencyKey"] != nil { return false }
     switch o["id"] {
     case .array?, .object?: return false
     default: break
