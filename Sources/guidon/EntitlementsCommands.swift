@@ -235,19 +235,23 @@ extension Tenants {
     }
 }
 
+/// `plans show` and `features show`: one entry's definition as the file holds it, or (without a
+/// name) the file's contents.
+private func showEntry(_ kind: String, _ name: String?, _ admin: AdminOptions) throws {
+    var request: JSONObject = ["op": "entitlements.get"]
+    if let name { request[kind] = .string(name) }
+    let reply = try ask(request, admin)
+    if admin.json { return print(JSONWriter.string(.object(reply))) }
+    printContents(reply, entry: name)
+}
+
 extension Plans {
     struct Show: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Prints a plan's definition; without one, the plans, features and number of tenants.")
         @Argument(help: "The plan's name.") var plan: String?
         @OptionGroup var admin: AdminOptions
 
-        func run() throws {
-            var request: JSONObject = ["op": "entitlements.get"]
-            if let plan { request["plan"] = .string(plan) }
-            let reply = try ask(request, admin)
-            if admin.json { return print(JSONWriter.string(.object(reply))) }
-            printContents(reply, entry: plan)
-        }
+        func run() throws { try showEntry("plan", plan, admin) }
     }
 
     struct Create: ParsableCommand {
@@ -313,13 +317,7 @@ extension Features {
         @Argument(help: "The feature key.") var feature: String?
         @OptionGroup var admin: AdminOptions
 
-        func run() throws {
-            var request: JSONObject = ["op": "entitlements.get"]
-            if let feature { request["feature"] = .string(feature) }
-            let reply = try ask(request, admin)
-            if admin.json { return print(JSONWriter.string(.object(reply))) }
-            printContents(reply, entry: feature)
-        }
+        func run() throws { try showEntry("feature", feature, admin) }
     }
 
     struct Add: ParsableCommand {
