@@ -35,6 +35,7 @@ from openfeature.exception import OpenFeatureError, TypeMismatchError
 logging.getLogger("openfeature").setLevel(logging.CRITICAL + 1)
 
 # The module, not the function of the same name that its package exports.
+_json_logic_apply = importlib.import_module("json_logic.apply")
 targeting_module = importlib.import_module("openfeature.contrib.tools.flagd.core.targeting.targeting")
 
 DEFAULTS = {"boolean": False, "string": "fallback", "integer": -1, "float": -1.5, "object": {"fallback": True}}
@@ -236,6 +237,13 @@ _lock = threading.Lock()
 
 
 def _differ(a: Any, b: Any) -> bool:
+    try:
+        return _differ_as_json(a, b)
+    except ValueError:  # a circular value (only the reference makes them: see g_apply_for)
+        return True
+
+
+def _differ_as_json(a: Any, b: Any) -> bool:
     return json.dumps(a, sort_keys=True, allow_nan=True, default=str) != json.dumps(b, sort_keys=True, allow_nan=True, default=str) \
         or type(a) is not type(b)
 
@@ -568,6 +576,45 @@ def why_fractional(args, ref, ours, failed):
     return "fractional-on-non-object-data"
 
 
+def _holds(value: Any, target: Any) -> bool:
+    """Whether `value` is `target` or holds it, by identity."""
+    if value is target:
+        return True
+    if isinstance(value, dict):
+        return any(_holds(v, target) for v in value.values())
+    if isinstance(value, list):
+        return any(_holds(v, target) for v in value)
+    return False
+
+
+def g_apply_for(original):
+    """json_logic's `apply` with json-logic-js's `reduce`: a new {current, accumulator} object for
+    each element. The reference hands every step one shared object, so a step that answers the
+    object itself (`{"var": ""}`) makes an accumulator that contains itself."""
+
+    def apply(logic, data=None, operations=jl.BUILTINS):
+        if not (isinstance(logic, dict) and len(logic) == 1 and "reduce" in logic):
+            return original(logic, data, operations)
+        args = logic["reduce"]
+        if not isinstance(args, list):
+            args = [args]
+        if not args:
+            return None
+        items = apply(args[0], data, operations)
+        sublogic = args[1] if len(args) > 1 else None
+        accumulator = args[2] if len(args) > 2 else None
+        if not isinstance(items, list):
+            return accumulator
+        for item in items:
+            scope = {"current": item, "accumulator": accumulator}
+            accumulator = apply(sublogic, scope, operations)
+            if _holds(accumulator, scope):
+                _fired.add("reduce-shared-scope")
+        return accumulator
+
+    return apply
+
+
 def _adjusted_operators(original: dict) -> dict:
     ops = dict(original)
     table = {
@@ -644,6 +691,11 @@ class _Adjusted:
             return result
 
         patch(core_module, "targeting", targeting)
+        # json_logic's `apply` recurses through its module's global, so patching that adjusts
+        # every nested `reduce`.
+        adjusted_apply = g_apply_for(_json_logic_apply.apply)
+        patch(_json_logic_apply, "apply", adjusted_apply)
+        patch(targeting_module, "jsonLogic", adjusted_apply)
         original_check = FlagdCore._check_type
 
         def check_type(result, flag_type):
