@@ -83,6 +83,8 @@ struct Responder {
     var zoneCache: TimeZoneRules?
     /// Storage for a `consume`'s limits, reused.
     var quotaLimits: [QuotaLimit] = []
+    /// The `resetAt` text written last (a consume reply).
+    var resetAtText = QuotaReply.ResetAtText()
     /// Request lines answered since the session last asked (for the latency histogram).
     var answered = 0
 
