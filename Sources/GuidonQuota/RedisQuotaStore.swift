@@ -72,6 +72,12 @@ public final class RedisQuotaStore: QuotaStore {
 
     public func shutdown() { client.shutdown() }
 
+    /// A connection to this store's Redis for an event loop to drive (one per loop; see
+    /// `consume(_:via:completion:)`), with the pool's reconnection and timing rules.
+    public func makeLoopConnection() throws(RESPError) -> RESPLoopConnection {
+        try RESPLoopConnection(address: configuration.address, configuration: configuration.connection)
+    }
+
     public var statistics: QuotaStoreStatistics { stats.withLockedValue { $0 } }
 
     // MARK: - Keys
@@ -151,14 +157,21 @@ public final class RedisQuotaStore: QuotaStore {
     }
 
     public func consume(_ request: QuotaRequest, completion: @escaping QuotaCompletion<QuotaAnswer>) {
+        consume(request, via: client, completion: completion)
+    }
+
+    /// `consume` through `sender` rather than the store's own pool: a daemon's event loop sends
+    /// through a connection it drives itself (`RESPLoopConnection`, see `makeLoopConnection`), so
+    /// that the reply is read, and `completion` called, on that loop. Answers as `consume` does.
+    public func consume(_ request: QuotaRequest, via sender: any RESPSender, completion: @escaping QuotaCompletion<QuotaAnswer>) {
         do throws(QuotaStoreError) { try QuotaDecision.validate(request) } catch { return completion(.failure(error)) }
         let prepared = prepare(request)
         let deadline = RESPClient.now() &+ timeoutNanos
         let command = Self.script(sha: true, keyCount: prepared.keyCount, prepared.arguments)
-        client.send(command, deadline: deadline) { [self] result in
+        sender.send(command, deadline: deadline) { [self] result in
             if case .failure(let error) = result, error.code == .serverError, error.message.hasPrefix("NOSCRIPT") {
                 // Redis restarted or its scripts were flushed: EVAL loads the script again.
-                client.send(Self.script(sha: false, keyCount: prepared.keyCount, prepared.arguments), deadline: deadline) { [self] result in
+                sender.send(Self.script(sha: false, keyCount: prepared.keyCount, prepared.arguments), deadline: deadline) { [self] result in
                     finish(result, request, prepared.windows, prepared.countOf, completion)
                 }
                 return

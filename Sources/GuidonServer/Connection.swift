@@ -36,7 +36,7 @@ final class Connection: EventLoopHandler, @unchecked Sendable {
     /// Asks the store for a deferred reply; it comes back on this loop.
     private func startDeferred(_ slot: UInt64, _ deferral: QuotaDeferral) {
         let loop = self.loop
-        deferral.start { [self] reply, outcome in
+        deferral.start(on: loop) { [self] reply, outcome in
             loop.execute { [self] in
                 if let outcome, let counters {
                     counters.count(counters.handle(MetricTable.quotaAnswers), outcome.rawValue)

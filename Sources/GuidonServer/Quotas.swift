@@ -103,8 +103,16 @@ enum QuotaOutcome: Int, Sendable {
 
 /// A reply that the store gives later (Redis): `start` asks it, and calls `deliver` once, on
 /// any thread, with the reply line and (for a `consume`) its outcome.
+///
+/// Started `on` an event loop (from that loop's thread), a Redis `consume` goes through the
+/// loop's own connection (`QuotaLoopLink`) and `deliver` is called on that loop; without one
+/// (the admin socket), through the store's pool, on its poll thread.
 struct QuotaDeferral {
-    let start: @Sendable (_ deliver: @escaping @Sendable ([UInt8], QuotaOutcome?) -> Void) -> Void
+    typealias Deliver = @Sendable ([UInt8], QuotaOutcome?) -> Void
+    let run: @Sendable (_ loop: EventLoop?, _ deliver: @escaping Deliver) -> Void
+
+    func start(_ deliver: @escaping Deliver) { run(nil, deliver) }
+    func start(on loop: EventLoop, _ deliver: @escaping Deliver) { run(loop, deliver) }
 }
 
 /// What a `consume` or `usage` is about, read from the request.
@@ -224,8 +232,8 @@ extension Responder {
             return nil
         case .deferred(let store):
             limits = []  // the request holds them now
-            return QuotaDeferral { deliver in
-                store.consume(quotaRequest) { result in
+            return QuotaDeferral { loop, deliver in
+                let completion: QuotaCompletion<QuotaAnswer> = { result in
                     var line: [UInt8] = []
                     switch result {
                     case .success(let answer):
@@ -235,6 +243,11 @@ extension Responder {
                         ReplyEncoder.error(QuotaReply.error(error, id: id), into: &line)
                         deliver(line, nil)
                     }
+                }
+                if let loop, let link = quotas.loopSender(on: loop, store: store) {
+                    store.consume(quotaRequest, via: link.connection, completion: completion)
+                } else {
+                    store.consume(quotaRequest, completion: completion)
                 }
             }
         }
@@ -271,7 +284,7 @@ extension Responder {
         let store = backend.store
         let single = feature != nil
         let entitledFlags = asks.map(\.entitled)
-        let deferral = QuotaDeferral { deliver in
+        let deferral = QuotaDeferral { _, deliver in
             let gather = Gather(count: requests.count) { results in
                 var line: [UInt8] = []
                 if let failure = results.lazy.compactMap({ $0.failure }).first {
