@@ -469,6 +469,9 @@ enum QuotaReply {
             count += n
         }
 
+        /// "00" … "99".
+        private static let pairs: StaticString = "00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899"
+
         /// A decimal integer, or `null`.
         mutating func int(_ value: Int64?) {
             guard let value else { return text("null") }
@@ -477,18 +480,25 @@ enum QuotaReply {
                 base[count] = UInt8(ascii: "-")
                 count += 1
             }
+            // Digits counted by comparisons, written two at a time from the end.
             var digits = 1
-            var probe = magnitude
-            while probe >= 10 {
-                probe /= 10
+            var power: UInt64 = 10
+            while digits < 19 && magnitude >= power {
                 digits += 1
+                power &*= 10
             }
-            var k = count + digits - 1
-            repeat {
-                base[k] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: magnitude % 10)
-                magnitude /= 10
+            if digits == 19 && magnitude >= power { digits = 20 }
+            var k = count + digits
+            while magnitude >= 10 {
+                let pair = Int(magnitude % 100)
+                magnitude /= 100
+                k -= 2
+                (base + k).update(from: Self.pairs.utf8Start + pair &* 2, count: 2)
+            }
+            if magnitude > 0 || k > count {
                 k -= 1
-            } while magnitude > 0
+                base[k] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: magnitude)
+            }
             count += digits
         }
     }
