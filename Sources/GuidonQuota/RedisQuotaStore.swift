@@ -108,52 +108,98 @@ public final class RedisQuotaStore: QuotaStore {
 
     // MARK: - consume
 
-    /// What one `consume` sends: the script's keys and arguments, and how limits map to counts.
+    /// What one `consume` sends, and how limits map to counts.
     struct Prepared: Sendable {
-        var keyCount: Int
-        var arguments: [String]
+        /// The `EVALSHA` command, encoded.
+        var command: [UInt8]
         var windows: [CalendarWindow]
         /// Limit i reads count `countOf[i]` (limits of one unit and scope share one).
         var countOf: [Int]
     }
 
-    func prepare(_ request: QuotaRequest) -> Prepared {
+    /// The script's command for `request`, written straight as RESP (`EVALSHA` or, with
+    /// `sha: false`, `EVAL`): keys, then the arguments `QuotaScript` reads. Its keys are
+    /// `counterKey` and `receiptKey`, written as bytes without a `String` in between (this
+    /// and `parseReply` were most of the store's own time per request).
+    func prepare(_ request: QuotaRequest, sha: Bool = true) -> Prepared {
         let limits = request.limits
         let windows = limits.map { request.zone.window($0.per, containing: request.now) }
         var countOf = [Int](repeating: 0, count: limits.count)
-        var counts: [Int] = []  // the limit owning each count
+        var counts = 0
         for i in limits.indices {
             let owner = QuotaDecision.counterOwner(limits, i)
             if owner == i {
-                countOf[i] = counts.count
-                counts.append(i)
+                countOf[i] = counts
+                counts += 1
             } else {
                 countOf[i] = countOf[owner]
             }
         }
-        var arguments: [String] = []
-        arguments.reserveCapacity(counts.count * 4 + 7 + limits.count * 3)
-        for j in counts { arguments.append(counterKey(request.subject, limits[j], windows[j])) }
-        if let key = request.idempotencyKey { arguments.append(receiptKey(request.subject, key)) }
-        let keyCount = arguments.count
-        arguments += [String(request.amount), String(request.now), String(counts.count), String(limits.count),
-                      request.idempotencyKey != nil ? "1" : "0", String(QuotaRequest.idempotencyWindow)]
-        for j in counts {
+        let receipt = request.idempotencyKey != nil
+        let keyCount = counts + (receipt ? 1 : 0)
+        var out: [UInt8] = []
+        out.reserveCapacity(512)
+        RESPCommand.appendHeader(count: 3 + keyCount + 6 + 3 * counts + 3 * limits.count, to: &out)
+        RESPCommand.appendArgument(sha ? "EVALSHA" : "EVAL", to: &out)
+        RESPCommand.appendArgument(sha ? QuotaScript.sha : QuotaScript.source, to: &out)
+        RESPCommand.appendArgument(Int64(keyCount), to: &out)
+        var key: [UInt8] = []
+        key.reserveCapacity(128)
+        let subject = request.subject
+        for i in limits.indices where QuotaDecision.counterOwner(limits, i) == i {
+            key.removeAll(keepingCapacity: true)
+            appendKeyStart("c", to: &key)
+            appendPart(subject.feature, to: &key)
+            appendPart(subject.tenant, to: &key)
+            appendPart(limits[i].scope == .user ? subject.user ?? "" : "", to: &key)
+            key.append(contentsOf: limits[i].per.rawValue.utf8)
+            key.append(UInt8(ascii: ":"))
+            RESPCommand.appendDecimal(windows[i].start, to: &key)
+            key.withUnsafeBytes { RESPCommand.appendArgument(bytes: $0, to: &out) }
+        }
+        if let idempotencyKey = request.idempotencyKey {
+            key.removeAll(keepingCapacity: true)
+            appendKeyStart("r", to: &key)
+            appendPart(subject.feature, to: &key)
+            appendPart(subject.tenant, to: &key)
+            appendPart(subject.user ?? "", to: &key)
+            appendPart(idempotencyKey, to: &key)
+            key.withUnsafeBytes { RESPCommand.appendArgument(bytes: $0, to: &out) }
+        }
+        for n in [request.amount, request.now, Int64(counts), Int64(limits.count), receipt ? 1 : 0, QuotaRequest.idempotencyWindow] {
+            RESPCommand.appendArgument(n, to: &out)
+        }
+        for i in limits.indices where QuotaDecision.counterOwner(limits, i) == i {
             // Relative to the request's clock, not Redis's: the window was computed on this host.
-            let ttl = max(1, windows[j].end + configuration.expiryGrace - request.now)
-            arguments += [String(ttl), String(windows[j].start), String(windows[j].end)]
+            RESPCommand.appendArgument(max(1, windows[i].end + configuration.expiryGrace - request.now), to: &out)
+            RESPCommand.appendArgument(windows[i].start, to: &out)
+            RESPCommand.appendArgument(windows[i].end, to: &out)
         }
         for i in limits.indices {
-            arguments += [String(countOf[i] + 1), String(limits[i].max), limits[i].mode == .hard ? "h" : limits[i].mode == .soft ? "s" : "w"]
+            RESPCommand.appendArgument(Int64(countOf[i] + 1), to: &out)
+            RESPCommand.appendArgument(limits[i].max, to: &out)
+            RESPCommand.appendArgument(limits[i].mode == .hard ? "h" : limits[i].mode == .soft ? "s" : "w", to: &out)
         }
-        return Prepared(keyCount: keyCount, arguments: arguments, windows: windows, countOf: countOf)
+        return Prepared(command: out, windows: windows, countOf: countOf)
+    }
+
+    private func appendKeyStart(_ kind: StaticString, to key: inout [UInt8]) {
+        key.append(contentsOf: configuration.keyPrefix.utf8)
+        key.append(UInt8(ascii: ":"))
+        key.append(kind.utf8Start.pointee)
+        key.append(UInt8(ascii: ":"))
+    }
+
+    private func appendPart(_ s: String, to key: inout [UInt8]) {
+        RESPCommand.appendDecimal(Int64(s.utf8.count), to: &key)
+        key.append(UInt8(ascii: ":"))
+        key.append(contentsOf: s.utf8)
     }
 
     /// The `EVALSHA` a `consume` of `request` sends (for benchmarks: the bare round trip it is
     /// measured against).
     public func scriptCommand(for request: QuotaRequest) -> [UInt8] {
-        let prepared = prepare(request)
-        return Self.script(sha: true, keyCount: prepared.keyCount, prepared.arguments)
+        prepare(request).command
     }
 
     public func consume(_ request: QuotaRequest, completion: @escaping QuotaCompletion<QuotaAnswer>) {
@@ -167,11 +213,10 @@ public final class RedisQuotaStore: QuotaStore {
         do throws(QuotaStoreError) { try QuotaDecision.validate(request) } catch { return completion(.failure(error)) }
         let prepared = prepare(request)
         let deadline = RESPClient.now() &+ timeoutNanos
-        let command = Self.script(sha: true, keyCount: prepared.keyCount, prepared.arguments)
-        sender.send(command, deadline: deadline) { [self] result in
+        sender.send(prepared.command, deadline: deadline) { [self] result in
             if case .failure(let error) = result, error.code == .serverError, error.message.hasPrefix("NOSCRIPT") {
                 // Redis restarted or its scripts were flushed: EVAL loads the script again.
-                sender.send(Self.script(sha: false, keyCount: prepared.keyCount, prepared.arguments), deadline: deadline) { [self] result in
+                sender.send(prepare(request, sha: false).command, deadline: deadline) { [self] result in
                     finish(result, request, prepared.windows, prepared.countOf, completion)
                 }
                 return
@@ -180,23 +225,19 @@ public final class RedisQuotaStore: QuotaStore {
         }
     }
 
-    private static func script(sha: Bool, keyCount: Int, _ arguments: [String]) -> [UInt8] {
-        var out: [UInt8] = []
-        RESPCommand.appendHeader(count: 3 + arguments.count, to: &out)
-        RESPCommand.appendArgument(sha ? "EVALSHA" : "EVAL", to: &out)
-        RESPCommand.appendArgument(sha ? QuotaScript.sha : QuotaScript.source, to: &out)
-        RESPCommand.appendArgument(Int64(keyCount), to: &out)
-        for argument in arguments { RESPCommand.appendArgument(argument, to: &out) }
-        return out
-    }
-
     private func finish(
         _ result: Result<RESPValue, RESPError>, _ request: QuotaRequest, _ windows: [CalendarWindow], _ countOf: [Int],
         _ completion: QuotaCompletion<QuotaAnswer>
     ) {
         switch result {
         case .success(let value):
-            guard let text = value.string, let answer = Self.parseReply(text, request, countOf) else {
+            let reply: QuotaAnswer?
+            switch value {
+            case .bulkString(let bytes): reply = Self.parseReply(bytes, request, countOf)
+            case .simpleString(let text): reply = Self.parseReply(text, request, countOf)
+            default: reply = nil
+            }
+            guard let answer = reply else {
                 return degrade(RESPError(.malformedReply, "unexpected reply to the quota script: \(value)"), request, windows, completion)
             }
             stats.withLockedValue { stats in
@@ -220,12 +261,42 @@ public final class RedisQuotaStore: QuotaStore {
 
     /// Reads the script's reply back into an answer.
     static func parseReply(_ text: String, _ request: QuotaRequest, _ countOf: [Int]) -> QuotaAnswer? {
-        let replayed = text.hasPrefix("r:")
-        guard replayed || text.hasPrefix("n:") else { return nil }
-        let fields = text.dropFirst(2).split(separator: ",").map { Int64($0) }
+        parseReply(Array(text.utf8), request, countOf)
+    }
+
+    /// Reads the script's reply (`n:` or `r:` and comma-separated decimal integers) back into
+    /// an answer, from its bytes.
+    static func parseReply(_ bytes: [UInt8], _ request: QuotaRequest, _ countOf: [Int]) -> QuotaAnswer? {
+        guard bytes.count >= 2, bytes[1] == UInt8(ascii: ":"), bytes[0] == UInt8(ascii: "r") || bytes[0] == UInt8(ascii: "n") else { return nil }
+        let replayed = bytes[0] == UInt8(ascii: "r")
         let countCount = (countOf.max() ?? -1) + 1
-        guard fields.count == 1 + 3 * countCount, fields.allSatisfy({ $0 != nil }) else { return nil }
-        let numbers = fields.map { $0! }
+        var numbers: [Int64] = []
+        numbers.reserveCapacity(1 + 3 * countCount)
+        var i = 2
+        while true {
+            // One field: an optional minus, then 1 to 19 digits, without overflow.
+            var negative = false
+            if i < bytes.count, bytes[i] == UInt8(ascii: "-") {
+                negative = true
+                i += 1
+            }
+            var value: Int64 = 0
+            var digits = 0
+            while i < bytes.count, bytes[i] >= UInt8(ascii: "0"), bytes[i] <= UInt8(ascii: "9") {
+                let (times10, o1) = value.multipliedReportingOverflow(by: 10)
+                let (sum, o2) = times10.addingReportingOverflow(Int64(bytes[i] - UInt8(ascii: "0")))
+                guard !o1, !o2 else { return nil }
+                value = sum
+                digits += 1
+                i += 1
+            }
+            guard digits > 0 else { return nil }
+            numbers.append(negative ? -value : value)
+            if i == bytes.count { break }
+            guard bytes[i] == UInt8(ascii: ","), i + 1 < bytes.count else { return nil }
+            i += 1
+        }
+        guard numbers.count == 1 + 3 * countCount else { return nil }
         let refusedAt = Int(numbers[0])
         let refused = refusedAt == 0 ? nil : refusedAt - 1
         let limits = request.limits

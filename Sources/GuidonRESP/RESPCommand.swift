@@ -31,10 +31,27 @@ public enum RESPCommand {
 
     /// Appends an integer argument in decimal (no `String` in between).
     public static func appendArgument(_ argument: Int64, to out: inout [UInt8]) {
-        var digits: [UInt8] = []
-        digits.reserveCapacity(20)
-        appendDecimal(argument, to: &digits)
-        digits.withUnsafeBytes { appendArgument(bytes: $0, to: &out) }
+        // 32 bytes of scratch on the stack: the digits are counted before the header is written.
+        var scratch: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &scratch) { raw in
+            var i = raw.count
+            var v = argument.magnitude
+            repeat {
+                i -= 1
+                raw[i] = UInt8(ascii: "0") &+ UInt8(v % 10)
+                v /= 10
+            } while v > 0
+            if argument < 0 {
+                i -= 1
+                raw[i] = UInt8(ascii: "-")
+            }
+            appendArgument(bytes: UnsafeRawBufferPointer(rebasing: raw[i...]), to: &out)
+        }
+    }
+
+    /// Appends `n` in decimal (for building a key as bytes).
+    public static func appendDecimal(_ n: Int64, to out: inout [UInt8]) {
+        GuidonRESP.appendDecimal(n, to: &out)
     }
 
     /// Appends one binary argument as a bulk string.
