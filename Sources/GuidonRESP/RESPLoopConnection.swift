@@ -29,6 +29,9 @@ public final class RESPLoopConnection: RESPSender, @unchecked Sendable {
     private var machine: Machine
     private let target: ConnectTarget
     public private(set) var fd: Int32 = -1
+    /// Counts the sockets opened: a new socket may reuse the number of the one closed before it
+    /// (the owner's registration of that one is gone with it).
+    public private(set) var socketGeneration = 0
     /// The socket has bytes to write that it did not take (or a connect under way).
     public private(set) var wantsWrite = false
     private var scratch = [UInt8](repeating: 0, count: 16 * 1024)
@@ -126,6 +129,7 @@ public final class RESPLoopConnection: RESPSender, @unchecked Sendable {
         let socketFD = socket(target.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
         guard socketFD >= 0 else { return failed(RESPError(.connectFailed, "socket: \(String(cString: strerror(errno)))"), now: now) }
         fd = socketFD
+        socketGeneration &+= 1
         if target.family != AF_UNIX {
             var one: Int32 = 1
             setsockopt(socketFD, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))

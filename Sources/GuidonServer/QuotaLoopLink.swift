@@ -19,8 +19,8 @@ final class QuotaLoopLink: EventLoopHandler, @unchecked Sendable {
     let store: RedisQuotaStore
     let connection: RESPLoopConnection
     private let timer: Timer
-    /// The socket registered with the loop, and how.
-    private var registered: (fd: Int32, token: UInt64, events: UInt32)?
+    /// The socket registered with the loop (its number and `socketGeneration`), and how.
+    private var registered: (fd: Int32, generation: Int, token: UInt64, events: UInt32)?
     /// When the timer is armed for (monotonic nanoseconds).
     private var armed: UInt64?
     private var closed = false
@@ -95,8 +95,11 @@ final class QuotaLoopLink: EventLoopHandler, @unchecked Sendable {
     private func sync() {
         guard !closed else { return }
         let fd = connection.fd
-        if let current = registered, current.fd != fd {
-            // Closed already (the kernel dropped it from the epoll set): forget its token.
+        let generation = connection.socketGeneration
+        if let current = registered, current.fd != fd || current.generation != generation {
+            // Closed already (the kernel dropped it from the epoll set): forget its token. A new
+            // socket with the same number is not in the set yet (it is registered below), so the
+            // `EPOLL_CTL_DEL` of `remove` finds nothing either way.
             loop.remove(current.fd, token: current.token)
             registered = nil
         }
@@ -105,10 +108,10 @@ final class QuotaLoopLink: EventLoopHandler, @unchecked Sendable {
             if let current = registered {
                 if current.events != events {
                     loop.modify(fd, token: current.token, events: events)
-                    registered = (fd, current.token, events)
+                    registered = (fd, generation, current.token, events)
                 }
             } else if let token = loop.register(fd, events: events, handler: self) {
-                registered = (fd, token, events)
+                registered = (fd, generation, token, events)
             }
         }
         // Armed for the earliest deadline; a later one is left to the next firing (which
