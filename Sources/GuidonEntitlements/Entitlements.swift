@@ -358,7 +358,7 @@ public final class Entitlements: @unchecked Sendable {
     }
 
     /// The attribute names `attribute(_:ofTenant:now:)` knows.
-    public static let tenantAttributes = ["id", "plan", "planName", "planOrder", "status", "validUntil", "active"]
+    public static let tenantAttributes = TenantAttributes.names
 
     // MARK: Tenants
 
