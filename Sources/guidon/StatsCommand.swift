@@ -195,13 +195,13 @@ struct StatsView {
             }
             line("")
             line("entitlement denials  \(amount(denials)) (\(split(denialReasons))); by check: \(split(denialChecks))")
-            let features = deniedFeatures.prefix(top)
+            let features = deniedFeatures.prefix(min(top, 5))  // a short section: the most denied
             let width = max(20, features.map { $0.feature.isEmpty ? 18 : $0.feature.count }.max() ?? 0)
             for feature in features {
                 let name = feature.feature.isEmpty ? "(not a feature)" : feature.feature
                 line("  " + name.padding(width) + "  " + amount(feature.total).leftPadding(12) + "  " + split(feature.reasons))
             }
-            if deniedFeatures.count > features.count { line("  … and \(deniedFeatures.count - features.count) more (--top N)") }
+            if deniedFeatures.count > features.count { line("  … and \(deniedFeatures.count - features.count) more features (--json)") }
         }
         let shown = flags.prefix(top)
         if !shown.isEmpty {
