@@ -184,6 +184,7 @@ extension Responder {
         defer { quotaLimits = limits }
         guard entitled else {
             count(.denied)
+            countDenial(entitlements, feature: feature, tenant: tenant, now: now)
             QuotaReply.notEntitled(id: id, feature: feature, tenant: tenant, entitlements: entitlements, now: now, into: &replies)
             return nil
         }
