@@ -49,7 +49,7 @@ let package = Package(
         .target(
             name: "GuidonMetrics",
             dependencies: [
-                "GuidonJSON", "GuidonEngine", "GuidonProtocol",
+                "GuidonJSON", "GuidonEngine", "GuidonEntitlements", "GuidonProtocol",
                 .product(name: "Atomics", package: "swift-atomics"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]

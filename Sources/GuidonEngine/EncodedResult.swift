@@ -26,12 +26,16 @@ public struct EncodedResult {
     /// server can count results by position rather than by name.
     public internal(set) var flagPosition: Int?
     public internal(set) var variantIndex: Int?
+    /// For a feature's answer (entitlements) that tells the tenant no: which feature and why
+    /// (`nil` for every flag's result, for a feature's answer that entitles, and for a type
+    /// mismatch: that is an error, not a denial).
+    public var denial: EntitlementDenial?
 
     /// A result whose members are text written elsewhere (entitlements lend theirs this way).
     public init(
         flag: UnsafeRawBufferPointer, served: UnsafeRawBufferPointer?, reason: Reason,
         errorCode: ErrorCode? = nil, errorMessage: String? = nil, metadata: UnsafeRawBufferPointer,
-        flagPosition: Int? = nil, variantIndex: Int? = nil
+        flagPosition: Int? = nil, variantIndex: Int? = nil, denial: EntitlementDenial? = nil
     ) {
         self.flag = flag
         self.served = served
@@ -41,6 +45,7 @@ public struct EncodedResult {
         self.metadata = metadata
         self.flagPosition = flagPosition
         self.variantIndex = variantIndex
+        self.denial = denial
     }
 
     /// The flag's key as a JSON string (`flag` without its `"flag":`).

@@ -13,3 +13,8 @@ public protocol TenantDirectory: AnyObject, Sendable {
     /// `nil` (JSON null) for an unknown tenant or name.
     func attribute(_ name: String, ofTenant tenant: String, now: Int64?) -> JSONValue?
 }
+
+/// The names `$tenant.NAME` may use: a `var` naming another is refused in strict mode.
+public enum TenantAttributes {
+    public static let names = ["id", "plan", "planName", "planOrder", "status", "validUntil", "active"]
+}

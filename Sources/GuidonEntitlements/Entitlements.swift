@@ -146,14 +146,19 @@ public final class Entitlements: @unchecked Sendable {
         let text: UnsafePointer<UInt8>
         let limits: UnsafePointer<Limit>
         let source: EntitlementSource
+        /// Why it tells the tenant no, when it does (`entry.entitled` is false).
+        let why: EntitlementDenialReason
     }
 
     /// The order of precedence: the tenant's override of the feature unless it has expired →
     /// its plan's grant while the subscription is active or trialing and before `validUntil` →
-    /// the feature's default. `tenant` is a position, or -1 for an unknown tenant.
+    /// the feature's default. `tenant` is a position, or -1 for an unknown tenant (-2: the
+    /// context names none; the answer is the same, only a denial's reason differs).
     @inline(__always)
     func answer(feature f: Int, tenant t: Int, now: Int64) -> Answer {
-        guard t >= 0 else { return catalogAnswer(slot: 0, feature: f, kind: Catalog.Kind.notGranted) }
+        guard t >= 0 else {
+            return catalogAnswer(slot: 0, feature: f, kind: Catalog.Kind.notGranted, why: t == -2 ? .noTenant : .unknownTenant)
+        }
         let record = records[t]
         let planApplies = record.status <= 1 && now < record.validUntil
         var i = Int(record.overrideStart)
@@ -164,7 +169,7 @@ public final class Entitlements: @unchecked Sendable {
             if feature == f {
                 if now < o.pointee.expiresAt {
                     let entry = planApplies ? o.pointee.whilePlanApplies : o.pointee.otherwise
-                    return Answer(entry: entry, text: tenantText, limits: tenantLimits, source: .override)
+                    return Answer(entry: entry, text: tenantText, limits: tenantLimits, source: .override, why: .override)
                 }
                 break
             }
@@ -172,33 +177,38 @@ public final class Entitlements: @unchecked Sendable {
             i += 1
         }
         let slot = Int(record.plan)
-        guard slot != 0 else { return catalogAnswer(slot: 0, feature: f, kind: Catalog.Kind.notGranted) }
+        guard slot != 0 else { return catalogAnswer(slot: 0, feature: f, kind: Catalog.Kind.notGranted, why: .noPlan) }
         let base = (slot * featureCount + f) * Catalog.kinds
         guard entries[base + Catalog.Kind.grant].present else {
-            return catalogAnswer(slot: slot, feature: f, kind: Catalog.Kind.notGranted)
+            return catalogAnswer(slot: slot, feature: f, kind: Catalog.Kind.notGranted, why: .notGranted)
         }
         if planApplies {
-            return Answer(entry: entries[base + Catalog.Kind.grant], text: catalogText, limits: catalogLimits, source: .plan)
+            return Answer(
+                entry: entries[base + Catalog.Kind.grant], text: catalogText, limits: catalogLimits, source: .plan, why: .notGranted)
         }
-        return catalogAnswer(slot: slot, feature: f, kind: record.status > 1 ? Int(record.status) : Catalog.Kind.ended)
+        let status = Int(record.status)
+        return status > 1
+            ? catalogAnswer(slot: slot, feature: f, kind: status, why: status == 2 ? .pastDue : status == 3 ? .canceled : .expired)
+            : catalogAnswer(slot: slot, feature: f, kind: Catalog.Kind.ended, why: .ended)
     }
 
     @inline(__always)
-    private func catalogAnswer(slot: Int, feature f: Int, kind: Int) -> Answer {
+    private func catalogAnswer(slot: Int, feature f: Int, kind: Int, why: EntitlementDenialReason) -> Answer {
         Answer(
             entry: entries[(slot * featureCount + f) * Catalog.kinds + kind], text: catalogText, limits: catalogLimits,
-            source: .default)
+            source: .default, why: why)
     }
 
+    /// The position of tenant `id`: -1 for an unknown tenant, -2 for none.
     @inline(__always)
     func tenantPosition(_ id: String?) -> Int {
-        guard let id else { return -1 }
+        guard let id else { return -2 }
         return tenantLookup.position(of: id) ?? -1
     }
 
     @inline(__always)
     func tenantPosition(bytes id: UnsafeRawBufferPointer?) -> Int {
-        guard let id else { return -1 }
+        guard let id else { return -2 }
         return tenantLookup.position(of: id) ?? -1
     }
 
@@ -272,7 +282,9 @@ public final class Entitlements: @unchecked Sendable {
                 errorMessage: catalog.typeMismatch[f * ValueType.caseCount + type.position], metadata: metadata))
         }
         let served = UnsafeRawBufferPointer(start: answer.text + Int(entry.start), count: Int(entry.servedCount))
-        return body(EncodedResult(flag: flag, served: served, reason: entry.reason, metadata: metadata))
+        return body(EncodedResult(
+            flag: flag, served: served, reason: entry.reason, metadata: metadata,
+            denial: entry.entitled ? nil : EntitlementDenial(feature: Int32(truncatingIfNeeded: f), reason: answer.why)))
     }
 
     /// Answers `feature` for `tenant` as an `EvaluationResult` (for callers off the hot path; a
@@ -305,6 +317,15 @@ public final class Entitlements: @unchecked Sendable {
     public func isEntitled(tenant: String?, feature: String, now: Int64? = nil) -> Bool {
         guard let f = featureLookup.position(of: feature) else { return false }
         return answer(feature: f, tenant: tenantPosition(tenant), now: now ?? clock()).entry.entitled
+    }
+
+    /// Why `tenant` is not entitled to `feature` at `now` (what `isEntitled` answers `false`
+    /// for): `nil` when it is. A key that is no feature is denied as `unknownFeature`, at
+    /// position -1 (counted without its key).
+    public func denial(tenant: String?, feature: String, now: Int64? = nil) -> EntitlementDenial? {
+        guard let f = featureLookup.position(of: feature) else { return EntitlementDenial(feature: -1, reason: .unknownFeature) }
+        let answer = answer(feature: f, tenant: tenantPosition(tenant), now: now ?? clock())
+        return answer.entry.entitled ? nil : EntitlementDenial(feature: Int32(truncatingIfNeeded: f), reason: answer.why)
     }
 
     /// Where `tenant`'s answer for `feature` comes from at `now` (`nil`: no such feature).
@@ -358,7 +379,7 @@ public final class Entitlements: @unchecked Sendable {
     }
 
     /// The attribute names `attribute(_:ofTenant:now:)` knows.
-    public static let tenantAttributes = ["id", "plan", "planName", "planOrder", "status", "validUntil", "active"]
+    public static let tenantAttributes = TenantAttributes.names
 
     // MARK: Tenants
 

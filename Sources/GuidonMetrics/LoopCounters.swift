@@ -1,5 +1,6 @@
 public import Atomics
 public import GuidonEngine
+public import GuidonEntitlements
 public import GuidonProtocol
 
 #if canImport(Glibc)
@@ -40,6 +41,17 @@ public final class LoopCounters: @unchecked Sendable {
     @usableFromInline @exclusivity(unchecked) var offsets: UnsafeMutablePointer<Int>
     @usableFromInline @exclusivity(unchecked) var tracked: UnsafeMutablePointer<Bool>
     private var evaluationBytes: Int
+    /// The entitlement denial counters, laid out by the entitlements document being served
+    /// (`denialLayout`; its row count copied, as `offsets` is), replaced with it like
+    /// `evaluations`.
+    @usableFromInline @exclusivity(unchecked) var denials: UnsafeMutablePointer<Cell>
+    @usableFromInline @exclusivity(unchecked) var denialRows: Int
+    @exclusivity(unchecked) public internal(set) var denialLayout: DenialLayout
+    private var denialBytes: Int
+    /// What this loop's contexts ask `{"entitled": …}` and `$tenant.…` of: the entitlements
+    /// being served, counting the denials the operator answers (`nil` without entitlements, or
+    /// when nothing is counted).
+    @exclusivity(unchecked) public private(set) var tenantDirectory: CountingTenantDirectory?
     unowned let registry: MetricsRegistry
     /// Where this loop's exposure events go, when the daemon writes them.
     public let exposures: ExposureQueue?
@@ -75,6 +87,9 @@ public final class LoopCounters: @unchecked Sendable {
         offsets = layout.offsets
         tracked = layout.tracked
         (evaluations, evaluationBytes) = Self.zeroedCells(layout.slotCount)
+        denialLayout = .none
+        denialRows = DenialLayout.none.rows
+        (denials, denialBytes) = Self.zeroedCells(DenialLayout.none.slotCount)
     }
 
     deinit {
@@ -84,6 +99,7 @@ public final class LoopCounters: @unchecked Sendable {
         notes.deallocate()
         noted.deallocate()
         Self.release(evaluations, bytes: evaluationBytes)
+        Self.release(denials, bytes: denialBytes)
     }
 
     // MARK: - On the loop's thread
@@ -117,6 +133,12 @@ public final class LoopCounters: @unchecked Sendable {
         if let error {
             Self.bump(block + evaluationErrorsBase + (MetricTable.evaluationErrorCodes.firstIndex(of: error) ?? 0))
         }
+    }
+
+    /// A tenant was told no by an entitlement (`denial`: which feature and why), by `check`.
+    @inlinable
+    public func denied(_ denial: EntitlementDenial, by check: EntitlementCheck) {
+        Self.bump(denials + DenialLayout.slot(denial, check, rows: denialRows))
     }
 
     /// `requests` request lines were answered `nanoseconds` after the read that brought them.
@@ -225,12 +247,17 @@ public final class LoopCounters: @unchecked Sendable {
     private let version = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 8)
     @exclusivity(unchecked) private var versionCount = 0
 
-    /// The loop answers from `snapshot` (version `version`) from now on: lay the evaluation
-    /// counters out for it. Call on the loop's thread, before answering from it.
-    public func adopt(_ snapshot: Snapshot, version: String = "") {
+    /// The loop answers from `snapshot` (version `version`) and the entitlements document
+    /// `entitlements` (`nil`: none) from now on: lay the evaluation and denial counters out for
+    /// them. Call on the loop's thread, before answering from them.
+    public func adopt(_ snapshot: Snapshot, version: String = "", entitlements: Entitlements? = nil) {
         let versionBytes = Array(version.utf8.prefix(64))
         versionBytes.withUnsafeBytes { if let base = $0.baseAddress { self.version.copyMemory(from: base, byteCount: $0.count) } }
         versionCount = versionBytes.count
+        if tenantDirectory?.entitlements !== entitlements {
+            tenantDirectory = isCounting ? entitlements.map { CountingTenantDirectory($0, counters: self) } : nil
+        }
+        adoptDenials(registry.denialLayout(for: entitlements))
         let new = registry.layout(for: snapshot)
         guard new !== layout else { return }
         let (cells, bytes) = Self.zeroedCells(new.slotCount)
@@ -241,6 +268,20 @@ public final class LoopCounters: @unchecked Sendable {
             layout = new
             offsets = new.offsets
             tracked = new.tracked
+            MetricsRegistry.fold(oldCells, oldLayout, into: &totals)
+        }
+        Self.release(oldCells, bytes: oldBytes)
+    }
+
+    private func adoptDenials(_ new: DenialLayout) {
+        guard new !== denialLayout else { return }
+        let (cells, bytes) = Self.zeroedCells(new.slotCount)
+        let (oldCells, oldBytes, oldLayout) = (denials, denialBytes, denialLayout)
+        registry.replacingDenials { totals in
+            denials = cells
+            denialBytes = bytes
+            denialLayout = new
+            denialRows = new.rows
             MetricsRegistry.fold(oldCells, oldLayout, into: &totals)
         }
         Self.release(oldCells, bytes: oldBytes)
@@ -268,6 +309,11 @@ public final class LoopCounters: @unchecked Sendable {
     /// Adds this loop's evaluation counts into `totals`. Call under the registry's lock.
     func addEvaluations(into totals: inout [EvaluationKey: UInt64]) {
         MetricsRegistry.fold(evaluations, layout, into: &totals)
+    }
+
+    /// Adds this loop's denial counts into `totals`. Call under the registry's lock.
+    func addDenials(into totals: inout [DenialKey: UInt64]) {
+        MetricsRegistry.fold(denials, denialLayout, into: &totals)
     }
 
     // MARK: - Memory

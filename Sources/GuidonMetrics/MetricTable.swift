@@ -105,8 +105,6 @@ public enum MetricTable {
         values: ["allowed", "denied", "degraded"])
 
     /// The families with a closed label set, in the order of each loop's counter block.
-    /// Families of features still being built — `guidon_entitlement_denials_total{reason}` — are
-    /// added here when those features land (see docs/OBSERVABILITY.md).
     public static let counterFamilies: [CounterFamily] = [
         requests, requestErrors, evaluationErrors, ofrepRequests, ofrepResponses, quotaAnswers,
     ]
@@ -117,6 +115,17 @@ public enum MetricTable {
         "guidon_evaluations_total", .counter,
         help: "Flag evaluations by flag, variant served (empty when none) and reason.",
         labels: ["flag", "variant", "reason"])
+
+    /// Times a tenant was told no by an entitlement, by feature (its key: features are declared
+    /// in the entitlements document, so the label is bounded; `""` for a key that is no
+    /// feature, counted without it), reason (`EntitlementDenialReason`: why the engine's order
+    /// of precedence denies) and check (`EntitlementCheck`: a feature's answer to
+    /// `eval`/`evalAll`/OFREP, `{"entitled": …}` in a flag's targeting, or `consume`). Counted
+    /// per loop in an array laid out by the document (`DenialLayout`), like evaluations.
+    public static let entitlementDenials = MetricFamily(
+        "guidon_entitlement_denials_total", .counter,
+        help: "Times a tenant was told no by an entitlement, by feature (empty: a key that is no feature), reason (not_granted, override, past_due, canceled, expired, ended, no_plan, unknown_tenant, no_tenant, unknown_feature) and check (eval: a feature's eval/evalAll/OFREP answer; targeting: {\"entitled\": ...} in a flag's rules; consume: a usage-limit consume refused).",
+        labels: ["feature", "reason", "check"])
 
     public static let requestDuration = MetricFamily(
         "guidon_request_duration_seconds", .histogram,
@@ -163,7 +172,7 @@ public enum MetricTable {
 
     /// Every family, in the order the Prometheus text shows them.
     public static let all: [MetricFamily] =
-        [evaluations] + counterFamilies.map(\.family) + [
+        [evaluations, entitlementDenials] + counterFamilies.map(\.family) + [
             requestDuration, connections, reloads, lastReloadSuccess, configLoaded, configInfo, flags, buildInfo,
             startTime, exposureEvents, exposureEventsDropped, adminWrites,
         ]

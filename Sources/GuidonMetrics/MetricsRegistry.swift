@@ -1,4 +1,5 @@
 public import GuidonEngine
+public import GuidonEntitlements
 import NIOConcurrencyHelpers
 
 /// Every loop's counters, merged when read.
@@ -14,6 +15,11 @@ public final class MetricsRegistry: Sendable {
         var folded: [EvaluationKey: UInt64] = [:]
         /// The layout of the snapshot loops are taking, built once for all of them.
         var cached: (snapshot: Weak<Snapshot>, layout: EvaluationLayout)?
+        /// Counts of denial arrays that loops have replaced (a new entitlements document), by
+        /// feature key: bounded by the features that exist plus those removed since the start.
+        var foldedDenials: [DenialKey: UInt64] = [:]
+        /// The denial layout of the entitlements document loops are taking.
+        var cachedDenials: (entitlements: Weak<Entitlements>, layout: DenialLayout)?
     }
 
     private final class Weak<Object: AnyObject>: @unchecked Sendable {
@@ -49,6 +55,31 @@ public final class MetricsRegistry: Sendable {
         }
     }
 
+    /// The denial layout for the entitlements document `entitlements` (`nil`: none served): the
+    /// one built for it already, or a new one.
+    public func denialLayout(for entitlements: Entitlements?) -> DenialLayout {
+        guard let entitlements else { return .none }
+        return state.withLockedValue { state in
+            if let cached = state.cachedDenials, cached.entitlements.object === entitlements { return cached.layout }
+            let layout = DenialLayout(features: entitlements.features.map(\.key))
+            state.cachedDenials = (Weak(entitlements), layout)
+            return layout
+        }
+    }
+
+    /// Runs `body`, which replaces a loop's denial array and folds the old one into the totals
+    /// it is lent, under the lock readers take.
+    func replacingDenials(_ body: (inout [DenialKey: UInt64]) -> Void) {
+        state.withLockedValue { body(&$0.foldedDenials) }
+    }
+
+    /// Adds the denial counts of `cells`, laid out by `layout`, to `totals`.
+    static func fold(_ cells: UnsafeMutablePointer<LoopCounters.Cell>, _ layout: DenialLayout, into totals: inout [DenialKey: UInt64]) {
+        layout.forEachCounted({ LoopCounters.load(cells + $0) }) { feature, reason, check, count in
+            totals[DenialKey(feature: feature, reason: reason, check: check), default: 0] &+= count
+        }
+    }
+
     /// Runs `body`, which replaces a loop's evaluation array and folds the old one into the
     /// totals it is lent, under the lock readers take.
     func replacing(_ body: (inout [EvaluationKey: UInt64]) -> Void) {
@@ -66,16 +97,20 @@ public final class MetricsRegistry: Sendable {
     public func collect() -> CounterSample {
         var fixed = [UInt64](repeating: 0, count: LoopCounters.blockCount)
         var exposures = ExposureCounts()
-        let evaluations = state.withLockedValue { state in
+        let (evaluations, denials) = state.withLockedValue { state in
             var totals = state.folded
+            var denials = state.foldedDenials
             for loop in state.loops {
                 loop.addFixed(into: &fixed)
                 loop.addEvaluations(into: &totals)
+                loop.addDenials(into: &denials)
                 if let queue = loop.exposures { exposures.add(queue.counts) }
             }
-            return totals
+            return (totals, denials)
         }
-        return CounterSample(fixed: fixed, evaluations: evaluations, exposures: exposures)
+        var sample = CounterSample(fixed: fixed, evaluations: evaluations, exposures: exposures)
+        sample.denials = denials
+        return sample
     }
 }
 
@@ -85,6 +120,8 @@ public struct CounterSample: Sendable {
     /// The fixed blocks added up (see `LoopCounters`).
     let fixed: [UInt64]
     public var evaluations: [EvaluationKey: UInt64]
+    /// Entitlement denials by feature, reason and check (only those counted).
+    public var denials: [DenialKey: UInt64] = [:]
     /// What the loops counted of exposure events (`written` is the writer's, added by the caller).
     public var exposures: ExposureCounts
 

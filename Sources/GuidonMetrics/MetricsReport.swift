@@ -1,4 +1,5 @@
 public import GuidonJSON
+import GuidonEngine
 import GuidonProtocol
 import NIOConcurrencyHelpers
 
@@ -68,6 +69,13 @@ public struct MetricsReport: Sendable {
         }
     }
 
+    /// The denial counters in a stable order: by feature, reason, check.
+    var sortedDenials: [(key: DenialKey, value: UInt64)] {
+        counters.denials.sorted { a, b in
+            (a.key.feature, a.key.reason.rawValue, a.key.check.rawValue) < (b.key.feature, b.key.reason.rawValue, b.key.check.rawValue)
+        }
+    }
+
     // MARK: - Prometheus text format
 
     /// The content type of `prometheusText()`: the text exposition format, version 0.0.4.
@@ -88,6 +96,12 @@ public struct MetricsReport: Sendable {
                 MetricTable.evaluations.name,
                 [("flag", key.flag), ("variant", key.variant), ("reason", MetricTable.label(MetricTable.reasons[key.reason]))],
                 count)
+        }
+        out.family(MetricTable.entitlementDenials)
+        for (key, count) in sortedDenials {
+            out.sample(
+                MetricTable.entitlementDenials.name,
+                [("feature", key.feature), ("reason", key.reason.label), ("check", key.check.label)], count)
         }
         for family in MetricTable.counterFamilies {
             out.family(family.family)
@@ -221,6 +235,7 @@ public struct MetricsReport: Sendable {
             writes[write.action] = .object(byResult)
         }
         body["adminWrites"] = .object(writes)
+        body["entitlementDenials"] = denialsJSON
         if let exposures {
             body["exposureEvents"] = [
                 "written": .int(Int64(exposures.written)),
@@ -235,6 +250,44 @@ public struct MetricsReport: Sendable {
             body["exposureEvents"] = .null
         }
         return body
+    }
+
+    /// `stats`' `entitlementDenials`: the total, by reason and by check, and per feature (the
+    /// most denied first; `""` for keys that are no feature) by reason.
+    var denialsJSON: JSONValue {
+        var total: UInt64 = 0
+        var byReason = [UInt64](repeating: 0, count: EntitlementDenialReason.allCases.count)
+        var byCheck = [UInt64](repeating: 0, count: EntitlementCheck.allCases.count)
+        var features: [(feature: String, total: UInt64, reasons: [UInt64])] = []
+        for (key, count) in sortedDenials {
+            total &+= count
+            byReason[Int(key.reason.rawValue)] &+= count
+            byCheck[key.check.rawValue] &+= count
+            if features.last?.feature != key.feature {
+                features.append((key.feature, 0, [UInt64](repeating: 0, count: EntitlementDenialReason.allCases.count)))
+            }
+            features[features.count - 1].total &+= count
+            features[features.count - 1].reasons[Int(key.reason.rawValue)] &+= count
+        }
+        features.sort { $0.total != $1.total ? $0.total > $1.total : $0.feature < $1.feature }
+        func object(_ counts: [UInt64], _ label: (Int) -> String) -> JSONValue {
+            var object = JSONObject()
+            for (i, count) in counts.enumerated() where count > 0 { object[label(i)] = .int(Int64(count)) }
+            return .object(object)
+        }
+        let reasonLabel = { (i: Int) in EntitlementDenialReason.allCases[i].label }
+        return [
+            "total": .int(Int64(total)),
+            "reasons": object(byReason, reasonLabel),
+            "checks": object(byCheck) { EntitlementCheck.allCases[$0].label },
+            "features": .array(features.map { feature in
+                .object([
+                    "feature": feature.feature.isEmpty ? .null : .string(feature.feature),
+                    "total": .int(Int64(feature.total)),
+                    "reasons": object(feature.reasons, reasonLabel),
+                ])
+            }),
+        ]
     }
 }
 

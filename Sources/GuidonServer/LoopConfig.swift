@@ -15,6 +15,8 @@ import GuidonMetrics
 /// new configuration. Counters belong to the thread that answers, not to connections.
 ///
 /// `@unchecked Sendable`: confined to its loop's thread once handed to it.
+///
+/// The entitlement denial counters are laid out by the entitlements document the same way.
 final class LoopConfig: @unchecked Sendable {
     private let store: ConfigStore
     private var config: ServedConfig
@@ -29,7 +31,7 @@ final class LoopConfig: @unchecked Sendable {
         // The count first: a publication in between makes the next read take it.
         seen = store.publications
         config = store.current
-        counters?.adopt(config.snapshot, version: config.version)
+        counters?.adopt(config)
     }
 
     /// Lends `body` the configuration to answer from. (It is not retained: this holds it, and
@@ -46,6 +48,13 @@ final class LoopConfig: @unchecked Sendable {
         guard published != seen else { return }
         seen = published
         config = store.current
-        counters?.adopt(config.snapshot, version: config.version)
+        counters?.adopt(config)
+    }
+}
+
+extension LoopCounters {
+    /// Lays the counters out for `config`: its flags and its entitlements document.
+    func adopt(_ config: ServedConfig) {
+        adopt(config.snapshot, version: config.version, entitlements: config.entitlements)
     }
 }

@@ -7,8 +7,9 @@ import NIOCore
 import NIOHTTP1
 
 /// The served configuration is what OFREP evaluates against: the same functions as the query
-/// socket's (`ServedConfig+Evaluation.swift`).
-extension ServedConfig: OFREPSource {
+/// socket's (`ServedConfig+Evaluation.swift`), through `CountingOFREPSource`, which passes them
+/// the listener's counting directory.
+extension ServedConfig {
     // Both files: a new entitlements version is a new bulk ETag even where the body did not change.
     public var revision: String { combinedVersion }
     public var flagSetMetadata: JSONObject { snapshot.metadata }
@@ -68,7 +69,8 @@ final class OFREPEndpoint: @unchecked Sendable {
         }
         let (counters, counting, tracking) = (counters, counting, tracking)
         var response = config.withCurrent { served in
-            OFREPResponder.respond(to: parsed, from: served) { result in
+            let source = CountingOFREPSource(served: served, tenants: counters?._withUnsafeGuaranteedRef { $0.tenantDirectory })
+            return OFREPResponder.respond(to: parsed, from: source) { result in
                 Responder.observe(result, counters, counting, tracking)
             }
         }

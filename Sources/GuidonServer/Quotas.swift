@@ -209,6 +209,7 @@ extension Responder {
         }
         guard entitled else {
             count(.denied)
+            countDenial(entitlements, feature: feature, tenant: tenant, now: now)
             QuotaReply.notEntitled(id: id, feature: feature, tenant: tenant, entitlements: entitlements, now: now, into: &replies)
             return nil
         }

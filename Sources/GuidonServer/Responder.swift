@@ -130,21 +130,21 @@ struct Responder {
             if let keys = request.flags {
                 let type = request.type
                 ReplyEncoder.evalMany(id: request.id, default: request.defaultValue, into: &replies) { each in
-                    config.forEachResult(keys, context: request.context, type: type) { result in
+                    config.forEachResult(keys, context: request.context, type: type, tenants: Self.tenants(counters)) { result in
                         each(result)
                         Self.observe(result, counters, counting, tracking)
                     }
                 }
             } else {
                 let (id, defaultValue) = (request.id, request.defaultValue)
-                config.withResult(request.flag ?? "", context: request.context, type: request.type) { result in
+                config.withResult(request.flag ?? "", context: request.context, type: request.type, tenants: Self.tenants(counters)) { result in
                     ReplyEncoder.eval(id: id, result: result, default: defaultValue, into: &replies)
                     Self.observe(result, counters, counting, tracking)
                 }
             }
         case .evalAll:
             ReplyEncoder.evalAll(id: request.id, into: &replies) { each in
-                config.forEachResult(context: request.context) { result in
+                config.forEachResult(context: request.context, tenants: Self.tenants(counters)) { result in
                     each(result)
                     Self.observe(result, counters, counting, tracking)
                 }
@@ -184,13 +184,15 @@ struct Responder {
         return nil
     }
 
-    /// Counts one result, and notes it when its flag asks for exposure events (OFREP's answers too).
+    /// Counts one result (a feature's answer that denies the tenant as an entitlement denial),
+    /// and notes it when its flag asks for exposure events (OFREP's answers too).
     @inline(__always)
     static func observe(_ result: EncodedResult, _ counters: Unmanaged<LoopCounters>?, _ counting: Bool, _ tracking: Bool) {
         guard let counters else { return }
         counters._withUnsafeGuaranteedRef { counters in
             if counting {
                 counters.evaluation(position: result.flagPosition, variant: result.variantIndex, reason: result.reason, error: result.errorCode)
+                if let denial = result.denial { counters.denied(denial, by: .eval) }
             }
             if tracking, let position = result.flagPosition, counters.tracks(position) {
                 counters.noteExposure(position: position, variant: result.variantIndex, reason: result.reason, error: result.errorCode)

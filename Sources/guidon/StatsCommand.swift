@@ -8,7 +8,7 @@ import Glibc
 
 struct Stats: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Shows what the daemon answered: busiest flags and their variants, errors, latency, reloads.",
+        abstract: "Shows what the daemon answered: busiest flags and their variants, errors, latency, reloads, entitlement denials.",
         discussion: """
             The daemon's counters are cumulative since it started. With --interval N, guidon reads \
             them twice, N seconds apart, and shows the rates and splits of that interval instead.
@@ -81,6 +81,11 @@ struct StatsView {
     var reloads: (ok: Int64, unchanged: Int64, failed: Int64) = (0, 0, 0)
     var lastReloadSuccess = ""
     var events: (written: Int64, deduplicated: Int64, dropped: Int64)?
+    /// Entitlement denials: the total, by reason, by check, and per feature (`""`: keys that are no feature).
+    var denials: Int64 = 0
+    var denialReasons: [(String, Int64)] = []
+    var denialChecks: [(String, Int64)] = []
+    var deniedFeatures: [(feature: String, total: Int64, reasons: [(String, Int64)])] = []
 
     init(_ reply: JSONObject) {
         func int(_ value: JSONValue?) -> Int64 {
@@ -116,6 +121,14 @@ struct StatsView {
             reloads = (int(r["ok"]), int(r["unchanged"]), int(r["failed"]))
             lastReloadSuccess = r["lastSuccessAt"]?.string ?? ""
         }
+        if case .object(let d)? = reply["entitlementDenials"] {
+            denials = int(d["total"])
+            denialReasons = pairs(d["reasons"])
+            denialChecks = pairs(d["checks"])
+            for case .object(let f) in d["features"]?.array ?? [] {
+                deniedFeatures.append((f["feature"]?.string ?? "", int(f["total"]), pairs(f["reasons"])))
+            }
+        }
         if case .object(let e)? = reply["exposureEvents"] {
             let dropped = e["dropped"]?.object ?? [:]
             events = (int(e["written"]), int(e["deduplicated"]), dropped.reduce(0) { $0 + int($1.value) })
@@ -138,6 +151,13 @@ struct StatsView {
         }.filter { $0.total > 0 }.sorted { $0.total > $1.total }
         d.latencyBuckets = zip(latencyBuckets, earlier.latencyBuckets + Array(repeating: 0, count: max(0, latencyBuckets.count - earlier.latencyBuckets.count))).map { $0 &- $1 }
         d.reloads = (reloads.ok - earlier.reloads.ok, reloads.unchanged - earlier.reloads.unchanged, reloads.failed - earlier.reloads.failed)
+        d.denials = denials - earlier.denials
+        d.denialReasons = subtract(denialReasons, earlier.denialReasons)
+        d.denialChecks = subtract(denialChecks, earlier.denialChecks)
+        d.deniedFeatures = deniedFeatures.map { feature in
+            let before = earlier.deniedFeatures.first { $0.feature == feature.feature }
+            return (feature.feature, feature.total - (before?.total ?? 0), subtract(feature.reasons, before?.reasons ?? []))
+        }.filter { $0.total > 0 }.sorted { $0.total > $1.total }
         if let now = events, let then = earlier.events {
             d.events = (now.written - then.written, now.deduplicated - then.deduplicated, now.dropped - then.dropped)
         }
@@ -167,6 +187,21 @@ struct StatsView {
         line("reloads      \(reloads.ok) ok, \(reloads.unchanged) unchanged, \(reloads.failed) failed; last success \(lastReloadSuccess)")
         if let events {
             line("events       \(amount(events.written)) written, \(amount(events.deduplicated)) repeats left out, \(amount(events.dropped)) dropped")
+        }
+        if denials > 0 {
+            func split(_ counts: [(String, Int64)]) -> String {
+                counts.filter { $0.1 > 0 }.sorted { $0.1 != $1.1 ? $0.1 > $1.1 : $0.0 < $1.0 }.map { "\($0.0) \(amount($0.1))" }
+                    .joined(separator: ", ")
+            }
+            line("")
+            line("entitlement denials  \(amount(denials)) (\(split(denialReasons))); by check: \(split(denialChecks))")
+            let features = deniedFeatures.prefix(min(top, 5))  // a short section: the most denied
+            let width = max(20, features.map { $0.feature.isEmpty ? 18 : $0.feature.count }.max() ?? 0)
+            for feature in features {
+                let name = feature.feature.isEmpty ? "(not a feature)" : feature.feature
+                line("  " + name.padding(width) + "  " + amount(feature.total).leftPadding(12) + "  " + split(feature.reasons))
+            }
+            if deniedFeatures.count > features.count { line("  … and \(deniedFeatures.count - features.count) more features (--json)") }
         }
         let shown = flags.prefix(top)
         if !shown.isEmpty {

@@ -15,9 +15,12 @@ struct SplitMix {
         return z ^ (z >> 31)
     }
 
+    /// A random targeting key of 8–24 characters: long enough that repeats are negligible (with
+    /// keys of one or two characters, a few dozen fixed strings would make up thousands of the
+    /// draws, and a share would stray from its weight by a fixed, seed-independent amount).
     mutating func key() -> String {
         let alphabet = Array("abcdefghijklmnopqrstuvwxyz0123456789-_.@ü🚀")
-        let length = Int(next() % 24) + 1
+        let length = Int(next() % 17) + 8
         return String((0..<length).map { _ in alphabet[Int(next() % UInt64(alphabet.count))] })
     }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import CAllocCounter
 @testable import GuidonEngine
 import GuidonJSON
@@ -87,6 +88,38 @@ import Testing
             let flags = #"{"flags": {"f": {"state": "ENABLED", "variants": {"a": 1}, "defaultVariant": "a", "targeting": {"if": [\#(bad), "a", "a"]}}}}"#
             #expect(throws: ValidationReport.self) { try snapshot(e, flags: flags) }
         }
+    }
+
+    @Test func strictModeRejectsAnUnknownTenantAttribute() throws {
+        let e = try example()
+        let flags = #"{"flags": {"f": {"state": "ENABLED", "variants": {"a": 1, "b": 2}, "defaultVariant": "a", "targeting": {"if": [{"==": [{"var": "$tenant.plna"}, "growth"]}, "b", "a"]}}}}"#
+        do throws(ValidationReport) {
+            _ = try snapshot(e, flags: flags)
+            Issue.record("compiled")
+        } catch {
+            #expect(error.errors.count == 1)
+            #expect(error.errors.first?.message.contains("\"$tenant.plna\" is not a tenant attribute") == true, "\(error)")
+            #expect(error.errors.first?.message.contains("did you mean \"$tenant.plan\"?") == true, "\(error)")
+            #expect(error.errors.first?.path == "flags.f.targeting.if[0].==[0].var")
+        }
+        // `$tenant` on its own names no attribute either.
+        let whole = flags.replacingOccurrences(of: "$tenant.plna", with: "$tenant")
+        #expect(throws: ValidationReport.self) { try snapshot(e, flags: whole) }
+        // Lenient: a warning, and the attribute reads null for every tenant.
+        let lenient = try snapshot(e, mode: .lenient, flags: flags)
+        #expect(lenient.warnings.count == 1)
+        #expect(lenient.evaluate("f", context: context(e, tenant: "acme"), now: december15).value == 1)
+        // Every attribute the directory knows compiles in strict mode, and deeper paths too.
+        for name in TenantAttributes.names + ["plan.length"] {
+            let ok = flags.replacingOccurrences(of: "$tenant.plna", with: "$tenant.\(name)")
+            _ = try snapshot(e, flags: ok)
+        }
+        // A path computed from the context is not checked (nothing to check it against until
+        // evaluation); one computed from constants is folded, and checked.
+        let computed = flags.replacingOccurrences(of: #"{"var": "$tenant.plna"}"#, with: #"{"var": {"cat": ["$tenant.", {"var": "attr"}]}}"#)
+        _ = try snapshot(e, flags: computed)
+        let folded = flags.replacingOccurrences(of: #"{"var": "$tenant.plna"}"#, with: #"{"var": {"cat": ["$tenant.", "plna"]}}"#)
+        #expect(throws: ValidationReport.self) { try snapshot(e, flags: folded) }
     }
 
     @Test func aCompileWithOtherFeaturesReusesNoFlag() throws {

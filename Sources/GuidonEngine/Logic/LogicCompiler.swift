@@ -197,7 +197,9 @@ final class LogicCompiler {
             let fallback = args.count > 1 ? args[1] : nil
             guard let pathNode = args.first else { return .variable(VarPath(""), fallback: nil) }
             if let p = pathNode.constantValue {
-                return .variable(VarPath(key: p), fallback: fallback)
+                let path = VarPath(key: p)
+                if path.root == .tenant { checkTenantAttribute(path) }
+                return .variable(path, fallback: fallback)
             }
             return .computedVariable(pathNode, fallback: fallback)
         case "missing":
@@ -293,6 +295,24 @@ final class LogicCompiler {
         "reduce", "all", "none", "some", "log", "starts_with", "ends_with", "sem_ver", "fractional", "$ref",
         "entitled",
     ]
+
+    /// `$tenant.NAME` names one of a closed set of attributes: a misspelt one would read null
+    /// for every tenant, so strict mode refuses it (as the reference refuses nothing here, lenient
+    /// mode warns and reads null).
+    private func checkTenantAttribute(_ path: VarPath) {
+        guard path.segments.count >= 2 else {
+            report(.tolerated, "\"$tenant\" is read by attribute: use \"$tenant.NAME\" with NAME one of \(Self.tenantAttributeList)")
+            return
+        }
+        let name = path.segments[1]
+        guard !TenantAttributes.names.contains(name) else { return }
+        let hint = TenantAttributes.names.min { editDistance($0, name) < editDistance($1, name) }.flatMap {
+            editDistance($0, name) <= 2 ? "; did you mean \"$tenant.\($0)\"?" : nil
+        } ?? ""
+        report(.tolerated, "\"$tenant.\(name)\" is not a tenant attribute (one of \(Self.tenantAttributeList))\(hint)")
+    }
+
+    private static let tenantAttributeList = TenantAttributes.names.joined(separator: ", ")
 
     // MARK: Custom operators
 
