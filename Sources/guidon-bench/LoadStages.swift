@@ -88,7 +88,7 @@ extension BenchSession {
 
                 let cell = "\(connections) × \(inFlight)"
                 let goal: Goal? =
-                    connections == 16 && inFlight == 1 ? .redisRatioAtLeast(1.5)
+                    (connections == 16 || connections == 64) && inFlight == 1 ? .redisRatioAtLeast(1.2)
                     : connections == 16 && inFlight == 16 ? .floorRatioAtLeast(0.7) : nil
                 report.add(Figure(
                     section: section, name: "\(cell), 1 flag, requests", unit: .perSecond,
