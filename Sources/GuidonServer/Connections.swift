@@ -69,9 +69,7 @@ public final class Connections: Sendable {
         let limit = watchBacklogLimit
         let logger = logger
         for connection in subscribers {
-            connection.loop.execute {
-                connection.push(line, backlogLimit: limit, logger: logger)
-            }
+            connection.execute { $0.push(line, backlogLimit: limit, logger: logger) }
         }
     }
 

@@ -44,6 +44,12 @@ final class EventLoop: @unchecked Sendable {
     private var thread: pthread_t?
     /// Reused by connections for their reads: a loop runs one handler at a time.
     let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
+    /// Called when the loop wakes after a window of `windowNanoseconds` has passed, with the
+    /// CPU time its thread used in the window (handling events and tasks, in user space and in
+    /// the kernel: time it was preempted or waited in `epoll_wait` is not counted), the window's
+    /// length, how many events it handled, and in how many wake-ups. Set before `start`.
+    var onWindow: ((_ busy: UInt64, _ elapsed: UInt64, _ events: Int, _ wakeups: Int) -> Void)?
+    var windowNanoseconds: UInt64 = 20_000_000
 
     private static let wakeToken: UInt64 = 0
 
@@ -151,6 +157,10 @@ final class EventLoop: @unchecked Sendable {
         let capacity: Int32 = 64
         let events = UnsafeMutablePointer<epoll_event>.allocate(capacity: Int(capacity))
         defer { events.deallocate() }
+        let measuring = onWindow != nil
+        var windowStart = measuring ? Self.monotonicNanoseconds() : 0
+        var cpuStart = measuring ? Self.threadCPUNanoseconds() : 0
+        var handled = 0, wakeups = 0
         while running {
             let count = epoll_wait(epoll, events, capacity, -1)
             if count < 0 {
@@ -165,10 +175,50 @@ final class EventLoop: @unchecked Sendable {
                 } else {
                     // A handler closed earlier in this batch is gone: its events are dropped.
                     handlers[token]?.ready(events[i].events)
+                    handled += 1
                 }
             }
             if tasksDue { runTasks() }
+            if measuring {
+                // One clock read per wake-up (the vDSO's); the thread's CPU clock, a system
+                // call, once per window.
+                let now = Self.monotonicNanoseconds()
+                wakeups += 1
+                if now &- windowStart >= windowNanoseconds, let onWindow {
+                    let cpu = Self.threadCPUNanoseconds()
+                    onWindow(cpu &- cpuStart, now &- windowStart, handled, wakeups)
+                    windowStart = now
+                    cpuStart = cpu
+                    handled = 0
+                    wakeups = 0
+                }
+            }
         }
+        // Tasks that came after the stop (a connection moving here): close what they opened.
+        runTasks()
+        for handler in handlers.all { handler.close() }
+    }
+
+    /// Calls `body` with every connection registered here (a copy of the list: `body` may
+    /// move or close them).
+    func forEachConnection(_ body: (Connection) -> Void) {
+        for handler in handlers.all {
+            if let connection = handler as? Connection { body(connection) }
+        }
+    }
+
+    /// The calling thread's CPU time in nanoseconds (`CLOCK_THREAD_CPUTIME_ID`).
+    static func threadCPUNanoseconds() -> UInt64 {
+        var now = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now)
+        return UInt64(now.tv_sec) &* 1_000_000_000 &+ UInt64(now.tv_nsec)
+    }
+
+    /// `CLOCK_MONOTONIC` in nanoseconds (the vDSO reads it without entering the kernel).
+    static func monotonicNanoseconds() -> UInt64 {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return UInt64(now.tv_sec) &* 1_000_000_000 &+ UInt64(now.tv_nsec)
     }
 
     private func runTasks() {

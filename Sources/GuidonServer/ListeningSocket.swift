@@ -86,31 +86,27 @@ struct ListeningSocket {
     }
 }
 
-/// Accepts connections on the listening socket (on the first loop) and hands them to the loops
-/// in turn.
+/// Accepts connections on the listening socket (on the first loop) and hands them to the
+/// group's loops: to the first, or, while the group is spread, to the loops in turn.
 ///
 /// `@unchecked Sendable`: after `start`, touched only on its loop.
 final class Acceptor: EventLoopHandler, @unchecked Sendable {
     private let socket: ListeningSocket
-    private let loops: [EventLoop]
-    /// Each loop's configuration reference, by the loop's position.
-    private let configs: [LoopConfig]
+    private let group: LoopGroup
     private let service: ServiceContext
     private let logger: Logger
     private var token: UInt64 = 0
     private var next = 0
     private var isOpen = true
 
-    init(socket: ListeningSocket, loops: [EventLoop], configs: [LoopConfig], service: ServiceContext, logger: Logger) {
-        precondition(loops.count == configs.count, "one configuration reference per loop")
+    init(socket: ListeningSocket, group: LoopGroup, service: ServiceContext, logger: Logger) {
         self.socket = socket
-        self.loops = loops
-        self.configs = configs
+        self.group = group
         self.service = service
         self.logger = logger
     }
 
-    var loop: EventLoop { loops[0] }
+    var loop: EventLoop { group.loops[0] }
 
     /// Starts accepting (call from any thread; returns once the loop watches the socket).
     func start() throws(StartupError) {
@@ -147,13 +143,13 @@ final class Acceptor: EventLoopHandler, @unchecked Sendable {
                     return
                 }
             }
-            let (target, config) = (loops[next % loops.count], configs[next % loops.count])
+            let index = group.placement(next)
             next &+= 1
-            let service = service
+            let (target, config, group, service) = (group.loops[index], group.configs[index], group, service)
             if target === loop {
-                Connection.open(fd, on: target, config: config, service: service)
+                Connection.open(fd, on: target, config: config, service: service, group: group, index: index)
             } else {
-                target.execute { Connection.open(fd, on: target, config: config, service: service) }
+                target.execute { Connection.open(fd, on: target, config: config, service: service, group: group, index: index) }
             }
         }
     }

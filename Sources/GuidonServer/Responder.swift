@@ -74,11 +74,11 @@ struct Responder {
     var request = Request(op: .ping)
     /// The loop's counters, unretained (its `LoopConfig` holds them for as long as the loop
     /// runs): a line's counts then cost no reference counting.
-    let counters: Unmanaged<LoopCounters>?
-    let counting: Bool
-    private let tracking: Bool
-    /// `guidon_quota_answers_total`, resolved once.
-    let quotaAnswers: CounterHandle?
+    private(set) var counters: Unmanaged<LoopCounters>?
+    private(set) var counting: Bool
+    private var tracking: Bool
+    /// `guidon_quota_answers_total`, resolved once per loop.
+    private(set) var quotaAnswers: CounterHandle?
     /// The zone of the entitlements document last asked for (see `answerQuota`).
     var zoneCache: TimeZoneRules?
     /// Storage for a `consume`'s limits, reused.
@@ -91,6 +91,14 @@ struct Responder {
     init(service: ServiceContext, socket: Int32 = -1, counters: LoopCounters? = nil) {
         self.service = service
         self.socket = socket
+        self.counters = counters.map { Unmanaged.passUnretained($0) }
+        counting = counters?.isCounting ?? false
+        tracking = counters?.exposures != nil
+        quotaAnswers = counters?.handle(MetricTable.quotaAnswers)
+    }
+
+    /// Counts into `counters` from now on (the connection moved to another loop).
+    mutating func rehome(counters: LoopCounters?) {
         self.counters = counters.map { Unmanaged.passUnretained($0) }
         counting = counters?.isCounting ?? false
         tracking = counters?.exposures != nil

@@ -1,3 +1,4 @@
+import Atomics
 import Dispatch
 import GuidonMetrics
 import Logging
@@ -14,19 +15,21 @@ import Glibc
 /// general pipeline adds per round trip shows up directly in a sidecar's latency.
 final class Server: Sendable {
     let loops: [EventLoop]
+    let group: LoopGroup
     private let acceptor: Acceptor
 
-    /// `threads` loops serving `socket` (each loop's thread starts here).
-    init(threads: Int, socket: ListeningSocket, service: ServiceContext, logger: Logger) throws(StartupError) {
+    /// `threads` loops serving `socket` (each loop's thread starts here). The first answers
+    /// every connection until it is saturated with work a second core pays for (`LoopGroup`).
+    init(
+        threads: Int, socket: ListeningSocket, service: ServiceContext, logger: Logger, policy: LoopGroup.Policy = LoopGroup.Policy()
+    ) throws(StartupError) {
         var loops: [EventLoop] = []
         for i in 0..<max(1, threads) {
             do throws(EventLoop.Failure) {
                 loops.append(try EventLoop(name: "guidon-loop-\(i)"))
             } catch {
-                for loop in loops { loop.stop() }
                 throw StartupError(description: "cannot start the event loops: \(error)")
             }
-            loops[i].start()
         }
         self.loops = loops
         if let observability = service.observability, observability.loopsNeedCounters {
@@ -38,10 +41,12 @@ final class Server: Sendable {
         let configs = loops.map { _ in
             LoopConfig(store: service.store, counters: service.observability?.makeCounters(serving: service.store.current.snapshot))
         }
+        group = LoopGroup(loops: loops, configs: configs, policy: policy)
+        for loop in loops { loop.start() }
         service.store.onPublish { [loops] in
             for (loop, config) in zip(loops, configs) { loop.execute { config.refresh() } }
         }
-        acceptor = Acceptor(socket: socket, loops: loops, configs: configs, service: service, logger: logger)
+        acceptor = Acceptor(socket: socket, group: group, service: service, logger: logger)
         do {
             try acceptor.start()
         } catch {
@@ -64,6 +69,8 @@ final class Server: Sendable {
     /// until all have closed or `timeout` has passed. Returns whether all closed.
     func drain(_ connections: Connections, timeout: Duration) -> Bool {
         connections.stopAdmitting()
+        // Before the loops are told: a connection moving meanwhile drains when it arrives.
+        group.draining.store(true, ordering: .relaxed)
         for loop in loops { loop.drainAll() }
         let deadline = ContinuousClock.now + timeout
         while connections.count > 0 {

@@ -35,7 +35,7 @@ struct Session {
     }
 
     private let fd: Int32
-    private let config: LoopConfig
+    private var config: LoopConfig
     private let service: ServiceContext
     private var responder: Responder
     /// Received, not yet answered: lines held back until the replies before them are out,
@@ -78,7 +78,7 @@ struct Session {
     private static let newline = Int32(UInt8(ascii: "\n"))
 
     /// The loop's counters, when it counts: unretained, as `Responder`'s.
-    private let counters: Unmanaged<LoopCounters>?
+    private var counters: Unmanaged<LoopCounters>?
 
     init(
         fd: Int32, config: LoopConfig, service: ServiceContext,
@@ -91,6 +91,14 @@ struct Session {
         responder = Responder(service: service, socket: fd, counters: config.counters)
         counters = config.counters.flatMap { $0.isCounting ? Unmanaged.passUnretained($0) : nil }
         out.reserveCapacity(4096)
+    }
+
+    /// The connection moved to another loop: answer from that loop's configuration reference
+    /// and count into its counters.
+    mutating func rehome(_ config: LoopConfig) {
+        self.config = config
+        responder.rehome(counters: config.counters)
+        counters = config.counters.flatMap { $0.isCounting ? Unmanaged.passUnretained($0) : nil }
     }
 
     /// The monotonic clock in nanoseconds, when counting (else 0: no clock read).

@@ -47,7 +47,7 @@ struct Guidond: ParsableCommand {
     @Option(name: .customLong("max-connections"), help: "Connections beyond this get OVERLOADED.")
     var maxConnections = 1024
 
-    @Option(name: .long, help: "Event-loop threads (default: one per core).")
+    @Option(name: .long, help: "Event-loop threads at most (default: one per core); one answers every connection until heavy traffic saturates it.")
     var threads: Int?
 
     @Flag(name: .customLong("no-watch"), help: "Do not watch the flag file; reload only on SIGHUP.")
