@@ -64,14 +64,16 @@ final class Connection: PooledConnection, Sendable {
     private func send(_ members: [UInt8], deadline: NIODeadline) async -> Result<ByteBuffer, GuidonClientError> {
         let id = lastID.wrappingIncrementThenLoad(ordering: .relaxed)
         let handler = handler
-        return await withTaskCancellationHandler {
+        let slot = ReplySlot()
+        await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
-                let submission = Submission(id: id, members: members, deadline: deadline, waiter: .continuation(continuation))
+                let submission = Submission(id: id, members: members, deadline: deadline, waiter: .continuation(continuation, slot))
                 handler.eventLoop.execute { handler.value.submit(submission) }
             }
         } onCancel: {
             handler.eventLoop.execute { handler.value.cancel(id: id) }
         }
+        return slot.take()
     }
 
     /// Closes the connection; pending requests fail with `error`.

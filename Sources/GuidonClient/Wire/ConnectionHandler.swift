@@ -1,17 +1,44 @@
 import Atomics
 import GuidonJSON
+import NIOConcurrencyHelpers
 import NIOCore
 
 /// Who waits for a reply: an async caller, or (in tests and for internal chaining) a promise.
 enum ReplyWaiter: Sendable {
-    case continuation(CheckedContinuation<Result<ByteBuffer, GuidonClientError>, Never>)
+    case continuation(CheckedContinuation<Void, Never>, ReplySlot)
     case promise(EventLoopPromise<ByteBuffer>)
 
     func resume(_ result: Result<ByteBuffer, GuidonClientError>) {
         switch self {
-        case .continuation(let continuation): continuation.resume(returning: result)
+        case .continuation(let continuation, let slot):
+            slot.put(result)
+            continuation.resume()
         case .promise(let promise): promise.completeWith(result.mapError { $0 as any Error })
         }
+    }
+}
+
+/// Where the event loop leaves a reply for its async caller, who parses it on its own thread.
+///
+/// The caller makes the slot before it submits the request and takes the reply out after it is
+/// resumed; both sides go through the slot's lock. ThreadSanitizer reported, intermittently,
+/// races between the loop writing a reply and the caller reading it when the reply itself was
+/// handed over through the continuation (an edge it did not see), and between the caller
+/// reading a slice of the channel's receive buffer and NIO's pooled allocator reusing that
+/// buffer once it looked uniquely owned (the Swift runtime's reference counts, which TSan cannot
+/// see: swift-nio issue 303). A lock on an object both threads already share is an edge TSan
+/// sees, and the caller gets bytes of its own (one small copy per reply, on the loop).
+final class ReplySlot: Sendable {
+    private let reply = NIOLockedValueBox<Result<ByteBuffer, GuidonClientError>?>(nil)
+
+    func put(_ result: Result<ByteBuffer, GuidonClientError>) {
+        let own = result.map { ByteBuffer(bytes: $0.readableBytesView) }
+        reply.withLockedValue { $0 = own }
+    }
+
+    /// The reply (call once the waiter was resumed, which happens only after `put`).
+    func take() -> Result<ByteBuffer, GuidonClientError> {
+        reply.withLockedValue { $0! }
     }
 }
 
