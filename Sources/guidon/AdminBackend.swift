@@ -140,6 +140,42 @@ struct FileBackend: AdminBackend {
         }
     }
 
+    /// Refuses a write based on another revision than the file's, unless forced.
+    private func checkRevision(_ request: AdminRequest, _ revision: String) throws {
+        if let expected = request.ifRevision, expected != revision, !request.force {
+            throw RequestError(
+                code: .conflict, message: "\(path) is at revision \(revision), not \(expected): it changed since; read it again and redo the change, or force it",
+                details: ["revision": .string(revision)])
+        }
+    }
+
+    /// A validated edit of either document: its reply, and the file replaced unless it is a dry
+    /// run (which answers the diff instead) or nothing changed.
+    private func finish(
+        _ request: AdminRequest, from bytes: [UInt8], revision: String, to document: [UInt8], changed: Bool, summary: String,
+        subject: (member: String, name: String), definition: JSONValue?
+    ) throws -> JSONObject {
+        var reply: JSONObject = [
+            "ok": true, "op": .string(request.op), "summary": .string(summary), "changed": .bool(changed),
+            "revision": .string(Revision.of(document)), "previousRevision": .string(revision), subject.member: .string(subject.name),
+            "definition": definition ?? .null,
+        ]
+        if request.dryRun {
+            reply["dryRun"] = true
+            reply["diff"] = .string(TextDiff.unified(bytes, document, path: path.split(separator: "/").last.map(String.init) ?? path))
+            return reply
+        }
+        if changed {
+            do {
+                try DocumentFile.replace(path, with: document)
+            } catch {
+                throw RequestError(code: error.code == .readOnly ? .readOnly : .ioError, message: error.message)
+            }
+        }
+        if request.force { reply["forced"] = true }
+        return reply
+    }
+
     private func answer(_ object: JSONObject) throws -> JSONObject {
         var line: [UInt8] = []
         JSONWriter.write(.object(object), into: &line)
@@ -172,11 +208,7 @@ struct FileBackend: AdminBackend {
         default:
             break
         }
-        if let expected = request.ifRevision, expected != revision, !request.force {
-            throw RequestError(
-                code: .conflict, message: "\(path) is at revision \(revision), not \(expected): it changed since; read it again and redo the change, or force it",
-                details: ["revision": .string(revision)])
-        }
+        try checkRevision(request, revision)
         let operation = try FlagRequests.operation(request)
         let edit: FlagEdit
         do {
@@ -184,26 +216,9 @@ struct FileBackend: AdminBackend {
         } catch {
             throw FlagRequests.error(error, id: nil)
         }
-        let newRevision = Revision.of(edit.document)
-        var reply: JSONObject = [
-            "ok": true, "op": .string(request.op), "summary": .string(edit.summary), "changed": .bool(edit.changed),
-            "revision": .string(newRevision), "previousRevision": .string(revision), "flag": .string(edit.flag),
-            "definition": edit.after ?? .null,
-        ]
-        if request.dryRun {
-            reply["dryRun"] = true
-            reply["diff"] = .string(TextDiff.unified(bytes, edit.document, path: path.split(separator: "/").last.map(String.init) ?? path))
-            return reply
-        }
-        if edit.changed {
-            do {
-                try DocumentFile.replace(path, with: edit.document)
-            } catch {
-                throw RequestError(code: error.code == .readOnly ? .readOnly : .ioError, message: error.message)
-            }
-        }
-        if request.force { reply["forced"] = true }
-        return reply
+        return try finish(
+            request, from: bytes, revision: revision, to: edit.document, changed: edit.changed, summary: edit.summary,
+            subject: ("flag", edit.flag), definition: edit.after)
     }
 }
 
@@ -246,11 +261,7 @@ extension FileBackend {
         default:
             break
         }
-        if let expected = request.ifRevision, expected != revision, !request.force {
-            throw RequestError(
-                code: .conflict, message: "\(path) is at revision \(revision), not \(expected): it changed since; read it again and redo the change, or force it",
-                details: ["revision": .string(revision)])
-        }
+        try checkRevision(request, revision)
         let operation = try EntitlementsRequests.operation(request, now: Int64(time(nil)))
         let edit: EntitlementsEdit
         do {
@@ -258,26 +269,9 @@ extension FileBackend {
         } catch {
             throw FlagRequests.error(error, id: nil)
         }
-        let newRevision = Revision.of(edit.document)
-        var reply: JSONObject = [
-            "ok": true, "op": .string(request.op), "summary": .string(edit.summary), "changed": .bool(edit.changed),
-            "revision": .string(newRevision), "previousRevision": .string(revision), "subject": .string(edit.draft.subject),
-            "definition": edit.draft.after ?? .null,
-        ]
-        if request.dryRun {
-            reply["dryRun"] = true
-            reply["diff"] = .string(TextDiff.unified(bytes, edit.document, path: path.split(separator: "/").last.map(String.init) ?? path))
-            return reply
-        }
-        if edit.changed {
-            do {
-                try DocumentFile.replace(path, with: edit.document)
-            } catch {
-                throw RequestError(code: error.code == .readOnly ? .readOnly : .ioError, message: error.message)
-            }
-        }
-        if request.force { reply["forced"] = true }
-        return reply
+        return try finish(
+            request, from: bytes, revision: revision, to: edit.document, changed: edit.changed, summary: edit.summary,
+            subject: ("subject", edit.draft.subject), definition: edit.draft.after)
     }
 }
 
