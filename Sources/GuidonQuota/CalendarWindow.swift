@@ -20,6 +20,72 @@ public struct CalendarWindow: Sendable, Hashable, CustomStringConvertible {
     public var description: String { "\(unit) [\(start), \(end))" }
 }
 
+/// The windows last computed for one zone, one per unit: a connection answering `consume` after
+/// `consume` asks for the same day's window thousands of times a second, and a window holds for
+/// every instant in `[start, end)` (windows tile time), so it is computed again only when the
+/// instant leaves it. Pure arithmetic, no I/O; a value each caller keeps, for one zone at a time:
+/// `reset` it when the zone changes.
+public struct WindowMemo: Sendable {
+    // One per unit (stored properties, not an array: no reference counting, no bounds checks).
+    // An empty range (`start == end`) holds nothing.
+    private var minute = CalendarWindow(unit: .minute, start: 0, end: 0)
+    private var hour = CalendarWindow(unit: .hour, start: 0, end: 0)
+    private var day = CalendarWindow(unit: .day, start: 0, end: 0)
+    private var week = CalendarWindow(unit: .week, start: 0, end: 0)
+    private var month = CalendarWindow(unit: .month, start: 0, end: 0)
+
+    public init() {}
+
+    /// Forgets every window (the zone changed).
+    public mutating func reset() { self = WindowMemo() }
+
+    /// `zone.window(unit, containing: instant)`, from the memo when it holds. `zone` must be
+    /// the one of every call since the last `reset`.
+    @inline(__always)
+    public mutating func window(_ unit: WindowUnit, containing instant: Int64, in zone: TimeZoneRules) -> CalendarWindow {
+        switch unit {
+        case .minute: Self.update(&minute, instant, zone)
+        case .hour: Self.update(&hour, instant, zone)
+        case .day: Self.update(&day, instant, zone)
+        case .week: Self.update(&week, instant, zone)
+        case .month: Self.update(&month, instant, zone)
+        }
+    }
+
+    @inline(__always)
+    private static func update(_ known: inout CalendarWindow, _ instant: Int64, _ zone: TimeZoneRules) -> CalendarWindow {
+        if known.start <= instant && instant < known.end { return known }
+        known = zone.window(known.unit, containing: instant)
+        return known
+    }
+
+    /// The windows of `limits` at `instant`, into `windows` (replacing what it held).
+    public mutating func windows(of limits: [QuotaLimit], at instant: Int64, in zone: TimeZoneRules, into windows: inout [CalendarWindow]) {
+        if windows.count != limits.count {
+            // A feature with another number of limits than the last: storage sized once more.
+            windows = Array(repeating: CalendarWindow(unit: .minute, start: 0, end: 0), count: limits.count)
+        }
+        windows.withUnsafeMutableBufferPointer { out in
+            limits.withUnsafeBufferPointer { limits in
+                for i in limits.indices { out[i] = window(limits[i].per, containing: instant, in: zone) }
+            }
+        }
+    }
+}
+
+extension WindowUnit {
+    /// 0…4, in `allCases` order.
+    var position: Int {
+        switch self {
+        case .minute: 0
+        case .hour: 1
+        case .day: 2
+        case .week: 3
+        case .month: 4
+        }
+    }
+}
+
 extension TimeZoneRules {
     /// The instants windows are computed for: years 1 to 9999 (others are clamped to them).
     public static let supportedInstants: ClosedRange<Int64> = CivilDate.daysFromCivil(year: 1, month: 1, day: 1) * 86_400...CivilDate.daysFromCivil(year: 10_000, month: 1, day: 1) * 86_400 - 1

@@ -143,7 +143,7 @@ public final class EmbeddedQuotaStore: SynchronousQuotaStore {
         var after: Int64 = 0
         /// Where the count is in the stripe's table (set for owners whose count exists), so that
         /// it is hashed once per request, not twice.
-        var index: Dictionary<CounterKey, Counter>.Index?
+        var handle: CounterTable.Handle?
     }
 
     @inline(__always)
@@ -182,7 +182,7 @@ public final class EmbeddedQuotaStore: SynchronousQuotaStore {
         let result = withUnsafeTemporaryAllocation(of: Slot.self, capacity: limits.count) { slots -> Result<QuotaAnswer, QuotaStoreError> in
             for i in limits.indices {
                 slots.initializeElement(at: i, to: Slot(
-                    window: request.zone.window(limits[i].per, containing: now), owner: QuotaDecision.counterOwner(limits, i)))
+                    window: request.window(i), owner: QuotaDecision.counterOwner(limits, i)))
             }
             defer { _ = slots.deinitialize() }
             let digests = Digests(subject)
@@ -202,9 +202,12 @@ public final class EmbeddedQuotaStore: SynchronousQuotaStore {
                 for i in limits.indices {
                     let owner = slots[i].owner
                     if owner == i {
-                        let index = state.counters.index(forKey: Self.counterKey(subject, digests, limits[i], slots[i].window))
-                        slots[i].index = index
-                        slots[i].before = index.map { state.counters.values[$0].used } ?? 0
+                        let user = limits[i].scope == .user
+                        let handle = state.counters.find(
+                            digest: user ? digests.user : digests.tenant, unit: limits[i].per, windowStart: slots[i].window.start,
+                            feature: subject.feature, tenant: subject.tenant, user: user ? subject.user ?? "" : "")
+                        slots[i].handle = handle
+                        slots[i].before = handle.map { state.counters[$0].used } ?? 0
                     } else {
                         slots[i].before = slots[owner].before
                     }
@@ -219,10 +222,10 @@ public final class EmbeddedQuotaStore: SynchronousQuotaStore {
                 if refused == nil {
                     // Existing counts first, in place: an insertion may move the others.
                     for i in limits.indices where slots[i].owner == i {
-                        guard let index = slots[i].index else { continue }
-                        state.record(index, used: slots[i].after)
+                        guard let handle = slots[i].handle else { continue }
+                        state.record(handle, used: slots[i].after)
                     }
-                    for i in limits.indices where slots[i].owner == i && slots[i].index == nil {
+                    for i in limits.indices where slots[i].owner == i && slots[i].handle == nil {
                         state.insert(Self.counterKey(subject, digests, limits[i], slots[i].window), Counter(used: slots[i].after, resetAt: slots[i].window.end))
                     }
                     state.consumed &+= 1
@@ -305,7 +308,7 @@ final class Stripe: Sendable {
 struct StripeState {
     /// Refuses requests before `start` and after `shutdown`.
     var open = false
-    var counters: [CounterKey: Counter] = [:]
+    var counters = CounterTable()
     var receipts: [ReceiptKey: Receipt] = [:]
     /// Records of the changes since the flusher last took them.
     var journal: [UInt8] = []
@@ -321,19 +324,24 @@ struct StripeState {
     /// Sets the count at `index` and notes it in the journal (rewriting its record in place when
     /// the journal already holds one).
     @inline(__always)
-    mutating func record(_ index: Dictionary<CounterKey, Counter>.Index, used: Int64) {
-        counters.values[index].used = used
-        let counter = counters.values[index]
-        if counter.journalGeneration == generation {
+    mutating func record(_ handle: CounterTable.Handle, used: Int64) {
+        let generation = self.generation
+        let rewrite = counters.update(handle) { counter -> Int? in
+            counter.used = used
+            return counter.journalGeneration == generation ? Int(counter.journalOffset) : nil
+        }
+        if let rewrite {
             journal.withUnsafeMutableBytes {
-                $0.storeBytes(of: used.littleEndian, toByteOffset: Int(counter.journalOffset) + QuotaRecord.counterUsedOffset, as: Int64.self)
+                $0.storeBytes(of: used.littleEndian, toByteOffset: rewrite + QuotaRecord.counterUsedOffset, as: Int64.self)
             }
-        } else {
-            let offset = journal.count
-            QuotaRecord.appendCounter(counters.keys[index], counter, to: &journal)
-            if offset <= Int(Int32.max) {
-                counters.values[index].journalOffset = Int32(offset)
-                counters.values[index].journalGeneration = generation
+            return
+        }
+        let offset = journal.count
+        QuotaRecord.appendCounter(counters.key(handle), counters[handle], to: &journal)
+        if offset <= Int(Int32.max) {
+            counters.update(handle) { counter in
+                counter.journalOffset = Int32(offset)
+                counter.journalGeneration = generation
             }
         }
     }
@@ -347,6 +355,6 @@ struct StripeState {
             counter.journalOffset = Int32(offset)
             counter.journalGeneration = generation
         }
-        counters[key] = counter
+        counters.insert(key, counter)
     }
 }

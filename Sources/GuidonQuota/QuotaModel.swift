@@ -79,14 +79,27 @@ public struct QuotaRequest: Sendable {
     public var idempotencyKey: String?
     /// Unix seconds.
     public var now: Int64
+    /// The limits' windows at `now` in `zone`, when the caller has them already (a connection's
+    /// `WindowMemo`); empty: the store computes them.
+    public var windows: [CalendarWindow]
 
-    public init(subject: QuotaSubject, limits: [QuotaLimit], zone: TimeZoneRules = .utc, amount: Int64 = 1, idempotencyKey: String? = nil, now: Int64) {
+    public init(
+        subject: QuotaSubject, limits: [QuotaLimit], zone: TimeZoneRules = .utc, amount: Int64 = 1, idempotencyKey: String? = nil, now: Int64,
+        windows: [CalendarWindow] = []
+    ) {
         self.subject = subject
         self.limits = limits
         self.zone = zone
         self.amount = amount
         self.idempotencyKey = idempotencyKey
         self.now = now
+        self.windows = windows
+    }
+
+    /// Limit `i`'s window at `now`.
+    @inline(__always)
+    public func window(_ i: Int) -> CalendarWindow {
+        windows.count == limits.count ? windows[i] : zone.window(limits[i].per, containing: now)
     }
 }
 

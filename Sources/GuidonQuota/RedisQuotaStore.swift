@@ -123,7 +123,7 @@ public final class RedisQuotaStore: QuotaStore {
     /// and `parseReply` were most of the store's own time per request).
     func prepare(_ request: QuotaRequest, sha: Bool = true) -> Prepared {
         let limits = request.limits
-        let windows = limits.map { request.zone.window($0.per, containing: request.now) }
+        let windows = limits.indices.map { request.window($0) }
         var countOf = [Int](repeating: 0, count: limits.count)
         var counts = 0
         for i in limits.indices {

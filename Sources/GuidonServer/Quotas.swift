@@ -124,6 +124,11 @@ private struct QuotaAsk {
 
 // MARK: - Answering
 
+extension QuotaRequest {
+    /// What a connection's `Responder` keeps between `consume`s (filled in place by each).
+    static let kept = QuotaRequest(subject: QuotaSubject(feature: "", tenant: ""), limits: [], now: 0)
+}
+
 extension Responder {
     /// Answers a `consume` or `usage` into `replies`, or returns the deferral that will (the
     /// Redis store answers on its own thread).
@@ -167,6 +172,7 @@ extension Responder {
         let name = entitlements.timezone
         if let cached = zoneCache, cached.name == name { return cached }
         zoneCache = quotas.zone(name)
+        windowMemo.reset()
         return zoneCache
     }
 
@@ -190,15 +196,13 @@ extension Responder {
                 counters._withUnsafeGuaranteedRef { $0.count(answersHandle, outcome.rawValue) }
             }
         }
-        // The limits that apply, into the kept request's storage.
-        var limits: [QuotaLimit] = []
-        swap(&limits, &quotaLimits)
-        limits.removeAll(keepingCapacity: true)
+        // The kept request, filled in place: its limits' and windows' storage is reused, and
+        // the store borrows it (a request built here was copied once more on its way).
+        quotaRequest.limits.removeAll(keepingCapacity: true)
         let found = entitlements.withLimits(tenant: tenant, feature: feature, now: now) { entitled, _, applying in
-            if entitled { for limit in applying { limits.append(QuotaLimit(limit)) } }
+            if entitled { for limit in applying { quotaRequest.limits.append(QuotaLimit(limit)) } }
             return entitled
         }
-        defer { quotaLimits = limits }
         guard let entitled = found else {
             refuse(RequestError(code: .invalidRequest, message: Self.unknownFeature(feature), id: id), into: &replies)
             return nil
@@ -213,14 +217,19 @@ extension Responder {
             QuotaReply.notEntitled(id: id, feature: feature, tenant: tenant, entitlements: entitlements, now: now, into: &replies)
             return nil
         }
-        guard !limits.isEmpty else {
+        guard !quotaRequest.limits.isEmpty else {
             count(.allowed)
             QuotaReply.unlimited(id: id, feature: feature, into: &replies)
             return nil
         }
-        let quotaRequest = QuotaRequest(
-            subject: QuotaSubject(feature: feature, tenant: tenant, user: user), limits: limits, zone: zone, amount: amount,
-            idempotencyKey: key, now: now)
+        quotaRequest.subject.feature = feature
+        quotaRequest.subject.tenant = tenant
+        quotaRequest.subject.user = user
+        if quotaRequest.zone.name != zone.name { quotaRequest.zone = zone }
+        quotaRequest.amount = amount
+        quotaRequest.idempotencyKey = key
+        quotaRequest.now = now
+        windowMemo.windows(of: quotaRequest.limits, at: now, in: zone, into: &quotaRequest.windows)
         switch backend {
         case .immediate(let store):
             do throws(QuotaStoreError) {
@@ -232,7 +241,10 @@ extension Responder {
             }
             return nil
         case .deferred(let store):
-            limits = []  // the request holds them now
+            let deferred = quotaRequest
+            // The deferred request holds these now: the kept one starts new storage.
+            quotaRequest.limits = []
+            quotaRequest.windows = []
             return QuotaDeferral { loop, deliver in
                 let completion: QuotaCompletion<QuotaAnswer> = { result in
                     var line: [UInt8] = []
@@ -246,9 +258,9 @@ extension Responder {
                     }
                 }
                 if let loop, let link = quotas.loopSender(on: loop, store: store) {
-                    store.consume(quotaRequest, via: link.connection, completion: completion)
+                    store.consume(deferred, via: link.connection, completion: completion)
                 } else {
-                    store.consume(quotaRequest, completion: completion)
+                    store.consume(deferred, completion: completion)
                 }
             }
         }
@@ -470,9 +482,6 @@ enum QuotaReply {
             count += n
         }
 
-        /// "00" … "99".
-        private static let pairs: StaticString = "00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899"
-
         /// A decimal integer, or `null`.
         mutating func int(_ value: Int64?) {
             guard let value else { return text("null") }
@@ -481,26 +490,35 @@ enum QuotaReply {
                 base[count] = UInt8(ascii: "-")
                 count += 1
             }
-            // Digits counted by comparisons, written two at a time from the end.
-            var digits = 1
-            var power: UInt64 = 10
-            while digits < 19 && magnitude >= power {
-                digits += 1
-                power &*= 10
+            // Two digits at a time from a local table (a static one is a lazy global, checked on
+            // every access), backwards into 20 bytes of stack, then one copy. Counting the digits
+            // first and dividing by 100 in a loop took ~240 instructions for a 16-digit count.
+            let pairs: StaticString = "00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899"
+            let table = pairs.utf8Start
+            var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)
+            let written = withUnsafeMutableBytes(of: &digits) { scratch -> Int in
+                let end = scratch.baseAddress!.assumingMemoryBound(to: UInt8.self) + 24
+                var k = end
+                while magnitude >= 100 {
+                    let pair = Int(magnitude % 100)
+                    magnitude /= 100
+                    k -= 2
+                    k[0] = table[pair &* 2]
+                    k[1] = table[pair &* 2 &+ 1]
+                }
+                if magnitude >= 10 {
+                    k -= 2
+                    k[0] = table[Int(magnitude) &* 2]
+                    k[1] = table[Int(magnitude) &* 2 &+ 1]
+                } else {
+                    k -= 1
+                    k[0] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: magnitude)
+                }
+                let n = k.distance(to: end)
+                (base + count).update(from: k, count: n)
+                return n
             }
-            if digits == 19 && magnitude >= power { digits = 20 }
-            var k = count + digits
-            while magnitude >= 10 {
-                let pair = Int(magnitude % 100)
-                magnitude /= 100
-                k -= 2
-                (base + k).update(from: Self.pairs.utf8Start + pair &* 2, count: 2)
-            }
-            if magnitude > 0 || k > count {
-                k -= 1
-                base[k] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: magnitude)
-            }
-            count += digits
+            count += written
         }
     }
 

@@ -81,8 +81,10 @@ struct Responder {
     private(set) var quotaAnswers: CounterHandle?
     /// The zone of the entitlements document last asked for (see `answerQuota`).
     var zoneCache: TimeZoneRules?
-    /// Storage for a `consume`'s limits, reused.
-    var quotaLimits: [QuotaLimit] = []
+    /// A `consume`'s request to the store, kept: each fills it in place (see `consume`).
+    var quotaRequest = QuotaRequest.kept
+    /// The windows last computed for this connection's `consume`s.
+    var windowMemo = WindowMemo()
     /// The `resetAt` text written last (a consume reply).
     var resetAtText = QuotaReply.ResetAtText()
     /// Request lines answered since the session last asked (for the latency histogram).
