@@ -28,6 +28,35 @@ struct ReplyEncoderTests {
         #expect(reply["metadata"] == ["updatedBy": "maria", "version": 3])
     }
 
+    /// A reply without an id, for a result with a value, is gathered on the stack and appended
+    /// once; with an id it goes piece by piece. Both must write the same members, byte for byte,
+    /// after the id, whatever the reason and however long the text (the stack path stops at
+    /// 1 KiB).
+    @Test func gatheredReplyIsTheSameBytes() throws {
+        let long = String(repeating: "x", count: 2_000)
+        let results = [
+            matched,
+            EvaluationResult(flagKey: "s", value: "plain", variant: "a", reason: .static, metadata: [:]),
+            EvaluationResult(flagKey: "d", value: 1.5, variant: nil, reason: .default, metadata: ["k": "v"]),
+            EvaluationResult(flagKey: "off", value: false, variant: "off", reason: .disabled, metadata: [:]),
+            EvaluationResult(flagKey: "big", value: .string(long), variant: "long", reason: .targetingMatch, metadata: ["n": 1]),
+        ]
+        for result in results {
+            var withoutID: [UInt8] = []
+            var withID: [UInt8] = []
+            ReplyEncoder.eval(id: nil, result: result, default: nil, into: &withoutID)
+            ReplyEncoder.eval(id: 42, result: result, default: nil, into: &withID)
+            let prefix = Array(#"{"id":42,"#.utf8)
+            #expect(Array(withID.prefix(prefix.count)) == prefix)
+            #expect([UInt8(ascii: "{")] + withID.dropFirst(prefix.count) == withoutID, "\(result.flagKey)")
+            // Appended after what the buffer held.
+            var after: [UInt8] = Array("before\n".utf8)
+            ReplyEncoder.eval(id: nil, result: result, default: nil, into: &after)
+            #expect(after == Array("before\n".utf8) + withoutID)
+            _ = try line { ReplyEncoder.eval(id: nil, result: result, default: nil, into: &$0) }
+        }
+    }
+
     @Test func fallbackServesTheCallersDefault() throws {
         let missing = EvaluationResult(
             flagKey: "nope", value: nil, variant: nil, reason: .error, errorCode: .flagNotFound, errorMessage: "flag 'nope' is not defined")
