@@ -17,25 +17,17 @@ public enum ReplyEncoder {
             let metadataKey: StaticString = ",\"metadata\":"
             let total = 1 + result.flag.count + served.count + reason.utf8CodeUnitCount + metadataKey.utf8CodeUnitCount + result.metadata.count + 2
             if total <= 1024 {
-                withUnsafeTemporaryAllocation(byteCount: total, alignment: 1) { buffer in
-                    var at = buffer.baseAddress!
-                    func put(_ bytes: UnsafeRawBufferPointer) {
-                        guard let base = bytes.baseAddress else { return }
-                        at.copyMemory(from: base, byteCount: bytes.count)
-                        at += bytes.count
-                    }
-                    func put(_ text: StaticString) {
-                        at.copyMemory(from: text.utf8Start, byteCount: text.utf8CodeUnitCount)
-                        at += text.utf8CodeUnitCount
-                    }
-                    put("{")
-                    put(result.flag)
-                    put(served)
-                    put(reason)
-                    put(metadataKey)
-                    put(result.metadata)
-                    put("}\n")
-                    out.append(contentsOf: UnsafeRawBufferPointer(buffer))
+                withUnsafeTemporaryAllocation(byteCount: 1024, alignment: 1) { buffer in
+                    // A struct, not local functions: a captured variable is a heap box in a debug build.
+                    var at = Gather(buffer.baseAddress!)
+                    at.put("{")
+                    at.put(result.flag)
+                    at.put(served)
+                    at.put(reason)
+                    at.put(metadataKey)
+                    at.put(result.metadata)
+                    at.put("}\n")
+                    out.append(contentsOf: UnsafeRawBufferPointer(start: buffer.baseAddress, count: total))
                 }
                 return
             }
@@ -208,6 +200,26 @@ public enum ReplyEncoder {
         append("\"id\":", to: &out)
         JSONWriter.write(id, into: &out)
         out.append(UInt8(ascii: ","))
+    }
+
+    /// Copies pieces of text one after another into memory the caller sized.
+    private struct Gather {
+        var at: UnsafeMutableRawPointer
+
+        init(_ at: UnsafeMutableRawPointer) { self.at = at }
+
+        @inline(__always)
+        mutating func put(_ bytes: UnsafeRawBufferPointer) {
+            guard let base = bytes.baseAddress else { return }
+            at.copyMemory(from: base, byteCount: bytes.count)
+            at += bytes.count
+        }
+
+        @inline(__always)
+        mutating func put(_ text: StaticString) {
+            at.copyMemory(from: text.utf8Start, byteCount: text.utf8CodeUnitCount)
+            at += text.utf8CodeUnitCount
+        }
     }
 
     @inline(__always)
