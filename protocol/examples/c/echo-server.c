@@ -7,7 +7,10 @@
  * the cheapest way one thread can serve many connections. Its reply also carries "ok" and
  * "configVersion", so guidon-bench accepts it as a daemon to attach to.
  *
- *   cc -O2 -o echo-server echo-server.c && ./echo-server SOCKET [--epoll] */
+ * NS (optional, after the mode): burn NS nanoseconds of user CPU per request line, a stand-in
+ * for a real server's work (how docs/PERFORMANCE.md compares epoll with uring-echo.c).
+ *
+ *   cc -O2 -o echo-server echo-server.c && ./echo-server SOCKET [--epoll] [NS] */
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <string.h>
@@ -16,6 +19,16 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
+#include <stdlib.h>
+#include <time.h>
+static double spin_iters;
+static void burn(double iters) { for (long i = (long)iters; i > 0; i--) __asm__ volatile("" ::: "memory"); }
+static double now_ns(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec * 1e9 + t.tv_nsec; }
+static double calibrate(double ns) {
+    double best = 1e30;
+    for (int k = 0; k < 5; k++) { double t0 = now_ns(); burn(1e7); double t = now_ns() - t0; if (t < best) best = t; }
+    return ns * 1e7 / best;
+}
 
 static const char reply[] =
     "{\"ok\":true,\"configVersion\":\"echo\",\"flag\":\"new-checkout\",\"value\":true,\"variant\":\"on\",\"reason\":\"TARGETING_MATCH\"}\n";
@@ -27,7 +40,7 @@ static int answer(int fd) {
     if (got <= 0) return 0;
     size_t n = 0;
     for (ssize_t i = 0; i < got; i++)
-        if (in[i] == '\n' && n + sizeof reply < sizeof out) { memcpy(out + n, reply, sizeof reply - 1); n += sizeof reply - 1; }
+        if (in[i] == '\n' && n + sizeof reply < sizeof out) { memcpy(out + n, reply, sizeof reply - 1); n += sizeof reply - 1; if (spin_iters > 0) burn(spin_iters); }
     for (size_t done = 0; done < n;) {  /* a full socket buffer: wait for room (tiny replies, rare) */
         ssize_t w = write(fd, out + done, n - done);
         if (w < 0) return 0;
@@ -37,8 +50,9 @@ static int answer(int fd) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2) { fprintf(stderr, "usage: %s SOCKET [--epoll]\n", argv[0]); return 2; }
+    if (argc < 2) { fprintf(stderr, "usage: %s SOCKET [--epoll] [NS]\n", argv[0]); return 2; }
     int use_epoll = argc > 2 && strcmp(argv[2], "--epoll") == 0;
+    if (argc > 3) spin_iters = calibrate(atof(argv[3]));
     int lfd = socket(AF_UNIX, SOCK_STREAM, 0);
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
     strncpy(addr.sun_path, argv[1], sizeof addr.sun_path - 1);
