@@ -73,19 +73,6 @@ public struct WindowMemo: Sendable {
     }
 }
 
-extension WindowUnit {
-    /// 0…4, in `allCases` order.
-    var position: Int {
-        switch self {
-        case .minute: 0
-        case .hour: 1
-        case .day: 2
-        case .week: 3
-        case .month: 4
-        }
-    }
-}
-
 extension TimeZoneRules {
     /// The instants windows are computed for: years 1 to 9999 (others are clamped to them).
     public static let supportedInstants: ClosedRange<Int64> = CivilDate.daysFromCivil(year: 1, month: 1, day: 1) * 86_400...CivilDate.daysFromCivil(year: 10_000, month: 1, day: 1) * 86_400 - 1

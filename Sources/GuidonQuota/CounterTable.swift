@@ -131,7 +131,7 @@ struct CounterID: Hashable {
 
     func hash(into hasher: inout Hasher) {
         // `digest` is already a seeded hash of the strings, and the window's start times an odd
-        // constant is one-to-one (the unit adds its position): one word for the hasher.
-        hasher.combine(digest ^ Int(truncatingIfNeeded: UInt64(bitPattern: windowStart) &* 0x9E37_79B9_7F4A_7C15) &+ unit.position)
+        // constant is one-to-one (the unit adds its record code): one word for the hasher.
+        hasher.combine(digest ^ Int(truncatingIfNeeded: UInt64(bitPattern: windowStart) &* 0x9E37_79B9_7F4A_7C15) &+ Int(unit.code))
     }
 }

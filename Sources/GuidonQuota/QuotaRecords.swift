@@ -28,9 +28,8 @@ struct CounterKey: Hashable, Sendable {
     }
 
     func hash(into hasher: inout Hasher) {
-        // One word for the hasher: `digest` is already a seeded hash of the strings, and the
-        // window's start times an odd constant is one-to-one (the unit adds its position).
-        hasher.combine(digest ^ Int(truncatingIfNeeded: UInt64(bitPattern: windowStart) &* 0x9E37_79B9_7F4A_7C15) &+ unit.position)
+        // As its `CounterID` (one word: the strings are in `digest` already).
+        CounterID(self).hash(into: &hasher)
     }
 
     static func == (a: CounterKey, b: CounterKey) -> Bool {
