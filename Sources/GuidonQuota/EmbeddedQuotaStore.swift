@@ -321,7 +321,7 @@ struct StripeState {
 
     init() { journal.reserveCapacity(16 * 1024) }
 
-    /// Sets the count at `index` and notes it in the journal (rewriting its record in place when
+    /// Sets the count at `handle` and notes it in the journal (rewriting its record in place when
     /// the journal already holds one).
     @inline(__always)
     mutating func record(_ handle: CounterTable.Handle, used: Int64) {

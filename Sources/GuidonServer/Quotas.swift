@@ -491,7 +491,7 @@ enum QuotaReply {
                 count += 1
             }
             // Two digits at a time from a local table (a static one is a lazy global, checked on
-            // every access), backwards into 20 bytes of stack, then one copy. Counting the digits
+            // every access), backwards into 24 bytes of stack, then one copy. Counting the digits
             // first and dividing by 100 in a loop took ~240 instructions for a 16-digit count.
             let pairs: StaticString = "00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899"
             let table = pairs.utf8Start
