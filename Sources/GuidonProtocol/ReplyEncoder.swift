@@ -9,28 +9,17 @@ public enum ReplyEncoder {
     /// `{"id":…,"flag":…,"value":…,"variant":…,"reason":…,"errorCode":…,"errorMessage":…,"metadata":{…}}`.
     /// When the result carries no value the caller's `default` is served (or `value` is left out).
     public static func eval(id: JSONValue?, result: EncodedResult, default defaultValue: JSONValue?, into out: inout [UInt8]) {
-        if id == nil, result.errorCode == nil, result.errorMessage == nil, let served = result.served {
+        if id == nil {
             // The common reply, all of it pre-encoded text: gathered on the stack and appended
             // once. Seven `append(contentsOf:)` calls cost ~60 instructions each, more than the
             // copies themselves.
-            let reason = reasonMember(result.reason)
-            let metadataKey: StaticString = ",\"metadata\":"
-            let total = 1 + result.flag.count + served.count + reason.utf8CodeUnitCount + metadataKey.utf8CodeUnitCount + result.metadata.count + 2
-            if total <= 1024 {
-                withUnsafeTemporaryAllocation(byteCount: 1024, alignment: 1) { buffer in
-                    // A struct, not local functions: a captured variable is a heap box in a debug build.
-                    var at = Gather(buffer.baseAddress!)
-                    at.put("{")
-                    at.put(result.flag)
-                    at.put(served)
-                    at.put(reason)
-                    at.put(metadataKey)
-                    at.put(result.metadata)
-                    at.put("}\n")
-                    out.append(contentsOf: UnsafeRawBufferPointer(start: buffer.baseAddress, count: total))
-                }
-                return
+            let done = withUnsafeTemporaryAllocation(byteCount: Gather.capacity, alignment: 1) { buffer in
+                var gather = Gather(buffer)
+                guard gather.putElement(result, lead: "", key: nil, close: "}\n") else { return false }
+                gather.flush(into: &out)
+                return true
             }
+            if done { return }
         }
         out.append(UInt8(ascii: "{"))
         writeID(id, into: &out)
@@ -51,13 +40,13 @@ public enum ReplyEncoder {
         out.append(UInt8(ascii: "{"))
         writeID(id, into: &out)
         append("\"results\":[", to: &out)
-        var first = true
-        results { r in
-            if !first { out.append(UInt8(ascii: ",")) }
-            first = false
-            out.append(UInt8(ascii: "{"))
-            writeResult(r, default: defaultValue, into: &out)
-            out.append(UInt8(ascii: "}"))
+        gathering(into: &out) { gather, out in
+            var first = true
+            results { r in
+                let lead: StaticString = first ? "" : ","
+                first = false
+                gather.element(r, lead: lead, key: nil, default: defaultValue, into: &out)
+            }
         }
         append("]}\n", to: &out)
     }
@@ -74,14 +63,13 @@ public enum ReplyEncoder {
         out.append(UInt8(ascii: "{"))
         writeID(id, into: &out)
         append("\"results\":{", to: &out)
-        var first = true
-        results { r in
-            if !first { out.append(UInt8(ascii: ",")) }
-            first = false
-            out.append(contentsOf: r.key)
-            append(":{", to: &out)
-            writeResult(r, default: nil, into: &out)
-            out.append(UInt8(ascii: "}"))
+        gathering(into: &out) { gather, out in
+            var first = true
+            results { r in
+                let lead: StaticString = first ? "" : ","
+                first = false
+                gather.element(r, lead: lead, key: r.key, default: nil, into: &out)
+            }
         }
         append("}}\n", to: &out)
     }
@@ -202,21 +190,98 @@ public enum ReplyEncoder {
         out.append(UInt8(ascii: ","))
     }
 
-    /// Copies pieces of text one after another into memory the caller sized.
-    private struct Gather {
-        var at: UnsafeMutableRawPointer
+    /// Lends `body` a `Gather` over stack memory, and appends what is left in it to `out` after.
+    private static func gathering(into out: inout [UInt8], _ body: (inout Gather, inout [UInt8]) -> Void) {
+        withUnsafeTemporaryAllocation(byteCount: Gather.capacity, alignment: 1) { buffer in
+            var gather = Gather(buffer)
+            body(&gather, &out)
+            gather.flush(into: &out)
+        }
+    }
 
-        init(_ at: UnsafeMutableRawPointer) { self.at = at }
+    /// Pieces of reply text copied one after another into a small stack buffer, then appended to
+    /// the reply in one `append(contentsOf:)`: a result's members are five to seven pieces, and
+    /// each `append(contentsOf:)` costs more instructions (~60, uniqueness and capacity checks)
+    /// than copying a piece does. A multi-flag reply fills the buffer with several results before
+    /// appending it. A struct, not local functions: a captured variable is a heap box in a debug
+    /// build, and the request path must not allocate.
+    struct Gather {
+        /// Stays within what `withUnsafeTemporaryAllocation` is sure to put on the stack.
+        static let capacity = 1024
+        private let start: UnsafeMutableRawPointer
+        private var at: UnsafeMutableRawPointer
+        private let end: UnsafeMutableRawPointer
+
+        init(_ buffer: UnsafeMutableRawBufferPointer) {
+            start = buffer.baseAddress!
+            at = start
+            end = start + buffer.count
+        }
+
+        /// Appends what has been gathered to `out`, and starts over.
+        mutating func flush(into out: inout [UInt8]) {
+            guard at != start else { return }
+            out.append(contentsOf: UnsafeRawBufferPointer(start: start, count: start.distance(to: at)))
+            at = start
+        }
+
+        /// `lead`, then `key:` when given, then `{` and the members of `r`, then `close`, when `r`
+        /// is a served value without an error (the common result) and it fits in the room left;
+        /// otherwise nothing, and `false`. Inlined, so that the constant pieces are copied as such.
+        @inline(__always)
+        mutating func putElement(_ r: EncodedResult, lead: StaticString, key: UnsafeRawBufferPointer?, close: StaticString) -> Bool {
+            guard r.errorCode == nil, r.errorMessage == nil, let served = r.served else { return false }
+            let reason = ReplyEncoder.reasonMember(r.reason)
+            let metadataKey: StaticString = ",\"metadata\":"
+            var total = lead.utf8CodeUnitCount + 1 + r.flag.count + served.count + reason.utf8CodeUnitCount
+            total += metadataKey.utf8CodeUnitCount + r.metadata.count + close.utf8CodeUnitCount
+            if let key { total += key.count + 1 }
+            guard total <= at.distance(to: end) else { return false }
+            put(lead)
+            if let key {
+                put(key)
+                put(":")
+            }
+            put("{")
+            put(r.flag)
+            put(served)
+            put(reason)
+            put(metadataKey)
+            put(r.metadata)
+            put(close)
+            return true
+        }
+
+        /// One element of a multi-flag reply (`lead` is `""` or `","`; `key:` for `evalAll`):
+        /// gathered when it can be, flushing first when the room is short; written straight to
+        /// `out` (after what was gathered) when it is not the common kind or too long for the buffer.
+        mutating func element(
+            _ r: EncodedResult, lead: StaticString, key: UnsafeRawBufferPointer?, default defaultValue: JSONValue?,
+            into out: inout [UInt8]
+        ) {
+            if putElement(r, lead: lead, key: key, close: "}") { return }
+            flush(into: &out)
+            if putElement(r, lead: lead, key: key, close: "}") { return }
+            ReplyEncoder.append(lead, to: &out)
+            if let key {
+                out.append(contentsOf: key)
+                out.append(UInt8(ascii: ":"))
+            }
+            out.append(UInt8(ascii: "{"))
+            ReplyEncoder.writeResult(r, default: defaultValue, into: &out)
+            out.append(UInt8(ascii: "}"))
+        }
 
         @inline(__always)
-        mutating func put(_ bytes: UnsafeRawBufferPointer) {
+        private mutating func put(_ bytes: UnsafeRawBufferPointer) {
             guard let base = bytes.baseAddress else { return }
             at.copyMemory(from: base, byteCount: bytes.count)
             at += bytes.count
         }
 
         @inline(__always)
-        mutating func put(_ text: StaticString) {
+        private mutating func put(_ text: StaticString) {
+            guard text.utf8CodeUnitCount > 0 else { return }
             at.copyMemory(from: text.utf8Start, byteCount: text.utf8CodeUnitCount)
             at += text.utf8CodeUnitCount
         }

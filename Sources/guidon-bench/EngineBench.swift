@@ -101,6 +101,31 @@ struct EngineBench: ParsableCommand {
         report("evaluateAll, 200 flags (per call)", measure(iterations: max(1, iterations / 200)) { sink in
             sink &+= all.evaluateAll(context: targeted, now: now).count
         }, nil)
+        // The multi-flag requests as guidond answers them: decode into the kept `Request`,
+        // evaluate, encode the reply into the kept buffer (per request, not per flag).
+        let batchKeys = (0..<16).map { "\"flag-\($0)\"" }.joined(separator: ",")
+        let context = #""context":{"targetingKey":"user-4217","tier":"gold","email":"ana@example.com","appVersion":"2.6.1","tenant":"acme"}"#
+        for (label, line) in [
+            ("request, 16-flag batch, kept Request", Array(#"{"op":"eval","flags":[\#(batchKeys)],\#(context)}"#.utf8)),
+            ("request, evalAll 200 flags, kept", Array(#"{"op":"evalAll",\#(context)}"#.utf8)),
+        ] {
+            report(label, measure(iterations: max(1, iterations / 100)) { sink in
+                line.withUnsafeBytes { raw in
+                    do throws(RequestError) { try parser.parse(raw, into: &request) } catch { return }
+                }
+                if let keys = request.flags {
+                    ReplyEncoder.evalMany(id: request.id, default: request.defaultValue, into: &reply) { each in
+                        all.forEachResult(keys, context: request.context, type: request.type, now: now, each)
+                    }
+                } else {
+                    ReplyEncoder.evalAll(id: request.id, into: &reply) { each in
+                        all.forEachResult(context: request.context, now: now, each)
+                    }
+                }
+                sink &+= reply.count
+                reply.removeAll(keepingCapacity: true)
+            }, nil)
+        }
         try entitlementsScenarios()
         guard wanted("compile") else { return }
 

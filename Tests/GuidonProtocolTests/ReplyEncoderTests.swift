@@ -57,6 +57,53 @@ struct ReplyEncoderTests {
         }
     }
 
+    /// Multi-flag replies gather several results on the stack before appending them, flushing
+    /// when the 1 KiB buffer runs short and writing straight to the reply a result that is not
+    /// the common kind (no value, an error) or longer than the buffer. Whatever the mix, the bytes
+    /// are each result's members as the piece-by-piece path writes them, in order.
+    @Test func gatheredManyAndAllAreTheSameBytes() throws {
+        let long = String(repeating: "y", count: 1_500)
+        var results: [EvaluationResult] = []
+        for i in 0..<40 {
+            switch i % 5 {
+            case 0: results.append(EvaluationResult(flagKey: "f\(i)", value: .int(Int64(i)), variant: "v", reason: .static, metadata: ["i": .int(Int64(i))]))
+            case 1: results.append(EvaluationResult(flagKey: "missing-\(i)", value: nil, variant: nil, reason: .error, errorCode: .flagNotFound, errorMessage: "flag 'missing-\(i)' is not defined"))
+            case 2: results.append(EvaluationResult(flagKey: "none-\(i)", value: nil, variant: nil, reason: .default))
+            case 3 where i % 10 == 3: results.append(EvaluationResult(flagKey: "long-\(i)", value: .string(long), variant: "l", reason: .targetingMatch))
+            default: results.append(EvaluationResult(flagKey: "t-\(i)", value: "x", variant: "x", reason: .targetingMatch, metadata: ["team": "growth"]))
+            }
+        }
+        /// `{members}` as `eval` writes them with an id (piece by piece, never gathered).
+        func element(_ r: EvaluationResult, default defaultValue: JSONValue?) -> [UInt8] {
+            var withID: [UInt8] = []
+            ReplyEncoder.eval(id: 42, result: r, default: defaultValue, into: &withID)
+            return [UInt8(ascii: "{")] + withID.dropFirst(#"{"id":42,"#.utf8.count).dropLast()
+        }
+        for count in [0, 1, 7, 8, 9, 16, 40] {
+            let some = Array(results.prefix(count))
+            for defaultValue: JSONValue? in [nil, "fallback"] {
+                var many = Array("before\n".utf8)
+                ReplyEncoder.evalMany(id: nil, results: some, default: defaultValue, into: &many)
+                var expected = Array("before\n".utf8) + Array(#"{"results":["#.utf8)
+                for (i, r) in some.enumerated() {
+                    if i > 0 { expected.append(UInt8(ascii: ",")) }
+                    expected += element(r, default: defaultValue)
+                }
+                expected += Array("]}\n".utf8)
+                #expect(many == expected, "\(count) results, default \(String(describing: defaultValue))")
+            }
+            var all: [UInt8] = []
+            ReplyEncoder.evalAll(id: nil, results: some, into: &all)
+            var expected = Array(#"{"results":{"#.utf8)
+            for (i, r) in some.enumerated() {
+                if i > 0 { expected.append(UInt8(ascii: ",")) }
+                expected += Array("\"\(r.flagKey)\":".utf8) + element(r, default: nil)
+            }
+            expected += Array("}}\n".utf8)
+            #expect(all == expected, "evalAll, \(count) results")
+        }
+    }
+
     @Test func fallbackServesTheCallersDefault() throws {
         let missing = EvaluationResult(
             flagKey: "nope", value: nil, variant: nil, reason: .error, errorCode: .flagNotFound, errorMessage: "flag 'nope' is not defined")

@@ -162,6 +162,42 @@ struct RequestReuseTests {
         #expect(request.context.attributes.count == 4)
     }
 
+    /// Multi-flag and `evalAll` replies gather their results in stack memory through a struct
+    /// the closures capture (in an unoptimised build a captured local function would be a heap
+    /// box per reply). The encoder allocates nothing once the reply buffer has grown, over enough
+    /// results to flush the stack buffer several times. (The engine's side of a batch is counted
+    /// in a release build by `guidon-bench engine`: 0 allocations per request.)
+    @Test func batchAndEvalAllRepliesAllocateNothing() throws {
+        guard guidon_alloc_counting() != 0 else { return }  // sanitizer builds keep their own allocator
+        let flag = Array(#""flag":"flag-00012""#.utf8), served = Array(#","value":true,"variant":"on""#.utf8)
+        let metadata = Array(#"{"team":"growth"}"#.utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(16 * 1024)
+        var written = 0
+        func answer() {
+            flag.withUnsafeBytes { flag in
+                served.withUnsafeBytes { served in
+                    metadata.withUnsafeBytes { metadata in
+                        let result = EncodedResult(flag: flag, served: served, reason: .targetingMatch, metadata: metadata)
+                        ReplyEncoder.evalMany(id: nil, default: nil, into: &out) { each in
+                            for _ in 0..<40 { each(result) }
+                        }
+                        ReplyEncoder.evalAll(id: nil, into: &out) { each in
+                            for _ in 0..<40 { each(result) }
+                        }
+                    }
+                }
+            }
+            written = out.count
+            out.removeAll(keepingCapacity: true)
+        }
+        for _ in 0..<10 { answer() }
+        let before = guidon_thread_alloc_count()
+        for _ in 0..<100 { answer() }
+        #expect(guidon_thread_alloc_count() - before == 0)
+        #expect(written > 6_000)
+    }
+
     static let flags = """
         {"flags": {
           "static-banner": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "on"},
