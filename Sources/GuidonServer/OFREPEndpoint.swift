@@ -2,7 +2,7 @@ import GuidonEngine
 import GuidonHTTP
 public import GuidonJSON
 import GuidonMetrics
-public import GuidonOFREP
+import GuidonOFREP
 import NIOCore
 import NIOHTTP1
 

@@ -1,10 +1,10 @@
 import CLinux
 import GuidonCalendar
 import GuidonEngine
-public import GuidonEntitlements
+import GuidonEntitlements
 import GuidonJSON
 import GuidonMetrics
-public import GuidonProtocol
+import GuidonProtocol
 public import GuidonQuota
 public import Logging
 import NIOConcurrencyHelpers

@@ -94,7 +94,7 @@ struct UsageReset: ParsableCommand {
             "op": "usage.reset", "tenant": .string(tenant), "feature": .string(feature), "by": .string(by), "reason": .string(reason),
         ]
         if let user { request["user"] = .string(user) }
-        var backend = try SocketBackend(path: admin.socketPath, timeout: admin.timeout)
+        let backend = try SocketBackend(path: admin.socketPath, timeout: admin.timeout)
         let reply: JSONObject
         do {
             reply = try backend.send(request)
