@@ -58,7 +58,7 @@ public struct EntitlementsEditor: Sendable {
         let document = try EntitlementsText(bytes, served: served)
         var changes = EntitlementsChanges(document: document, operation: operation)
         try changes.run()
-        let edited = try document.render(changes.edits)
+        let edited = try document.render(changes.edits, root: changes.rootEdits)
         return EntitlementsDraft(
             document: edited, subject: changes.subject, summary: changes.summary, before: changes.before, after: changes.after,
             changed: edited != bytes)
@@ -299,9 +299,38 @@ struct EntitlementsText {
 
     /// The document with `edits` made: each entry's text changed as little as possible, removed
     /// with its comma and line, or added after the last entry of its map in the map's layout.
-    func render(_ edits: [EntryEdit]) throws(EditError) -> [UInt8] {
+    /// `rootEdits` set scalar members of the root (`timezone`): the value replaced where it is,
+    /// or a new member written before the first one (after `$schema`).
+    func render(_ edits: [EntryEdit], root rootEdits: [(key: String, value: JSONValue)] = []) throws(EditError) -> [UInt8] {
         var splicer = Splicer(bytes: bytes, style: style)
         var newMaps: [(String, JSONObject)] = []
+        var newRootMembers: [(String, JSONValue)] = []
+        for (key, value) in rootEdits {
+            if let member = root.member(key) {
+                splicer.replace(member.valueRange, with: value)
+            } else {
+                newRootMembers.append((key, value))
+            }
+        }
+        if !newRootMembers.isEmpty {
+            let items = root.members.map { Splicer.Item(range: $0.range, colon: $0.keyRange.upperBound..<$0.valueRange.lowerBound) }
+            if items.isEmpty {
+                guard edits.isEmpty else { throw EditError(.invalidDocument, "the entitlements document is empty; write its \"features\" by hand first") }
+                splicer.replace(root.range, with: .object(JSONObject(newRootMembers)))
+                return TextEdit.apply(splicer.edits, to: bytes)
+            }
+            let layout = splicer.layout(of: root.range, items)
+            let colon = items[0].colon.map { Array(bytes[$0]) }
+            let texts = newRootMembers.map { splicer.printer.member($0.0, $0.1, indent: layout.indent, colon: colon) }
+            if let next = root.members.firstIndex(where: { $0.key != "$schema" }) {
+                var text: [UInt8] = []
+                for member in texts { text += member + [UInt8(ascii: ",")] + layout.separator }
+                let at = items[next].range.lowerBound
+                splicer.insert(TextEdit(range: at..<at, text: text))
+            } else {
+                splicer.rewriteItems(items, keep: items.map { _ in true }, appending: texts, layout: layout)
+            }
+        }
         for name in Self.maps {
             var mine = edits.filter { $0.map == name }
             if name == "tenants", let served {
@@ -428,6 +457,8 @@ struct EntitlementsChanges {
     let document: EntitlementsText
     let operation: EntitlementsOperation
     var edits: [EntryEdit] = []
+    /// Scalar members of the root set (`timezone`).
+    var rootEdits: [(key: String, value: JSONValue)] = []
     var subject = ""
     var summary = ""
     var before: JSONValue?
@@ -454,6 +485,8 @@ struct EntitlementsChanges {
         case .bulk(let changes): try bulk(changes, single: false)
         case .deleteTenant(let tenant): try deleteTenant(tenant)
         case .createPlan(let name, let definition): try createPlan(name, definition)
+        case .updatePlan(let name, let changes): try updatePlan(name, changes)
+        case .setTimezone(let zone): try setTimezone(zone)
         case .grant(let plan, let feature, let grant): try self.grant(plan, feature, grant)
         case .revoke(let plan, let feature): try revoke(plan, feature)
         case .addFeature(let key, let definition): try addFeature(key, definition)
@@ -699,6 +732,89 @@ struct EntitlementsChanges {
         if let inherits = plan["inherits"]?.string { details.append("inherits \(inherits)") }
         if let grants = plan["grants"]?.object { details.append("grants \(grants.keys.joined(separator: ", "))") }
         summary = "\(subject): created" + (details.isEmpty ? "" : " (\(details.joined(separator: "; ")))")
+    }
+
+    private mutating func updatePlan(_ name: String, _ changes: PlanChanges) throws(EditError) {
+        guard !changes.isEmpty else {
+            throw EditError(
+                .invalidArgument,
+                "nothing to change in plan \(quoted(name)): give its displayName, order, inherits or description (its grants change with grant and revoke)")
+        }
+        let plans = try document.parsed("plans")
+        var plan = try requirePlan(name, in: plans)
+        if case .set(let parent) = changes.inherits {
+            guard !parent.isEmpty else { throw EditError(.invalidArgument, "plan \(quoted(name)) cannot inherit from a plan with an empty name") }
+            guard parent != name else { throw EditError(.invalidArgument, "plan \(quoted(name)) cannot inherit from itself") }
+            guard plans.contains(parent) else {
+                var message = "plan \(quoted(name)) cannot inherit from \(quoted(parent)): no plan \(quoted(parent)) in the entitlements document"
+                if let close = closest(parent, among: plans.keys.filter { $0 != name }) { message += "; did you mean \(quoted(close))?" }
+                throw EditError(.notFound, message)
+            }
+            // A parent that inherits, through its chain, from this plan would make a cycle.
+            var chain = [name, parent]
+            var current = plans[parent]?.object?["inherits"]?.string
+            while let next = current, !chain.dropFirst().contains(next) {
+                chain.append(next)
+                if next == name {
+                    throw EditError(
+                        .invalidArgument,
+                        "plan \(quoted(name)) cannot inherit from \(quoted(parent)), which inherits from it: \(chain.map(quoted).joined(separator: " → ")) would be a cycle")
+                }
+                current = plans[next]?.object?["inherits"]?.string
+            }
+        }
+        subject = "plan \(name)"
+        before = .object(plan)
+        var parts: [String] = []
+        func apply(_ key: String, _ new: JSONValue?, keep: Bool) {
+            guard !keep else { return }
+            let old = plan[key]
+            if new == old { return }
+            parts.append("\(key) \(old.map(JSONWriter.string) ?? "none") → \(new.map(JSONWriter.string) ?? "none")")
+            place(&plan, key, new, order: Self.planOrder)
+        }
+        func value<V: Sendable & Hashable>(_ change: PlanChanges.Change<V>, _ make: (V) -> JSONValue) -> (JSONValue?, Bool) {
+            switch change {
+            case .keep: (nil, true)
+            case .set(let v): (make(v), false)
+            case .remove: (nil, false)
+            }
+        }
+        for (key, (new, keep)) in [
+            ("displayName", value(changes.displayName, JSONValue.string)), ("description", value(changes.description, JSONValue.string)),
+            ("order", value(changes.order, JSONValue.int)), ("inherits", value(changes.inherits, JSONValue.string)),
+        ] {
+            apply(key, new, keep: keep)
+        }
+        after = .object(plan)
+        edits = [EntryEdit(map: "plans", key: name, value: .object(plan))]
+        summary = parts.isEmpty ? "\(subject): unchanged (already as given)" : "\(subject): \(parts.joined(separator: ", "))"
+    }
+
+    // MARK: The document
+
+    private mutating func setTimezone(_ zone: String) throws(EditError) {
+        guard !zone.isEmpty else { throw EditError(.invalidArgument, "a time zone must not be empty: give an IANA name such as \"Europe/Paris\" or \"UTC\"") }
+        subject = "timezone"
+        let old: JSONValue?
+        if let member = document.root.member("timezone") {
+            do {
+                old = try JSONParser(duplicateKeys: .reject).parse(document.bytes, valueIn: member.valueRange, depth: 1)
+            } catch {
+                throw EntitlementsText.syntax(error, path: "timezone")
+            }
+        } else {
+            old = nil
+        }
+        // As objects, like every other entry's definition: `{"timezone": "Europe/Berlin"}`.
+        before = old.map { .object(["timezone": $0]) }
+        after = .object(["timezone": .string(zone)])
+        if old == .string(zone) {
+            summary = "\(subject): already \(zone)"
+            return
+        }
+        rootEdits = [("timezone", .string(zone))]
+        summary = "\(subject): \(old.map { $0.string ?? JSONWriter.string($0) } ?? "none (UTC)") → \(zone)"
     }
 
     private mutating func grant(_ name: String, _ feature: String, _ grant: JSONValue) throws(EditError) {

@@ -25,6 +25,34 @@ public struct OverrideChange: Sendable, Hashable {
     }
 }
 
+/// What `updatePlan` changes of a plan: each of `displayName`, `order`, `inherits` and
+/// `description` kept (the default), set, or removed. Its grants are `grant` and `revoke`'s.
+public struct PlanChanges: Sendable, Hashable {
+    /// One member of a plan: kept as it is, set to a value, or removed.
+    public enum Change<Value: Sendable & Hashable>: Sendable, Hashable {
+        case keep
+        case set(Value)
+        case remove
+    }
+
+    public var displayName: Change<String>
+    /// The plan's rank (lowest first).
+    public var order: Change<Int64>
+    /// The plan whose grants it inherits.
+    public var inherits: Change<String>
+    public var description: Change<String>
+
+    public init(displayName: Change<String> = .keep, order: Change<Int64> = .keep, inherits: Change<String> = .keep, description: Change<String> = .keep) {
+        self.displayName = displayName
+        self.order = order
+        self.inherits = inherits
+        self.description = description
+    }
+
+    /// Whether every member is kept.
+    public var isEmpty: Bool { displayName == .keep && order == .keep && inherits == .keep && description == .keep }
+}
+
 /// One change to an entitlements document (the file `guidond --entitlements` serves).
 public struct EntitlementsOperation: Sendable {
     /// What `setStatus` does to `validUntil`.
@@ -64,6 +92,10 @@ public struct EntitlementsOperation: Sendable {
         case deleteTenant(String)
         /// Adds a plan (`displayName`, `order`, `inherits`, `grants`, `description`).
         case createPlan(name: String, definition: JSONObject)
+        /// Changes a plan's `displayName`, `order`, `inherits` or `description` (not its grants).
+        case updatePlan(name: String, changes: PlanChanges)
+        /// Sets the document's `timezone` (an IANA zone name: usage-limit windows follow it).
+        case setTimezone(String)
         /// Makes a plan grant a feature: `true`, or `{"config": …, "limits": …}`.
         case grant(plan: String, feature: String, grant: JSONValue)
         /// Makes a plan stop granting a feature: its own grant removed, or `false` over an

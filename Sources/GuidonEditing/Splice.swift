@@ -77,6 +77,11 @@ struct Splicer {
         }
     }
 
+    /// Adds an edit made elsewhere (an insertion of text written by the caller).
+    mutating func insert(_ edit: TextEdit) {
+        edits.append(edit)
+    }
+
     /// Replaces a value's text by `new`'s, written where it starts.
     mutating func replace(_ range: Range<Int>, with new: JSONValue, inArray: Bool = false) {
         let text = printer.text(new, indent: indentation(of: range.lowerBound), column: column(of: range.lowerBound), inArray: inArray)
@@ -116,8 +121,16 @@ struct Splicer {
             }
         }
         for (j, texts) in before.sorted(by: { $0.key < $1.key }) {
+            // Separated as the member it goes before is from the one before it: on the same
+            // line when they share one (`"displayName": …, "description": …, "order": …`).
+            var separator = layout.separator
+            if j > 0 {
+                var comma = items[j - 1].range.upperBound
+                while comma < items[j].range.lowerBound, bytes[comma] != UInt8(ascii: ",") { comma += 1 }
+                separator = Array(bytes[min(comma + 1, items[j].range.lowerBound)..<items[j].range.lowerBound])
+            }
             var text: [UInt8] = []
-            for item in texts { text += item + [UInt8(ascii: ",")] + layout.separator }
+            for item in texts { text += item + [UInt8(ascii: ",")] + separator }
             edits.append(TextEdit(range: items[j].range.lowerBound..<items[j].range.lowerBound, text: text))
         }
         rewriteItems(items, keep: keep, appending: appended, layout: layout)

@@ -7,8 +7,8 @@ public enum EntitlementsRequests {
     public static let readVerbs: Set<String> = ["get", "history"]
     /// The verbs that write.
     public static let writeVerbs: [String] = [
-        "setPlan", "setStatus", "enable", "disable", "clear", "bulk", "deleteTenant", "createPlan", "grant", "revoke", "addFeature",
-        "removeFeature",
+        "setPlan", "setStatus", "enable", "disable", "clear", "bulk", "deleteTenant", "createPlan", "updatePlan", "grant", "revoke",
+        "addFeature", "removeFeature", "setTimezone",
     ]
 
     /// The entry a `get` names (`tenant`, `plan` or `feature`; at most one), or `nil` for the document.
@@ -85,6 +85,10 @@ public enum EntitlementsRequests {
             action = .deleteTenant(try tenantID(request))
         case "createPlan":
             action = .createPlan(name: try request.string("plan"), definition: try object(request, "definition", required: false) ?? JSONObject())
+        case "updatePlan":
+            action = .updatePlan(name: try request.string("plan"), changes: try planChanges(request))
+        case "setTimezone":
+            action = .setTimezone(try request.string("timezone"))
         case "grant":
             let grant = request.members["grant"] ?? true
             action = .grant(plan: try request.string("plan"), feature: try request.string("feature"), grant: grant)
@@ -127,6 +131,34 @@ public enum EntitlementsRequests {
         case .object(let object)?: return object
         case let other?: throw request.fail("\"\(name)\" must be an object, not \(other.typeName)")
         }
+    }
+
+    /// `changes` of `updatePlan`: `displayName`, `order`, `inherits`, `description`, each a value
+    /// to set or `null` to remove it.
+    private static func planChanges(_ request: AdminRequest) throws(RequestError) -> PlanChanges {
+        guard let changes = try object(request, "changes", required: true) else { return PlanChanges() }
+        func string(_ name: String) throws(RequestError) -> PlanChanges.Change<String> {
+            switch changes[name] {
+            case nil: return .keep
+            case .null?: return .remove
+            case .string(let text)?: return .set(text)
+            case let other?: throw request.fail("\"changes.\(name)\" must be a string (or null to remove it), not \(other.typeName)")
+            }
+        }
+        for key in changes.keys where !["displayName", "order", "inherits", "description"].contains(key) {
+            if key == "grants" {
+                throw request.fail("\"changes\" cannot change a plan's grants: use entitlements.grant and entitlements.revoke")
+            }
+            throw request.fail("\"changes\" has an unknown member \(JSONValue.string(key)) (a plan's displayName, order, inherits and description can change)")
+        }
+        var result = PlanChanges(displayName: try string("displayName"), inherits: try string("inherits"), description: try string("description"))
+        switch changes["order"] {
+        case nil: break
+        case .null?: result.order = .remove
+        case .int(let n)?: result.order = .set(n)
+        case let other?: throw request.fail("\"changes.order\" must be an integer (lowest first), or null to remove it, not \(other.typeName)")
+        }
+        return result
     }
 
     /// `config`, `notes`, `at`, `expiresAt` of an override (and `by`, defaulting to the request's).

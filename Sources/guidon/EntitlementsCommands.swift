@@ -27,7 +27,7 @@ struct Tenants: ParsableCommand {
 struct Plans: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Shows and changes plans and what they grant.", discussion: entitlementsDiscussion,
-        subcommands: [Show.self, Create.self, Grant.self, Revoke.self])
+        subcommands: [Show.self, Create.self, Update.self, Grant.self, Revoke.self, Timezone.self])
 }
 
 struct Features: ParsableCommand {
@@ -273,6 +273,53 @@ extension Plans {
             if let inherits { definition["inherits"] = .string(inherits) }
             if !grant.isEmpty { definition["grants"] = .object(JSONObject(grant.map { ($0, JSONValue.bool(true)) })) }
             try perform(["op": "entitlements.createPlan", "plan": .string(plan), "definition": .object(definition)], admin, write)
+        }
+    }
+
+    struct Update: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Changes a plan's display name, order, parent plan or description (its grants: grant and revoke).",
+            discussion: "Only what is given changes; --no-… removes that member. An --inherits naming a plan that inherits from this one is refused.")
+        @Argument(help: "The plan's name.") var plan: String
+        @Option(name: .customLong("display-name"), help: "Its name for people.") var displayName: String?
+        @Flag(name: .customLong("no-display-name"), help: "Remove displayName (the plan's name is shown).") var noDisplayName = false
+        @Option(help: "Its rank (lowest first), for \"which plan would grant it\".") var order: Int?
+        @Flag(name: .customLong("no-order"), help: "Remove order (the plan ranks last).") var noOrder = false
+        @Option(help: "A plan whose grants it inherits.") var inherits: String?
+        @Flag(name: .customLong("no-inherits"), help: "Inherit from no plan.") var noInherits = false
+        @Option(help: "What it is.") var description: String?
+        @Flag(name: .customLong("no-description"), help: "Remove description.") var noDescription = false
+        @OptionGroup var admin: AdminOptions
+        @OptionGroup var write: WriteOptions
+
+        func run() throws {
+            var changes = JSONObject()
+            func change(_ name: String, _ option: String, _ value: JSONValue?, remove: Bool) throws {
+                if value != nil && remove { throw CLIError("give --\(option) or --no-\(option), not both") }
+                if let value { changes[name] = value }
+                if remove { changes[name] = .null }
+            }
+            try change("displayName", "display-name", displayName.map(JSONValue.string), remove: noDisplayName)
+            try change("order", "order", order.map { .int(Int64($0)) }, remove: noOrder)
+            try change("inherits", "inherits", inherits.map(JSONValue.string), remove: noInherits)
+            try change("description", "description", description.map(JSONValue.string), remove: noDescription)
+            guard !changes.isEmpty else {
+                throw CLIError("nothing to change: give --display-name, --order, --inherits or --description (or --no-… to remove one)")
+            }
+            try perform(["op": "entitlements.updatePlan", "plan": .string(plan), "changes": .object(changes)], admin, write)
+        }
+    }
+
+    struct Timezone: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Sets the entitlements file's time zone: usage-limit windows (day, week, month) follow its calendar.",
+            discussion: "An IANA name such as Europe/Paris, or UTC; one the system's zone database does not know is refused.")
+        @Argument(help: "The zone.") var zone: String
+        @OptionGroup var admin: AdminOptions
+        @OptionGroup var write: WriteOptions
+
+        func run() throws {
+            try perform(["op": "entitlements.setTimezone", "timezone": .string(zone)], admin, write)
         }
     }
 

@@ -250,6 +250,98 @@ struct EntitlementsEditingTests {
         #expect(refusal(.grant(plan: "grwth", feature: "voice_ai", grant: true))?.message == #"no plan "grwth" in the entitlements document; did you mean "growth"?"#)
     }
 
+    @Test func updatePlanChangesOnlyTheMembersGiven() throws {
+        let renamed = try apply(.updatePlan(name: "growth", changes: PlanChanges(displayName: .set("Growth Plus"), order: .set(5))), by: "ana", reason: "repricing")
+        expectText(renamed.document, replacing(
+            #""displayName": "Growth", "order": 2, "inherits": "starter","#, #""displayName": "Growth Plus", "order": 5, "inherits": "starter","#))
+        #expect(renamed.summary == #"plan growth: displayName "Growth" → "Growth Plus", order 2 → 5"#)
+        #expect(renamed.entitlements.plan("growth")?.displayName == "Growth Plus" && renamed.entitlements.plan("growth")?.order == 5)
+        #expect(renamed.draft.before?.object?["order"] == 2 && renamed.draft.after?.object?["order"] == 5)
+        #expect(renamed.draft.after?.object?["grants"] == renamed.draft.before?.object?["grants"])
+        // Its grants, and every other byte, are untouched.
+        #expect(variant(renamed, "voice_ai", "acme") == "plan:growth")
+
+        // Removed: inherits goes with its comma; growth no longer has starter's analytics.
+        let orphaned = try apply(.updatePlan(name: "growth", changes: PlanChanges(inherits: .remove)))
+        expectText(orphaned.document, replacing(#""order": 2, "inherits": "starter","#, #""order": 2,"#))
+        #expect(orphaned.summary == #"plan growth: inherits "starter" → none"#)
+        #expect(variant(orphaned, "analytics", "acme") == "default")
+        #expect(variant(orphaned, "analytics", "5") == "plan:starter")
+
+        // Added: in its usual place among the plan's members.
+        let described = try apply(.updatePlan(name: "starter", changes: PlanChanges(description: .set("For small shops"))))
+        expectText(described.document, replacing(
+            #""displayName": "Starter", "order": 1,"#, #""displayName": "Starter", "description": "For small shops", "order": 1,"#))
+        #expect(described.summary == #"plan starter: description none → "For small shops""#)
+        // A new parent.
+        let reparented = try apply(.updatePlan(name: "enterprise", changes: PlanChanges(inherits: .set("starter"))))
+        expectText(reparented.document, replacing(#""order": 3, "inherits": "growth","#, #""order": 3, "inherits": "starter","#))
+        #expect(reparented.entitlements.plan("enterprise")?.inherits == "starter")
+
+        // As it already is: nothing changes.
+        let same = try apply(.updatePlan(name: "growth", changes: PlanChanges(displayName: .set("Growth"))))
+        #expect(!same.changed && same.document == exampleEntitlements)
+        #expect(same.summary == "plan growth: unchanged (already as given)")
+    }
+
+    @Test func updatePlanRefusesCyclesUnknownPlansAndNothing() throws {
+        let cycle = try #require(refusal(.updatePlan(name: "starter", changes: PlanChanges(inherits: .set("enterprise")))))
+        #expect(cycle.code == .invalidArgument)
+        #expect(cycle.message == #"plan "starter" cannot inherit from "enterprise", which inherits from it: "starter" → "enterprise" → "growth" → "starter" would be a cycle"#)
+        #expect(refusal(.updatePlan(name: "growth", changes: PlanChanges(inherits: .set("growth"))))?.message == #"plan "growth" cannot inherit from itself"#)
+        let parent = try #require(refusal(.updatePlan(name: "enterprise", changes: PlanChanges(inherits: .set("grwth")))))
+        #expect(parent.code == .notFound)
+        #expect(parent.message == #"plan "enterprise" cannot inherit from "grwth": no plan "grwth" in the entitlements document; did you mean "growth"?"#)
+        let plan = try #require(refusal(.updatePlan(name: "grwth", changes: PlanChanges(order: .set(9)))))
+        #expect(plan.code == .notFound && plan.message == #"no plan "grwth" in the entitlements document; did you mean "growth"?"#)
+        let nothing = try #require(refusal(.updatePlan(name: "growth", changes: PlanChanges())))
+        #expect(nothing.code == .invalidArgument && nothing.message.hasPrefix(#"nothing to change in plan "growth""#), "\(nothing.message)")
+        // A cycle already in the file (edited by hand) is the compiler's: refused with its report.
+        let looped = Array(replacing(#""displayName": "Starter", "order": 1,"#, #""displayName": "Starter", "order": 1, "inherits": "enterprise","#).utf8)
+        let report = try #require(refusal(.updatePlan(name: "growth", changes: PlanChanges(order: .set(7))), to: looped))
+        #expect(report.code == .invalidDocument)
+        #expect(report.report?.errors.contains { $0.path == "plans.starter.inherits" && $0.message.contains("inherits from itself") } == true, "\(report)")
+    }
+
+    // MARK: The document
+
+    @Test func setTimezoneReplacesOnlyTheZone() throws {
+        let edit = try apply(.setTimezone("America/New_York"))
+        expectText(edit.document, replacing(#""timezone": "Europe/Berlin","#, #""timezone": "America/New_York","#))
+        #expect(edit.summary == "timezone: Europe/Berlin → America/New_York" && edit.draft.subject == "timezone")
+        #expect(edit.entitlements.timezone == "America/New_York")
+        #expect(edit.draft.before == .object(["timezone": "Europe/Berlin"]) && edit.draft.after == .object(["timezone": "America/New_York"]))
+        let same = try apply(.setTimezone("Europe/Berlin"))
+        #expect(!same.changed && same.summary == "timezone: already Europe/Berlin")
+
+        // A document without one: the member is added after "$schema", in the root's layout.
+        let without = Array(replacing(#""timezone": "Europe/Berlin","# + "\n  ", "").utf8)
+        let added = try apply(.setTimezone("Europe/Berlin"), to: without)
+        expectText(added.document, text(exampleEntitlements))
+        #expect(added.summary == "timezone: none (UTC) → Europe/Berlin")
+        let bare = Array(#"{"features": {"a": {"description": "x", "default": false}}, "plans": {}, "tenants": {}}"#.utf8)
+        expectText(try apply(.setTimezone("UTC"), to: bare).document, #"{"timezone": "UTC", "features": {"a": {"description": "x", "default": false}}, "plans": {}, "tenants": {}}"#)
+    }
+
+    @Test func setTimezoneRefusesAZoneTheHostDoesNotKnow() throws {
+        let editor = EntitlementsEditor(options: EntitlementsCompileOptions(isKnownTimeZone: { ["UTC", "Europe/Berlin", "Europe/Paris"].contains($0) }))
+        let operation = EntitlementsOperation(.setTimezone("Europe/Atlantis"), now: editNow)
+        #expect(try editor.apply(EntitlementsOperation(.setTimezone("Europe/Paris"), now: editNow), to: exampleEntitlements).entitlements.timezone == "Europe/Paris")
+        do {
+            _ = try editor.apply(operation, to: exampleEntitlements)
+            Issue.record("an unknown zone was accepted")
+        } catch {
+            #expect(error.code == .invalidDocument)
+            #expect(error.message == "timezone: the change (Europe/Berlin → Europe/Atlantis) would make an entitlements document that does not validate (1 error); nothing was changed")
+            let problem = try #require(error.report?.errors.first)
+            #expect(problem.path == "timezone" && problem.line == 3, "\(problem)")
+            #expect(problem.message == #"unknown time zone "Europe/Atlantis"; use an IANA name such as "Europe/Paris" or "UTC""#)
+        }
+        // Without a zone database: a name not spelled like one.
+        #expect(refusal(.setTimezone("Berlin"))?.code == .invalidDocument)
+        #expect(refusal(.setTimezone(""))?.code == .invalidArgument)
+    }
+
     // MARK: Features
 
     @Test func addFeatureIsAlignedWithItsSiblings() throws {

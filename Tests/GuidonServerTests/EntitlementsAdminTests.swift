@@ -190,6 +190,84 @@ struct EntitlementsAdminTests {
         #expect(records.first?["after"]?.object?.keys == ["acme", "globex", "stark", "5"])
     }
 
+    @Test func planDetailsAndTheTimezoneChangeThroughTheAdminSocket() throws {
+        let daemon = try RunningDaemon.withEntitlementsAdmin()
+        defer { try? daemon.finish() }
+        let admin = try daemon.adminClient()
+        let query = try daemon.client()
+        #expect(try query.ask(["op": "entitlements", "tenant": "acme"])["planName"] == "Growth")
+
+        // A plan's display name and order: that line changes, the plan is served so, audited.
+        let before = try admin.entitlementsRevision()
+        let reply = try admin.ask([
+            "op": "entitlements.updatePlan", "plan": "growth", "changes": ["displayName": "Growth Plus", "order": 5, "description": "For teams"],
+            "ifRevision": .string(before), "by": "ana", "reason": "repricing",
+        ])
+        #expect(reply["ok"] == true && reply["subject"] == "plan growth", "\(reply)")
+        #expect(reply["summary"] == #"plan growth: displayName "Growth" → "Growth Plus", description none → "For teams", order 2 → 5"#)
+        #expect(reply["definition"]?.object?["displayName"] == "Growth Plus" && reply["definition"]?.object?["grants"] != nil)
+        let after = Revision.of(try daemon.entitlementsBytes())
+        #expect(reply["revision"] == .string(after))
+        let expected = bundledExampleEntitlements.replacingOccurrences(
+            of: #""displayName": "Growth", "order": 2, "inherits": "starter","#,
+            with: #""displayName": "Growth Plus", "description": "For teams", "order": 5, "inherits": "starter","#)
+        #expect(String(decoding: try daemon.entitlementsBytes(), as: UTF8.self) == expected)
+        #expect(try query.ask(["op": "entitlements", "tenant": "acme"])["planName"] == "Growth Plus")
+        let record = try #require(try daemon.auditRecords().last)
+        #expect(record["action"] == "entitlements.updatePlan" && record["result"] == "applied" && record["subject"] == "plan growth")
+        #expect(record["by"] == "ana" && record["reason"] == "repricing" && record["actor"]?.object?["pid"] != nil)
+        #expect(record["before"]?.object?["order"] == 2 && record["after"]?.object?["order"] == 5)
+        #expect(try admin.ask(["op": "entitlements.history", "plan": "growth"])["records"]?.array?.count == 1)
+
+        // Refused, nothing written: a cycle, an unknown parent, grants, nothing to change.
+        let cases: [(JSONObject, String, String)] = [
+            (["plan": "starter", "changes": ["inherits": "enterprise"]], "INVALID_ARGUMENT",
+             #"plan "starter" cannot inherit from "enterprise", which inherits from it: "starter" → "enterprise" → "growth" → "starter" would be a cycle"#),
+            (["plan": "enterprise", "changes": ["inherits": "grwth"]], "NOT_FOUND", #"no plan "grwth" in the entitlements document; did you mean "growth"?"#),
+            (["plan": "starter", "changes": ["grants": ["voice_ai": true]]], "INVALID_REQUEST", "entitlements.grant and entitlements.revoke"),
+            (["plan": "starter", "changes": ["order": "first"]], "INVALID_REQUEST", #""changes.order" must be an integer"#),
+            (["plan": "starter", "changes": [:]], "INVALID_ARGUMENT", #"nothing to change in plan "starter""#),
+            (["plan": "starter"], "INVALID_REQUEST", #"needs "changes""#),
+        ]
+        for (members, code, message) in cases {
+            var request = members
+            request["op"] = "entitlements.updatePlan"
+            request["force"] = true
+            let refused = try admin.ask(request)
+            #expect(refused["error"]?.object?["code"] == .string(code), "\(request): \(refused)")
+            #expect(refused["error"]?.object?["message"]?.string?.contains(message) == true, "\(request): \(refused)")
+        }
+        #expect(Revision.of(try daemon.entitlementsBytes()) == after)
+
+        // The time zone: one line, served, audited; a zone the host does not know is the
+        // compiler's refusal, with where.
+        let zone = try admin.write(entitlementsRequest: ["op": "entitlements.setTimezone", "timezone": "America/New_York", "by": "ana", "reason": "US billing"])
+        #expect(zone["ok"] == true && zone["subject"] == "timezone" && zone["summary"] == "timezone: Europe/Berlin → America/New_York", "\(zone)")
+        #expect(zone["definition"] == .object(["timezone": "America/New_York"]))
+        #expect(String(decoding: try daemon.entitlementsBytes(), as: UTF8.self)
+            == expected.replacingOccurrences(of: #""timezone": "Europe/Berlin","#, with: #""timezone": "America/New_York","#))
+        let zoneRecord = try #require(try daemon.auditRecords().last)
+        #expect(zoneRecord["action"] == "entitlements.setTimezone" && zoneRecord["subject"] == "timezone" && zoneRecord["by"] == "ana")
+        #expect(zoneRecord["before"] == .object(["timezone": "Europe/Berlin"]) && zoneRecord["after"] == .object(["timezone": "America/New_York"]))
+        let unknown = try admin.write(entitlementsRequest: ["op": "entitlements.setTimezone", "timezone": "Europe/Atlantis"])
+        let error = try #require(unknown["error"]?.object, "\(unknown)")
+        #expect(error["code"] == "INVALID_DOCUMENT")
+        let problem = try #require(error["report"]?.object?["errors"]?.array?.first?.object)
+        #expect(problem["path"] == "timezone" && problem["line"] == 3, "\(problem)")
+        #expect(problem["message"]?.string?.contains(#"unknown time zone "Europe/Atlantis""#) == true)
+        #expect(try daemon.entitlementsBytes() == Array(expected.replacingOccurrences(of: "Europe/Berlin", with: "America/New_York").utf8))
+
+        // The CLI, through the daemon.
+        let env = ["GUIDON_ADMIN_SOCKET": daemon.adminSocketPath]
+        let update = try runGuidon(["plans", "update", "growth", "--no-description", "--by", "ana"], environment: env)
+        #expect(update.status == 0 && update.output.hasPrefix(#"plan growth: description "For teams" → none (revision "#), "\(update.output)")
+        let timezone = try runGuidon(["plans", "timezone", "Europe/Berlin", "--reason", "back"], environment: env)
+        #expect(timezone.status == 0 && timezone.output.hasPrefix("timezone: America/New_York → Europe/Berlin (revision "), "\(timezone.output)")
+        #expect(String(decoding: try daemon.entitlementsBytes(), as: UTF8.self)
+            == bundledExampleEntitlements.replacingOccurrences(of: #""displayName": "Growth", "order": 2,"#, with: #""displayName": "Growth Plus", "order": 5,"#))
+        #expect(try daemon.auditRecords().last?["reason"] == "back")
+    }
+
     @Test func withoutAnEntitlementsFileThereAreNoEntitlementsOps() throws {
         let daemon = try RunningDaemon.withAdmin(flags: bundledExampleFlags)
         defer { try? daemon.finish() }

@@ -75,11 +75,15 @@ struct EntitlementsFileCLITests {
             .hasPrefix("tenant initech: analytics on (override); voice_ai off (override); seats override cleared (was on)"))
         #expect(try run(["plans", "create", "scale", "--display-name", "Scale", "--order", "4", "--inherits", "growth", "--grant", "sso_saml"])
             .hasPrefix("plan scale: created (order 4; inherits growth; grants sso_saml)"))
+        #expect(try run(["plans", "update", "scale", "--display-name", "Scale+", "--order", "5", "--no-inherits", "--description", "For chains"])
+            .hasPrefix(#"plan scale: displayName "Scale" → "Scale+", description none → "For chains", order 4 → 5, inherits "growth" → none (revision"#))
+        #expect(try run(["plans", "timezone", "Europe/Paris"]).hasPrefix("timezone: Europe/Berlin → Europe/Paris (revision"))
+        #expect(try String(contentsOfFile: path, encoding: .utf8).contains(#""timezone": "Europe/Paris","#))
         #expect(try run(["plans", "grant", "starter", "seats", "--config", #"{"max": 10}"#]).hasPrefix(#"plan starter: grants seats {"config":{"max":10}}"#))
         #expect(try run(["plans", "revoke", "growth", "analytics"]).hasPrefix("plan growth: revokes analytics (false over the grant inherited from starter)"))
         #expect(try run(["features", "add", "beta_inbox", "--description", "The new inbox", "--category", "channels"]).hasPrefix("feature beta_inbox: added (default false)"))
         #expect(try run(["features", "remove", "custom_domain", "--cascade"]).hasPrefix("feature custom_domain: removed and its grants in growth"))
-        #expect(try run(["plans", "show", "scale"]).contains(#""inherits": "growth""#))
+        #expect(try run(["plans", "show", "scale"]).contains(#""description": "For chains""#))
         let contents = try run(["plans", "show"])
         #expect(contents.hasPrefix("plans: starter, growth, enterprise, scale\nfeatures: telegram_bot,"), "\(contents)")
         #expect(try run(["features", "show", "beta_inbox"]).contains(#""description": "The new inbox""#))
@@ -110,6 +114,11 @@ struct EntitlementsFileCLITests {
             (["features", "add", "voice_ai"], #"ALREADY_EXISTS: feature "voice_ai" already exists"#),
             (["tenants", "clear", "acme", "voice_ai"], #"NOT_FOUND: tenant "acme" has no override of "voice_ai" to clear"#),
             (["tenants", "set-plan", "5", "growth", "--if-revision", "0123456789abcdef"], "CONFLICT: "),
+            (["plans", "update", "starter", "--inherits", "enterprise"], #"INVALID_ARGUMENT: plan "starter" cannot inherit from "enterprise", which inherits from it"#),
+            (["plans", "update", "growth", "--inherits", "startr"], #"NOT_FOUND: plan "growth" cannot inherit from "startr": no plan "startr" in the entitlements document; did you mean "starter"?"#),
+            (["plans", "update", "growth"], "nothing to change: give --display-name"),
+            (["plans", "update", "growth", "--order", "3", "--no-order"], "give --order or --no-order, not both"),
+            (["plans", "timezone", "Europe/Atlantis"], "INVALID_DOCUMENT: timezone: the change (Europe/Berlin → Europe/Atlantis)"),
         ] {
             let result = try runGuidon(arguments + file)
             #expect(result.status != 0 && result.output.contains(message), "\(arguments): \(result.output)")
