@@ -1,5 +1,5 @@
 public import GuidonEditing
-public import GuidonJSON
+import GuidonJSON
 
 /// The `entitlements.*` operations of the admin protocol: requests to `EntitlementsOperation`s.
 public enum EntitlementsRequests {
