@@ -78,7 +78,7 @@ import Testing
 
     @Test func withoutAnEntitlementsFile() async throws {
         try await withDaemon { daemon in
-            try await GuidonClient.withClient(configuration: configuration(daemon.socket)) { guidon in
+            await GuidonClient.withClient(configuration: configuration(daemon.socket)) { guidon in
                 do throws(GuidonClientError) {
                     _ = try await guidon.entitlements(tenant: "5")
                     Issue.record("no error")

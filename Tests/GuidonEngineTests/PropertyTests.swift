@@ -50,7 +50,7 @@ struct JSONFromBytes {
         case 1: return .bool(tag & 0x80 != 0)
         case 2: return .int(Int64(Int8(bitPattern: byte())) * Int64(byte()))
         case 3:
-            let choices: [Double] = [0.5, -0.0, 1e21, 1e-7, 2.0, -273.15, 1.7976931348623157e308, 5e-324]
+            let choices: [Double] = [0.5, -0.0, 1e21, 1e-7, 2.0, -273.15, 1.7976931348623157e308, .leastNonzeroMagnitude]
             return .double(choices[Int(byte()) % choices.count])
         case 4: return .string(Self.keys[Int(byte()) % Self.keys.count])
         case 5:
