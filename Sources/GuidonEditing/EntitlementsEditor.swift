@@ -246,19 +246,20 @@ struct EntitlementsText {
 
     /// A root map parsed whole (`features` and `plans`: tens of entries); empty when absent.
     func parsed(_ name: String) throws(EditError) -> JSONObject {
-        guard let member = root.member(name) else { return JSONObject() }
+        guard let value = try rootValue(name) else { return JSONObject() }
+        guard case .object(let object) = value else {
+            throw EditError(.invalidDocument, "the document's \"\(name)\" is not an object; fix it by hand first")
+        }
+        return object
+    }
+
+    /// A member of the root parsed whole (a map, or a scalar such as `timezone`); `nil` when absent.
+    func rootValue(_ name: String) throws(EditError) -> JSONValue? {
+        guard let member = root.member(name) else { return nil }
         do {
-            let value = try JSONParser(duplicateKeys: .reject).parse(bytes, valueIn: member.valueRange, depth: 1)
-            guard case .object(let object) = value else {
-                throw EditError(.invalidDocument, "the document's \"\(name)\" is not an object; fix it by hand first")
-            }
-            return object
-        } catch let error as EditError {
-            throw error
-        } catch let error as JSONSyntaxError {
-            throw Self.syntax(error, path: name)
+            return try JSONParser(duplicateKeys: .reject).parse(bytes, valueIn: member.valueRange, depth: 1)
         } catch {
-            throw EditError(.invalidDocument, "\(error)")
+            throw Self.syntax(error, path: name)
         }
     }
 
@@ -796,16 +797,7 @@ struct EntitlementsChanges {
     private mutating func setTimezone(_ zone: String) throws(EditError) {
         guard !zone.isEmpty else { throw EditError(.invalidArgument, "a time zone must not be empty: give an IANA name such as \"Europe/Paris\" or \"UTC\"") }
         subject = "timezone"
-        let old: JSONValue?
-        if let member = document.root.member("timezone") {
-            do {
-                old = try JSONParser(duplicateKeys: .reject).parse(document.bytes, valueIn: member.valueRange, depth: 1)
-            } catch {
-                throw EntitlementsText.syntax(error, path: "timezone")
-            }
-        } else {
-            old = nil
-        }
+        let old = try document.rootValue("timezone")
         // As objects, like every other entry's definition: `{"timezone": "Europe/Berlin"}`.
         before = old.map { .object(["timezone": $0]) }
         after = .object(["timezone": .string(zone)])
